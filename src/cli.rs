@@ -1,0 +1,210 @@
+//! The `goim` subcommands: what `main` runs once the command line is parsed.
+
+use std::{path::Path, process::ExitCode};
+
+use anyhow::Context;
+use clap::{CommandFactory, error::ContextKind, error::ErrorKind};
+use rand::{Rng, distributions::Alphanumeric};
+use sqlx::PgPool;
+
+use crate::{
+    config::{Cli, Command, Config, Secret},
+    db,
+    pg::{self, ClusterOptions, ManagedPostgres},
+    shutdown,
+    startup::Application,
+    telemetry,
+};
+
+/// Exit status for a configuration error (as clap uses).
+const EXIT_CONFIG: u8 = 2;
+
+pub fn run(cli: Cli) -> ExitCode {
+    let Cli { config, command } = cli;
+    if let Some(Command::PgGuard(args)) = &command {
+        return match pg::guard::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("goim pg-guard: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Err(message) = config.validate() {
+        eprintln!("goim: invalid configuration: {message}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    if let Err(message) = telemetry::init(&config.log, config.log_format) {
+        eprintln!("goim: invalid configuration: {message}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("goim: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(config).await,
+            Command::Migrate => migrate(config).await,
+            Command::PgGuard(_) => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "goim stopped with an error");
+            eprintln!("goim: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One line naming the setting, instead of clap's multi-line report, for invalid values.
+pub fn report_parse_error(error: clap::Error) -> ExitCode {
+    if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = error.print();
+        return ExitCode::SUCCESS;
+    }
+    let arg = error.get(ContextKind::InvalidArg).map(ToString::to_string);
+    let value = error.get(ContextKind::InvalidValue).map(ToString::to_string);
+    match (arg, value) {
+        (Some(arg), Some(value)) => {
+            let setting = setting_name(&arg);
+            let reason = std::error::Error::source(&error)
+                .map(ToString::to_string)
+                .or_else(|| error.get(ContextKind::ValidValue).map(|v| format!("expected one of {v}")))
+                .unwrap_or_else(|| "invalid value".into());
+            eprintln!("goim: invalid configuration: {setting} = {value:?}: {reason}");
+        }
+        _ => {
+            let rendered = error.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid command line");
+            eprintln!("goim: {}", first.trim_start_matches("error: "));
+        }
+    }
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// `--bind <BIND>` → `GOIM_BIND (--bind)`, so the message names what the user set.
+fn setting_name(arg: &str) -> String {
+    let long = arg.split_whitespace().next().unwrap_or(arg).trim_start_matches("--");
+    let command = Cli::command();
+    let env = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(|env| env.to_string_lossy().into_owned());
+    match env {
+        Some(env) => format!("{env} (--{long})"),
+        None => format!("--{long}"),
+    }
+}
+
+async fn serve(mut config: Config) -> anyhow::Result<()> {
+    config.jwt_secret = Some(jwt_secret(&config)?);
+    let (pool, managed) = open_database(&config).await?;
+    let result = serve_with(config, pool).await;
+    stop_managed(managed).await;
+    result
+}
+
+async fn serve_with(config: Config, pool: PgPool) -> anyhow::Result<()> {
+    let app = Application::build(config, pool)?;
+    let token = app.shutdown_token();
+    tokio::spawn(async move {
+        shutdown::signal().await;
+        token.cancel();
+    });
+    app.run_until_stopped().await
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    let (pool, managed) = open_database(&config).await?;
+    pool.close().await;
+    stop_managed(managed).await;
+    tracing::info!("migrations are up to date");
+    Ok(())
+}
+
+/// Connects to `DATABASE_URL`, or starts the managed cluster; then migrates.
+async fn open_database(config: &Config) -> anyhow::Result<(PgPool, Option<ManagedPostgres>)> {
+    let (options, managed) = match &config.database_url {
+        Some(url) => (db::parse_url(url)?, None),
+        None => {
+            let bin_dir = pg::find_bin_dir(config.pg_bin.as_deref())?;
+            let managed = ManagedPostgres::start(ClusterOptions {
+                data_dir: config.data_dir.clone(),
+                bin_dir,
+                pg_user: config.pg_user.clone(),
+                max_connections: 100,
+                unsafe_fast: config.pg_unsafe_fast,
+                guard_exe: std::env::current_exe().ok(),
+                remove_on_exit: false,
+            })
+            .await?;
+            (managed.connect_options(&config.db_name), Some(managed))
+        }
+    };
+    let opened = async {
+        db::ensure_database(&options).await?;
+        let pool = db::connect(config, options).await.context("cannot connect to PostgreSQL")?;
+        db::migrate(&pool).await?;
+        anyhow::Ok(pool)
+    }
+    .await;
+    match opened {
+        Ok(pool) => Ok((pool, managed)),
+        Err(error) => {
+            stop_managed(managed).await;
+            Err(error)
+        }
+    }
+}
+
+async fn stop_managed(managed: Option<ManagedPostgres>) {
+    if let Some(managed) = managed {
+        match managed.stop().await {
+            Ok(()) => tracing::info!("managed PostgreSQL stopped"),
+            Err(error) => tracing::error!(%error, "managed PostgreSQL did not stop cleanly"),
+        }
+    }
+}
+
+/// The configured JWT secret, or one generated on first start and kept in the data
+/// directory, so tokens stay valid across restarts.
+fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.clone());
+    }
+    if config.database_url.is_some() {
+        tracing::warn!(
+            "GOIM_JWT_SECRET is not set; using a secret generated in the data dir. \
+             Instances that share a database must share GOIM_JWT_SECRET"
+        );
+    }
+    load_or_create_secret(&config.data_dir.join("jwt-secret"))
+}
+
+fn load_or_create_secret(path: &Path) -> anyhow::Result<Secret> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let secret = Secret::new(existing.trim().to_owned());
+        secret
+            .check_jwt_strength()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        return Ok(secret);
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let generated: String = rand::thread_rng().sample_iter(&Alphanumeric).take(64).map(char::from).collect();
+    std::fs::write(path, &generated).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(Secret::new(generated))
+}

@@ -1,0 +1,313 @@
+//! Typed configuration, read once at start-up.
+//!
+//! Precedence is flag > environment > `.env` > default: clap reads flags and the
+//! environment, and `main` loads `.env` into the environment first with `dotenvy`, which
+//! never overrides a variable that is already set. Every setting is listed with its
+//! default in `.env.example`; keep the two in step.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The `goim` command line.
+#[derive(Debug, Parser)]
+#[command(name = "goim", version, about = "Self-hosted instant-messaging backend")]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Serve HTTP and WebSocket (the default).
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Internal: stop a managed PostgreSQL once standard input closes.
+    ///
+    /// Started by GOIM next to the managed cluster so that a GOIM that dies without
+    /// running its shutdown path (SIGKILL, crash) leaves no `postgres` behind.
+    #[command(name = "pg-guard", hide = true)]
+    PgGuard(PgGuardArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PgGuardArgs {
+    /// The cluster's data directory.
+    #[arg(long)]
+    pub pgdata: PathBuf,
+    /// The folder holding `pg_ctl`.
+    #[arg(long)]
+    pub bin_dir: PathBuf,
+    /// Delete the whole cluster directory after stopping it (throwaway test clusters).
+    #[arg(long)]
+    pub remove: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Every setting GOIM reads. Durations are whole seconds so that the environment
+/// variable names can say their unit.
+#[derive(Clone, Args)]
+pub struct Config {
+    /// Address the HTTP and WebSocket server listens on.
+    #[arg(long, env = "GOIM_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// PostgreSQL to use. Unset: GOIM runs its own managed cluster under the data dir.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Directory for GOIM's state: the managed cluster, generated secrets.
+    #[arg(long, env = "GOIM_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Folder with the PostgreSQL server binaries (initdb, pg_ctl, postgres).
+    #[arg(long, env = "PG_BIN")]
+    pub pg_bin: Option<PathBuf>,
+
+    /// Unprivileged system user that runs the managed cluster when GOIM runs as root.
+    #[arg(long, env = "GOIM_PG_USER", default_value = "postgres")]
+    pub pg_user: String,
+
+    /// Database name GOIM uses in the managed cluster.
+    #[arg(long, env = "GOIM_DB_NAME", default_value = "goim", value_parser = parse_identifier)]
+    pub db_name: String,
+
+    /// Maximum connections in the pool.
+    #[arg(long, env = "GOIM_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_max_connections: u32,
+
+    /// Connections the pool keeps open when idle.
+    #[arg(long, env = "GOIM_DB_MIN_CONNECTIONS", default_value_t = 1)]
+    pub db_min_connections: u32,
+
+    /// Seconds a request waits for a pooled connection before failing with 503.
+    #[arg(long, env = "GOIM_DB_ACQUIRE_TIMEOUT_SECS", default_value = "5", value_parser = parse_secs)]
+    pub db_acquire_timeout: Duration,
+
+    /// Seconds an idle pooled connection is kept.
+    #[arg(long, env = "GOIM_DB_IDLE_TIMEOUT_SECS", default_value = "600", value_parser = parse_secs)]
+    pub db_idle_timeout: Duration,
+
+    /// Server-side statement timeout in seconds (0 disables it).
+    #[arg(long, env = "GOIM_DB_STATEMENT_TIMEOUT_SECS", default_value = "30", value_parser = parse_secs_or_zero)]
+    pub db_statement_timeout: Duration,
+
+    /// HMAC secret for access tokens (at least 32 bytes). Unset: generated once and kept
+    /// in the data dir.
+    #[arg(long, env = "GOIM_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// Lifetime of an access token, seconds.
+    #[arg(long, env = "GOIM_ACCESS_TOKEN_TTL_SECS", default_value = "900", value_parser = parse_secs)]
+    pub access_token_ttl: Duration,
+
+    /// Lifetime of a refresh token (an idle session), seconds.
+    #[arg(long, env = "GOIM_REFRESH_TOKEN_TTL_SECS", default_value = "2592000", value_parser = parse_secs)]
+    pub refresh_token_ttl: Duration,
+
+    /// Log filter, in `tracing` EnvFilter syntax (e.g. `info,goim=debug`).
+    #[arg(long, env = "GOIM_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log line format.
+    #[arg(long, env = "GOIM_LOG_FORMAT", value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+
+    /// Largest accepted HTTP request body, bytes.
+    #[arg(long, env = "GOIM_MAX_REQUEST_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_request_bytes: u32,
+
+    /// Largest text message body, bytes.
+    #[arg(long, env = "GOIM_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_message_bytes: u32,
+
+    /// Origins allowed to open a WebSocket, comma separated. Empty: only the server's own
+    /// origin. Clients that send no Origin (non-browsers) are always allowed.
+    #[arg(long, env = "GOIM_WS_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "")]
+    pub ws_allowed_origins: Vec<String>,
+
+    /// HTTP worker threads (0: one per CPU core).
+    #[arg(long, env = "GOIM_HTTP_WORKERS", default_value_t = 0)]
+    pub http_workers: usize,
+
+    /// Seconds in-flight work may take to finish after a shutdown signal.
+    #[arg(long, env = "GOIM_SHUTDOWN_TIMEOUT_SECS", default_value = "10", value_parser = parse_secs)]
+    pub shutdown_timeout: Duration,
+
+    /// Managed cluster only: trade durability for speed (fsync off). For throwaway test
+    /// clusters; never set it for data you want to keep.
+    #[arg(long, env = "GOIM_PG_UNSAFE_FAST", default_value_t = false, hide = true)]
+    pub pg_unsafe_fast: bool,
+}
+
+impl Config {
+    /// The configuration from the environment and defaults alone (no flags), as a base
+    /// for tests and tools that build a config in code.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        Cli::try_parse_from(["goim"]).map(|cli| cli.config)
+    }
+
+    /// Checks that need more than one field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.db_min_connections > self.db_max_connections {
+            return Err(format!(
+                "GOIM_DB_MIN_CONNECTIONS ({}) must not exceed GOIM_DB_MAX_CONNECTIONS ({})",
+                self.db_min_connections, self.db_max_connections
+            ));
+        }
+        if let Some(secret) = &self.jwt_secret {
+            secret.check_jwt_strength().map_err(|e| format!("GOIM_JWT_SECRET: {e}"))?;
+        }
+        if self.access_token_ttl >= self.refresh_token_ttl {
+            return Err("GOIM_ACCESS_TOKEN_TTL_SECS must be shorter than GOIM_REFRESH_TOKEN_TTL_SECS".into());
+        }
+        Ok(())
+    }
+}
+
+/// A value that must never appear in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub const MIN_JWT_BYTES: usize = 32;
+
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn check_jwt_strength(&self) -> Result<(), String> {
+        if self.0.len() < Self::MIN_JWT_BYTES {
+            return Err(format!("must be at least {} bytes long", Self::MIN_JWT_BYTES));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let secret = Secret(s.to_owned());
+        secret.check_jwt_strength()?;
+        Ok(secret)
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("database_url", &self.database_url.as_ref().map(|u| redact_url(u)))
+            .field("data_dir", &self.data_dir)
+            .field("pg_bin", &self.pg_bin)
+            .field("db_name", &self.db_name)
+            .field("db_max_connections", &self.db_max_connections)
+            .field("jwt_secret", &self.jwt_secret)
+            .field("log_format", &self.log_format)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hides the password of a `postgres://user:password@host/db` URL.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: u64 = s.parse().map_err(|_| "expected a whole number of seconds".to_owned())?;
+    if secs == 0 {
+        return Err("must be at least 1 second".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn parse_secs_or_zero(s: &str) -> Result<Duration, String> {
+    let secs: u64 = s.parse().map_err(|_| "expected a whole number of seconds".to_owned())?;
+    Ok(Duration::from_secs(secs))
+}
+
+/// Database names are interpolated into `CREATE DATABASE`, which takes no bind
+/// parameters, so only plain identifiers are accepted.
+pub fn parse_identifier(s: &str) -> Result<String, String> {
+    let valid = !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(s.to_owned())
+    } else {
+        Err("expected 1-63 characters of a-z, 0-9 and _, not starting with a digit".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_in_a_database_url_is_redacted() {
+        assert_eq!(
+            redact_url("postgres://goim:hunter2@localhost:5432/goim"),
+            "postgres://goim:***@localhost:5432/goim"
+        );
+        assert_eq!(redact_url("postgres://localhost/goim"), "postgres://localhost/goim");
+    }
+
+    #[test]
+    fn a_database_name_with_quotes_is_rejected() {
+        assert!(parse_identifier("goim\"; drop").is_err());
+        assert!(parse_identifier("9lives").is_err());
+        assert!(parse_identifier("goim_test_1").is_ok());
+    }
+
+    #[test]
+    fn a_short_jwt_secret_is_rejected() {
+        assert!("short".parse::<Secret>().is_err());
+        assert!("x".repeat(32).parse::<Secret>().is_ok());
+    }
+
+    #[test]
+    fn zero_seconds_is_not_a_timeout() {
+        assert!(parse_secs("0").is_err());
+        assert_eq!(parse_secs("15"), Ok(Duration::from_secs(15)));
+        assert!(parse_secs("-1").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let secret: Secret = "s".repeat(40).parse().unwrap();
+        assert!(!format!("{secret:?}").contains("sss"));
+    }
+}

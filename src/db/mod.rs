@@ -1,0 +1,86 @@
+//! Database access: the pool, database creation, migrations. One module per table group
+//! below this one, each a set of free functions taking an executor.
+
+use std::str::FromStr;
+
+use anyhow::Context;
+use sqlx::{
+    ConnectOptions, Connection, Executor, PgConnection, PgPool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+use crate::config::Config;
+
+/// Every migration under `migrations/`, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// Parses a `DATABASE_URL`.
+pub fn parse_url(url: &str) -> anyhow::Result<PgConnectOptions> {
+    PgConnectOptions::from_str(url).map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))
+}
+
+/// Opens the application pool with the configured sizes and timeouts.
+pub async fn connect(config: &Config, options: PgConnectOptions) -> sqlx::Result<PgPool> {
+    let mut options = options.application_name("goim").log_statements(tracing::log::LevelFilter::Trace);
+    if !config.db_statement_timeout.is_zero() {
+        let millis = config.db_statement_timeout.as_millis().to_string();
+        options = options.options([("statement_timeout", millis.as_str())]);
+    }
+    PgPoolOptions::new()
+        .max_connections(config.db_max_connections)
+        .min_connections(config.db_min_connections)
+        .acquire_timeout(config.db_acquire_timeout)
+        .idle_timeout(Some(config.db_idle_timeout))
+        .connect_with(options)
+        .await
+}
+
+/// Creates the target database when it is missing and the role may create databases.
+/// A role that may not, but whose database exists, is fine.
+pub async fn ensure_database(target: &PgConnectOptions) -> anyhow::Result<()> {
+    let Some(name) = target.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    if PgConnection::connect_with(target).await.is_ok() {
+        return Ok(());
+    }
+    let mut admin = PgConnection::connect_with(&target.clone().database("postgres"))
+        .await
+        .with_context(|| format!("cannot connect to database {name:?} nor to \"postgres\" to create it"))?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await?;
+    if !exists {
+        // CREATE DATABASE takes no bind parameters; quote the identifier.
+        admin
+            .execute(format!("CREATE DATABASE {}", quote_identifier(&name)).as_str())
+            .await
+            .with_context(|| format!("cannot create database {name:?}"))?;
+        tracing::info!(database = %name, "created database");
+    }
+    admin.close().await?;
+    Ok(())
+}
+
+/// Applies pending migrations; applied ones are skipped, so this is idempotent.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await.context("database migration failed")
+}
+
+/// `"name"` with embedded quotes doubled, for the few statements that cannot bind.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_with_quotes_are_escaped() {
+        assert_eq!(quote_identifier("goim"), "\"goim\"");
+        assert_eq!(quote_identifier("a\"b"), "\"a\"\"b\"");
+    }
+}

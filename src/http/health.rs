@@ -1,0 +1,34 @@
+//! Liveness, readiness and metrics endpoints for operators and load balancers.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::{error::ApiError, state::AppState};
+
+const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The process is up and serving HTTP.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// The database answers; a load balancer should route traffic here.
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::Unavailable(anyhow::anyhow!("shutting down")));
+    }
+    let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
+    match tokio::time::timeout(READINESS_TIMEOUT, ping).await {
+        Ok(Ok(_)) => Ok(HttpResponse::Ok().json(json!({ "status": "ready" }))),
+        Ok(Err(error)) => Err(ApiError::Unavailable(anyhow::anyhow!("database unreachable: {error}"))),
+        Err(_) => Err(ApiError::Unavailable(anyhow::anyhow!("database did not answer within 2 s"))),
+    }
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.render(&state.pool))
+}

@@ -1,0 +1,27 @@
+//! GOIM: a self-hosted instant-messaging backend, one binary and one PostgreSQL.
+//!
+//! # Layout
+//! - [`config`]: the typed configuration (flags > environment > `.env` > defaults).
+//! - [`cli`]: the subcommands `main` dispatches to (`serve`, `migrate`, internal `pg-guard`).
+//! - [`pg`]: the managed local PostgreSQL (find binaries, initdb, start, stop, recover).
+//! - [`db`]: the pool, database creation, migrations; one module per table group.
+//! - [`http`]: the route table, thin handlers, request middleware.
+//! - [`startup`]: [`startup::Application`] wires state, routes and shutdown.
+//! - [`state`], [`error`], [`metrics`], [`telemetry`], [`shutdown`]: shared plumbing.
+//!
+//! # Dependency rule
+//! Dependencies point one way: `domain` ← `db` ← {`http`, `hub`, `presence`} ←
+//! `startup` ← `cli`. `pg` depends on nothing above it. Handlers never reach for
+//! globals: everything arrives through [`state::AppState`].
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod pg;
+pub mod shutdown;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

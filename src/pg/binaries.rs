@@ -1,0 +1,141 @@
+//! Finding the PostgreSQL server binaries: `PG_BIN`, then `PATH`, then the folders the
+//! common installers use, newest major version first.
+
+use std::path::{Path, PathBuf};
+
+use super::PgError;
+
+const REQUIRED: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
+
+pub const NOT_FOUND_HELP: &str = "\
+PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found in PG_BIN, PATH or the usual install folders.
+Install PostgreSQL 15 or newer, or set DATABASE_URL to use an existing server:
+  Debian/Ubuntu: sudo apt-get install -y postgresql
+  Fedora:        sudo dnf install -y postgresql-server postgresql-contrib
+  macOS:         brew install postgresql@17
+  Windows:       winget install PostgreSQL.PostgreSQL.17   (or the EDB installer from postgresql.org)
+If it is installed somewhere else, set PG_BIN to the folder that holds initdb.";
+
+/// The folder holding `initdb`, `pg_ctl` and `postgres`.
+pub fn find_bin_dir(pg_bin: Option<&Path>) -> Result<PathBuf, PgError> {
+    if let Some(dir) = pg_bin {
+        return if has_server_binaries(dir) {
+            Ok(dir.to_path_buf())
+        } else {
+            Err(PgError::BadPgBin(dir.to_path_buf()))
+        };
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default();
+    on_path
+        .into_iter()
+        .chain(well_known_dirs())
+        .find(|dir| has_server_binaries(dir))
+        .map(|dir| resolve_symlinked_dir(&dir))
+        .ok_or(PgError::BinariesNotFound)
+}
+
+fn has_server_binaries(dir: &Path) -> bool {
+    REQUIRED.iter().all(|name| executable(dir, name).is_file())
+}
+
+pub(crate) fn executable(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// Debian links `/usr/local/bin/initdb` style shortcuts to the versioned folder; the
+/// versioned folder is the one whose tools match each other, so follow the link.
+fn resolve_symlinked_dir(dir: &Path) -> PathBuf {
+    std::fs::canonicalize(executable(dir, "initdb"))
+        .ok()
+        .and_then(|real| real.parent().map(Path::to_path_buf))
+        .filter(|real_dir| has_server_binaries(real_dir))
+        .unwrap_or_else(|| dir.to_path_buf())
+}
+
+fn well_known_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for (root, suffix) in [
+        ("/usr/lib/postgresql", "bin"),
+        ("/usr/pgsql-", ""),
+        ("/opt/homebrew/opt", "bin"),
+        ("/usr/local/opt", "bin"),
+        ("/Applications/Postgres.app/Contents/Versions", "bin"),
+        ("C:\\Program Files\\PostgreSQL", "bin"),
+    ] {
+        dirs.extend(versioned_subdirs(root, suffix));
+    }
+    dirs.push(PathBuf::from("/usr/local/pgsql/bin"));
+    dirs.push(PathBuf::from("/opt/homebrew/bin"));
+    dirs.push(PathBuf::from("/usr/local/bin"));
+    dirs
+}
+
+/// `<root>/<version>/<suffix>` for every version folder, newest first. Handles both
+/// `/usr/lib/postgresql/15` and prefix-style roots such as `/usr/pgsql-15` and
+/// Homebrew's `postgresql@17`.
+fn versioned_subdirs(root: &str, suffix: &str) -> Vec<PathBuf> {
+    let root_path = Path::new(root);
+    let (parent, prefix) = if root.ends_with('-') {
+        match (root_path.parent(), root_path.file_name()) {
+            (Some(parent), Some(prefix)) => (parent.to_path_buf(), prefix.to_string_lossy().into_owned()),
+            _ => return Vec::new(),
+        }
+    } else {
+        (root_path.to_path_buf(), String::new())
+    };
+    let Ok(entries) = std::fs::read_dir(&parent) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(u32, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rest = name.strip_prefix(&prefix)?;
+            let rest = rest.strip_prefix("postgresql@").unwrap_or(rest);
+            let major = major_version(rest)?;
+            Some((major, entry.path().join(suffix)))
+        })
+        .collect();
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.into_iter().map(|(_, dir)| dir).collect()
+}
+
+fn major_version(name: &str) -> Option<u32> {
+    let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_folders_are_ordered_newest_first() {
+        let root = tempfile::tempdir().unwrap();
+        for version in ["9.6", "15", "17", "16"] {
+            std::fs::create_dir_all(root.path().join(version).join("bin")).unwrap();
+        }
+        std::fs::create_dir_all(root.path().join("common")).unwrap();
+        let dirs = versioned_subdirs(root.path().to_str().unwrap(), "bin");
+        let names: Vec<_> = dirs
+            .iter()
+            .map(|d| d.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["17", "16", "15", "9.6"]);
+    }
+
+    #[test]
+    fn a_pg_bin_without_server_binaries_is_refused() {
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(find_bin_dir(Some(empty.path())), Err(PgError::BadPgBin(_))));
+    }
+
+    #[test]
+    fn the_not_found_message_covers_every_os() {
+        for hint in ["apt-get", "dnf", "brew", "winget"] {
+            assert!(NOT_FOUND_HELP.contains(hint), "{hint} missing");
+        }
+    }
+}

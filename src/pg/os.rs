@@ -1,0 +1,169 @@
+//! What differs between operating systems when running PostgreSQL's tools: the
+//! unprivileged user on Unix when GOIM is root, detaching children from the console's
+//! Ctrl+C, and asking whether a recorded postmaster PID is still alive.
+
+use std::{path::Path, process::Command};
+
+use super::PgError;
+
+/// The account PostgreSQL's tools run as. `None` means "as GOIM itself".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunAs {
+    #[cfg(unix)]
+    uid: u32,
+    #[cfg(unix)]
+    gid: u32,
+}
+
+/// PostgreSQL refuses to run as root, so a root GOIM runs it as `user` instead.
+#[cfg(unix)]
+pub fn run_as_for_user(user: &str) -> Result<Option<RunAs>, PgError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    match nix::unistd::User::from_name(user) {
+        Ok(Some(account)) if !account.uid.is_root() => Ok(Some(RunAs {
+            uid: account.uid.as_raw(),
+            gid: account.gid.as_raw(),
+        })),
+        _ => Err(PgError::RunAsRoot(format!(
+            "GOIM is running as root and PostgreSQL refuses to run as root, so the managed \
+             cluster runs as the unprivileged user '{user}', which does not exist. Create it \
+             (`useradd --system --home-dir /var/lib/postgresql {user}`), set GOIM_PG_USER to \
+             another unprivileged user, or run GOIM as a normal user"
+        ))),
+    }
+}
+
+#[cfg(not(unix))]
+pub fn run_as_for_user(_user: &str) -> Result<Option<RunAs>, PgError> {
+    // PostgreSQL for Windows drops administrator rights itself (restricted token).
+    Ok(None)
+}
+
+/// When GOIM is root, the account that owns an existing cluster directory.
+#[cfg(unix)]
+pub fn run_as_owner_of(pgdata: &Path) -> Option<RunAs> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let meta = std::fs::metadata(pgdata).ok()?;
+    (meta.uid() != 0).then_some(RunAs { uid: meta.uid(), gid: meta.gid() })
+}
+
+#[cfg(not(unix))]
+pub fn run_as_owner_of(_pgdata: &Path) -> Option<RunAs> {
+    None
+}
+
+/// Makes `cmd` run as `run_as` and keeps it out of the terminal's process group, so a
+/// Ctrl+C reaches GOIM alone and GOIM decides when PostgreSQL stops.
+pub fn prepare(cmd: &mut Command, run_as: Option<RunAs>) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        if let Some(account) = run_as {
+            cmd.uid(account.uid).gid(account.gid);
+            // The inherited HOME (/root) is unreadable for the account; tools that
+            // look for per-user files must not trip over it.
+            cmd.env("HOME", "/tmp");
+        }
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::CommandExt;
+        const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+        let _ = run_as;
+        cmd.creation_flags(CREATE_NEW_PROCESS_GROUP);
+    }
+}
+
+/// Gives `path` to `run_as`, so the unprivileged account can use what root created.
+pub fn give_to(path: &Path, run_as: Option<RunAs>) -> Result<(), PgError> {
+    #[cfg(unix)]
+    if let Some(account) = run_as {
+        std::os::unix::fs::chown(path, Some(account.uid), Some(account.gid))
+            .map_err(PgError::io(format!("cannot change the owner of {}", path.display())))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, run_as);
+    Ok(())
+}
+
+/// Restricts a directory or secret file to its owner, as PostgreSQL requires for its
+/// data directory and as a password file deserves.
+pub fn make_private(path: &Path) -> Result<(), PgError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if path.is_dir() { 0o700 } else { 0o600 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(PgError::io(format!("cannot restrict permissions of {}", path.display())))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Fails with an exact instruction when the unprivileged account cannot reach `dir`
+/// because some parent folder is closed to other users (e.g. a checkout under /root).
+pub fn check_reachable(dir: &Path, run_as: Option<RunAs>) -> Result<(), PgError> {
+    #[cfg(unix)]
+    if let Some(account) = run_as {
+        use std::os::unix::fs::MetadataExt;
+        for ancestor in dir.ancestors().skip(1) {
+            let Ok(meta) = std::fs::metadata(ancestor) else {
+                continue;
+            };
+            let traversable = meta.mode() & 0o001 != 0
+                || (meta.uid() == account.uid && meta.mode() & 0o100 != 0)
+                || (meta.gid() == account.gid && meta.mode() & 0o010 != 0);
+            if !traversable {
+                return Err(PgError::RunAsRoot(format!(
+                    "GOIM is running as root, so the managed cluster runs as an unprivileged \
+                     user, which cannot enter {}. Set GOIM_DATA_DIR to a folder outside it \
+                     (e.g. /var/lib/goim) or run GOIM as a normal user",
+                    ancestor.display()
+                )));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (dir, run_as);
+    Ok(())
+}
+
+/// Whether `pid` is a live PostgreSQL server (not a recycled PID of something else).
+#[cfg(unix)]
+pub fn is_postgres_process(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    let alive = match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::EPERM) => true,
+        Err(_) => false,
+    };
+    if !alive {
+        return false;
+    }
+    // Where /proc exists, also check the name: after a reboot the PID may belong to
+    // an unrelated process, and signalling that would be wrong.
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmdline) => String::from_utf8_lossy(&cmdline).contains("postgres"),
+        Err(_) => !Path::new("/proc/self").exists(),
+    }
+}
+
+#[cfg(not(unix))]
+pub fn is_postgres_process(pid: u32) -> bool {
+    let Ok(output) = Command::new("tasklist")
+        .args(["/FI", &format!("PID eq {pid}"), "/FO", "CSV", "/NH"])
+        .output()
+    else {
+        return false;
+    };
+    String::from_utf8_lossy(&output.stdout).to_ascii_lowercase().contains("postgres")
+}

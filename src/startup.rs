@@ -1,0 +1,88 @@
+//! Building and running the application: [`Application::build`] binds the listener
+//! (port 0 in tests) and wires state, routes and middleware; [`Application::run_until_stopped`]
+//! serves until the shutdown token is cancelled, then drains in order:
+//! stop accepting → in-flight requests finish (bounded) → tracked tasks finish (bounded)
+//! → pool closed. The caller stops the managed PostgreSQL afterwards.
+
+use std::{net::TcpListener, sync::Arc};
+
+use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{config::Config, http, metrics::Metrics, state::AppState};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds `config.bind` and prepares the server; nothing is served until
+    /// [`Application::run_until_stopped`].
+    pub fn build(config: Config, pool: PgPool) -> anyhow::Result<Self> {
+        let listener =
+            TcpListener::bind(config.bind).with_context(|| format!("cannot listen on GOIM_BIND={}", config.bind))?;
+        let port = listener.local_addr()?.port();
+        let state = AppState {
+            pool,
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::new()),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        };
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(app_state.clone()))
+                .configure(http::configure(&app_state))
+                .default_service(web::to(http::no_route))
+                .wrap(http::json_error_handlers())
+                .wrap(from_fn(http::observe_request))
+        })
+        // GOIM handles signals itself so that shutdown runs in its own order.
+        .disable_signals()
+        .shutdown_timeout(state.config.shutdown_timeout.as_secs());
+        if state.config.http_workers > 0 {
+            server = server.workers(state.config.http_workers);
+        }
+        let server = server.listen(listener)?.run();
+        Ok(Self { port, server, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Cancelling this token starts the graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self { server, state, port } = self;
+        tracing::info!(address = %format!("{}:{port}", state.config.bind.ip()), "GOIM is listening");
+        let handle = server.handle();
+        let mut serving = tokio::spawn(server);
+        tokio::select! {
+            result = &mut serving => {
+                // The server ended on its own: a fatal I/O error.
+                result.context("HTTP server task failed")?.context("HTTP server failed")?;
+            }
+            _ = state.shutdown.cancelled() => {
+                tracing::info!("shutdown requested; draining");
+                handle.stop(true).await;
+                let _ = serving.await;
+            }
+        }
+        state.shutdown.cancel();
+        state.tasks.close();
+        if tokio::time::timeout(state.config.shutdown_timeout, state.tasks.wait()).await.is_err() {
+            tracing::warn!("unclean shutdown: background tasks did not finish within the timeout");
+        }
+        state.pool.close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,21 @@
+//! The shared context every handler and background task receives: cheap to clone,
+//! built once in [`crate::startup`], never global.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{config::Config, metrics::Metrics};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when shutdown begins; long-lived tasks (WebSocket sessions, background
+    /// writers, the listener) select on it and wind down.
+    pub shutdown: CancellationToken,
+    /// Long-lived tasks spawn through this so shutdown can wait for them.
+    pub tasks: TaskTracker,
+}
