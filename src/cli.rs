@@ -191,9 +191,7 @@ fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
 fn load_or_create_secret(path: &Path) -> anyhow::Result<Secret> {
     if let Ok(existing) = std::fs::read_to_string(path) {
         let secret = Secret::new(existing.trim().to_owned());
-        secret
-            .check_jwt_strength()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        secret.check_jwt_strength().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         return Ok(secret);
     }
     if let Some(parent) = path.parent() {

@@ -56,11 +56,7 @@ impl Metrics {
             // 0.25 ms .. ~8 s
             Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
         });
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency by route",
-            http_latency.clone(),
-        );
+        registry.register("http_request_duration_seconds", "HTTP request latency by route", http_latency.clone());
         let pool_connections = Family::<PoolLabels, Gauge>::default();
         registry.register(
             "db_pool_connections",

@@ -12,9 +12,7 @@ pub fn init(filter: &str, format: LogFormat) -> Result<(), String> {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Human => registry.with(fmt::layer().with_target(false)).try_init(),
-        LogFormat::Json => registry
-            .with(fmt::layer().json().with_current_span(true).with_span_list(false))
-            .try_init(),
+        LogFormat::Json => registry.with(fmt::layer().json().with_current_span(true).with_span_list(false)).try_init(),
     };
     // Already installed (several apps in one test process): keep the first.
     let _ = result;

@@ -25,9 +25,8 @@ pub fn find_bin_dir(pg_bin: Option<&Path>) -> Result<PathBuf, PgError> {
             Err(PgError::BadPgBin(dir.to_path_buf()))
         };
     }
-    let on_path = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default();
+    let on_path =
+        std::env::var_os("PATH").map(|path| std::env::split_paths(&path).collect::<Vec<_>>()).unwrap_or_default();
     on_path
         .into_iter()
         .chain(well_known_dirs())
@@ -98,7 +97,7 @@ fn versioned_subdirs(root: &str, suffix: &str) -> Vec<PathBuf> {
             Some((major, entry.path().join(suffix)))
         })
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|(major, _)| std::cmp::Reverse(*major));
     found.into_iter().map(|(_, dir)| dir).collect()
 }
 
@@ -119,10 +118,8 @@ mod tests {
         }
         std::fs::create_dir_all(root.path().join("common")).unwrap();
         let dirs = versioned_subdirs(root.path().to_str().unwrap(), "bin");
-        let names: Vec<_> = dirs
-            .iter()
-            .map(|d| d.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
+        let names: Vec<_> =
+            dirs.iter().map(|d| d.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["17", "16", "15", "9.6"]);
     }
 

@@ -174,8 +174,8 @@ impl Prepared {
         let data_dir = &options.data_dir;
         std::fs::create_dir_all(data_dir)
             .map_err(PgError::io(format!("cannot create data directory {}", data_dir.display())))?;
-        let data_dir = std::path::absolute(data_dir)
-            .map_err(PgError::io(format!("cannot resolve {}", data_dir.display())))?;
+        let data_dir =
+            std::path::absolute(data_dir).map_err(PgError::io(format!("cannot resolve {}", data_dir.display())))?;
         let lock = lock_data_dir(&data_dir)?;
 
         let pgdata = data_dir.join("postgres");
@@ -205,9 +205,7 @@ impl Prepared {
             .append(true)
             .open(&self.log_path)
             .map_err(PgError::io(format!("cannot open {}", self.log_path.display())))?;
-        let log_err = log
-            .try_clone()
-            .map_err(PgError::io("cannot duplicate the log file handle"))?;
+        let log_err = log.try_clone().map_err(PgError::io("cannot duplicate the log file handle"))?;
         let mut cmd = Command::new(executable(&self.bin_dir, "postgres"));
         cmd.arg("-D")
             .arg(&self.pgdata)
@@ -254,11 +252,7 @@ fn initdb(options: &ClusterOptions, pgdata: &Path, password_path: &Path, run_as:
     os::make_private(pgdata)?;
     os::give_to(pgdata, run_as)?;
 
-    let password: String = rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(40)
-        .map(char::from)
-        .collect();
+    let password: String = rand::thread_rng().sample_iter(&Alphanumeric).take(40).map(char::from).collect();
     std::fs::write(password_path, &password)
         .map_err(PgError::io(format!("cannot write {}", password_path.display())))?;
     os::make_private(password_path)?;
@@ -341,35 +335,22 @@ fn run_tool(tool: &'static str, mut cmd: Command) -> Result<(), PgError> {
 
 fn spawn_guard(exe: &Path, prepared: &Prepared, options: &ClusterOptions) -> Result<(Child, ChildStdin), PgError> {
     let mut cmd = Command::new(exe);
-    cmd.arg("pg-guard")
-        .arg("--pgdata")
-        .arg(&prepared.pgdata)
-        .arg("--bin-dir")
-        .arg(&prepared.bin_dir);
+    cmd.arg("pg-guard").arg("--pgdata").arg(&prepared.pgdata).arg("--bin-dir").arg(&prepared.bin_dir);
     if options.remove_on_exit {
         cmd.arg("--remove");
     }
     // The guard reads nothing but EOF; its environment must not turn a leftover
     // .env or DATABASE_URL into a configuration error.
-    cmd.env_remove("DATABASE_URL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+    cmd.env_remove("DATABASE_URL").stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::inherit());
     os::prepare(&mut cmd, None);
     let mut child = cmd.spawn().map_err(PgError::io("cannot start the pg-guard process"))?;
-    let stdin = child
-        .stdin
-        .take()
-        .ok_or_else(|| PgError::Tool { tool: "pg-guard", detail: "no stdin pipe".into() })?;
+    let stdin = child.stdin.take().ok_or_else(|| PgError::Tool { tool: "pg-guard", detail: "no stdin pipe".into() })?;
     Ok((child, stdin))
 }
 
 fn free_loopback_port() -> Result<u16, PgError> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(PgError::io("cannot find a free port"))?;
-    listener
-        .local_addr()
-        .map(|addr| addr.port())
-        .map_err(PgError::io("cannot find a free port"))
+    listener.local_addr().map(|addr| addr.port()).map_err(PgError::io("cannot find a free port"))
 }
 
 async fn wait_until_ready(

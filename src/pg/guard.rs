@@ -14,10 +14,10 @@ pub fn run(args: &PgGuardArgs) -> Result<(), super::PgError> {
     // GOIM never writes to the pipe: reading ends at EOF, when GOIM has exited.
     while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
     let stopped = pg_ctl_stop(&args.bin_dir, &args.pgdata, os::run_as_owner_of(&args.pgdata));
-    if args.remove {
-        if let Some(data_dir) = args.pgdata.parent() {
-            let _ = std::fs::remove_dir_all(data_dir);
-        }
+    if args.remove
+        && let Some(data_dir) = args.pgdata.parent()
+    {
+        let _ = std::fs::remove_dir_all(data_dir);
     }
     stopped
 }

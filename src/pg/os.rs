@@ -22,10 +22,9 @@ pub fn run_as_for_user(user: &str) -> Result<Option<RunAs>, PgError> {
         return Ok(None);
     }
     match nix::unistd::User::from_name(user) {
-        Ok(Some(account)) if !account.uid.is_root() => Ok(Some(RunAs {
-            uid: account.uid.as_raw(),
-            gid: account.gid.as_raw(),
-        })),
+        Ok(Some(account)) if !account.uid.is_root() => {
+            Ok(Some(RunAs { uid: account.uid.as_raw(), gid: account.gid.as_raw() }))
+        }
         _ => Err(PgError::RunAsRoot(format!(
             "GOIM is running as root and PostgreSQL refuses to run as root, so the managed \
              cluster runs as the unprivileged user '{user}', which does not exist. Create it \
@@ -159,9 +158,7 @@ pub fn is_postgres_process(pid: u32) -> bool {
 
 #[cfg(not(unix))]
 pub fn is_postgres_process(pid: u32) -> bool {
-    let Ok(output) = Command::new("tasklist")
-        .args(["/FI", &format!("PID eq {pid}"), "/FO", "CSV", "/NH"])
-        .output()
+    let Ok(output) = Command::new("tasklist").args(["/FI", &format!("PID eq {pid}"), "/FO", "CSV", "/NH"]).output()
     else {
         return false;
     };

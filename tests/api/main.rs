@@ -1,1 +1,10 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+//! GOIM's integration tests: one binary, every test with its own database (cloned from a
+//! migrated template) in one throwaway cluster per test run, and its own server on port 0.
+
+mod binary;
+mod health;
+mod http_errors;
+mod managed_pg;
+mod support;

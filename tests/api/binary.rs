@@ -1,0 +1,142 @@
+//! The real `goim` binary: configuration errors, the managed cluster's first and second
+//! start, and shutdown by signal.
+
+use std::time::Duration;
+
+use crate::support::{
+    binary::{RunningGoim, goim_command},
+    new_data_dir,
+};
+
+fn run_with_env(vars: &[(&str, &str)]) -> (i32, String) {
+    let dir = new_data_dir();
+    let mut cmd = goim_command(&dir);
+    cmd.env("GOIM_DATA_DIR", &dir);
+    for (key, value) in vars {
+        cmd.env(key, value);
+    }
+    let output = cmd.output().expect("goim runs");
+    std::fs::remove_dir_all(&dir).ok();
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn an_invalid_setting_stops_the_start_with_one_line_naming_it() {
+    for (var, value) in [
+        ("GOIM_BIND", "not-an-address"),
+        ("GOIM_DB_MAX_CONNECTIONS", "0"),
+        ("GOIM_LOG_FORMAT", "xml"),
+        ("GOIM_SHUTDOWN_TIMEOUT_SECS", "soon"),
+        ("GOIM_JWT_SECRET", "too-short"),
+    ] {
+        let (code, stderr) = run_with_env(&[(var, value)]);
+        assert_eq!(code, 2, "{var}={value}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{var}={value}: not one line: {stderr}");
+        assert!(stderr.contains(var), "{var}={value}: setting not named: {stderr}");
+    }
+}
+
+#[test]
+fn settings_that_conflict_are_reported_by_name() {
+    let (code, stderr) = run_with_env(&[("GOIM_DB_MIN_CONNECTIONS", "50"), ("GOIM_DB_MAX_CONNECTIONS", "10")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("GOIM_DB_MIN_CONNECTIONS"), "{stderr}");
+}
+
+#[test]
+fn a_bad_pg_bin_is_reported_with_the_folder() {
+    let (code, stderr) = run_with_env(&[("PG_BIN", "/nonexistent/pg/bin")]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("/nonexistent/pg/bin"), "{stderr}");
+}
+
+#[test]
+fn flags_win_over_the_environment() {
+    let (code, stderr) = {
+        let dir = new_data_dir();
+        let output = goim_command(&dir)
+            .env("GOIM_BIND", "127.0.0.1:1")
+            .args(["--bind", "nonsense", "migrate"])
+            .output()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("\"nonsense\""), "the flag's value is the one checked: {stderr}");
+}
+
+#[test]
+fn dot_env_is_read_but_the_environment_wins() {
+    let dir = new_data_dir();
+    std::fs::write(dir.join(".env"), "GOIM_LOG_FORMAT=xml\nGOIM_BIND=bad-from-dotenv\n").unwrap();
+    let output = goim_command(&dir).env("GOIM_LOG_FORMAT", "json").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("bad-from-dotenv"), ".env was read: {stderr}");
+    assert!(!stderr.contains("xml"), "the environment beat .env: {stderr}");
+}
+
+#[cfg(target_os = "linux")]
+mod signals {
+    use nix::sys::signal::Signal;
+
+    use super::*;
+    use crate::support::binary::{postmaster_pid, send_signal, wait_process_gone};
+
+    fn readyz_status(address: &str) -> u16 {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            reqwest::Client::new()
+                .get(format!("{address}/readyz"))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        })
+    }
+
+    #[test]
+    fn sigterm_exits_0_and_leaves_no_postgres_and_a_restart_reuses_the_cluster() {
+        let dir = new_data_dir();
+        let mut goim = RunningGoim::start(&dir);
+        assert!(goim.has_logged("initialising a new PostgreSQL cluster"));
+        assert_eq!(readyz_status(&goim.address), 200);
+        let postmaster = goim.postmaster_pid();
+
+        send_signal(&goim.child, Signal::SIGTERM);
+        let status = goim.wait_exit(Duration::from_secs(30));
+        assert_eq!(status.code(), Some(0), "logs: {:?}", goim.logs);
+        assert!(wait_process_gone(postmaster, Duration::from_secs(5)), "postgres {postmaster} still runs");
+        assert!(postmaster_pid(&dir).is_none(), "postmaster.pid removed by a clean stop");
+        drop(goim);
+
+        let mut again = RunningGoim::start(&dir);
+        assert!(!again.has_logged("initialising a new PostgreSQL cluster"), "second start reuses the cluster");
+        assert_eq!(readyz_status(&again.address), 200);
+        send_signal(&again.child, Signal::SIGINT);
+        assert_eq!(again.wait_exit(Duration::from_secs(30)).code(), Some(0));
+        drop(again);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_killed_goim_leaves_no_postgres_behind_and_the_next_start_recovers() {
+        let dir = new_data_dir();
+        let mut goim = RunningGoim::start(&dir);
+        let postmaster = goim.postmaster_pid();
+        send_signal(&goim.child, Signal::SIGKILL);
+        goim.wait_exit(Duration::from_secs(10));
+        assert!(wait_process_gone(postmaster, Duration::from_secs(20)), "the guard stops postgres {postmaster}");
+        drop(goim);
+
+        let mut again = RunningGoim::start(&dir);
+        assert_eq!(readyz_status(&again.address), 200);
+        send_signal(&again.child, Signal::SIGTERM);
+        assert_eq!(again.wait_exit(Duration::from_secs(30)).code(), Some(0));
+        drop(again);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,91 @@
+//! Test harness: the throwaway cluster, `spawn_app`, and helpers for the real binary.
+
+pub mod binary;
+mod cluster;
+
+use std::time::Duration;
+
+use goim::{config::Config, config::Secret, db, startup::Application};
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+pub use cluster::{cluster, new_data_dir, options as cluster_options};
+
+/// Every network await in tests is bounded by this.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    /// A pool on the app's database, for assertions about stored state.
+    pub pool: PgPool,
+    /// Cancelling it shuts the app down gracefully.
+    #[allow(dead_code)]
+    pub shutdown: CancellationToken,
+}
+
+/// A server on port 0 with default test settings and a fresh database.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with the configuration adjusted first.
+pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = test_config();
+    customise(&mut config);
+    let options = cluster().create_database().await;
+    let pool = db::connect(&config, options).await.expect("test database accepts connections");
+    let app = Application::build(config, pool.clone()).expect("application builds");
+    let port = app.port();
+    let shutdown = app.shutdown_token();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::builder().timeout(TIMEOUT).build().expect("reqwest client builds"),
+        pool,
+        shutdown,
+    }
+}
+
+/// Defaults with everything the tests rely on pinned, whatever the environment says.
+pub fn test_config() -> Config {
+    let mut config = Config::from_env().expect("the environment holds a valid GOIM configuration");
+    config.bind = "127.0.0.1:0".parse().expect("valid address");
+    config.database_url = None;
+    config.jwt_secret = Some(Secret::new("test-secret-".repeat(4)));
+    config.db_max_connections = 5;
+    config.db_min_connections = 0;
+    config.max_request_bytes = 64 * 1024;
+    config.http_workers = 1;
+    config.shutdown_timeout = Duration::from_secs(5);
+    config
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request completes")
+    }
+
+    #[allow(dead_code)]
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client.post(self.url(path)).json(body).send().await.expect("request completes")
+    }
+}
+
+/// Asserts the standard error shape and returns the error code.
+pub async fn error_code(response: reqwest::Response, status: u16) -> String {
+    assert_eq!(response.status().as_u16(), status, "unexpected status");
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(content_type.starts_with("application/json"), "error is not JSON: {content_type}");
+    let body: Value = response.json().await.expect("error body is JSON");
+    let code = body["error"]["code"].as_str().expect("error.code is a string").to_owned();
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "error.message missing: {body}");
+    assert!(code.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "code is not snake_case: {code}");
+    code
+}
