@@ -113,6 +113,14 @@ pub struct Config {
     #[arg(long, env = "GOIM_REFRESH_TOKEN_TTL_SECS", default_value = "2592000", value_parser = parse_secs)]
     pub refresh_token_ttl: Duration,
 
+    /// Login and registration attempts allowed at once, per client IP and per username.
+    #[arg(long, env = "GOIM_AUTH_RATE_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_rate_burst: u32,
+
+    /// Login and registration attempts refilled per minute, per client IP and per username.
+    #[arg(long, env = "GOIM_AUTH_RATE_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_rate_per_minute: u32,
+
     /// Log filter, in `tracing` EnvFilter syntax (e.g. `info,goim=debug`).
     #[arg(long, env = "GOIM_LOG", default_value = "info")]
     pub log: String,

@@ -4,7 +4,11 @@
 //! - [`config`]: the typed configuration (flags > environment > `.env` > defaults).
 //! - [`cli`]: the subcommands `main` dispatches to (`serve`, `migrate`, internal `pg-guard`).
 //! - [`pg`]: the managed local PostgreSQL (find binaries, initdb, start, stop, recover).
+//! - [`domain`]: values that exist only when valid (usernames, nicknames, ids…).
 //! - [`db`]: the pool, database creation, migrations; one module per table group.
+//! - [`auth`]: password hashing, access and refresh tokens, the `Authenticated`
+//!   extractor, login rate limits.
+//! - [`service`]: the operations REST and WebSocket share.
 //! - [`http`]: the route table, thin handlers, request middleware.
 //! - [`startup`]: [`startup::Application`] wires state, routes and shutdown.
 //! - [`state`], [`error`], [`metrics`], [`telemetry`], [`shutdown`]: shared plumbing.
@@ -14,13 +18,16 @@
 //! `startup` ← `cli`. `pg` depends on nothing above it. Handlers never reach for
 //! globals: everything arrives through [`state::AppState`].
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod pg;
+pub mod service;
 pub mod shutdown;
 pub mod startup;
 pub mod state;

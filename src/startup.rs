@@ -11,7 +11,13 @@ use anyhow::Context;
 use sqlx::PgPool;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{config::Config, http, metrics::Metrics, state::AppState};
+use crate::{
+    auth::{PasswordHasher, RateLimits, TokenKeys},
+    config::Config,
+    http,
+    metrics::Metrics,
+    state::AppState,
+};
 
 pub struct Application {
     port: u16,
@@ -26,8 +32,14 @@ impl Application {
         let listener =
             TcpListener::bind(config.bind).with_context(|| format!("cannot listen on GOIM_BIND={}", config.bind))?;
         let port = listener.local_addr()?.port();
+        let secret = config.jwt_secret.clone().context("no JWT secret configured (GOIM_JWT_SECRET)")?;
+        let tokens = TokenKeys::new(&secret, config.access_token_ttl);
+        let hashing_concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
         let state = AppState {
             pool,
+            tokens: Arc::new(tokens),
+            hasher: PasswordHasher::new(hashing_concurrency),
+            rate_limits: Arc::new(RateLimits::new(config.auth_rate_burst, config.auth_rate_per_minute)),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
             shutdown: CancellationToken::new(),

@@ -6,13 +6,20 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{config::Config, metrics::Metrics};
+use crate::{
+    auth::{PasswordHasher, RateLimits, TokenKeys},
+    config::Config,
+    metrics::Metrics,
+};
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    pub tokens: Arc<TokenKeys>,
+    pub hasher: PasswordHasher,
+    pub rate_limits: Arc<RateLimits>,
     /// Cancelled when shutdown begins; long-lived tasks (WebSocket sessions, background
     /// writers, the listener) select on it and wind down.
     pub shutdown: CancellationToken,

@@ -1,6 +1,9 @@
 //! Database access: the pool, database creation, migrations. One module per table group
 //! below this one, each a set of free functions taking an executor.
 
+pub mod sessions;
+pub mod users;
+
 use std::str::FromStr;
 
 use anyhow::Context;
@@ -67,6 +70,14 @@ pub async fn ensure_database(target: &PgConnectOptions) -> anyhow::Result<()> {
 /// Applies pending migrations; applied ones are skipped, so this is idempotent.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     MIGRATOR.run(pool).await.context("database migration failed")
+}
+
+/// The name of the constraint a statement violated, if any, for mapping to API errors.
+pub fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
+    match error {
+        sqlx::Error::Database(db_error) => db_error.constraint(),
+        _ => None,
+    }
 }
 
 /// `"name"` with embedded quotes doubled, for the few statements that cannot bind.

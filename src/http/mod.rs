@@ -1,9 +1,14 @@
 //! The HTTP surface: `configure` is the whole route table; handlers are thin async
 //! functions of extractors that call the service layer and map results to JSON.
 
+mod auth;
+mod dto;
 mod errors;
 mod health;
+mod me;
 mod observe;
+pub mod openapi;
+mod users;
 
 use actix_web::web;
 
@@ -22,7 +27,23 @@ pub fn configure(state: &AppState) -> impl FnOnce(&mut web::ServiceConfig) + use
             .app_data(errors::path_config())
             .service(web::resource("/healthz").route(web::get().to(health::healthz)))
             .service(web::resource("/readyz").route(web::get().to(health::readyz)))
-            .service(web::resource("/metrics").route(web::get().to(health::metrics)));
+            .service(web::resource("/metrics").route(web::get().to(health::metrics)))
+            .service(web::resource("/api/openapi.json").route(web::get().to(openapi::openapi_json)))
+            .service(
+                web::scope("/api/v1")
+                    .service(web::resource("/auth/register").route(web::post().to(auth::register)))
+                    .service(web::resource("/auth/login").route(web::post().to(auth::login)))
+                    .service(web::resource("/auth/refresh").route(web::post().to(auth::refresh)))
+                    .service(web::resource("/auth/logout").route(web::post().to(auth::logout)))
+                    .service(web::resource("/auth/password").route(web::post().to(auth::change_password)))
+                    .service(
+                        web::resource("/me").route(web::get().to(me::show_me)).route(web::patch().to(me::update_me)),
+                    )
+                    .service(web::resource("/me/sessions").route(web::get().to(me::list_sessions)))
+                    .service(web::resource("/me/sessions/{session_id}").route(web::delete().to(me::revoke_session)))
+                    .service(web::resource("/users").route(web::get().to(users::search_users)))
+                    .service(web::resource("/users/{user_id}").route(web::get().to(users::show_user))),
+            );
     }
 }
 

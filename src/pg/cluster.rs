@@ -258,26 +258,60 @@ fn initdb(options: &ClusterOptions, pgdata: &Path, password_path: &Path, run_as:
     os::make_private(password_path)?;
     os::give_to(password_path, run_as)?;
 
+    tracing::info!(pgdata = %pgdata.display(), "initialising a new PostgreSQL cluster");
+    let mut result = Err(PgError::Tool { tool: "initdb", detail: "no locale could be used".into() });
+    for ctype in CTYPE_CANDIDATES {
+        result = run_initdb(options, pgdata, password_path, run_as, ctype);
+        match &result {
+            Err(PgError::Tool { detail, .. }) if ctype.is_some() && detail.contains("locale") => {
+                // This OS lacks that locale; initdb stopped before writing anything.
+                let _ = clear_dir(pgdata, run_as);
+            }
+            _ => break,
+        }
+    }
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(pgdata);
+    }
+    result
+}
+
+/// Character classification locales to try, best first. Collation is always `C` (byte
+/// order: fast and the same everywhere); the character type should understand UTF-8 so
+/// that `lower()` and trigram search work for non-ASCII names (CJK nicknames split into
+/// words only with a UTF-8 ctype). Plain `C` is the last resort.
+const CTYPE_CANDIDATES: [Option<&str>; 3] = [Some("C.UTF-8"), Some("en_US.UTF-8"), None];
+
+fn run_initdb(
+    options: &ClusterOptions,
+    pgdata: &Path,
+    password_path: &Path,
+    run_as: Option<RunAs>,
+    ctype: Option<&str>,
+) -> Result<(), PgError> {
     let mut cmd = Command::new(executable(&options.bin_dir, "initdb"));
     cmd.arg("-D")
         .arg(pgdata)
         .args(["-U", SUPERUSER])
         .arg(format!("--pwfile={}", password_path.display()))
         .arg("--auth=scram-sha-256")
-        // UTF8 with the C locale: present on every OS (no locale packages needed),
-        // byte-order collation is fast, and text search GOIM does is trigram-based.
         .args(["-E", "UTF8", "--locale=C"]);
+    if let Some(ctype) = ctype {
+        cmd.arg(format!("--lc-ctype={ctype}"));
+    }
     if options.unsafe_fast {
         cmd.arg("--no-sync");
     }
     cmd.stdin(Stdio::null());
     os::prepare(&mut cmd, run_as);
-    tracing::info!(pgdata = %pgdata.display(), "initialising a new PostgreSQL cluster");
-    let result = run_tool("initdb", cmd);
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(pgdata);
-    }
-    result
+    run_tool("initdb", cmd)
+}
+
+fn clear_dir(dir: &Path, run_as: Option<RunAs>) -> Result<(), PgError> {
+    std::fs::remove_dir_all(dir).map_err(PgError::io(format!("cannot clear {}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(PgError::io(format!("cannot create {}", dir.display())))?;
+    os::make_private(dir)?;
+    os::give_to(dir, run_as)
 }
 
 /// After an unclean stop `postmaster.pid` remains. If its process is a live postgres

@@ -3,8 +3,11 @@
 //! GOIM's integration tests: one binary, every test with its own database (cloned from a
 //! migrated template) in one throwaway cluster per test run, and its own server on port 0.
 
+mod accounts;
 mod binary;
 mod health;
 mod http_errors;
 mod managed_pg;
+mod profiles;
+mod search;
 mod support;

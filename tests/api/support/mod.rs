@@ -89,3 +89,63 @@ pub async fn error_code(response: reqwest::Response, status: u16) -> String {
     assert!(code.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "code is not snake_case: {code}");
     code
 }
+
+/// A registered user and their first session's tokens.
+#[allow(dead_code)]
+pub struct TestUser {
+    pub id: i64,
+    pub username: String,
+    pub password: String,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub session_id: String,
+}
+
+pub const TEST_PASSWORD: &str = "correct horse battery";
+
+impl TestApp {
+    /// Registers `username` with [`TEST_PASSWORD`].
+    pub async fn register(&self, username: &str) -> TestUser {
+        let response = self
+            .post_json("/api/v1/auth/register", &serde_json::json!({ "username": username, "password": TEST_PASSWORD }))
+            .await;
+        assert_eq!(response.status(), 201, "register {username}");
+        let body: Value = response.json().await.expect("register body");
+        TestUser {
+            id: body["user"]["id"].as_i64().expect("user.id"),
+            username: username.to_owned(),
+            password: TEST_PASSWORD.to_owned(),
+            access_token: body["access_token"].as_str().expect("access_token").to_owned(),
+            refresh_token: body["refresh_token"].as_str().expect("refresh_token").to_owned(),
+            session_id: body["session_id"].as_str().expect("session_id").to_owned(),
+        }
+    }
+
+    pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request completes")
+    }
+
+    pub async fn send_as(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request completes")
+    }
+}
+
+/// Logs `username` in with [`TEST_PASSWORD`] and returns the access token.
+pub async fn login_token(app: &TestApp, username: &str) -> String {
+    let response = app
+        .post_json("/api/v1/auth/login", &serde_json::json!({ "username": username, "password": TEST_PASSWORD }))
+        .await;
+    assert_eq!(response.status(), 200, "login {username}");
+    let body: Value = response.json().await.expect("login body");
+    body["access_token"].as_str().expect("access_token").to_owned()
+}

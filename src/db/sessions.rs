@@ -1,0 +1,142 @@
+//! The `sessions` and `refresh_tokens` tables.
+
+use sqlx::{FromRow, PgExecutor};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::{SessionId, UserId};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct SessionRow {
+    pub id: SessionId,
+    pub device_name: String,
+    pub user_agent: String,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+pub struct NewSession<'a> {
+    pub user_id: UserId,
+    pub device_name: &'a str,
+    pub user_agent: &'a str,
+    pub expires_at: OffsetDateTime,
+}
+
+pub async fn insert(db: impl PgExecutor<'_>, new: &NewSession<'_>) -> sqlx::Result<SessionId> {
+    sqlx::query_scalar(
+        "INSERT INTO sessions (id, user_id, device_name, user_agent, expires_at)
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(Uuid::new_v4())
+    .bind(new.user_id)
+    .bind(new.device_name)
+    .bind(new.user_agent)
+    .bind(new.expires_at)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn insert_refresh_token(db: impl PgExecutor<'_>, session: SessionId, hash: &[u8]) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)")
+        .bind(hash)
+        .bind(session)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// A refresh token's state, locked for the rest of the transaction so two refreshes
+/// with the same token are decided one after the other.
+#[derive(Debug, FromRow)]
+pub struct RefreshTokenState {
+    pub session_id: SessionId,
+    pub user_id: UserId,
+    pub used: bool,
+    pub session_active: bool,
+}
+
+pub async fn lock_refresh_token(db: impl PgExecutor<'_>, hash: &[u8]) -> sqlx::Result<Option<RefreshTokenState>> {
+    sqlx::query_as(
+        "SELECT s.id AS session_id, s.user_id, rt.used_at IS NOT NULL AS used,
+                (s.revoked_at IS NULL AND s.expires_at > now()) AS session_active
+           FROM refresh_tokens rt
+           JOIN sessions s ON s.id = rt.session_id
+          WHERE rt.token_hash = $1
+            FOR UPDATE OF rt, s",
+    )
+    .bind(hash)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn mark_refresh_token_used(db: impl PgExecutor<'_>, hash: &[u8]) -> sqlx::Result<()> {
+    sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1")
+        .bind(hash)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// Slides the session's expiry forward on use.
+pub async fn touch(db: impl PgExecutor<'_>, session: SessionId, expires_at: OffsetDateTime) -> sqlx::Result<()> {
+    sqlx::query("UPDATE sessions SET last_used_at = now(), expires_at = $2 WHERE id = $1")
+        .bind(session)
+        .bind(expires_at)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// Revokes `session` if it belongs to `user`; returns whether it did (an already
+/// revoked or foreign session gives `false`).
+pub async fn revoke(db: impl PgExecutor<'_>, user: UserId, session: SessionId, reason: &str) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = $3
+          WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(session)
+    .bind(user)
+    .bind(reason)
+    .execute(db)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Revokes every active session of `user` except `keep`.
+pub async fn revoke_others(db: impl PgExecutor<'_>, user: UserId, keep: SessionId, reason: &str) -> sqlx::Result<u64> {
+    let result = sqlx::query(
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = $3
+          WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL",
+    )
+    .bind(user)
+    .bind(keep)
+    .bind(reason)
+    .execute(db)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Whether `session` of `user` may still be used: not revoked, not expired.
+pub async fn is_active(db: impl PgExecutor<'_>, user: UserId, session: SessionId) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sessions
+                         WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > now())",
+    )
+    .bind(session)
+    .bind(user)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn list_active(db: impl PgExecutor<'_>, user: UserId) -> sqlx::Result<Vec<SessionRow>> {
+    sqlx::query_as(
+        "SELECT id, device_name, user_agent, created_at, last_used_at, expires_at
+           FROM sessions
+          WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+          ORDER BY last_used_at DESC",
+    )
+    .bind(user)
+    .fetch_all(db)
+    .await
+}

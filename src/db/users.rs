@@ -1,0 +1,169 @@
+//! The `users` table.
+
+use sqlx::{FromRow, PgExecutor};
+use time::{Date, OffsetDateTime};
+
+use crate::domain::{AvatarUrl, Bio, Birthday, Nickname, UserId, Username};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct UserRow {
+    pub id: UserId,
+    pub username: String,
+    pub nickname: String,
+    pub avatar_url: Option<String>,
+    pub birthday: Option<Date>,
+    pub bio: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+const USER_COLUMNS: &str = "id, username, nickname, avatar_url, birthday, bio, created_at, updated_at";
+
+pub struct NewUser<'a> {
+    pub username: &'a Username,
+    pub nickname: &'a Nickname,
+    pub password_hash: &'a str,
+}
+
+pub async fn insert(db: impl PgExecutor<'_>, new: &NewUser<'_>) -> sqlx::Result<UserRow> {
+    sqlx::query_as(&format!(
+        "INSERT INTO users (username, nickname, password_hash) VALUES ($1, $2, $3) RETURNING {USER_COLUMNS}"
+    ))
+    .bind(new.username.as_str())
+    .bind(new.nickname.as_str())
+    .bind(new.password_hash)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn find(db: impl PgExecutor<'_>, id: UserId) -> sqlx::Result<Option<UserRow>> {
+    sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")).bind(id).fetch_optional(db).await
+}
+
+/// The id and password hash for a username, compared case-insensitively.
+pub async fn credentials(db: impl PgExecutor<'_>, username: &str) -> sqlx::Result<Option<(UserId, String)>> {
+    sqlx::query_as("SELECT id, password_hash FROM users WHERE lower(username) = lower($1)")
+        .bind(username)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn password_hash(db: impl PgExecutor<'_>, id: UserId) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1").bind(id).fetch_optional(db).await
+}
+
+pub async fn set_password_hash(db: impl PgExecutor<'_>, id: UserId, hash: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(hash)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// A partial profile update: `None` leaves a field alone; `Some(None)` clears it.
+#[derive(Debug, Default)]
+pub struct ProfileChange {
+    pub nickname: Option<Nickname>,
+    pub avatar_url: Option<Option<AvatarUrl>>,
+    pub birthday: Option<Option<Birthday>>,
+    pub bio: Option<Bio>,
+}
+
+pub async fn update_profile(db: impl PgExecutor<'_>, id: UserId, change: &ProfileChange) -> sqlx::Result<UserRow> {
+    // One statement for any subset of fields: a flag per field says whether to set it.
+    sqlx::query_as(&format!(
+        "UPDATE users SET
+            nickname   = COALESCE($2, nickname),
+            avatar_url = CASE WHEN $3 THEN $4 ELSE avatar_url END,
+            birthday   = CASE WHEN $5 THEN $6 ELSE birthday END,
+            bio        = COALESCE($7, bio),
+            updated_at = now()
+         WHERE id = $1
+         RETURNING {USER_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(change.nickname.as_ref().map(Nickname::as_str))
+    .bind(change.avatar_url.is_some())
+    .bind(change.avatar_url.as_ref().and_then(|url| url.as_ref().map(AvatarUrl::as_str)))
+    .bind(change.birthday.is_some())
+    .bind(change.birthday.and_then(|b| b.map(Birthday::date)))
+    .bind(change.bio.as_ref().map(Bio::as_str))
+    .fetch_one(db)
+    .await
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct SearchHit {
+    pub id: UserId,
+    pub username: String,
+    pub nickname: String,
+    pub avatar_url: Option<String>,
+    pub score: f32,
+}
+
+/// Users whose username or nickname matches `query` (already lower-cased), best first:
+/// exact username, username prefix, nickname prefix, substring (queries of 3+
+/// characters), then trigram similarity (typos). Keyset-paginated on `(score, id)`.
+pub async fn search(
+    db: impl PgExecutor<'_>,
+    query: &str,
+    after: Option<(f32, UserId)>,
+    limit: i64,
+) -> sqlx::Result<Vec<SearchHit>> {
+    let escaped = escape_like(query);
+    let prefix = format!("{escaped}%");
+    // Substrings of one or two characters would match most users and no index helps.
+    let contains = (query.chars().count() >= 3).then(|| format!("%{escaped}%"));
+    sqlx::query_as(
+        "SELECT id, username, nickname, avatar_url, score FROM (
+            SELECT id, username, nickname, avatar_url,
+                   (CASE WHEN lower(username) = $1 THEN 4
+                         WHEN lower(username) LIKE $2 THEN 3
+                         WHEN lower(nickname) LIKE $2 THEN 2
+                         WHEN lower(username) LIKE $3 OR lower(nickname) LIKE $3 THEN 1
+                         ELSE 0 END
+                    + greatest(similarity(lower(username), $1), similarity(lower(nickname), $1)))::real AS score
+              FROM users
+             WHERE lower(username) LIKE $2
+                OR lower(nickname) LIKE $2
+                OR lower(username) LIKE $3
+                OR lower(nickname) LIKE $3
+                OR lower(username) % $1
+                OR lower(nickname) % $1
+         ) AS hits
+         WHERE $4::real IS NULL OR (score, id) < ($4, $5)
+         ORDER BY score DESC, id DESC
+         LIMIT $6",
+    )
+    .bind(query)
+    .bind(prefix)
+    .bind(contains)
+    .bind(after.map(|(score, _)| score))
+    .bind(after.map(|(_, id)| id))
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Makes `%`, `_` and `\` in user input match literally in a LIKE pattern.
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_wildcards_in_a_query_are_escaped() {
+        assert_eq!(escape_like("a_b%c\\"), "a\\_b\\%c\\\\");
+    }
+}

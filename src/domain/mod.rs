@@ -1,0 +1,38 @@
+//! Domain values that can only exist when valid: each has a private field and a
+//! `parse` constructor, so code that holds one never re-checks it.
+
+pub mod ids;
+pub mod password;
+pub mod profile;
+pub mod username;
+
+pub use ids::{SessionId, UserId};
+pub use password::Password;
+pub use profile::{AvatarUrl, Bio, Birthday, Nickname};
+pub use username::Username;
+
+/// Why a value was refused; `field` names the input it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self { field, message: message.into() }
+    }
+}
+
+impl From<Invalid> for crate::error::ApiError {
+    fn from(invalid: Invalid) -> Self {
+        crate::error::ApiError::validation(invalid.field, invalid.message)
+    }
+}
+
+/// Text from users may not carry control characters (they break logs and terminals
+/// and hide content); newlines and tabs are allowed only where `multiline` says so.
+pub fn has_forbidden_controls(text: &str, multiline: bool) -> bool {
+    text.chars().any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\t')))
+}

@@ -1,0 +1,170 @@
+//! `/api/v1/auth/*`: register, login, refresh, logout, change password.
+
+use std::time::Instant;
+
+use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::dto::{OwnProfile, TokenResponse};
+use crate::{
+    auth::Authenticated,
+    domain::{Nickname, Password, Username},
+    error::ApiError,
+    service::accounts::{self, Device},
+    state::AppState,
+};
+
+const MAX_DEVICE_NAME_CHARS: usize = 64;
+const MAX_USER_AGENT_CHARS: usize = 256;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// 3–32 characters: ASCII letters, digits, `_`, `.`, `-`. Unique ignoring case.
+    #[schema(example = "alice")]
+    pub username: String,
+    /// 8 characters to 1024 bytes.
+    pub password: String,
+    /// 1–64 characters; defaults to the username.
+    pub nickname: Option<String>,
+    /// A name for this device's session, up to 64 characters.
+    pub device_name: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    pub device_name: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+pub struct RegisterResponse {
+    pub user: OwnProfile,
+    #[serde(flatten)]
+    pub tokens: TokenResponse,
+}
+
+/// Create an account and sign in on this device.
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses(
+        (status = 201, body = RegisterResponse),
+        (status = 400, description = "validation_failed, malformed_json, invalid_body", body = super::dto::ErrorResponse),
+        (status = 409, description = "username_taken", body = super::dto::ErrorResponse),
+        (status = 429, description = "rate_limited (Retry-After header)", body = super::dto::ErrorResponse),
+    ))]
+pub async fn register(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    limit(&state.rate_limits.register_by_ip, &client_ip(&req))?;
+    let body = body.into_inner();
+    let username = Username::parse(&body.username)?;
+    let password = Password::parse(body.password, "password")?;
+    let nickname = body.nickname.as_deref().map(Nickname::parse).transpose()?;
+    let device = device(&req, body.device_name)?;
+    let (user, tokens) = accounts::register(&state, username, password, nickname, &device).await?;
+    Ok(HttpResponse::Created().json(RegisterResponse { user: user.into(), tokens: tokens.into() }))
+}
+
+/// Sign in with username and password; opens a new session.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 401, description = "invalid_credentials (unknown user and wrong password alike)", body = super::dto::ErrorResponse),
+        (status = 429, description = "rate_limited, per IP and per username (Retry-After header)", body = super::dto::ErrorResponse),
+    ))]
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    limit(&state.rate_limits.login_by_ip, &client_ip(&req))?;
+    limit(&state.rate_limits.login_by_username, &body.username.to_lowercase())?;
+    let password = Password::parse_any(body.password, "password")?;
+    let device = device(&req, body.device_name)?;
+    let tokens = accounts::login(&state, &body.username, password, &device).await?;
+    Ok(HttpResponse::Ok().json(TokenResponse::from(tokens)))
+}
+
+/// Exchange a refresh token for a new access token and a new refresh token.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 401, description = "invalid_refresh_token, refresh_token_reused (the session is revoked), session_revoked", body = super::dto::ErrorResponse),
+    ))]
+pub async fn refresh(state: web::Data<AppState>, body: web::Json<RefreshRequest>) -> Result<HttpResponse, ApiError> {
+    let tokens = accounts::refresh(&state, &body.refresh_token).await?;
+    Ok(HttpResponse::Ok().json(TokenResponse::from(tokens)))
+}
+
+/// Sign out this session.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = super::dto::ErrorResponse)))]
+pub async fn logout(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
+    accounts::logout(&state, caller).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Change the password; every other session is signed out.
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 204),
+        (status = 400, description = "validation_failed", body = super::dto::ErrorResponse),
+        (status = 403, description = "wrong_password", body = super::dto::ErrorResponse),
+    ))]
+pub async fn change_password(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    body: web::Json<ChangePasswordRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let current = Password::parse_any(body.current_password, "current_password")?;
+    let new = Password::parse(body.new_password, "new_password")?;
+    accounts::change_password(&state, caller, current, new).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn limit(limiter: &crate::auth::RateLimiter, key: &str) -> Result<(), ApiError> {
+    limiter.check(key, Instant::now()).map_err(|retry_after| ApiError::RateLimited { retry_after })
+}
+
+/// The TCP peer. GOIM does not trust `X-Forwarded-For` (it would let any client pick
+/// its own rate-limit key); behind a proxy all clients share the proxy's budget.
+fn client_ip(req: &HttpRequest) -> String {
+    req.peer_addr().map(|addr| addr.ip().to_string()).unwrap_or_default()
+}
+
+fn device(req: &HttpRequest, name: Option<String>) -> Result<Device, ApiError> {
+    let name = name.unwrap_or_default();
+    if name.chars().count() > MAX_DEVICE_NAME_CHARS || crate::domain::has_forbidden_controls(&name, false) {
+        return Err(ApiError::validation("device_name", "must be at most 64 characters without control characters"));
+    }
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .chars()
+        .take(MAX_USER_AGENT_CHARS)
+        .collect();
+    Ok(Device { name, user_agent })
+}

@@ -1,0 +1,101 @@
+//! `/api/v1/me*`: the caller's own profile and sessions.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use time::Date;
+use utoipa::ToSchema;
+
+use super::dto::{OwnProfile, SessionResponse, double_option};
+use crate::{
+    auth::Authenticated,
+    db::{self, users::ProfileChange},
+    domain::{AvatarUrl, Bio, Birthday, Nickname, SessionId},
+    error::ApiError,
+    service::{accounts, users},
+    state::AppState,
+};
+
+/// A partial update: omitted fields stay as they are; `null` clears a clearable field.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProfileRequest {
+    /// 1–64 characters; cannot be cleared.
+    #[serde(default, deserialize_with = "double_option")]
+    pub nickname: Option<Option<String>>,
+    /// http(s) URL up to 2048 bytes, or null to remove.
+    #[serde(default, deserialize_with = "double_option")]
+    pub avatar_url: Option<Option<String>>,
+    /// `YYYY-MM-DD`, not in the future, or null to remove.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, format = Date)]
+    pub birthday: Option<Option<Date>>,
+    /// Up to 500 characters; null empties it.
+    #[serde(default, deserialize_with = "double_option")]
+    pub bio: Option<Option<String>>,
+}
+
+/// The caller's own profile (includes private fields such as the birthday).
+#[utoipa::path(get, path = "/api/v1/me", tag = "profile", security(("bearer" = [])),
+    responses((status = 200, body = OwnProfile), (status = 401, body = super::dto::ErrorResponse)))]
+pub async fn show_me(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
+    let user = users::profile(&state, caller.user_id).await?;
+    Ok(HttpResponse::Ok().json(OwnProfile::from(user)))
+}
+
+/// Update some profile fields.
+#[utoipa::path(patch, path = "/api/v1/me", tag = "profile", security(("bearer" = [])),
+    request_body = UpdateProfileRequest,
+    responses(
+        (status = 200, body = OwnProfile),
+        (status = 400, description = "validation_failed (with field), invalid_body (unknown field, wrong type)", body = super::dto::ErrorResponse),
+    ))]
+pub async fn update_me(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    body: web::Json<UpdateProfileRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let change = ProfileChange {
+        nickname: match body.nickname {
+            None => None,
+            Some(None) => return Err(ApiError::validation("nickname", "cannot be removed")),
+            Some(Some(raw)) => Some(Nickname::parse(&raw)?),
+        },
+        avatar_url: body.avatar_url.map(|url| url.as_deref().map(AvatarUrl::parse).transpose()).transpose()?,
+        birthday: body.birthday.map(|date| date.map(Birthday::parse_now).transpose()).transpose()?,
+        bio: body.bio.map(|bio| Bio::parse(bio.as_deref().unwrap_or_default())).transpose()?,
+    };
+    let user = users::update_profile(&state, caller.user_id, &change).await?;
+    Ok(HttpResponse::Ok().json(OwnProfile::from(user)))
+}
+
+/// The caller's active sessions (devices), most recently used first.
+#[utoipa::path(get, path = "/api/v1/me/sessions", tag = "profile", security(("bearer" = [])),
+    responses((status = 200, body = Vec<SessionResponse>)))]
+pub async fn list_sessions(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
+    let sessions = db::sessions::list_active(&state.pool, caller.user_id).await?;
+    let body: Vec<SessionResponse> = sessions
+        .into_iter()
+        .map(|row| {
+            let current = row.id == caller.session_id;
+            SessionResponse::new(row, current)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Sign out one of the caller's sessions.
+#[utoipa::path(delete, path = "/api/v1/me/sessions/{session_id}", tag = "profile", security(("bearer" = [])),
+    params(("session_id" = uuid::Uuid, Path)),
+    responses(
+        (status = 204),
+        (status = 404, description = "session_not_found (also for other users' sessions)", body = super::dto::ErrorResponse),
+    ))]
+pub async fn revoke_session(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    path: web::Path<uuid::Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    accounts::revoke_session(&state, caller, SessionId(path.into_inner())).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,45 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations so it cannot
+//! drift from the code. Served at `/api/openapi.json`.
+
+use actix_web::HttpResponse;
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+
+use super::{auth, dto, me, users};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "GOIM REST API", description = "Accounts, profiles and messaging. Errors always have the shape {\"error\":{\"code\",\"message\"}}. Access tokens: `Authorization: Bearer <jwt>` (15 min by default); renew with POST /api/v1/auth/refresh."),
+    paths(
+        auth::register, auth::login, auth::refresh, auth::logout, auth::change_password,
+        me::show_me, me::update_me, me::list_sessions, me::revoke_session,
+        users::show_user, users::search_users,
+    ),
+    components(schemas(dto::ErrorResponse, dto::ErrorObject)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Registration, login, token refresh, logout"),
+        (name = "profile", description = "The caller's own profile and sessions"),
+        (name = "users", description = "Other users' public profiles and search"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            );
+        }
+    }
+}
+
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

@@ -1,0 +1,182 @@
+//! Registration, login, token refresh with rotation and reuse detection, logout,
+//! password change and session management.
+
+use time::OffsetDateTime;
+
+use crate::{
+    auth::{Authenticated, RefreshToken, token::hash_refresh_token},
+    db::{self, sessions::NewSession, users::NewUser, users::UserRow},
+    domain::{Nickname, Password, SessionId, UserId, Username},
+    error::ApiError,
+    state::AppState,
+};
+
+/// What the client says about the device a session is for.
+pub struct Device {
+    pub name: String,
+    pub user_agent: String,
+}
+
+/// Tokens handed to a client after login, registration or refresh.
+pub struct IssuedTokens {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub access_token: String,
+    pub access_expires_in: u64,
+    pub refresh_token: String,
+}
+
+pub async fn register(
+    state: &AppState,
+    username: Username,
+    password: Password,
+    nickname: Option<Nickname>,
+    device: &Device,
+) -> Result<(UserRow, IssuedTokens), ApiError> {
+    let password_hash = state.hasher.hash(&password).await.map_err(ApiError::internal)?;
+    let nickname = match nickname {
+        Some(nickname) => nickname,
+        None => Nickname::parse(username.as_str())?,
+    };
+    let mut tx = state.pool.begin().await?;
+    let user = db::users::insert(
+        &mut *tx,
+        &NewUser { username: &username, nickname: &nickname, password_hash: &password_hash },
+    )
+    .await
+    .map_err(|error| match db::violated_constraint(&error) {
+        Some("users_username_key") => ApiError::conflict("username_taken", "this username is already taken"),
+        _ => error.into(),
+    })?;
+    let tokens = start_session(state, &mut tx, user.id, device).await?;
+    tx.commit().await?;
+    Ok((user, tokens))
+}
+
+/// Unknown users and wrong passwords get the same error after the same work.
+pub async fn login(
+    state: &AppState,
+    username: &str,
+    password: Password,
+    device: &Device,
+) -> Result<IssuedTokens, ApiError> {
+    let credentials = db::users::credentials(&state.pool, username).await?;
+    let verified = state
+        .hasher
+        .verify(&password, credentials.as_ref().map(|(_, hash)| hash.as_str()))
+        .await
+        .map_err(ApiError::internal)?;
+    let user_id = match credentials {
+        Some((user_id, _)) if verified => user_id,
+        _ => return Err(ApiError::unauthorized("invalid_credentials", "wrong username or password")),
+    };
+    let mut tx = state.pool.begin().await?;
+    let tokens = start_session(state, &mut tx, user_id, device).await?;
+    tx.commit().await?;
+    Ok(tokens)
+}
+
+/// Exchanges a refresh token for new tokens. Each refresh token works once; presenting
+/// a used one means it was stolen or replayed, so the whole session is revoked.
+pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<IssuedTokens, ApiError> {
+    let hash = hash_refresh_token(refresh_token);
+    let mut tx = state.pool.begin().await?;
+    let Some(token) = db::sessions::lock_refresh_token(&mut *tx, &hash).await? else {
+        return Err(ApiError::unauthorized("invalid_refresh_token", "the refresh token is not valid"));
+    };
+    if token.used {
+        db::sessions::revoke(&mut *tx, token.user_id, token.session_id, "refresh_token_reuse").await?;
+        tx.commit().await?;
+        tracing::warn!(user_id = %token.user_id, session_id = %token.session_id, "refresh token reuse; session revoked");
+        return Err(ApiError::unauthorized(
+            "refresh_token_reused",
+            "this refresh token was already used; the session has been signed out",
+        ));
+    }
+    if !token.session_active {
+        return Err(ApiError::unauthorized("session_revoked", "this session has been signed out or has expired"));
+    }
+    db::sessions::mark_refresh_token_used(&mut *tx, &hash).await?;
+    let next = RefreshToken::generate();
+    db::sessions::insert_refresh_token(&mut *tx, token.session_id, &next.hash()).await?;
+    db::sessions::touch(&mut *tx, token.session_id, session_expiry(state)).await?;
+    tx.commit().await?;
+    issue(state, token.user_id, token.session_id, next)
+}
+
+pub async fn logout(state: &AppState, caller: Authenticated) -> Result<(), ApiError> {
+    db::sessions::revoke(&state.pool, caller.user_id, caller.session_id, "logout").await?;
+    Ok(())
+}
+
+/// Requires the current password; signs out every other session.
+pub async fn change_password(
+    state: &AppState,
+    caller: Authenticated,
+    current: Password,
+    new: Password,
+) -> Result<(), ApiError> {
+    let stored = db::users::password_hash(&state.pool, caller.user_id).await?;
+    let verified = state.hasher.verify(&current, stored.as_deref()).await.map_err(ApiError::internal)?;
+    if !verified {
+        return Err(ApiError::forbidden("wrong_password", "the current password is wrong"));
+    }
+    let new_hash = state.hasher.hash(&new).await.map_err(ApiError::internal)?;
+    let mut tx = state.pool.begin().await?;
+    db::users::set_password_hash(&mut *tx, caller.user_id, &new_hash).await?;
+    db::sessions::revoke_others(&mut *tx, caller.user_id, caller.session_id, "password_changed").await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Revokes one of the caller's sessions. Someone else's session id answers exactly
+/// like an unknown one.
+pub async fn revoke_session(state: &AppState, caller: Authenticated, session: SessionId) -> Result<(), ApiError> {
+    if db::sessions::revoke(&state.pool, caller.user_id, session, "revoked_by_user").await? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("session_not_found", "no such active session"))
+    }
+}
+
+async fn start_session(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    user_id: UserId,
+    device: &Device,
+) -> Result<IssuedTokens, ApiError> {
+    let session_id = db::sessions::insert(
+        &mut *tx,
+        &NewSession {
+            user_id,
+            device_name: &device.name,
+            user_agent: &device.user_agent,
+            expires_at: session_expiry(state),
+        },
+    )
+    .await?;
+    let refresh = RefreshToken::generate();
+    db::sessions::insert_refresh_token(&mut *tx, session_id, &refresh.hash()).await?;
+    issue(state, user_id, session_id, refresh)
+}
+
+fn issue(
+    state: &AppState,
+    user_id: UserId,
+    session_id: SessionId,
+    refresh: RefreshToken,
+) -> Result<IssuedTokens, ApiError> {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let access_token = state.tokens.issue(user_id, session_id, now).map_err(ApiError::internal)?;
+    Ok(IssuedTokens {
+        user_id,
+        session_id,
+        access_token,
+        access_expires_in: state.tokens.access_ttl.as_secs(),
+        refresh_token: refresh.as_str().to_owned(),
+    })
+}
+
+fn session_expiry(state: &AppState) -> OffsetDateTime {
+    OffsetDateTime::now_utc() + state.config.refresh_token_ttl
+}

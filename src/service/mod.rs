@@ -1,0 +1,5 @@
+//! The operations REST and WebSocket share. Each takes the state and already-parsed
+//! domain values, enforces its rules, and returns API errors only at this edge.
+
+pub mod accounts;
+pub mod users;
