@@ -11,6 +11,7 @@
 //! - [`service`]: the operations REST and WebSocket share.
 //! - [`http`]: the route table, thin handlers, request middleware.
 //! - [`startup`]: [`startup::Application`] wires state, routes and shutdown.
+//! - [`events`]: domain events published after commit, for the real-time gateway.
 //! - [`state`], [`error`], [`metrics`], [`telemetry`], [`shutdown`]: shared plumbing.
 //!
 //! # Dependency rule
@@ -24,6 +25,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod pg;

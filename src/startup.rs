@@ -14,6 +14,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     auth::{PasswordHasher, RateLimits, TokenKeys},
     config::Config,
+    events::EventBus,
     http,
     metrics::Metrics,
     state::AppState,
@@ -42,6 +43,7 @@ impl Application {
             rate_limits: Arc::new(RateLimits::new(config.auth_rate_burst, config.auth_rate_per_minute)),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
+            events: EventBus::new(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         };
@@ -66,6 +68,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The domain event bus, for in-process subscribers (and tests).
+    pub fn events(&self) -> EventBus {
+        self.state.events.clone()
     }
 
     /// Cancelling this token starts the graceful shutdown.

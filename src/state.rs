@@ -9,6 +9,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     auth::{PasswordHasher, RateLimits, TokenKeys},
     config::Config,
+    events::EventBus,
     metrics::Metrics,
 };
 
@@ -17,6 +18,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    /// Domain events, published after commit; the gateway subscribes.
+    pub events: EventBus,
     pub tokens: Arc<TokenKeys>,
     pub hasher: PasswordHasher,
     pub rate_limits: Arc<RateLimits>,

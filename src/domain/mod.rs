@@ -4,11 +4,13 @@
 pub mod ids;
 pub mod password;
 pub mod profile;
+pub mod social;
 pub mod username;
 
 pub use ids::{SessionId, UserId};
 pub use password::Password;
 pub use profile::{AvatarUrl, Bio, Birthday, Nickname};
+pub use social::{Remark, RequestNote};
 pub use username::Username;
 
 /// Why a value was refused; `field` names the input it came from.

@@ -48,6 +48,25 @@ impl From<UserRow> for PublicProfile {
     }
 }
 
+/// Enough of a user to show them in a list.
+#[derive(Serialize, ToSchema)]
+pub struct UserSummary {
+    pub id: i64,
+    pub username: String,
+    pub nickname: String,
+    pub avatar_url: Option<String>,
+}
+
+/// `?cursor=…&limit=…` of every keyset-paginated list.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1–100 (default 20).
+    pub limit: Option<i64>,
+}
+
 /// The caller's own profile: the public one plus private fields.
 #[derive(Serialize, ToSchema)]
 pub struct OwnProfile {

@@ -2,8 +2,10 @@
 //! functions of extractors that call the service layer and map results to JSON.
 
 mod auth;
+mod blocks;
 mod dto;
 mod errors;
+mod friends;
 mod health;
 mod me;
 mod observe;
@@ -42,7 +44,41 @@ pub fn configure(state: &AppState) -> impl FnOnce(&mut web::ServiceConfig) + use
                     .service(web::resource("/me/sessions").route(web::get().to(me::list_sessions)))
                     .service(web::resource("/me/sessions/{session_id}").route(web::delete().to(me::revoke_session)))
                     .service(web::resource("/users").route(web::get().to(users::search_users)))
-                    .service(web::resource("/users/{user_id}").route(web::get().to(users::show_user))),
+                    .service(web::resource("/users/{user_id}").route(web::get().to(users::show_user)))
+                    .service(
+                        web::resource("/users/{user_id}/mutual-friends")
+                            .route(web::get().to(friends::list_mutual_friends)),
+                    )
+                    .service(
+                        web::resource("/friend-requests")
+                            .route(web::get().to(friends::list_friend_requests))
+                            .route(web::post().to(friends::send_friend_request)),
+                    )
+                    .service(
+                        web::resource("/friend-requests/{request_id}/accept")
+                            .route(web::post().to(friends::accept_friend_request)),
+                    )
+                    .service(
+                        web::resource("/friend-requests/{request_id}/decline")
+                            .route(web::post().to(friends::decline_friend_request)),
+                    )
+                    .service(
+                        web::resource("/friend-requests/{request_id}/cancel")
+                            .route(web::post().to(friends::cancel_friend_request)),
+                    )
+                    .service(web::resource("/friends").route(web::get().to(friends::list_friends)))
+                    .service(web::resource("/friends/suggestions").route(web::get().to(friends::list_suggestions)))
+                    .service(
+                        web::resource("/friends/{user_id}")
+                            .route(web::delete().to(friends::remove_friend))
+                            .route(web::patch().to(friends::update_friend)),
+                    )
+                    .service(web::resource("/blocks").route(web::get().to(blocks::list_blocks)))
+                    .service(
+                        web::resource("/blocks/{user_id}")
+                            .route(web::put().to(blocks::block_user))
+                            .route(web::delete().to(blocks::unblock_user)),
+                    ),
             );
     }
 }

@@ -7,7 +7,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{auth, dto, me, users};
+use super::{auth, blocks, dto, friends, me, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,10 @@ use super::{auth, dto, me, users};
         auth::register, auth::login, auth::refresh, auth::logout, auth::change_password,
         me::show_me, me::update_me, me::list_sessions, me::revoke_session,
         users::show_user, users::search_users,
+        friends::send_friend_request, friends::list_friend_requests, friends::accept_friend_request,
+        friends::decline_friend_request, friends::cancel_friend_request, friends::list_friends,
+        friends::remove_friend, friends::update_friend, friends::list_mutual_friends, friends::list_suggestions,
+        blocks::block_user, blocks::unblock_user, blocks::list_blocks,
     ),
     components(schemas(dto::ErrorResponse, dto::ErrorObject)),
     modifiers(&BearerAuth),
@@ -23,6 +27,8 @@ use super::{auth, dto, me, users};
         (name = "auth", description = "Registration, login, token refresh, logout"),
         (name = "profile", description = "The caller's own profile and sessions"),
         (name = "users", description = "Other users' public profiles and search"),
+        (name = "friends", description = "Friend requests, friendships, mutual friends, suggestions"),
+        (name = "blocks", description = "Blocking users"),
     )
 )]
 pub struct ApiDoc;

@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::dto::PublicProfile;
+use super::dto::{PublicProfile, UserSummary};
 use crate::{auth::Authenticated, domain::UserId, error::ApiError, service::users, state::AppState};
 
 /// Another user's public profile.
@@ -35,14 +35,6 @@ pub struct SearchQuery {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct UserSummary {
-    pub id: i64,
-    pub username: String,
-    pub nickname: String,
-    pub avatar_url: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
 pub struct SearchResponse {
     pub items: Vec<UserSummary>,
     /// Present when more results follow.
@@ -65,7 +57,7 @@ pub async fn search_users(
     let limit = query.limit.unwrap_or(20);
     let page = users::search(&state, &query.q, limit, query.cursor.as_deref()).await?;
     let items = page
-        .hits
+        .items
         .into_iter()
         .map(|hit| UserSummary {
             id: hit.id.0,

@@ -324,7 +324,7 @@ fn recover_previous_run(bin_dir: &Path, pgdata: &Path) -> Result<(), PgError> {
     };
     let pid = contents.lines().next().and_then(|line| line.trim().parse::<u32>().ok());
     match pid {
-        Some(pid) if os::is_postgres_process(pid) => {
+        Some(pid) if os::is_postmaster_of(pid, pgdata) => {
             tracing::warn!(pid, "a postgres from an earlier GOIM run is still running; stopping it");
             pg_ctl_stop(bin_dir, pgdata, os::run_as_owner_of(pgdata))
         }

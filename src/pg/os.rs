@@ -134,9 +134,10 @@ pub fn check_reachable(dir: &Path, run_as: Option<RunAs>) -> Result<(), PgError>
     Ok(())
 }
 
-/// Whether `pid` is a live PostgreSQL server (not a recycled PID of something else).
+/// Whether `pid` is a live PostgreSQL server of the cluster in `pgdata` (not a recycled
+/// PID of something else: signalling that would be wrong).
 #[cfg(unix)]
-pub fn is_postgres_process(pid: u32) -> bool {
+pub fn is_postmaster_of(pid: u32, pgdata: &Path) -> bool {
     let Ok(raw) = i32::try_from(pid) else {
         return false;
     };
@@ -148,16 +149,19 @@ pub fn is_postgres_process(pid: u32) -> bool {
     if !alive {
         return false;
     }
-    // Where /proc exists, also check the name: after a reboot the PID may belong to
-    // an unrelated process, and signalling that would be wrong.
-    match std::fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(cmdline) => String::from_utf8_lossy(&cmdline).contains("postgres"),
-        Err(_) => !Path::new("/proc/self").exists(),
+    // Where /proc exists, a postmaster's working directory is its data directory.
+    let proc_cwd = std::path::PathBuf::from(format!("/proc/{pid}/cwd"));
+    if Path::new("/proc/self/cwd").exists() {
+        return match (std::fs::read_link(&proc_cwd), std::fs::canonicalize(pgdata)) {
+            (Ok(cwd), Ok(ours)) => cwd == ours,
+            _ => false,
+        };
     }
+    true
 }
 
 #[cfg(not(unix))]
-pub fn is_postgres_process(pid: u32) -> bool {
+pub fn is_postmaster_of(pid: u32, _pgdata: &Path) -> bool {
     let Ok(output) = Command::new("tasklist").args(["/FI", &format!("PID eq {pid}"), "/FO", "CSV", "/NH"]).output()
     else {
         return false;

@@ -2,4 +2,7 @@
 //! domain values, enforces its rules, and returns API errors only at this edge.
 
 pub mod accounts;
+pub mod blocks;
+pub mod friends;
+pub mod page;
 pub mod users;

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod binary;
+mod friends;
 mod health;
 mod http_errors;
 mod managed_pg;

@@ -41,14 +41,9 @@ async fn a_stale_postmaster_pid_is_recovered_from() {
     let dir = new_data_dir();
     let pg = ManagedPostgres::start(options(&dir)).await.unwrap();
     pg.stop().await.unwrap();
-    // What a crash leaves: a pid file naming a process that no longer exists.
-    let mut exited = std::process::Command::new(std::env::current_exe().unwrap())
-        .arg("--list")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let dead_pid = exited.id();
-    exited.wait().unwrap();
+    // What a crash leaves: a pid file naming a process that does not exist (this PID is
+    // above every OS's PID limit).
+    let dead_pid = 2_147_483_000_u32;
     let pid_file = dir.join("postgres").join("postmaster.pid");
     std::fs::write(&pid_file, format!("{dead_pid}\n{}\n0\n5432\n", dir.join("postgres").display())).unwrap();
 

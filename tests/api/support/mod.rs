@@ -20,6 +20,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// A pool on the app's database, for assertions about stored state.
     pub pool: PgPool,
+    /// The app's domain event bus.
+    pub events: goim::events::EventBus,
     /// Cancelling it shuts the app down gracefully.
     #[allow(dead_code)]
     pub shutdown: CancellationToken,
@@ -39,11 +41,13 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     let app = Application::build(config, pool.clone()).expect("application builds");
     let port = app.port();
     let shutdown = app.shutdown_token();
+    let events = app.events();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         client: reqwest::Client::builder().timeout(TIMEOUT).build().expect("reqwest client builds"),
         pool,
+        events,
         shutdown,
     }
 }

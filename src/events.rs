@@ -1,0 +1,62 @@
+//! Domain events, published after the transaction that caused them commits.
+//!
+//! Services call [`EventBus::publish`] once their transaction has committed, naming the
+//! users who should hear of it. The real-time gateway subscribes and pushes events to
+//! those users' devices; the cross-instance fan-out will subscribe the same way. The bus
+//! is a bounded broadcast channel: a subscriber that falls behind loses the oldest
+//! events (and is told so by `RecvError::Lagged`) instead of growing memory.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::domain::UserId;
+
+/// How many events a slow subscriber may fall behind before it loses some.
+const CAPACITY: usize = 4096;
+
+/// What happened, in the shape clients receive it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    FriendRequestReceived { request_id: i64, from_user_id: UserId, note: String },
+    FriendRequestAccepted { request_id: i64, by_user_id: UserId },
+    FriendRequestDeclined { request_id: i64 },
+    FriendRequestCancelled { request_id: i64 },
+    FriendAdded { user_id: UserId },
+    FriendRemoved { user_id: UserId },
+}
+
+/// An event and the users it is for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    pub recipients: Vec<UserId>,
+    pub event: Event,
+}
+
+#[derive(Clone)]
+pub struct EventBus {
+    sender: broadcast::Sender<Arc<Published>>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventBus {
+    pub fn new() -> Self {
+        Self { sender: broadcast::channel(CAPACITY).0 }
+    }
+
+    /// Call only after the change is committed. Having no subscriber is fine.
+    pub fn publish(&self, recipients: Vec<UserId>, event: Event) {
+        let _ = self.sender.send(Arc::new(Published { recipients, event }));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.sender.subscribe()
+    }
+}
