@@ -121,6 +121,10 @@ pub struct Config {
     #[arg(long, env = "GOIM_AUTH_RATE_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_rate_per_minute: u32,
 
+    /// Largest member limit a group may have; also the default limit of new groups.
+    #[arg(long, env = "GOIM_GROUP_MAX_MEMBERS", default_value_t = 500, value_parser = clap::value_parser!(u32).range(2..=100_000))]
+    pub group_max_members: u32,
+
     /// Log filter, in `tracing` EnvFilter syntax (e.g. `info,goim=debug`).
     #[arg(long, env = "GOIM_LOG", default_value = "info")]
     pub log: String,

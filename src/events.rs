@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::domain::UserId;
+use crate::domain::{GroupId, Role, UserId};
 
 /// How many events a slow subscriber may fall behind before it loses some.
 const CAPACITY: usize = 4096;
@@ -26,6 +26,17 @@ pub enum Event {
     FriendRequestCancelled { request_id: i64 },
     FriendAdded { user_id: UserId },
     FriendRemoved { user_id: UserId },
+    GroupMemberJoined { group_id: GroupId, user_id: UserId },
+    GroupMemberLeft { group_id: GroupId, user_id: UserId },
+    GroupMemberKicked { group_id: GroupId, user_id: UserId, by_user_id: UserId },
+    GroupRoleChanged { group_id: GroupId, user_id: UserId, role: Role },
+    GroupMemberMuted { group_id: GroupId, user_id: UserId, muted_until: Option<i64> },
+    GroupUpdated { group_id: GroupId },
+    GroupAnnouncementUpdated { group_id: GroupId, announcement: String, by_user_id: UserId },
+    GroupDisbanded { group_id: GroupId },
+    GroupJoinRequested { group_id: GroupId, request_id: i64, user_id: UserId },
+    GroupJoinRequestDecided { group_id: GroupId, request_id: i64, approved: bool },
+    GroupInvitationReceived { group_id: GroupId, invitation_id: i64, inviter_id: UserId },
 }
 
 /// An event and the users it is for.

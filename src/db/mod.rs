@@ -3,6 +3,7 @@
 
 pub mod blocks;
 pub mod friends;
+pub mod groups;
 pub mod sessions;
 pub mod users;
 

@@ -1,12 +1,16 @@
 //! Domain values that can only exist when valid: each has a private field and a
 //! `parse` constructor, so code that holds one never re-checks it.
 
+pub mod group;
 pub mod ids;
 pub mod password;
 pub mod profile;
 pub mod social;
 pub mod username;
 
+pub use group::{
+    Announcement, GroupDescription, GroupId, GroupName, HistoryVisibility, JoinPolicy, Role, ShortMessage,
+};
 pub use ids::{SessionId, UserId};
 pub use password::Password;
 pub use profile::{AvatarUrl, Bio, Birthday, Nickname};

@@ -6,6 +6,7 @@ mod blocks;
 mod dto;
 mod errors;
 mod friends;
+mod groups;
 mod health;
 mod me;
 mod observe;
@@ -72,6 +73,61 @@ pub fn configure(state: &AppState) -> impl FnOnce(&mut web::ServiceConfig) + use
                         web::resource("/friends/{user_id}")
                             .route(web::delete().to(friends::remove_friend))
                             .route(web::patch().to(friends::update_friend)),
+                    )
+                    .service(web::resource("/groups").route(web::post().to(groups::create_group)))
+                    .service(
+                        web::resource("/groups/{group_id}")
+                            .route(web::get().to(groups::show_group))
+                            .route(web::patch().to(groups::update_group))
+                            .route(web::delete().to(groups::disband_group)),
+                    )
+                    .service(web::resource("/groups/{group_id}/join").route(web::post().to(groups::join_group)))
+                    .service(web::resource("/groups/{group_id}/leave").route(web::post().to(groups::leave_group)))
+                    .service(web::resource("/groups/{group_id}/members").route(web::get().to(groups::list_members)))
+                    .service(
+                        web::resource("/groups/{group_id}/members/{user_id}")
+                            .route(web::delete().to(groups::kick_member)),
+                    )
+                    .service(
+                        web::resource("/groups/{group_id}/members/{user_id}/role")
+                            .route(web::put().to(groups::set_member_role)),
+                    )
+                    .service(
+                        web::resource("/groups/{group_id}/members/{user_id}/mute")
+                            .route(web::put().to(groups::mute_member))
+                            .route(web::delete().to(groups::unmute_member)),
+                    )
+                    .service(
+                        web::resource("/groups/{group_id}/transfer").route(web::post().to(groups::transfer_ownership)),
+                    )
+                    .service(
+                        web::resource("/groups/{group_id}/invitations").route(web::post().to(groups::invite_member)),
+                    )
+                    .service(
+                        web::resource("/groups/{group_id}/join-requests")
+                            .route(web::get().to(groups::list_join_requests)),
+                    )
+                    .service(
+                        web::resource("/groups/{group_id}/join-requests/{request_id}/approve")
+                            .route(web::post().to(groups::approve_join_request)),
+                    )
+                    .service(
+                        web::resource("/groups/{group_id}/join-requests/{request_id}/reject")
+                            .route(web::post().to(groups::reject_join_request)),
+                    )
+                    .service(
+                        web::resource("/groups/{group_id}/announcements")
+                            .route(web::get().to(groups::list_announcements)),
+                    )
+                    .service(web::resource("/me/groups").route(web::get().to(groups::list_my_groups)))
+                    .service(web::resource("/me/group-invitations").route(web::get().to(groups::list_my_invitations)))
+                    .service(
+                        web::resource("/group-invitations/{invitation_id}/accept")
+                            .route(web::post().to(groups::accept_invitation)),
+                    )
+                    .service(
+                        web::resource("/group-invitations/{invitation_id}/decline")
+                            .route(web::post().to(groups::decline_invitation)),
                     )
                     .service(web::resource("/blocks").route(web::get().to(blocks::list_blocks)))
                     .service(

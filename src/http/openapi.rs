@@ -7,7 +7,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{auth, blocks, dto, friends, me, users};
+use super::{auth, blocks, dto, friends, groups, me, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,12 @@ use super::{auth, blocks, dto, friends, me, users};
         friends::decline_friend_request, friends::cancel_friend_request, friends::list_friends,
         friends::remove_friend, friends::update_friend, friends::list_mutual_friends, friends::list_suggestions,
         blocks::block_user, blocks::unblock_user, blocks::list_blocks,
+        groups::create_group, groups::show_group, groups::update_group, groups::disband_group,
+        groups::join_group, groups::leave_group, groups::list_members, groups::kick_member,
+        groups::set_member_role, groups::mute_member, groups::unmute_member, groups::transfer_ownership,
+        groups::invite_member, groups::accept_invitation, groups::decline_invitation,
+        groups::list_my_invitations, groups::list_my_groups, groups::list_join_requests,
+        groups::approve_join_request, groups::reject_join_request, groups::list_announcements,
     ),
     components(schemas(dto::ErrorResponse, dto::ErrorObject)),
     modifiers(&BearerAuth),
@@ -29,6 +35,7 @@ use super::{auth, blocks, dto, friends, me, users};
         (name = "users", description = "Other users' public profiles and search"),
         (name = "friends", description = "Friend requests, friendships, mutual friends, suggestions"),
         (name = "blocks", description = "Blocking users"),
+        (name = "groups", description = "Groups, members, roles, join requests, invitations"),
     )
 )]
 pub struct ApiDoc;

@@ -4,5 +4,6 @@
 pub mod accounts;
 pub mod blocks;
 pub mod friends;
+pub mod groups;
 pub mod page;
 pub mod users;

@@ -6,6 +6,7 @@
 mod accounts;
 mod binary;
 mod friends;
+mod groups;
 mod health;
 mod http_errors;
 mod managed_pg;
