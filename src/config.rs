@@ -47,6 +47,14 @@ pub struct PgGuardArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DirectMessagePolicy {
+    /// Only friends may open a direct conversation and send in it.
+    Friends,
+    /// Any two users may (unless one blocked the other).
+    Anyone,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Human,
     Json,
@@ -124,6 +132,26 @@ pub struct Config {
     /// Largest member limit a group may have; also the default limit of new groups.
     #[arg(long, env = "GOIM_GROUP_MAX_MEMBERS", default_value_t = 500, value_parser = clap::value_parser!(u32).range(2..=100_000))]
     pub group_max_members: u32,
+
+    /// Who may open a direct conversation: `friends` (default) or `anyone`. Never across a block.
+    #[arg(long, env = "GOIM_DIRECT_MESSAGES", value_enum, default_value = "friends")]
+    pub direct_messages: DirectMessagePolicy,
+
+    /// Seconds after sending during which the sender may edit a message.
+    #[arg(long, env = "GOIM_EDIT_WINDOW_SECS", default_value = "86400", value_parser = parse_secs)]
+    pub edit_window: Duration,
+
+    /// Seconds after sending during which the sender may recall a message.
+    #[arg(long, env = "GOIM_RECALL_WINDOW_SECS", default_value = "120", value_parser = parse_secs)]
+    pub recall_window: Duration,
+
+    /// Message writer lanes (tasks that batch concurrent sends into shared commits).
+    #[arg(long, env = "GOIM_WRITER_LANES", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub writer_lanes: u32,
+
+    /// Messages each writer lane may queue before senders wait (then get 503).
+    #[arg(long, env = "GOIM_WRITER_QUEUE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub writer_queue: u32,
 
     /// Log filter, in `tracing` EnvFilter syntax (e.g. `info,goim=debug`).
     #[arg(long, env = "GOIM_LOG", default_value = "info")]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::domain::{GroupId, Role, UserId};
+use crate::domain::{ConversationId, GroupId, MessageView, Role, UserId};
 
 /// How many events a slow subscriber may fall behind before it loses some.
 const CAPACITY: usize = 4096;
@@ -20,23 +20,105 @@ const CAPACITY: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    FriendRequestReceived { request_id: i64, from_user_id: UserId, note: String },
-    FriendRequestAccepted { request_id: i64, by_user_id: UserId },
-    FriendRequestDeclined { request_id: i64 },
-    FriendRequestCancelled { request_id: i64 },
-    FriendAdded { user_id: UserId },
-    FriendRemoved { user_id: UserId },
-    GroupMemberJoined { group_id: GroupId, user_id: UserId },
-    GroupMemberLeft { group_id: GroupId, user_id: UserId },
-    GroupMemberKicked { group_id: GroupId, user_id: UserId, by_user_id: UserId },
-    GroupRoleChanged { group_id: GroupId, user_id: UserId, role: Role },
-    GroupMemberMuted { group_id: GroupId, user_id: UserId, muted_until: Option<i64> },
-    GroupUpdated { group_id: GroupId },
-    GroupAnnouncementUpdated { group_id: GroupId, announcement: String, by_user_id: UserId },
-    GroupDisbanded { group_id: GroupId },
-    GroupJoinRequested { group_id: GroupId, request_id: i64, user_id: UserId },
-    GroupJoinRequestDecided { group_id: GroupId, request_id: i64, approved: bool },
-    GroupInvitationReceived { group_id: GroupId, invitation_id: i64, inviter_id: UserId },
+    FriendRequestReceived {
+        request_id: i64,
+        from_user_id: UserId,
+        note: String,
+    },
+    FriendRequestAccepted {
+        request_id: i64,
+        by_user_id: UserId,
+    },
+    FriendRequestDeclined {
+        request_id: i64,
+    },
+    FriendRequestCancelled {
+        request_id: i64,
+    },
+    FriendAdded {
+        user_id: UserId,
+    },
+    FriendRemoved {
+        user_id: UserId,
+    },
+    GroupMemberJoined {
+        group_id: GroupId,
+        user_id: UserId,
+    },
+    GroupMemberLeft {
+        group_id: GroupId,
+        user_id: UserId,
+    },
+    GroupMemberKicked {
+        group_id: GroupId,
+        user_id: UserId,
+        by_user_id: UserId,
+    },
+    GroupRoleChanged {
+        group_id: GroupId,
+        user_id: UserId,
+        role: Role,
+    },
+    GroupMemberMuted {
+        group_id: GroupId,
+        user_id: UserId,
+        muted_until: Option<i64>,
+    },
+    GroupUpdated {
+        group_id: GroupId,
+    },
+    GroupAnnouncementUpdated {
+        group_id: GroupId,
+        announcement: String,
+        by_user_id: UserId,
+    },
+    GroupDisbanded {
+        group_id: GroupId,
+    },
+    GroupJoinRequested {
+        group_id: GroupId,
+        request_id: i64,
+        user_id: UserId,
+    },
+    GroupJoinRequestDecided {
+        group_id: GroupId,
+        request_id: i64,
+        approved: bool,
+    },
+    GroupInvitationReceived {
+        group_id: GroupId,
+        invitation_id: i64,
+        inviter_id: UserId,
+    },
+    MessageCreated {
+        message: Box<MessageView>,
+    },
+    MessageEdited {
+        message: Box<MessageView>,
+    },
+    MessageDeleted {
+        conversation_id: ConversationId,
+        seq: i64,
+        by_user_id: UserId,
+    },
+    ReactionAdded {
+        conversation_id: ConversationId,
+        seq: i64,
+        user_id: UserId,
+        emoji: String,
+    },
+    ReactionRemoved {
+        conversation_id: ConversationId,
+        seq: i64,
+        user_id: UserId,
+        emoji: String,
+    },
+    /// A member's read marker moved (read receipts, and the reader's other devices).
+    ReadMarkerMoved {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        last_read_seq: i64,
+    },
 }
 
 /// An event and the users it is for.

@@ -11,6 +11,7 @@
 //! - [`service`]: the operations REST and WebSocket share.
 //! - [`http`]: the route table, thin handlers, request middleware.
 //! - [`startup`]: [`startup::Application`] wires state, routes and shutdown.
+//! - [`writer`]: the batching message writer: shared commits, acks after commit, drain on shutdown.
 //! - [`events`]: domain events published after commit, for the real-time gateway.
 //! - [`state`], [`error`], [`metrics`], [`telemetry`], [`shutdown`]: shared plumbing.
 //!
@@ -34,3 +35,4 @@ pub mod shutdown;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod writer;

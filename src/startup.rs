@@ -18,6 +18,7 @@ use crate::{
     http,
     metrics::Metrics,
     state::AppState,
+    writer::MessageWriter,
 };
 
 pub struct Application {
@@ -36,16 +37,26 @@ impl Application {
         let secret = config.jwt_secret.clone().context("no JWT secret configured (GOIM_JWT_SECRET)")?;
         let tokens = TokenKeys::new(&secret, config.access_token_ttl);
         let hashing_concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let events = EventBus::new();
+        let tasks = TaskTracker::new();
+        let writer = MessageWriter::start(
+            pool.clone(),
+            events.clone(),
+            &tasks,
+            config.writer_lanes as usize,
+            config.writer_queue as usize,
+        );
         let state = AppState {
             pool,
+            writer,
             tokens: Arc::new(tokens),
             hasher: PasswordHasher::new(hashing_concurrency),
             rate_limits: Arc::new(RateLimits::new(config.auth_rate_burst, config.auth_rate_per_minute)),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
-            events: EventBus::new(),
+            events,
             shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
+            tasks,
         };
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -97,6 +108,9 @@ impl Application {
             }
         }
         state.shutdown.cancel();
+        // HTTP has drained, so no request waits for an ack any more: the writer stores
+        // what is queued and its lanes end (tracked below).
+        state.writer.shutdown();
         state.tasks.close();
         if tokio::time::timeout(state.config.shutdown_timeout, state.tasks.wait()).await.is_err() {
             tracing::warn!("unclean shutdown: background tasks did not finish within the timeout");

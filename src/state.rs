@@ -11,6 +11,7 @@ use crate::{
     config::Config,
     events::EventBus,
     metrics::Metrics,
+    writer::MessageWriter,
 };
 
 #[derive(Clone)]
@@ -20,6 +21,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Domain events, published after commit; the gateway subscribes.
     pub events: EventBus,
+    /// The only path by which messages are stored.
+    pub writer: MessageWriter,
     pub tokens: Arc<TokenKeys>,
     pub hasher: PasswordHasher,
     pub rate_limits: Arc<RateLimits>,

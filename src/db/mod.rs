@@ -2,8 +2,10 @@
 //! below this one, each a set of free functions taking an executor.
 
 pub mod blocks;
+pub mod conversations;
 pub mod friends;
 pub mod groups;
+pub mod messages;
 pub mod sessions;
 pub mod users;
 

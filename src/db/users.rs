@@ -147,7 +147,7 @@ pub async fn search(
 }
 
 /// Makes `%`, `_` and `\` in user input match literally in a LIKE pattern.
-fn escape_like(text: &str) -> String {
+pub(crate) fn escape_like(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {

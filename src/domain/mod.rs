@@ -3,6 +3,7 @@
 
 pub mod group;
 pub mod ids;
+pub mod message;
 pub mod password;
 pub mod profile;
 pub mod social;
@@ -12,6 +13,7 @@ pub use group::{
     Announcement, GroupDescription, GroupId, GroupName, HistoryVisibility, JoinPolicy, Role, ShortMessage,
 };
 pub use ids::{SessionId, UserId};
+pub use message::{ConversationId, Emoji, MessageInput, MessageKind, MessageView, NewMessage};
 pub use password::Password;
 pub use profile::{AvatarUrl, Bio, Birthday, Nickname};
 pub use social::{Remark, RequestNote};

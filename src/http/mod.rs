@@ -3,6 +3,7 @@
 
 mod auth;
 mod blocks;
+mod conversations;
 mod dto;
 mod errors;
 mod friends;
@@ -129,6 +130,36 @@ pub fn configure(state: &AppState) -> impl FnOnce(&mut web::ServiceConfig) + use
                         web::resource("/group-invitations/{invitation_id}/decline")
                             .route(web::post().to(groups::decline_invitation)),
                     )
+                    .service(
+                        web::resource("/groups/{group_id}/conversation")
+                            .route(web::get().to(conversations::group_conversation)),
+                    )
+                    .service(web::resource("/conversations").route(web::get().to(conversations::list_conversations)))
+                    .service(web::resource("/conversations/direct").route(web::post().to(conversations::open_direct)))
+                    .service(
+                        web::resource("/conversations/{conversation_id}/messages")
+                            .route(web::get().to(conversations::list_messages))
+                            .route(web::post().to(conversations::send_message)),
+                    )
+                    .service(
+                        web::resource("/conversations/{conversation_id}/messages/{seq}")
+                            .route(web::patch().to(conversations::edit_message))
+                            .route(web::delete().to(conversations::delete_message)),
+                    )
+                    .service(
+                        web::resource("/conversations/{conversation_id}/messages/{seq}/reactions/{emoji}")
+                            .route(web::put().to(conversations::add_reaction))
+                            .route(web::delete().to(conversations::remove_reaction)),
+                    )
+                    .service(
+                        web::resource("/conversations/{conversation_id}/read")
+                            .route(web::post().to(conversations::mark_read)),
+                    )
+                    .service(
+                        web::resource("/conversations/{conversation_id}/settings")
+                            .route(web::patch().to(conversations::update_settings)),
+                    )
+                    .service(web::resource("/messages/search").route(web::get().to(conversations::search_messages)))
                     .service(web::resource("/blocks").route(web::get().to(blocks::list_blocks)))
                     .service(
                         web::resource("/blocks/{user_id}")

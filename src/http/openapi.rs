@@ -7,7 +7,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{auth, blocks, dto, friends, groups, me, users};
+use super::{auth, blocks, conversations, dto, friends, groups, me, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,6 +26,10 @@ use super::{auth, blocks, dto, friends, groups, me, users};
         groups::invite_member, groups::accept_invitation, groups::decline_invitation,
         groups::list_my_invitations, groups::list_my_groups, groups::list_join_requests,
         groups::approve_join_request, groups::reject_join_request, groups::list_announcements,
+        conversations::open_direct, conversations::group_conversation, conversations::list_conversations,
+        conversations::send_message, conversations::list_messages, conversations::edit_message,
+        conversations::delete_message, conversations::add_reaction, conversations::remove_reaction,
+        conversations::mark_read, conversations::update_settings, conversations::search_messages,
     ),
     components(schemas(dto::ErrorResponse, dto::ErrorObject)),
     modifiers(&BearerAuth),
@@ -36,6 +40,7 @@ use super::{auth, blocks, dto, friends, groups, me, users};
         (name = "friends", description = "Friend requests, friendships, mutual friends, suggestions"),
         (name = "blocks", description = "Blocking users"),
         (name = "groups", description = "Groups, members, roles, join requests, invitations"),
+        (name = "messages", description = "Conversations, messages, read markers, reactions, search"),
     )
 )]
 pub struct ApiDoc;

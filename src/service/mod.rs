@@ -3,7 +3,10 @@
 
 pub mod accounts;
 pub mod blocks;
+pub mod conversations;
 pub mod friends;
 pub mod groups;
+pub mod messages;
 pub mod page;
+pub mod policy;
 pub mod users;

@@ -10,6 +10,7 @@ mod groups;
 mod health;
 mod http_errors;
 mod managed_pg;
+mod messages;
 mod profiles;
 mod search;
 mod support;

@@ -20,8 +20,14 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// A pool on the app's database, for assertions about stored state.
     pub pool: PgPool,
+    /// How to reach the app's database (for checks after the app closed its pool).
+    #[allow(dead_code)]
+    pub db_options: sqlx::postgres::PgConnectOptions,
     /// The app's domain event bus.
     pub events: goim::events::EventBus,
+    /// The server task; ends after a graceful shutdown.
+    #[allow(dead_code)]
+    pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
     /// Cancelling it shuts the app down gracefully.
     #[allow(dead_code)]
     pub shutdown: CancellationToken,
@@ -37,17 +43,19 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config();
     customise(&mut config);
     let options = cluster().create_database().await;
-    let pool = db::connect(&config, options).await.expect("test database accepts connections");
+    let pool = db::connect(&config, options.clone()).await.expect("test database accepts connections");
     let app = Application::build(config, pool.clone()).expect("application builds");
     let port = app.port();
     let shutdown = app.shutdown_token();
     let events = app.events();
-    tokio::spawn(app.run_until_stopped());
+    let server = tokio::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         client: reqwest::Client::builder().timeout(TIMEOUT).build().expect("reqwest client builds"),
         pool,
+        db_options: options,
         events,
+        server,
         shutdown,
     }
 }

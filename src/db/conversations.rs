@@ -1,0 +1,252 @@
+//! The `conversations` and `conversation_members` tables.
+
+use sqlx::{FromRow, PgExecutor};
+use time::OffsetDateTime;
+
+use crate::domain::{ConversationId, GroupId, UserId};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ConversationRow {
+    pub id: ConversationId,
+    pub kind: String,
+    pub group_id: Option<GroupId>,
+    pub user_low: Option<UserId>,
+    pub user_high: Option<UserId>,
+    pub last_seq: i64,
+    pub last_message_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+}
+
+impl ConversationRow {
+    /// In a direct conversation, the user who is not `me`.
+    pub fn peer_of(&self, me: UserId) -> Option<UserId> {
+        match (self.user_low, self.user_high) {
+            (Some(low), Some(high)) => Some(if low == me { high } else { low }),
+            _ => None,
+        }
+    }
+}
+
+const CONVERSATION_COLUMNS: &str = "id, kind, group_id, user_low, user_high, last_seq, last_message_at, created_at";
+
+pub async fn find(db: impl PgExecutor<'_>, id: ConversationId) -> sqlx::Result<Option<ConversationRow>> {
+    sqlx::query_as(&format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// The direct conversation of `a` and `b`, created with both as members if missing.
+/// Race-free: the pair's unique index decides, and the loser reads the winner's row.
+pub async fn get_or_create_direct(db: &mut sqlx::PgConnection, a: UserId, b: UserId) -> sqlx::Result<ConversationId> {
+    let (low, high) = if a < b { (a, b) } else { (b, a) };
+    let created: Option<ConversationId> = sqlx::query_scalar(
+        "INSERT INTO conversations (kind, user_low, user_high) VALUES ('direct', $1, $2)
+         ON CONFLICT (user_low, user_high) WHERE kind = 'direct' DO NOTHING
+         RETURNING id",
+    )
+    .bind(low)
+    .bind(high)
+    .fetch_optional(&mut *db)
+    .await?;
+    let id = match created {
+        Some(id) => {
+            sqlx::query(
+                "INSERT INTO conversation_members (conversation_id, user_id) VALUES ($1, $2), ($1, $3)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(low)
+            .bind(high)
+            .execute(&mut *db)
+            .await?;
+            id
+        }
+        None => {
+            sqlx::query_scalar(
+                "SELECT id FROM conversations WHERE kind = 'direct' AND user_low = $1 AND user_high = $2",
+            )
+            .bind(low)
+            .bind(high)
+            .fetch_one(&mut *db)
+            .await?
+        }
+    };
+    Ok(id)
+}
+
+pub async fn for_group(db: impl PgExecutor<'_>, group: GroupId) -> sqlx::Result<Option<ConversationId>> {
+    sqlx::query_scalar("SELECT id FROM conversations WHERE group_id = $1").bind(group).fetch_optional(db).await
+}
+
+#[derive(Debug, Clone, Copy, FromRow)]
+pub struct MemberState {
+    pub last_read_seq: i64,
+    pub visible_from_seq: i64,
+    pub pinned: bool,
+    pub muted: bool,
+    pub archived: bool,
+}
+
+pub async fn member_state(
+    db: impl PgExecutor<'_>,
+    id: ConversationId,
+    user: UserId,
+) -> sqlx::Result<Option<MemberState>> {
+    sqlx::query_as(
+        "SELECT last_read_seq, visible_from_seq, pinned, muted, archived
+           FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
+    )
+    .bind(id)
+    .bind(user)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn member_ids(db: impl PgExecutor<'_>, id: ConversationId) -> sqlx::Result<Vec<UserId>> {
+    sqlx::query_scalar("SELECT user_id FROM conversation_members WHERE conversation_id = $1")
+        .bind(id)
+        .fetch_all(db)
+        .await
+}
+
+/// How many of `users` are members of the conversation.
+pub async fn count_members_among(db: impl PgExecutor<'_>, id: ConversationId, users: &[UserId]) -> sqlx::Result<i64> {
+    let ids: Vec<i64> = users.iter().map(|u| u.0).collect();
+    sqlx::query_scalar("SELECT count(*) FROM conversation_members WHERE conversation_id = $1 AND user_id = ANY($2)")
+        .bind(id)
+        .bind(ids)
+        .fetch_one(db)
+        .await
+}
+
+/// Moves the read marker forward to `seq` (never back, never past the last message);
+/// returns the marker after the update.
+pub async fn mark_read(
+    db: impl PgExecutor<'_>,
+    id: ConversationId,
+    user: UserId,
+    seq: i64,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "UPDATE conversation_members cm
+            SET last_read_seq = GREATEST(cm.last_read_seq, LEAST($3, c.last_seq))
+           FROM conversations c
+          WHERE c.id = cm.conversation_id AND cm.conversation_id = $1 AND cm.user_id = $2
+      RETURNING cm.last_read_seq",
+    )
+    .bind(id)
+    .bind(user)
+    .bind(seq)
+    .fetch_optional(db)
+    .await
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SettingsChange {
+    pub pinned: Option<bool>,
+    pub muted: Option<bool>,
+    pub archived: Option<bool>,
+}
+
+pub async fn update_settings(
+    db: impl PgExecutor<'_>,
+    id: ConversationId,
+    user: UserId,
+    change: SettingsChange,
+) -> sqlx::Result<Option<MemberState>> {
+    sqlx::query_as(
+        "UPDATE conversation_members SET
+            pinned = COALESCE($3, pinned), muted = COALESCE($4, muted), archived = COALESCE($5, archived)
+          WHERE conversation_id = $1 AND user_id = $2
+      RETURNING last_read_seq, visible_from_seq, pinned, muted, archived",
+    )
+    .bind(id)
+    .bind(user)
+    .bind(change.pinned)
+    .bind(change.muted)
+    .bind(change.archived)
+    .fetch_optional(db)
+    .await
+}
+
+/// One row of the conversation list.
+#[derive(Debug, Clone, FromRow)]
+pub struct ListRow {
+    pub id: ConversationId,
+    pub kind: String,
+    pub group_id: Option<GroupId>,
+    pub group_name: Option<String>,
+    pub group_avatar_url: Option<String>,
+    pub peer_id: Option<UserId>,
+    pub peer_username: Option<String>,
+    pub peer_nickname: Option<String>,
+    pub peer_avatar_url: Option<String>,
+    pub last_seq: i64,
+    pub last_read_seq: i64,
+    pub pinned: bool,
+    pub muted: bool,
+    pub archived: bool,
+    pub activity_at: OffsetDateTime,
+    pub last_sender_id: Option<UserId>,
+    pub last_kind: Option<String>,
+    pub last_body: Option<String>,
+    pub last_deleted: Option<bool>,
+    pub last_created_at: Option<OffsetDateTime>,
+}
+
+/// Where the next page of the conversation list starts.
+#[derive(Debug, Clone, Copy)]
+pub struct ListCursor {
+    pub pinned: bool,
+    pub activity_at: OffsetDateTime,
+    pub id: ConversationId,
+}
+
+/// The user's conversations, pinned first, then by latest activity. The sort runs over
+/// the user's own membership rows only (an index range), and the last message is
+/// fetched by primary key for the rows of the page alone.
+pub async fn list_for_user(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+    archived: bool,
+    after: Option<ListCursor>,
+    limit: i64,
+) -> sqlx::Result<Vec<ListRow>> {
+    sqlx::query_as(
+        "WITH mine AS (
+            SELECT c.id, c.kind, c.group_id, c.user_low, c.user_high, c.last_seq,
+                   cm.last_read_seq, cm.pinned, cm.muted, cm.archived,
+                   COALESCE(c.last_message_at, c.created_at) AS activity_at
+              FROM conversation_members cm
+              JOIN conversations c ON c.id = cm.conversation_id
+             WHERE cm.user_id = $1 AND cm.archived = $2
+         ), page AS (
+            SELECT * FROM mine
+             WHERE $3::boolean IS NULL
+                OR (pinned, activity_at, id) < ($3, $4, $5)
+             ORDER BY pinned DESC, activity_at DESC, id DESC
+             LIMIT $6
+         )
+         SELECT p.id, p.kind, p.group_id, g.name AS group_name, g.avatar_url AS group_avatar_url,
+                u.id AS peer_id, u.username AS peer_username, u.nickname AS peer_nickname,
+                u.avatar_url AS peer_avatar_url,
+                p.last_seq, p.last_read_seq, p.pinned, p.muted, p.archived, p.activity_at,
+                m.sender_id AS last_sender_id, m.kind AS last_kind,
+                left(m.body, 200) AS last_body, (m.deleted_at IS NOT NULL) AS last_deleted,
+                m.created_at AS last_created_at
+           FROM page p
+           LEFT JOIN groups g ON g.id = p.group_id
+           LEFT JOIN users u ON u.id = CASE WHEN p.user_low = $1 THEN p.user_high ELSE p.user_low END
+           LEFT JOIN messages m ON m.conversation_id = p.id AND m.seq = p.last_seq
+          ORDER BY p.pinned DESC, p.activity_at DESC, p.id DESC",
+    )
+    .bind(user)
+    .bind(archived)
+    .bind(after.map(|c| c.pinned))
+    .bind(after.map(|c| c.activity_at))
+    .bind(after.map(|c| c.id))
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

@@ -1,0 +1,369 @@
+//! Messages: what a client may send (validated once, here) and what is stored.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use super::{Invalid, UserId, has_forbidden_controls};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type, ToSchema)]
+#[sqlx(transparent)]
+#[serde(transparent)]
+pub struct ConversationId(pub i64);
+
+impl std::fmt::Display for ConversationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    Text,
+    Image,
+    File,
+    Link,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Text => "text",
+            MessageKind::Image => "image",
+            MessageKind::File => "file",
+            MessageKind::Link => "link",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "text" => Some(MessageKind::Text),
+            "image" => Some(MessageKind::Image),
+            "file" => Some(MessageKind::File),
+            "link" => Some(MessageKind::Link),
+            _ => None,
+        }
+    }
+}
+
+/// What a client sends: the same shape over REST and WebSocket.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageInput {
+    /// Chosen by the client (UUID); retrying with the same id returns the original ack.
+    pub client_msg_id: uuid::Uuid,
+    /// Default `text`.
+    pub kind: Option<MessageKind>,
+    /// The text; required for `text`, an optional caption otherwise.
+    pub body: Option<String>,
+    /// Metadata for `image` (url, mime, size, width, height), `file` (url, mime, size,
+    /// name) and `link` (url, title, description). Never the bytes themselves.
+    #[schema(value_type = Option<Object>)]
+    pub content: Option<serde_json::Value>,
+    /// An earlier message of the same conversation.
+    pub reply_to_seq: Option<i64>,
+    /// User ids; each must be a member of the conversation.
+    pub mentions: Option<Vec<i64>>,
+    /// "@all": group owners and admins only.
+    pub mention_all: Option<bool>,
+}
+
+/// A validated message, ready for the writer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    pub client_msg_id: uuid::Uuid,
+    pub kind: MessageKind,
+    pub body: Option<String>,
+    pub content: Option<serde_json::Value>,
+    pub reply_to_seq: Option<i64>,
+    pub mentions: Vec<UserId>,
+    pub mention_all: bool,
+}
+
+const MAX_MENTIONS: usize = 50;
+const MAX_URL_BYTES: usize = 2048;
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct ImageContent {
+    url: String,
+    mime: String,
+    size: u64,
+    width: u32,
+    height: u32,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct FileContent {
+    url: String,
+    mime: String,
+    size: u64,
+    name: String,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct LinkContent {
+    url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+}
+
+impl NewMessage {
+    /// Validates `input`; `max_body_bytes` bounds the text.
+    pub fn parse(input: MessageInput, max_body_bytes: usize) -> Result<Self, Invalid> {
+        let kind = input.kind.unwrap_or(MessageKind::Text);
+        let body = match input.body {
+            Some(body) => {
+                if body.len() > max_body_bytes {
+                    return Err(Invalid::new("body", format!("must be at most {max_body_bytes} bytes")));
+                }
+                if has_forbidden_controls(&body, true) {
+                    return Err(Invalid::new(
+                        "body",
+                        "must not contain control characters other than newlines and tabs",
+                    ));
+                }
+                (!body.trim().is_empty()).then_some(body)
+            }
+            None => None,
+        };
+        let content = match (kind, input.content) {
+            (MessageKind::Text, None) => {
+                if body.is_none() {
+                    return Err(Invalid::new("body", "a text message needs a non-empty body"));
+                }
+                None
+            }
+            (MessageKind::Text, Some(_)) => return Err(Invalid::new("content", "text messages carry no content")),
+            (_, None) => return Err(Invalid::new("content", "is required for this kind")),
+            (MessageKind::Image, Some(raw)) => Some(validate_image(raw)?),
+            (MessageKind::File, Some(raw)) => Some(validate_file(raw)?),
+            (MessageKind::Link, Some(raw)) => Some(validate_link(raw)?),
+        };
+        if let Some(reply) = input.reply_to_seq
+            && reply < 1
+        {
+            return Err(Invalid::new("reply_to_seq", "must be a positive sequence number"));
+        }
+        let mut mentions: Vec<UserId> = input.mentions.unwrap_or_default().into_iter().map(UserId).collect();
+        mentions.sort();
+        mentions.dedup();
+        if mentions.len() > MAX_MENTIONS {
+            return Err(Invalid::new("mentions", format!("at most {MAX_MENTIONS} users")));
+        }
+        Ok(Self {
+            client_msg_id: input.client_msg_id,
+            kind,
+            body,
+            content,
+            reply_to_seq: input.reply_to_seq,
+            mentions,
+            mention_all: input.mention_all.unwrap_or(false),
+        })
+    }
+
+    /// Identifies the request's meaning, so a retry (same hash) can be told from a
+    /// different message that reuses a `client_msg_id`.
+    pub fn request_hash(&self) -> Vec<u8> {
+        let canonical = serde_json::json!({
+            "kind": self.kind.as_str(),
+            "body": self.body,
+            "content": self.content,
+            "reply_to_seq": self.reply_to_seq,
+            "mentions": self.mentions,
+            "mention_all": self.mention_all,
+        });
+        Sha256::digest(canonical.to_string().as_bytes()).to_vec()
+    }
+}
+
+fn check_url(url: &str) -> Result<(), Invalid> {
+    if url.len() > MAX_URL_BYTES {
+        return Err(Invalid::new("content", "url is too long"));
+    }
+    match url::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => Ok(()),
+        _ => Err(Invalid::new("content", "url must be an http or https URL")),
+    }
+}
+
+fn check_mime(mime: &str, prefix: &str) -> Result<(), Invalid> {
+    let valid = mime.len() <= 127
+        && mime.starts_with(prefix)
+        && mime.split_once('/').is_some_and(|(kind, sub)| !kind.is_empty() && !sub.is_empty())
+        && mime.bytes().all(|b| b.is_ascii_alphanumeric() || b"/.+-_".contains(&b));
+    if valid { Ok(()) } else { Err(Invalid::new("content", format!("mime must be a {prefix}… MIME type"))) }
+}
+
+fn check_text(text: &str, max_chars: usize, what: &str) -> Result<(), Invalid> {
+    if text.chars().count() > max_chars || has_forbidden_controls(text, false) {
+        return Err(Invalid::new(
+            "content",
+            format!("{what} must be at most {max_chars} characters without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_content<T: for<'de> Deserialize<'de>>(raw: serde_json::Value) -> Result<T, Invalid> {
+    serde_json::from_value(raw).map_err(|e| Invalid::new("content", e.to_string()))
+}
+
+const MAX_FILE_SIZE: u64 = 1 << 40;
+const MAX_DIMENSION: u32 = 100_000;
+
+fn validate_image(raw: serde_json::Value) -> Result<serde_json::Value, Invalid> {
+    let image: ImageContent = parse_content(raw)?;
+    check_url(&image.url)?;
+    check_mime(&image.mime, "image/")?;
+    if image.size > MAX_FILE_SIZE
+        || !(1..=MAX_DIMENSION).contains(&image.width)
+        || !(1..=MAX_DIMENSION).contains(&image.height)
+    {
+        return Err(Invalid::new("content", "size or dimensions out of range"));
+    }
+    serde_json::to_value(image).map_err(|e| Invalid::new("content", e.to_string()))
+}
+
+fn validate_file(raw: serde_json::Value) -> Result<serde_json::Value, Invalid> {
+    let file: FileContent = parse_content(raw)?;
+    check_url(&file.url)?;
+    check_mime(&file.mime, "")?;
+    if file.size > MAX_FILE_SIZE || file.name.trim().is_empty() {
+        return Err(Invalid::new("content", "size out of range or empty name"));
+    }
+    check_text(&file.name, 255, "name")?;
+    serde_json::to_value(file).map_err(|e| Invalid::new("content", e.to_string()))
+}
+
+fn validate_link(raw: serde_json::Value) -> Result<serde_json::Value, Invalid> {
+    let link: LinkContent = parse_content(raw)?;
+    check_url(&link.url)?;
+    if let Some(title) = &link.title {
+        check_text(title, 256, "title")?;
+    }
+    if let Some(description) = &link.description {
+        check_text(description, 1024, "description")?;
+    }
+    serde_json::to_value(link).map_err(|e| Invalid::new("content", e.to_string()))
+}
+
+/// A stored message as clients see it (history, search, events). A recalled or
+/// removed message is a tombstone: `deleted` with no body or content.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct MessageView {
+    pub conversation_id: ConversationId,
+    pub seq: i64,
+    pub sender_id: i64,
+    pub client_msg_id: uuid::Uuid,
+    pub kind: MessageKind,
+    pub body: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub content: Option<serde_json::Value>,
+    pub reply_to_seq: Option<i64>,
+    pub mentions: Vec<i64>,
+    pub mention_all: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub edited_at: Option<OffsetDateTime>,
+    pub deleted: bool,
+    /// Reactions by emoji; filled in history pages.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionCount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ReactionCount {
+    pub emoji: String,
+    pub count: i64,
+    /// Whether the caller is among them.
+    pub me: bool,
+}
+
+/// A reaction: one emoji (or a short emoji sequence), at most 32 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emoji(String);
+
+impl Emoji {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let valid = !raw.is_empty()
+            && raw.len() <= 32
+            && raw.chars().count() <= 8
+            && !raw.chars().any(|c| c.is_whitespace() || c.is_control() || c.is_ascii_alphanumeric());
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(Invalid::new("emoji", "must be one emoji (at most 32 bytes)"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(kind: Option<MessageKind>, body: Option<&str>, content: Option<serde_json::Value>) -> MessageInput {
+        MessageInput {
+            client_msg_id: uuid::Uuid::new_v4(),
+            kind,
+            body: body.map(str::to_owned),
+            content,
+            reply_to_seq: None,
+            mentions: None,
+            mention_all: None,
+        }
+    }
+
+    #[test]
+    fn a_text_message_needs_a_body_within_the_limit() {
+        assert!(NewMessage::parse(input(None, Some("hi"), None), 16).is_ok());
+        assert!(NewMessage::parse(input(None, Some("   "), None), 16).is_err());
+        assert!(NewMessage::parse(input(None, None, None), 16).is_err());
+        assert!(NewMessage::parse(input(None, Some(&"x".repeat(17)), None), 16).is_err());
+        assert!(NewMessage::parse(input(None, Some("a\u{0}b"), None), 16).is_err());
+    }
+
+    #[test]
+    fn image_metadata_is_validated_and_normalised() {
+        let good = serde_json::json!({ "url": "https://cdn.example/a.png", "mime": "image/png", "size": 1000, "width": 10, "height": 20 });
+        let parsed = NewMessage::parse(input(Some(MessageKind::Image), None, Some(good)), 16).unwrap();
+        assert_eq!(parsed.content.unwrap()["width"], 10);
+        for bad in [
+            serde_json::json!({ "url": "javascript:x", "mime": "image/png", "size": 1, "width": 1, "height": 1 }),
+            serde_json::json!({ "url": "https://x.y/a", "mime": "text/html", "size": 1, "width": 1, "height": 1 }),
+            serde_json::json!({ "url": "https://x.y/a", "mime": "image/png", "size": 1, "width": 0, "height": 1 }),
+            serde_json::json!({ "url": "https://x.y/a", "mime": "image/png", "size": 1, "width": 1, "height": 1, "bytes": "AAAA" }),
+        ] {
+            assert!(NewMessage::parse(input(Some(MessageKind::Image), None, Some(bad.clone())), 16).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_request_hash_tells_a_retry_from_a_different_message() {
+        let a = NewMessage::parse(input(None, Some("hi"), None), 16).unwrap();
+        let mut b = a.clone();
+        assert_eq!(a.request_hash(), b.request_hash());
+        b.body = Some("hi!".into());
+        assert_ne!(a.request_hash(), b.request_hash());
+    }
+
+    #[test]
+    fn emoji_reactions_are_short_and_not_words() {
+        assert!(Emoji::parse("👍").is_ok());
+        assert!(Emoji::parse("👨‍👩‍👧").is_ok());
+        assert!(Emoji::parse("lol").is_err());
+        assert!(Emoji::parse("").is_err());
+        assert!(Emoji::parse(&"👍".repeat(9)).is_err());
+    }
+}

@@ -1,0 +1,449 @@
+//! `/api/v1/conversations*` and `/api/v1/messages/search`: conversations, messages,
+//! read markers, reactions, search.
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use super::dto::{ErrorResponse, UserSummary};
+use crate::{
+    auth::Authenticated,
+    db::conversations::{ListRow, SettingsChange},
+    domain::{ConversationId, Emoji, GroupId, MessageInput, MessageKind, MessageView, UserId},
+    error::ApiError,
+    service::{
+        conversations,
+        messages::{self, HistoryQuery},
+    },
+    state::AppState,
+    writer::Ack,
+};
+
+#[derive(Serialize, ToSchema)]
+pub struct AckView {
+    pub conversation_id: i64,
+    pub seq: i64,
+    pub client_msg_id: uuid::Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// True when this is the ack of an earlier attempt with the same client_msg_id.
+    pub duplicate: bool,
+}
+
+impl From<Ack> for AckView {
+    fn from(ack: Ack) -> Self {
+        Self {
+            conversation_id: ack.conversation_id.0,
+            seq: ack.seq,
+            client_msg_id: ack.client_msg_id,
+            created_at: ack.created_at,
+            duplicate: ack.duplicate,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenDirectRequest {
+    pub user_id: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConversationRef {
+    pub conversation_id: i64,
+}
+
+/// The direct conversation with a user, created on first use (one per pair, race-free).
+/// Only between friends unless the server allows anyone (`GOIM_DIRECT_MESSAGES`);
+/// never across a block.
+#[utoipa::path(post, path = "/api/v1/conversations/direct", tag = "messages", security(("bearer" = [])),
+    request_body = OpenDirectRequest,
+    responses(
+        (status = 200, body = ConversationRef),
+        (status = 403, description = "not_allowed (block), not_friends", body = ErrorResponse),
+        (status = 404, description = "user_not_found", body = ErrorResponse),
+    ))]
+pub async fn open_direct(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    body: web::Json<OpenDirectRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = conversations::open_direct(&state, caller.user_id, UserId(body.user_id)).await?;
+    Ok(HttpResponse::Ok().json(ConversationRef { conversation_id: id.0 }))
+}
+
+/// A group's conversation (members only).
+#[utoipa::path(get, path = "/api/v1/groups/{group_id}/conversation", tag = "messages", security(("bearer" = [])),
+    params(("group_id" = i64, Path)),
+    responses((status = 200, body = ConversationRef), (status = 404, description = "conversation_not_found", body = ErrorResponse)))]
+pub async fn group_conversation(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = conversations::of_group(&state, caller.user_id, GroupId(path.into_inner())).await?;
+    Ok(HttpResponse::Ok().json(ConversationRef { conversation_id: id.0 }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LastMessagePreview {
+    pub sender_id: i64,
+    pub kind: MessageKind,
+    /// Up to 200 characters; null for tombstones and media without caption.
+    pub body: Option<String>,
+    pub deleted: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConversationView {
+    pub id: i64,
+    /// `direct` or `group`.
+    pub kind: String,
+    /// Direct conversations: the other user.
+    pub peer: Option<UserSummary>,
+    pub group_id: Option<i64>,
+    pub group_name: Option<String>,
+    pub group_avatar_url: Option<String>,
+    pub last_seq: i64,
+    pub last_read_seq: i64,
+    /// `last_seq - last_read_seq`: sending moves your marker to your message, so your
+    /// own messages never count; tombstones do.
+    pub unread: i64,
+    pub pinned: bool,
+    pub muted: bool,
+    pub archived: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub activity_at: OffsetDateTime,
+    pub last_message: Option<LastMessagePreview>,
+}
+
+impl From<ListRow> for ConversationView {
+    fn from(row: ListRow) -> Self {
+        let peer = match (row.peer_id, row.peer_username, row.peer_nickname) {
+            (Some(id), Some(username), Some(nickname)) => {
+                Some(UserSummary { id: id.0, username, nickname, avatar_url: row.peer_avatar_url })
+            }
+            _ => None,
+        };
+        let last_message = match (row.last_sender_id, row.last_kind, row.last_created_at) {
+            (Some(sender), Some(kind), Some(created_at)) => Some(LastMessagePreview {
+                sender_id: sender.0,
+                kind: MessageKind::parse(&kind).unwrap_or(MessageKind::Text),
+                body: row.last_body,
+                deleted: row.last_deleted.unwrap_or(false),
+                created_at,
+            }),
+            _ => None,
+        };
+        Self {
+            id: row.id.0,
+            kind: row.kind,
+            peer,
+            group_id: row.group_id.map(|g| g.0),
+            group_name: row.group_name,
+            group_avatar_url: row.group_avatar_url,
+            last_seq: row.last_seq,
+            last_read_seq: row.last_read_seq,
+            unread: (row.last_seq - row.last_read_seq).max(0),
+            pinned: row.pinned,
+            muted: row.muted,
+            archived: row.archived,
+            activity_at: row.activity_at,
+            last_message,
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationListQuery {
+    /// List archived conversations instead of the others.
+    pub archived: Option<bool>,
+    pub cursor: Option<String>,
+    /// 1–100 (default 20).
+    pub limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConversationPage {
+    pub items: Vec<ConversationView>,
+    pub next_cursor: Option<String>,
+}
+
+/// The caller's conversations: pinned first, then by latest activity, with unread
+/// counts and the last message.
+#[utoipa::path(get, path = "/api/v1/conversations", tag = "messages", security(("bearer" = [])),
+    params(ConversationListQuery),
+    responses((status = 200, body = ConversationPage), (status = 400, body = ErrorResponse)))]
+pub async fn list_conversations(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    query: web::Query<ConversationListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = conversations::list(
+        &state,
+        caller.user_id,
+        query.archived.unwrap_or(false),
+        query.cursor.as_deref(),
+        query.limit,
+    )
+    .await?;
+    let items = page.items.into_iter().map(ConversationView::from).collect();
+    Ok(HttpResponse::Ok().json(ConversationPage { items, next_cursor: page.next_cursor }))
+}
+
+/// Send a message. The answer (the ack) comes only after the message is committed;
+/// retrying with the same `client_msg_id` returns the original ack (200).
+#[utoipa::path(post, path = "/api/v1/conversations/{conversation_id}/messages", tag = "messages", security(("bearer" = [])),
+    params(("conversation_id" = i64, Path)), request_body = MessageInput,
+    responses(
+        (status = 201, description = "stored", body = AckView),
+        (status = 200, description = "a retry: the original ack", body = AckView),
+        (status = 400, description = "validation_failed (body, content, reply_to_seq, mentions), malformed_json", body = ErrorResponse),
+        (status = 403, description = "not_allowed (block), not_friends, muted, insufficient_role (@all)", body = ErrorResponse),
+        (status = 404, description = "conversation_not_found (also for non-members)", body = ErrorResponse),
+        (status = 409, description = "client_msg_id_reused", body = ErrorResponse),
+        (status = 410, description = "group_disbanded", body = ErrorResponse),
+        (status = 503, description = "overloaded or shutting down; retry with the same client_msg_id", body = ErrorResponse),
+    ))]
+pub async fn send_message(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    path: web::Path<i64>,
+    body: web::Json<MessageInput>,
+) -> Result<HttpResponse, ApiError> {
+    let ack = messages::send(&state, caller.user_id, ConversationId(path.into_inner()), body.into_inner()).await?;
+    let mut response = if ack.duplicate { HttpResponse::Ok() } else { HttpResponse::Created() };
+    Ok(response.json(AckView::from(ack)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    /// Messages before this seq (exclusive); the default is the latest page.
+    pub before: Option<i64>,
+    /// Messages after this seq (exclusive).
+    pub after: Option<i64>,
+    /// With `to`: the range `from..=to` (gap filling).
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    /// 1–100 (default 50).
+    pub limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HistoryResponse {
+    /// Oldest first. Recalled/removed messages are tombstones (`deleted: true`), so the
+    /// sequence has no gaps.
+    pub items: Vec<MessageView>,
+    pub last_seq: i64,
+    pub has_older: bool,
+    pub has_newer: bool,
+}
+
+/// A page of history by sequence number.
+#[utoipa::path(get, path = "/api/v1/conversations/{conversation_id}/messages", tag = "messages", security(("bearer" = [])),
+    params(("conversation_id" = i64, Path), HistoryParams),
+    responses((status = 200, body = HistoryResponse), (status = 400, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
+pub async fn list_messages(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    path: web::Path<i64>,
+    query: web::Query<HistoryParams>,
+) -> Result<HttpResponse, ApiError> {
+    let range = match (query.from, query.to) {
+        (Some(from), Some(to)) => Some((from, to)),
+        (None, None) => None,
+        _ => return Err(ApiError::validation("from", "from and to go together")),
+    };
+    let page = messages::history(
+        &state,
+        caller.user_id,
+        ConversationId(path.into_inner()),
+        HistoryQuery { before: query.before, after: query.after, range, limit: query.limit },
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(HistoryResponse {
+        items: page.messages,
+        last_seq: page.last_seq,
+        has_older: page.has_older,
+        has_newer: page.has_newer,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditMessageRequest {
+    pub body: String,
+}
+
+/// Edit your own message within the edit window (default 24 h).
+#[utoipa::path(patch, path = "/api/v1/conversations/{conversation_id}/messages/{seq}", tag = "messages", security(("bearer" = [])),
+    params(("conversation_id" = i64, Path), ("seq" = i64, Path)), request_body = EditMessageRequest,
+    responses(
+        (status = 200, body = MessageView),
+        (status = 403, description = "not_your_message, edit_window_passed", body = ErrorResponse),
+        (status = 404, description = "message_not_found", body = ErrorResponse),
+        (status = 409, description = "message_deleted", body = ErrorResponse),
+    ))]
+pub async fn edit_message(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    path: web::Path<(i64, i64)>,
+    body: web::Json<EditMessageRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (conversation, seq) = path.into_inner();
+    let view =
+        messages::edit(&state, caller.user_id, ConversationId(conversation), seq, body.into_inner().body).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Recall your own message within the recall window (default 2 min), or remove any
+/// message as a group owner or admin. It stays as a tombstone.
+#[utoipa::path(delete, path = "/api/v1/conversations/{conversation_id}/messages/{seq}", tag = "messages", security(("bearer" = [])),
+    params(("conversation_id" = i64, Path), ("seq" = i64, Path)),
+    responses((status = 204), (status = 403, description = "not_your_message, recall_window_passed", body = ErrorResponse), (status = 404, body = ErrorResponse)))]
+pub async fn delete_message(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    path: web::Path<(i64, i64)>,
+) -> Result<HttpResponse, ApiError> {
+    let (conversation, seq) = path.into_inner();
+    messages::delete(&state, caller.user_id, ConversationId(conversation), seq).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Add a reaction (idempotent).
+#[utoipa::path(put, path = "/api/v1/conversations/{conversation_id}/messages/{seq}/reactions/{emoji}", tag = "messages", security(("bearer" = [])),
+    params(("conversation_id" = i64, Path), ("seq" = i64, Path), ("emoji" = String, Path)),
+    responses((status = 204), (status = 400, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
+pub async fn add_reaction(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    path: web::Path<(i64, i64, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (conversation, seq, emoji) = path.into_inner();
+    let emoji = Emoji::parse(&emoji)?;
+    messages::react(&state, caller.user_id, ConversationId(conversation), seq, emoji, true).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Remove your reaction.
+#[utoipa::path(delete, path = "/api/v1/conversations/{conversation_id}/messages/{seq}/reactions/{emoji}", tag = "messages", security(("bearer" = [])),
+    params(("conversation_id" = i64, Path), ("seq" = i64, Path), ("emoji" = String, Path)),
+    responses((status = 204), (status = 404, description = "reaction_not_found", body = ErrorResponse)))]
+pub async fn remove_reaction(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    path: web::Path<(i64, i64, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (conversation, seq, emoji) = path.into_inner();
+    let emoji = Emoji::parse(&emoji)?;
+    messages::react(&state, caller.user_id, ConversationId(conversation), seq, emoji, false).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarkReadRequest {
+    /// Everything up to this seq is read. The marker never moves back.
+    pub seq: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MarkReadResponse {
+    pub last_read_seq: i64,
+}
+
+/// Move your read marker forward.
+#[utoipa::path(post, path = "/api/v1/conversations/{conversation_id}/read", tag = "messages", security(("bearer" = [])),
+    params(("conversation_id" = i64, Path)), request_body = MarkReadRequest,
+    responses((status = 200, body = MarkReadResponse), (status = 404, body = ErrorResponse)))]
+pub async fn mark_read(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    path: web::Path<i64>,
+    body: web::Json<MarkReadRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let marker = conversations::mark_read(&state, caller.user_id, ConversationId(path.into_inner()), body.seq).await?;
+    Ok(HttpResponse::Ok().json(MarkReadResponse { last_read_seq: marker }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsRequest {
+    pub pinned: Option<bool>,
+    /// No notifications for this conversation.
+    pub muted: Option<bool>,
+    /// Hidden from the main list.
+    pub archived: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SettingsResponse {
+    pub pinned: bool,
+    pub muted: bool,
+    pub archived: bool,
+}
+
+/// Your own settings for a conversation.
+#[utoipa::path(patch, path = "/api/v1/conversations/{conversation_id}/settings", tag = "messages", security(("bearer" = [])),
+    params(("conversation_id" = i64, Path)), request_body = SettingsRequest,
+    responses((status = 200, body = SettingsResponse), (status = 404, body = ErrorResponse)))]
+pub async fn update_settings(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    path: web::Path<i64>,
+    body: web::Json<SettingsRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let change = SettingsChange { pinned: body.pinned, muted: body.muted, archived: body.archived };
+    let settings =
+        conversations::update_settings(&state, caller.user_id, ConversationId(path.into_inner()), change).await?;
+    Ok(HttpResponse::Ok().json(SettingsResponse {
+        pinned: settings.pinned,
+        muted: settings.muted,
+        archived: settings.archived,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    /// 2–100 characters; matched as a case-insensitive substring (works for CJK).
+    pub q: String,
+    /// Limit the search to one conversation.
+    pub conversation_id: Option<i64>,
+    pub cursor: Option<String>,
+    /// 1–50 (default 20).
+    pub limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessagePage {
+    pub items: Vec<MessageView>,
+    pub next_cursor: Option<String>,
+}
+
+/// Search messages in your conversations, newest first.
+#[utoipa::path(get, path = "/api/v1/messages/search", tag = "messages", security(("bearer" = [])),
+    params(SearchParams),
+    responses((status = 200, body = MessagePage), (status = 400, body = ErrorResponse)))]
+pub async fn search_messages(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    query: web::Query<SearchParams>,
+) -> Result<HttpResponse, ApiError> {
+    let page = messages::search(
+        &state,
+        caller.user_id,
+        &query.q,
+        query.conversation_id.map(ConversationId),
+        query.cursor.as_deref(),
+        query.limit,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(MessagePage { items: page.items, next_cursor: page.next_cursor }))
+}

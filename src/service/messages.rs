@@ -1,0 +1,292 @@
+//! Sending (through the batching writer), history, edit, recall, reactions, search.
+
+use time::OffsetDateTime;
+
+use super::{
+    page::{self, Page},
+    policy::{self, Access},
+};
+use crate::{
+    db::{self, messages::Window},
+    domain::{ConversationId, Emoji, MessageInput, MessageKind, MessageView, NewMessage, Role, UserId},
+    error::ApiError,
+    events::Event,
+    state::AppState,
+    writer::{Ack, PendingMessage, WriteError},
+};
+
+pub const HISTORY_MAX_LIMIT: i64 = 100;
+pub const HISTORY_DEFAULT_LIMIT: i64 = 50;
+
+/// Validates and stores a message; the ack comes only after commit. A retry with the
+/// same `client_msg_id` returns the original ack.
+pub async fn send(state: &AppState, sender: UserId, id: ConversationId, input: MessageInput) -> Result<Ack, ApiError> {
+    let message = NewMessage::parse(input, state.config.max_message_bytes as usize)?;
+    if let Some(ack) = earlier_ack(state, sender, id, &message).await? {
+        return Ok(ack);
+    }
+    let access = policy::readable(state, id, sender).await?;
+    let role = policy::check_send(state, &access, sender).await?;
+    if let Some(reply) = message.reply_to_seq
+        && (reply > access.conversation.last_seq || reply <= access.member.visible_from_seq)
+    {
+        return Err(ApiError::validation("reply_to_seq", "no such message in this conversation"));
+    }
+    if !message.mentions.is_empty() {
+        let present = db::conversations::count_members_among(&state.pool, id, &message.mentions).await?;
+        if present != message.mentions.len() as i64 {
+            return Err(ApiError::validation("mentions", "every mentioned user must be a member of the conversation"));
+        }
+    }
+    if message.mention_all && !role.is_some_and(Role::is_admin_or_owner) {
+        return Err(ApiError::forbidden("insufficient_role", "only group owners and admins can mention everyone"));
+    }
+    state.writer.submit(PendingMessage { conversation_id: id, sender_id: sender, message }).await.map_err(write_error)
+}
+
+/// A stored message with this id from this sender, if the same request was stored
+/// before (even before a restart).
+async fn earlier_ack(
+    state: &AppState,
+    sender: UserId,
+    id: ConversationId,
+    message: &NewMessage,
+) -> Result<Option<Ack>, ApiError> {
+    let found: Option<(i64, OffsetDateTime, Vec<u8>)> = sqlx::query_as(
+        "SELECT seq, created_at, request_hash FROM messages
+          WHERE conversation_id = $1 AND sender_id = $2 AND client_msg_id = $3",
+    )
+    .bind(id)
+    .bind(sender)
+    .bind(message.client_msg_id)
+    .fetch_optional(&state.pool)
+    .await?;
+    match found {
+        None => Ok(None),
+        Some((seq, created_at, hash)) if hash == message.request_hash() => Ok(Some(Ack {
+            conversation_id: id,
+            seq,
+            client_msg_id: message.client_msg_id,
+            created_at,
+            duplicate: true,
+        })),
+        Some(_) => Err(write_error(WriteError::IdReused)),
+    }
+}
+
+pub fn write_error(error: WriteError) -> ApiError {
+    match error {
+        WriteError::IdReused => ApiError::conflict("client_msg_id_reused", error.to_string()),
+        WriteError::NotMember => policy::conversation_not_found(),
+        WriteError::Overloaded | WriteError::ShuttingDown => ApiError::Unavailable(anyhow::anyhow!("{error}")),
+        WriteError::Database(_) => ApiError::internal(anyhow::anyhow!("{error}")),
+    }
+}
+
+/// Which page of history to read; at most one of the three.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HistoryQuery {
+    pub before: Option<i64>,
+    pub after: Option<i64>,
+    pub range: Option<(i64, i64)>,
+    pub limit: Option<i64>,
+}
+
+pub struct HistoryPage {
+    pub messages: Vec<MessageView>,
+    pub last_seq: i64,
+    /// Older messages exist before the first one returned (visible to the caller).
+    pub has_older: bool,
+    /// Newer messages exist after the last one returned.
+    pub has_newer: bool,
+}
+
+pub async fn history(
+    state: &AppState,
+    caller: UserId,
+    id: ConversationId,
+    query: HistoryQuery,
+) -> Result<HistoryPage, ApiError> {
+    let limit = page::limit(Some(query.limit.unwrap_or(HISTORY_DEFAULT_LIMIT)), HISTORY_MAX_LIMIT)?;
+    let window = match (query.before, query.after, query.range) {
+        (Some(before), None, None) => Window::Before(before),
+        (None, Some(after), None) => Window::After(after),
+        (None, None, Some((from, to))) => {
+            if from < 1 || to < from {
+                return Err(ApiError::validation("from", "from must be ≥ 1 and ≤ to"));
+            }
+            Window::Range(from, to)
+        }
+        (None, None, None) => Window::Before(i64::MAX),
+        _ => return Err(ApiError::validation("before", "give at most one of before, after, or from/to")),
+    };
+    let access = policy::readable(state, id, caller).await?;
+    let rows = db::messages::history(&state.pool, id, access.member.visible_from_seq, window, limit).await?;
+    let mut messages: Vec<MessageView> = rows.into_iter().map(MessageView::from).collect();
+    if let (Some(first), Some(last)) = (messages.first().map(|m| m.seq), messages.last().map(|m| m.seq)) {
+        let mut reactions = db::messages::reactions(&state.pool, id, first, last, caller).await?;
+        for message in &mut messages {
+            message.reactions = reactions.remove(&message.seq).unwrap_or_default();
+        }
+    }
+    let last_seq = access.conversation.last_seq;
+    let visible_from = access.member.visible_from_seq;
+    Ok(HistoryPage {
+        has_older: messages.first().is_some_and(|m| m.seq > visible_from + 1),
+        has_newer: messages.last().is_some_and(|m| m.seq < last_seq),
+        messages,
+        last_seq,
+    })
+}
+
+/// Edits the caller's own message within the edit window.
+pub async fn edit(
+    state: &AppState,
+    caller: UserId,
+    id: ConversationId,
+    seq: i64,
+    body: String,
+) -> Result<MessageView, ApiError> {
+    let max = state.config.max_message_bytes as usize;
+    if body.trim().is_empty() || body.len() > max || crate::domain::has_forbidden_controls(&body, true) {
+        return Err(ApiError::validation("body", format!("must be 1–{max} bytes without control characters")));
+    }
+    let access = policy::readable(state, id, caller).await?;
+    let mut tx = state.pool.begin().await?;
+    let message = visible_message(&mut tx, &access, id, seq).await?;
+    if message.sender_id != caller {
+        return Err(ApiError::forbidden("not_your_message", "you can only edit your own messages"));
+    }
+    if message.deleted_at.is_some() {
+        return Err(ApiError::conflict("message_deleted", "this message was recalled or removed"));
+    }
+    if MessageKind::parse(&message.kind) != Some(MessageKind::Text) && message.body.is_none() {
+        return Err(ApiError::conflict("not_editable", "this message has no text to edit"));
+    }
+    if OffsetDateTime::now_utc() - message.created_at > state.config.edit_window {
+        return Err(ApiError::forbidden("edit_window_passed", "this message is too old to edit"));
+    }
+    let edited = db::messages::edit(&mut *tx, id, seq, &body).await?;
+    let members = db::conversations::member_ids(&mut *tx, id).await?;
+    tx.commit().await?;
+    let view = MessageView::from(edited);
+    state.events.publish(members, Event::MessageEdited { message: Box::new(view.clone()) });
+    Ok(view)
+}
+
+/// Recalls the caller's own message within the recall window, or removes any message
+/// as a group owner or admin. The message becomes a tombstone; its seq stays.
+pub async fn delete(state: &AppState, caller: UserId, id: ConversationId, seq: i64) -> Result<(), ApiError> {
+    let access = policy::readable(state, id, caller).await?;
+    let moderator = match access.conversation.group_id {
+        Some(group) => {
+            db::groups::member(&state.pool, group, caller).await?.is_some_and(|m| m.role.0.is_admin_or_owner())
+        }
+        None => false,
+    };
+    let mut tx = state.pool.begin().await?;
+    let message = visible_message(&mut tx, &access, id, seq).await?;
+    if message.deleted_at.is_some() {
+        return Ok(());
+    }
+    if !moderator {
+        if message.sender_id != caller {
+            return Err(ApiError::forbidden("not_your_message", "you can only recall your own messages"));
+        }
+        if OffsetDateTime::now_utc() - message.created_at > state.config.recall_window {
+            return Err(ApiError::forbidden("recall_window_passed", "this message is too old to recall"));
+        }
+    }
+    db::messages::tombstone(&mut *tx, id, seq, caller).await?;
+    let members = db::conversations::member_ids(&mut *tx, id).await?;
+    tx.commit().await?;
+    state.events.publish(members, Event::MessageDeleted { conversation_id: id, seq, by_user_id: caller });
+    Ok(())
+}
+
+pub async fn react(
+    state: &AppState,
+    caller: UserId,
+    id: ConversationId,
+    seq: i64,
+    emoji: Emoji,
+    add: bool,
+) -> Result<(), ApiError> {
+    let access = policy::readable(state, id, caller).await?;
+    let mut tx = state.pool.begin().await?;
+    let message = visible_message(&mut tx, &access, id, seq).await?;
+    if message.deleted_at.is_some() {
+        return Err(ApiError::conflict("message_deleted", "this message was recalled or removed"));
+    }
+    let changed = if add {
+        db::messages::add_reaction(&mut *tx, id, seq, caller, &emoji).await?
+    } else {
+        db::messages::remove_reaction(&mut *tx, id, seq, caller, &emoji).await?
+    };
+    if !add && !changed {
+        return Err(ApiError::not_found("reaction_not_found", "you have not reacted with this emoji"));
+    }
+    let members = db::conversations::member_ids(&mut *tx, id).await?;
+    tx.commit().await?;
+    if changed {
+        let emoji = emoji.as_str().to_owned();
+        let event = if add {
+            Event::ReactionAdded { conversation_id: id, seq, user_id: caller, emoji }
+        } else {
+            Event::ReactionRemoved { conversation_id: id, seq, user_id: caller, emoji }
+        };
+        state.events.publish(members, event);
+    }
+    Ok(())
+}
+
+pub const SEARCH_MIN_CHARS: usize = 2;
+pub const SEARCH_MAX_CHARS: usize = 100;
+
+/// Messages containing `query` in the caller's conversations, newest first.
+pub async fn search(
+    state: &AppState,
+    caller: UserId,
+    query: &str,
+    conversation: Option<ConversationId>,
+    cursor: Option<&str>,
+    limit: Option<i64>,
+) -> Result<Page<MessageView>, ApiError> {
+    let query = query.trim();
+    let chars = query.chars().count();
+    if !(SEARCH_MIN_CHARS..=SEARCH_MAX_CHARS).contains(&chars) {
+        return Err(ApiError::validation("q", format!("must be {SEARCH_MIN_CHARS}–{SEARCH_MAX_CHARS} characters")));
+    }
+    let limit = page::limit(limit, 50)?;
+    let after = cursor
+        .map(|c| {
+            let text = page::decode(c)?;
+            let mut parts = text.splitn(3, ':');
+            let parsed = (|| {
+                let nanos: i128 = parts.next()?.parse().ok()?;
+                let conversation: i64 = parts.next()?.parse().ok()?;
+                let seq: i64 = parts.next()?.parse().ok()?;
+                Some((OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?, ConversationId(conversation), seq))
+            })();
+            parsed.ok_or_else(page::invalid_cursor)
+        })
+        .transpose()?;
+    let rows = db::messages::search(&state.pool, caller, query, conversation, after, limit + 1).await?;
+    let page = page::paginate(rows, limit, |row| {
+        format!("{}:{}:{}", row.created_at.unix_timestamp_nanos(), row.conversation_id, row.seq)
+    });
+    Ok(Page { items: page.items.into_iter().map(MessageView::from).collect(), next_cursor: page.next_cursor })
+}
+
+async fn visible_message(
+    tx: &mut sqlx::PgConnection,
+    access: &Access,
+    id: ConversationId,
+    seq: i64,
+) -> Result<db::messages::MessageRow, ApiError> {
+    let not_found = || ApiError::not_found("message_not_found", "no such message");
+    if seq <= access.member.visible_from_seq {
+        return Err(not_found());
+    }
+    db::messages::find(&mut *tx, id, seq).await?.ok_or_else(not_found)
+}

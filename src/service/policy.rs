@@ -1,0 +1,73 @@
+//! Who may read and send in a conversation: the one place these rules live. REST,
+//! the WebSocket gateway and the writer all go through it.
+//!
+//! - Reading: members only. A conversation the caller is not in answers exactly like a
+//!   missing one (404), so ids reveal nothing.
+//! - Sending: members; in direct conversations no block either way, and friendship when
+//!   `GOIM_DIRECT_MESSAGES=friends`; in groups not muted and not disbanded. Membership
+//!   is checked again inside the writer's transaction.
+
+use time::OffsetDateTime;
+
+use crate::{
+    config::DirectMessagePolicy,
+    db::{self, conversations::ConversationRow, conversations::MemberState},
+    domain::{ConversationId, Role, UserId},
+    error::ApiError,
+    state::AppState,
+};
+
+/// A member's view of a conversation.
+pub struct Access {
+    pub conversation: ConversationRow,
+    pub member: MemberState,
+}
+
+pub async fn readable(state: &AppState, id: ConversationId, user: UserId) -> Result<Access, ApiError> {
+    let member = db::conversations::member_state(&state.pool, id, user).await?.ok_or_else(conversation_not_found)?;
+    let conversation = db::conversations::find(&state.pool, id).await?.ok_or_else(conversation_not_found)?;
+    Ok(Access { conversation, member })
+}
+
+/// Whether `user` may send to the conversation now; returns their group role, if any.
+pub async fn check_send(state: &AppState, access: &Access, user: UserId) -> Result<Option<Role>, ApiError> {
+    match (access.conversation.peer_of(user), access.conversation.group_id) {
+        (Some(peer), _) => {
+            check_direct(state, user, peer).await?;
+            Ok(None)
+        }
+        (None, Some(group)) => {
+            let group_row = db::groups::find(&state.pool, group).await?.ok_or_else(conversation_not_found)?;
+            if group_row.disbanded_at.is_some() {
+                return Err(ApiError::Gone {
+                    code: "group_disbanded",
+                    message: "this group has been disbanded".into(),
+                });
+            }
+            let member = db::groups::member(&state.pool, group, user).await?.ok_or_else(conversation_not_found)?;
+            if member.muted_until.is_some_and(|until| until > OffsetDateTime::now_utc()) {
+                return Err(ApiError::forbidden("muted", "you are muted in this group"));
+            }
+            Ok(Some(member.role.0))
+        }
+        (None, None) => Err(conversation_not_found()),
+    }
+}
+
+/// Whether `a` may talk to `b` directly: never across a block; friendship required
+/// unless the server allows direct messages between anyone.
+pub async fn check_direct(state: &AppState, a: UserId, b: UserId) -> Result<(), ApiError> {
+    if db::blocks::exists_either_way(&state.pool, a, b).await? {
+        return Err(super::friends::not_allowed());
+    }
+    if state.config.direct_messages == DirectMessagePolicy::Friends
+        && !db::friends::are_friends(&state.pool, a, b).await?
+    {
+        return Err(ApiError::forbidden("not_friends", "you can send direct messages to friends only"));
+    }
+    Ok(())
+}
+
+pub fn conversation_not_found() -> ApiError {
+    ApiError::not_found("conversation_not_found", "no such conversation")
+}

@@ -1,0 +1,396 @@
+//! The message writer: the one path by which messages are stored.
+//!
+//! Senders hand a validated message to [`MessageWriter::submit`] and wait for its ack.
+//! Each of a few *lanes* (a task with a bounded queue) takes whatever has queued up —
+//! up to [`MAX_BATCH`] messages — and stores it in **one transaction**: a duplicate
+//! check for idempotent retries, the membership re-check, one locked update of each
+//! touched conversation's `last_seq`, one multi-row insert, the senders' read markers.
+//! Only after that transaction commits does any sender get its ack; so one WAL flush
+//! is shared by every message of the batch instead of paid per message, and a busy
+//! lane batches more. A conversation always maps to the same lane, so its messages
+//! are ordered and its row lock is never contended inside one instance.
+//!
+//! Backpressure: queues are bounded; a sender waits at most [`ENQUEUE_TIMEOUT`] for
+//! room and then gets `Overloaded`. Shutdown: [`MessageWriter::shutdown`] closes the
+//! queues, the lanes store what was already queued, and then exit; nothing that was
+//! acknowledged is lost, and nothing queued is dropped silently.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
+
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use uuid::Uuid;
+
+use crate::{
+    db::messages::{MESSAGE_COLUMNS, MessageRow},
+    domain::{ConversationId, MessageView, NewMessage, UserId},
+    events::{Event, EventBus},
+};
+
+/// Most messages stored by one transaction.
+pub const MAX_BATCH: usize = 256;
+/// How long a sender waits for room in a full queue.
+pub const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A message on its way to the database.
+#[derive(Debug, Clone)]
+pub struct PendingMessage {
+    pub conversation_id: ConversationId,
+    pub sender_id: UserId,
+    pub message: NewMessage,
+}
+
+/// The sender's acknowledgement: the message is committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ack {
+    pub conversation_id: ConversationId,
+    pub seq: i64,
+    pub client_msg_id: Uuid,
+    pub created_at: OffsetDateTime,
+    /// The message was stored by an earlier attempt with the same `client_msg_id`.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("this client_msg_id was already used for a different message")]
+    IdReused,
+    #[error("the sender is not a member of the conversation")]
+    NotMember,
+    #[error("the message queue is full")]
+    Overloaded,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+struct Job {
+    pending: PendingMessage,
+    request_hash: Vec<u8>,
+    reply: oneshot::Sender<Result<Ack, WriteError>>,
+}
+
+/// A cloneable handle to the writer lanes.
+#[derive(Clone)]
+pub struct MessageWriter {
+    lanes: Vec<mpsc::Sender<Job>>,
+    stop: CancellationToken,
+}
+
+impl MessageWriter {
+    /// Starts `lanes` writer tasks, each with a queue of `queue_capacity` messages.
+    pub fn start(pool: PgPool, events: EventBus, tasks: &TaskTracker, lanes: usize, queue_capacity: usize) -> Self {
+        let stop = CancellationToken::new();
+        let senders = (0..lanes.max(1))
+            .map(|lane| {
+                let (sender, receiver) = mpsc::channel(queue_capacity.max(1));
+                tasks.spawn(run_lane(lane, pool.clone(), events.clone(), receiver, stop.clone()));
+                sender
+            })
+            .collect();
+        Self { lanes: senders, stop }
+    }
+
+    /// Stores `pending` and returns its ack once committed.
+    pub async fn submit(&self, pending: PendingMessage) -> Result<Ack, WriteError> {
+        if self.stop.is_cancelled() {
+            return Err(WriteError::ShuttingDown);
+        }
+        let lane = (pending.conversation_id.0.unsigned_abs() % self.lanes.len() as u64) as usize;
+        let (reply, ack) = oneshot::channel();
+        let request_hash = pending.message.request_hash();
+        let job = Job { pending, request_hash, reply };
+        match tokio::time::timeout(ENQUEUE_TIMEOUT, self.lanes[lane].send(job)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(WriteError::ShuttingDown),
+            Err(_) => return Err(WriteError::Overloaded),
+        }
+        ack.await.unwrap_or(Err(WriteError::ShuttingDown))
+    }
+
+    /// Stops taking messages; the lanes store what is queued, then end.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+}
+
+async fn run_lane(
+    lane: usize,
+    pool: PgPool,
+    events: EventBus,
+    mut queue: mpsc::Receiver<Job>,
+    stop: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            job = queue.recv() => job,
+            _ = stop.cancelled() => {
+                // No new messages; what is already queued is still stored below.
+                queue.close();
+                queue.recv().await
+            }
+        };
+        let Some(first) = first else {
+            tracing::debug!(lane, "message writer lane drained");
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        write_batch(&pool, &events, batch).await;
+    }
+}
+
+/// Stores a batch in one transaction. If the transaction fails as a whole, each
+/// message is retried alone, so one bad message cannot fail its neighbours.
+async fn write_batch(pool: &PgPool, events: &EventBus, batch: Vec<Job>) {
+    let pendings: Vec<(&PendingMessage, &[u8])> =
+        batch.iter().map(|j| (&j.pending, j.request_hash.as_slice())).collect();
+    match store(pool, &pendings).await {
+        Ok(stored) => deliver(events, batch, stored),
+        Err(error) if batch.len() > 1 => {
+            tracing::warn!(%error, size = batch.len(), "message batch failed; retrying its messages one by one");
+            for job in batch {
+                let one = [(&job.pending, job.request_hash.as_slice())];
+                match store(pool, &one).await {
+                    Ok(stored) => deliver(events, vec![job], stored),
+                    Err(error) => {
+                        let _ = job.reply.send(Err(WriteError::Database(error.to_string())));
+                    }
+                }
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "storing a message failed");
+            for job in batch {
+                let _ = job.reply.send(Err(WriteError::Database(error.to_string())));
+            }
+        }
+    }
+}
+
+/// The outcome of a committed batch, in the batch's order.
+struct Stored {
+    results: Vec<Result<Ack, WriteError>>,
+    /// Newly stored messages and who should hear of them.
+    created: Vec<(MessageRow, Vec<UserId>)>,
+}
+
+fn deliver(events: &EventBus, batch: Vec<Job>, stored: Stored) {
+    for (job, result) in batch.into_iter().zip(stored.results) {
+        let _ = job.reply.send(result);
+    }
+    for (row, members) in stored.created {
+        events.publish(members, Event::MessageCreated { message: Box::new(MessageView::from(row)) });
+    }
+}
+
+type IdKey = (i64, i64, Uuid);
+
+async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Result<Stored> {
+    let mut tx = pool.begin().await?;
+    let mut results: Vec<Option<Result<Ack, WriteError>>> = (0..batch.len()).map(|_| None).collect();
+
+    // 1. Retries of messages stored earlier answer with the original ack.
+    let keys: Vec<IdKey> =
+        batch.iter().map(|(p, _)| (p.conversation_id.0, p.sender_id.0, p.message.client_msg_id)).collect();
+    let existing: Vec<(i64, i64, Uuid, i64, OffsetDateTime, Vec<u8>)> = sqlx::query_as(
+        "SELECT m.conversation_id, m.sender_id, m.client_msg_id, m.seq, m.created_at, m.request_hash
+           FROM messages m
+           JOIN unnest($1::bigint[], $2::bigint[], $3::uuid[]) AS k(conversation_id, sender_id, client_msg_id)
+             ON m.conversation_id = k.conversation_id AND m.sender_id = k.sender_id
+            AND m.client_msg_id = k.client_msg_id",
+    )
+    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    let existing: HashMap<IdKey, (i64, OffsetDateTime, Vec<u8>)> =
+        existing.into_iter().map(|(c, s, id, seq, at, hash)| ((c, s, id), (seq, at, hash))).collect();
+
+    // 2. The same id twice in one batch (a client retrying fast) is stored once.
+    let mut first_of_key: HashMap<IdKey, usize> = HashMap::new();
+    let mut fresh: Vec<usize> = Vec::new();
+    for (index, ((pending, hash), key)) in batch.iter().zip(&keys).enumerate() {
+        if let Some((seq, at, stored_hash)) = existing.get(key) {
+            results[index] = Some(if stored_hash.as_slice() == *hash {
+                Ok(Ack {
+                    conversation_id: pending.conversation_id,
+                    seq: *seq,
+                    client_msg_id: key.2,
+                    created_at: *at,
+                    duplicate: true,
+                })
+            } else {
+                Err(WriteError::IdReused)
+            });
+        } else if first_of_key.contains_key(key) {
+            // Resolved after the insert, from the first occurrence.
+        } else {
+            first_of_key.insert(*key, index);
+            fresh.push(index);
+        }
+    }
+
+    // 3. Membership, checked in the transaction that inserts: a member removed a
+    //    moment ago cannot slip a message in.
+    let members: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT cm.conversation_id, cm.user_id
+           FROM conversation_members cm
+           JOIN unnest($1::bigint[], $2::bigint[]) AS k(conversation_id, user_id)
+             ON cm.conversation_id = k.conversation_id AND cm.user_id = k.user_id",
+    )
+    .bind(fresh.iter().map(|&i| batch[i].0.conversation_id.0).collect::<Vec<_>>())
+    .bind(fresh.iter().map(|&i| batch[i].0.sender_id.0).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    fresh.retain(|&i| {
+        let (pending, _) = batch[i];
+        let allowed = members.contains(&(pending.conversation_id.0, pending.sender_id.0));
+        if !allowed {
+            results[i] = Some(Err(WriteError::NotMember));
+        }
+        allowed
+    });
+
+    let mut created = Vec::new();
+    if !fresh.is_empty() {
+        // 4. Sequence numbers: lock the touched conversations in id order (no
+        //    deadlock with another instance's writer), then number the messages.
+        let mut per_conversation: BTreeMap<i64, i64> = BTreeMap::new();
+        for &i in &fresh {
+            *per_conversation.entry(batch[i].0.conversation_id.0).or_default() += 1;
+        }
+        let ids: Vec<i64> = per_conversation.keys().copied().collect();
+        let last_seqs: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT id, last_seq FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut next_seq: HashMap<i64, i64> = last_seqs.iter().map(|&(id, last)| (id, last)).collect();
+        let mut seqs = Vec::with_capacity(fresh.len());
+        for &i in &fresh {
+            let counter = next_seq.entry(batch[i].0.conversation_id.0).or_default();
+            *counter += 1;
+            seqs.push(*counter);
+        }
+        sqlx::query(
+            "UPDATE conversations c SET last_seq = v.last_seq, last_message_at = now()
+               FROM unnest($1::bigint[], $2::bigint[]) AS v(id, last_seq)
+              WHERE c.id = v.id",
+        )
+        .bind(next_seq.keys().copied().collect::<Vec<_>>())
+        .bind(next_seq.values().copied().collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+
+        // 5. One insert for the whole batch.
+        let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+            "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, request_hash, kind, body, content,
+                                   reply_to_seq, mentions, mention_all)
+             SELECT v.conversation_id, v.seq, v.sender_id, v.client_msg_id, v.request_hash, v.kind, v.body, v.content,
+                    v.reply_to_seq, ARRAY(SELECT jsonb_array_elements_text(v.mentions)::bigint), v.mention_all
+               FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::uuid[], $5::bytea[], $6::text[], $7::text[],
+                           $8::jsonb[], $9::bigint[], $10::jsonb[], $11::boolean[])
+                    AS v(conversation_id, seq, sender_id, client_msg_id, request_hash, kind, body, content,
+                         reply_to_seq, mentions, mention_all)
+             RETURNING {MESSAGE_COLUMNS}"
+        ))
+        .bind(fresh.iter().map(|&i| batch[i].0.conversation_id.0).collect::<Vec<_>>())
+        .bind(&seqs)
+        .bind(fresh.iter().map(|&i| batch[i].0.sender_id.0).collect::<Vec<_>>())
+        .bind(fresh.iter().map(|&i| batch[i].0.message.client_msg_id).collect::<Vec<_>>())
+        .bind(fresh.iter().map(|&i| batch[i].1.to_vec()).collect::<Vec<_>>())
+        .bind(fresh.iter().map(|&i| batch[i].0.message.kind.as_str()).collect::<Vec<_>>())
+        .bind(fresh.iter().map(|&i| batch[i].0.message.body.clone()).collect::<Vec<_>>())
+        .bind(fresh.iter().map(|&i| batch[i].0.message.content.clone()).collect::<Vec<_>>())
+        .bind(fresh.iter().map(|&i| batch[i].0.message.reply_to_seq).collect::<Vec<_>>())
+        .bind(
+            fresh
+                .iter()
+                .map(|&i| serde_json::json!(batch[i].0.message.mentions.iter().map(|u| u.0).collect::<Vec<_>>()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(fresh.iter().map(|&i| batch[i].0.message.mention_all).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+
+        // 6. Sending implies having read everything up to one's own message.
+        let mut read_up_to: HashMap<(i64, i64), i64> = HashMap::new();
+        for (&i, &seq) in fresh.iter().zip(&seqs) {
+            let entry = read_up_to.entry((batch[i].0.conversation_id.0, batch[i].0.sender_id.0)).or_default();
+            *entry = (*entry).max(seq);
+        }
+        sqlx::query(
+            "UPDATE conversation_members cm SET last_read_seq = GREATEST(cm.last_read_seq, v.seq)
+               FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(conversation_id, user_id, seq)
+              WHERE cm.conversation_id = v.conversation_id AND cm.user_id = v.user_id",
+        )
+        .bind(read_up_to.keys().map(|k| k.0).collect::<Vec<_>>())
+        .bind(read_up_to.keys().map(|k| k.1).collect::<Vec<_>>())
+        .bind(read_up_to.values().copied().collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+
+        // Who hears of the new messages: the members as of this transaction.
+        let audience: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT conversation_id, user_id FROM conversation_members WHERE conversation_id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut audience_of: HashMap<i64, Vec<UserId>> = HashMap::new();
+        for (conversation, user) in audience {
+            audience_of.entry(conversation).or_default().push(UserId(user));
+        }
+
+        let by_key: HashMap<IdKey, &MessageRow> =
+            rows.iter().map(|r| ((r.conversation_id.0, r.sender_id.0, r.client_msg_id), r)).collect();
+        for &i in &fresh {
+            let (pending, _) = batch[i];
+            if let Some(row) = by_key.get(&keys[i]) {
+                results[i] = Some(Ok(Ack {
+                    conversation_id: pending.conversation_id,
+                    seq: row.seq,
+                    client_msg_id: row.client_msg_id,
+                    created_at: row.created_at,
+                    duplicate: false,
+                }));
+            }
+        }
+        created = rows
+            .into_iter()
+            .map(|row| {
+                let audience = audience_of.get(&row.conversation_id.0).cloned().unwrap_or_default();
+                (row, audience)
+            })
+            .collect();
+    }
+    tx.commit().await?;
+
+    // Later occurrences of an id within the batch share the first one's outcome.
+    for (index, key) in keys.iter().enumerate() {
+        if results[index].is_none()
+            && let Some(&first) = first_of_key.get(key)
+        {
+            results[index] = Some(match &results[first] {
+                Some(Ok(ack)) if batch[first].1 == batch[index].1 => Ok(Ack { duplicate: true, ..ack.clone() }),
+                Some(Ok(_)) => Err(WriteError::IdReused),
+                Some(Err(WriteError::NotMember)) => Err(WriteError::NotMember),
+                _ => Err(WriteError::Database("not stored".into())),
+            });
+        }
+    }
+    let results = results.into_iter().map(|r| r.unwrap_or(Err(WriteError::Database("not stored".into())))).collect();
+    Ok(Stored { results, created })
+}
