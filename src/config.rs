@@ -153,6 +153,40 @@ pub struct Config {
     #[arg(long, env = "GOIM_WRITER_QUEUE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub writer_queue: u32,
 
+    /// Seconds between WebSocket pings from the server.
+    #[arg(long, env = "GOIM_WS_PING_SECS", default_value = "25", value_parser = parse_secs)]
+    pub ws_ping_interval: Duration,
+
+    /// Seconds of silence (no frame, no pong) after which a WebSocket is closed.
+    #[arg(long, env = "GOIM_WS_TIMEOUT_SECS", default_value = "60", value_parser = parse_secs)]
+    pub ws_timeout: Duration,
+
+    /// Frames a socket may have waiting to be written before it counts as a slow
+    /// client and is closed with 1013.
+    #[arg(long, env = "GOIM_WS_OUTBOUND_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_outbound_queue: u32,
+
+    /// Largest WebSocket frame a client may send, bytes (1009 above).
+    #[arg(long, env = "GOIM_WS_MAX_FRAME_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub ws_max_frame_bytes: u32,
+
+    /// Open WebSockets per user (429 above).
+    #[arg(long, env = "GOIM_WS_MAX_CONNECTIONS_PER_USER", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_max_connections_per_user: u32,
+
+    /// Requests per second a socket may send on average.
+    #[arg(long, env = "GOIM_WS_RATE_PER_SEC", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_rate_per_sec: u32,
+
+    /// Requests a socket may send in a burst.
+    #[arg(long, env = "GOIM_WS_RATE_BURST", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_rate_burst: u32,
+
+    /// Milliseconds a user stays "online" after their last socket closes, so that a
+    /// quick reconnect does not flap.
+    #[arg(long, env = "GOIM_PRESENCE_GRACE_MS", default_value_t = 5000)]
+    pub presence_grace_ms: u64,
+
     /// Log filter, in `tracing` EnvFilter syntax (e.g. `info,goim=debug`).
     #[arg(long, env = "GOIM_LOG", default_value = "info")]
     pub log: String,

@@ -33,6 +33,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{message}")]
+    TooMany { code: &'static str, message: String },
     #[error("too many requests; retry in {} s", retry_after.as_secs().max(1))]
     RateLimited { retry_after: Duration },
     #[error("the service is temporarily unavailable")]
@@ -78,7 +80,8 @@ impl ApiError {
             | Self::Forbidden { code, .. }
             | Self::NotFound { code, .. }
             | Self::Conflict { code, .. }
-            | Self::Gone { code, .. } => code,
+            | Self::Gone { code, .. }
+            | Self::TooMany { code, .. } => code,
             Self::Validation { .. } => "validation_failed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -128,7 +131,7 @@ impl ResponseError for ApiError {
             Self::Gone { .. } => StatusCode::GONE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

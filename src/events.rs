@@ -99,17 +99,20 @@ pub enum Event {
     MessageDeleted {
         conversation_id: ConversationId,
         seq: i64,
+        version: i64,
         by_user_id: UserId,
     },
     ReactionAdded {
         conversation_id: ConversationId,
         seq: i64,
+        version: i64,
         user_id: UserId,
         emoji: String,
     },
     ReactionRemoved {
         conversation_id: ConversationId,
         seq: i64,
+        version: i64,
         user_id: UserId,
         emoji: String,
     },
@@ -118,6 +121,25 @@ pub enum Event {
         conversation_id: ConversationId,
         user_id: UserId,
         last_read_seq: i64,
+    },
+    /// Devices of a member confirmed receiving messages up to `last_delivered_seq`.
+    DeliveryReceipt {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        last_delivered_seq: i64,
+    },
+    /// Ephemeral; expires after `expires_in_ms` unless renewed. Never stored.
+    Typing {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        typing: bool,
+        expires_in_ms: u64,
+    },
+    Presence {
+        user_id: UserId,
+        online: bool,
+        /// Unix seconds.
+        last_seen_at: Option<i64>,
     },
 }
 

@@ -11,6 +11,8 @@
 //! - [`service`]: the operations REST and WebSocket share.
 //! - [`http`]: the route table, thin handlers, request middleware.
 //! - [`startup`]: [`startup::Application`] wires state, routes and shutdown.
+//! - [`gateway`]: the WebSocket handshake and one session loop per socket (docs/protocol.md).
+//! - [`hub`]: who is connected where; event fan-out with bounded queues; presence.
 //! - [`writer`]: the batching message writer: shared commits, acks after commit, drain on shutdown.
 //! - [`events`]: domain events published after commit, for the real-time gateway.
 //! - [`state`], [`error`], [`metrics`], [`telemetry`], [`shutdown`]: shared plumbing.
@@ -27,7 +29,9 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod gateway;
 pub mod http;
+pub mod hub;
 pub mod metrics;
 pub mod pg;
 pub mod service;

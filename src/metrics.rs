@@ -36,6 +36,16 @@ type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
     registry: Registry,
+    /// Open WebSockets on this instance.
+    pub ws_connections: Gauge,
+    pub ws_frames_in: Counter,
+    pub ws_frames_out: Counter,
+    /// Sockets closed because their outbound queue was full (1013).
+    pub ws_slow_disconnects: Counter,
+    /// Events the fan-out skipped because it fell behind the event bus.
+    pub fanout_dropped: Counter,
+    /// Time from a message's commit timestamp to its fan-out to sockets.
+    pub delivery_latency: Histogram,
     http_requests: Family<RequestLabels, Counter>,
     http_latency: HistogramFamily,
     pool_connections: Family<PoolLabels, Gauge>,
@@ -63,7 +73,38 @@ impl Metrics {
             "Database pool connections by state (idle, in_use, max)",
             pool_connections.clone(),
         );
-        Self { registry, http_requests, http_latency, pool_connections }
+        let ws_connections = Gauge::default();
+        registry.register("ws_connections", "Open WebSocket connections", ws_connections.clone());
+        let ws_frames_in = Counter::default();
+        registry.register("ws_frames_in", "WebSocket frames received from clients", ws_frames_in.clone());
+        let ws_frames_out = Counter::default();
+        registry.register("ws_frames_out", "Event frames queued to WebSocket clients", ws_frames_out.clone());
+        let ws_slow_disconnects = Counter::default();
+        registry.register(
+            "ws_slow_disconnects",
+            "WebSockets closed because the client did not read (1013)",
+            ws_slow_disconnects.clone(),
+        );
+        let fanout_dropped = Counter::default();
+        registry.register("fanout_dropped", "Events skipped because the fan-out fell behind", fanout_dropped.clone());
+        let delivery_latency = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
+        registry.register(
+            "delivery_latency_seconds",
+            "From a message's commit timestamp to its fan-out to sockets",
+            delivery_latency.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            http_latency,
+            pool_connections,
+            ws_connections,
+            ws_frames_in,
+            ws_frames_out,
+            ws_slow_disconnects,
+            fanout_dropped,
+            delivery_latency,
+        }
     }
 
     pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {

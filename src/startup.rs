@@ -16,6 +16,7 @@ use crate::{
     config::Config,
     events::EventBus,
     http,
+    hub::{self, Hub, presence::Presence},
     metrics::Metrics,
     state::AppState,
     writer::MessageWriter,
@@ -46,16 +47,27 @@ impl Application {
             config.writer_lanes as usize,
             config.writer_queue as usize,
         );
+        let metrics = Arc::new(Metrics::new());
+        let presence = Presence::new(
+            pool.clone(),
+            events.clone(),
+            tasks.clone(),
+            std::time::Duration::from_millis(config.presence_grace_ms),
+        );
+        let hub = Hub::new(presence, metrics.clone());
+        let shutdown = CancellationToken::new();
+        tasks.spawn(hub::run_fanout(hub.clone(), events.clone(), shutdown.clone()));
         let state = AppState {
+            hub,
             pool,
             writer,
             tokens: Arc::new(tokens),
             hasher: PasswordHasher::new(hashing_concurrency),
             rate_limits: Arc::new(RateLimits::new(config.auth_rate_burst, config.auth_rate_per_minute)),
             config: Arc::new(config),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             events,
-            shutdown: CancellationToken::new(),
+            shutdown,
             tasks,
         };
         let app_state = state.clone();

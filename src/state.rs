@@ -10,6 +10,7 @@ use crate::{
     auth::{PasswordHasher, RateLimits, TokenKeys},
     config::Config,
     events::EventBus,
+    hub::Hub,
     metrics::Metrics,
     writer::MessageWriter,
 };
@@ -23,6 +24,8 @@ pub struct AppState {
     pub events: EventBus,
     /// The only path by which messages are stored.
     pub writer: MessageWriter,
+    /// Connected sockets and event fan-out.
+    pub hub: Hub,
     pub tokens: Arc<TokenKeys>,
     pub hasher: PasswordHasher,
     pub rate_limits: Arc<RateLimits>,

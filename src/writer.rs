@@ -273,37 +273,44 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Resul
             *per_conversation.entry(batch[i].0.conversation_id.0).or_default() += 1;
         }
         let ids: Vec<i64> = per_conversation.keys().copied().collect();
-        let last_seqs: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT id, last_seq FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await?;
-        let mut next_seq: HashMap<i64, i64> = last_seqs.iter().map(|&(id, last)| (id, last)).collect();
+        let counters: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT id, last_seq, last_version FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        // Each new message takes the next seq and the next version of its conversation.
+        let mut next: HashMap<i64, (i64, i64)> =
+            counters.iter().map(|&(id, seq, version)| (id, (seq, version))).collect();
         let mut seqs = Vec::with_capacity(fresh.len());
+        let mut versions = Vec::with_capacity(fresh.len());
         for &i in &fresh {
-            let counter = next_seq.entry(batch[i].0.conversation_id.0).or_default();
-            *counter += 1;
-            seqs.push(*counter);
+            let counter = next.entry(batch[i].0.conversation_id.0).or_default();
+            counter.0 += 1;
+            counter.1 += 1;
+            seqs.push(counter.0);
+            versions.push(counter.1);
         }
         sqlx::query(
-            "UPDATE conversations c SET last_seq = v.last_seq, last_message_at = now()
-               FROM unnest($1::bigint[], $2::bigint[]) AS v(id, last_seq)
+            "UPDATE conversations c SET last_seq = v.last_seq, last_version = v.last_version, last_message_at = now()
+               FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, last_seq, last_version)
               WHERE c.id = v.id",
         )
-        .bind(next_seq.keys().copied().collect::<Vec<_>>())
-        .bind(next_seq.values().copied().collect::<Vec<_>>())
+        .bind(next.keys().copied().collect::<Vec<_>>())
+        .bind(next.values().map(|c| c.0).collect::<Vec<_>>())
+        .bind(next.values().map(|c| c.1).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
 
         // 5. One insert for the whole batch.
         let rows: Vec<MessageRow> = sqlx::query_as(&format!(
-            "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, request_hash, kind, body, content,
-                                   reply_to_seq, mentions, mention_all)
-             SELECT v.conversation_id, v.seq, v.sender_id, v.client_msg_id, v.request_hash, v.kind, v.body, v.content,
-                    v.reply_to_seq, ARRAY(SELECT jsonb_array_elements_text(v.mentions)::bigint), v.mention_all
-               FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::uuid[], $5::bytea[], $6::text[], $7::text[],
-                           $8::jsonb[], $9::bigint[], $10::jsonb[], $11::boolean[])
-                    AS v(conversation_id, seq, sender_id, client_msg_id, request_hash, kind, body, content,
+            "INSERT INTO messages (conversation_id, seq, version, sender_id, client_msg_id, request_hash, kind, body,
+                                   content, reply_to_seq, mentions, mention_all)
+             SELECT v.conversation_id, v.seq, v.version, v.sender_id, v.client_msg_id, v.request_hash, v.kind, v.body,
+                    v.content, v.reply_to_seq, ARRAY(SELECT jsonb_array_elements_text(v.mentions)::bigint), v.mention_all
+               FROM unnest($1::bigint[], $2::bigint[], $12::bigint[], $3::bigint[], $4::uuid[], $5::bytea[], $6::text[],
+                           $7::text[], $8::jsonb[], $9::bigint[], $10::jsonb[], $11::boolean[])
+                    AS v(conversation_id, seq, version, sender_id, client_msg_id, request_hash, kind, body, content,
                          reply_to_seq, mentions, mention_all)
              RETURNING {MESSAGE_COLUMNS}"
         ))
@@ -323,6 +330,7 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Resul
                 .collect::<Vec<_>>(),
         )
         .bind(fresh.iter().map(|&i| batch[i].0.message.mention_all).collect::<Vec<_>>())
+        .bind(&versions)
         .fetch_all(&mut *tx)
         .await?;
 

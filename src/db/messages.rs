@@ -15,6 +15,7 @@ use crate::domain::{
 pub struct MessageRow {
     pub conversation_id: ConversationId,
     pub seq: i64,
+    pub version: i64,
     pub sender_id: UserId,
     pub client_msg_id: uuid::Uuid,
     pub kind: String,
@@ -28,7 +29,7 @@ pub struct MessageRow {
     pub deleted_at: Option<OffsetDateTime>,
 }
 
-pub const MESSAGE_COLUMNS: &str = "conversation_id, seq, sender_id, client_msg_id, kind, body, content, reply_to_seq, \
+pub const MESSAGE_COLUMNS: &str = "conversation_id, seq, version, sender_id, client_msg_id, kind, body, content, reply_to_seq, \
     mentions, mention_all, created_at, edited_at, deleted_at";
 
 impl From<MessageRow> for MessageView {
@@ -37,6 +38,7 @@ impl From<MessageRow> for MessageView {
         Self {
             conversation_id: row.conversation_id,
             seq: row.seq,
+            version: row.version,
             sender_id: row.sender_id.0,
             client_msg_id: row.client_msg_id,
             // The column's CHECK admits only the four kinds.
@@ -107,29 +109,50 @@ pub async fn find(db: impl PgExecutor<'_>, conversation: ConversationId, seq: i6
     .await
 }
 
+/// Takes the conversation's next version for a change to an existing message, and
+/// stamps the message with it. Holds the conversation row lock until commit, so
+/// versions commit in order.
+pub async fn bump_version(db: &mut sqlx::PgConnection, conversation: ConversationId, seq: i64) -> sqlx::Result<i64> {
+    let version: i64 = sqlx::query_scalar(
+        "UPDATE conversations SET last_version = last_version + 1 WHERE id = $1 RETURNING last_version",
+    )
+    .bind(conversation)
+    .fetch_one(&mut *db)
+    .await?;
+    sqlx::query("UPDATE messages SET version = $3 WHERE conversation_id = $1 AND seq = $2")
+        .bind(conversation)
+        .bind(seq)
+        .bind(version)
+        .execute(&mut *db)
+        .await?;
+    Ok(version)
+}
+
 pub async fn edit(
-    db: impl PgExecutor<'_>,
+    db: &mut sqlx::PgConnection,
     conversation: ConversationId,
     seq: i64,
     body: &str,
 ) -> sqlx::Result<MessageRow> {
+    bump_version(db, conversation, seq).await?;
     sqlx::query_as(&format!(
         "UPDATE messages SET body = $3, edited_at = now() WHERE conversation_id = $1 AND seq = $2 RETURNING {MESSAGE_COLUMNS}"
     ))
     .bind(conversation)
     .bind(seq)
     .bind(body)
-    .fetch_one(db)
+    .fetch_one(&mut *db)
     .await
 }
 
 /// Turns a message into a tombstone: the row and its seq stay, the content goes.
 pub async fn tombstone(
-    db: impl PgExecutor<'_>,
+    db: &mut sqlx::PgConnection,
     conversation: ConversationId,
     seq: i64,
     by: UserId,
 ) -> sqlx::Result<MessageRow> {
+    bump_version(db, conversation, seq).await?;
     sqlx::query_as(&format!(
         "UPDATE messages SET body = NULL, content = NULL, deleted_at = now(), deleted_by = $3
           WHERE conversation_id = $1 AND seq = $2 RETURNING {MESSAGE_COLUMNS}"
@@ -137,7 +160,28 @@ pub async fn tombstone(
     .bind(conversation)
     .bind(seq)
     .bind(by)
-    .fetch_one(db)
+    .fetch_one(&mut *db)
+    .await
+}
+
+/// Messages of a conversation changed after `version`, in version order.
+pub async fn changed_since(
+    db: impl PgExecutor<'_>,
+    conversation: ConversationId,
+    version: i64,
+    visible_from: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<MessageRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages
+          WHERE conversation_id = $1 AND version > $2 AND seq > $3
+          ORDER BY version LIMIT $4"
+    ))
+    .bind(conversation)
+    .bind(version)
+    .bind(visible_from)
+    .bind(limit)
+    .fetch_all(db)
     .await
 }
 
@@ -197,6 +241,35 @@ pub async fn reactions(
     .bind(conversation)
     .bind(from)
     .bind(to)
+    .bind(viewer)
+    .fetch_all(db)
+    .await?;
+    let mut by_seq: HashMap<i64, Vec<ReactionCount>> = HashMap::new();
+    for (seq, emoji, count, me) in rows {
+        by_seq.entry(seq).or_default().push(ReactionCount { emoji, count, me });
+    }
+    Ok(by_seq)
+}
+
+/// Reaction counts for the given messages of a conversation, per seq.
+pub async fn reactions_for(
+    db: impl PgExecutor<'_>,
+    conversation: ConversationId,
+    seqs: &[i64],
+    viewer: UserId,
+) -> sqlx::Result<HashMap<i64, Vec<ReactionCount>>> {
+    if seqs.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(i64, String, i64, bool)> = sqlx::query_as(
+        "SELECT seq, emoji, count(*), bool_or(user_id = $3)
+           FROM message_reactions
+          WHERE conversation_id = $1 AND seq = ANY($2)
+          GROUP BY seq, emoji
+          ORDER BY seq, min(created_at)",
+    )
+    .bind(conversation)
+    .bind(seqs)
     .bind(viewer)
     .fetch_all(db)
     .await?;

@@ -260,6 +260,8 @@ fn validate_link(raw: serde_json::Value) -> Result<serde_json::Value, Invalid> {
 pub struct MessageView {
     pub conversation_id: ConversationId,
     pub seq: i64,
+    /// The conversation version of this message's latest change (catch-up cursor).
+    pub version: i64,
     pub sender_id: i64,
     pub client_msg_id: uuid::Uuid,
     pub kind: MessageKind,

@@ -447,3 +447,37 @@ pub async fn search_messages(
     .await?;
     Ok(HttpResponse::Ok().json(MessagePage { items: page.items, next_cursor: page.next_cursor }))
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct ReceiptView {
+    pub user_id: i64,
+    pub last_read_seq: i64,
+    pub last_delivered_seq: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReceiptsResponse {
+    pub members: Vec<ReceiptView>,
+}
+
+/// Every member's read and delivery markers (group read receipts: a message with
+/// `seq ≤ last_read_seq` has been read by that member).
+#[utoipa::path(get, path = "/api/v1/conversations/{conversation_id}/receipts", tag = "messages", security(("bearer" = [])),
+    params(("conversation_id" = i64, Path)),
+    responses((status = 200, body = ReceiptsResponse), (status = 404, body = ErrorResponse)))]
+pub async fn list_receipts(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let members = conversations::receipts(&state, caller.user_id, ConversationId(path.into_inner())).await?;
+    let members = members
+        .into_iter()
+        .map(|(user, read, delivered)| ReceiptView {
+            user_id: user.0,
+            last_read_seq: read,
+            last_delivered_seq: delivered,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(ReceiptsResponse { members }))
+}

@@ -3,8 +3,8 @@
 
 mod auth;
 mod blocks;
-mod conversations;
-mod dto;
+pub mod conversations;
+pub mod dto;
 mod errors;
 mod friends;
 mod groups;
@@ -160,6 +160,12 @@ pub fn configure(state: &AppState) -> impl FnOnce(&mut web::ServiceConfig) + use
                             .route(web::patch().to(conversations::update_settings)),
                     )
                     .service(web::resource("/messages/search").route(web::get().to(conversations::search_messages)))
+                    .service(web::resource("/ws/ticket").route(web::post().to(crate::gateway::create_ticket)))
+                    .service(web::resource("/ws").route(web::get().to(crate::gateway::connect)))
+                    .service(
+                        web::resource("/conversations/{conversation_id}/receipts")
+                            .route(web::get().to(conversations::list_receipts)),
+                    )
                     .service(web::resource("/blocks").route(web::get().to(blocks::list_blocks)))
                     .service(
                         web::resource("/blocks/{user_id}")

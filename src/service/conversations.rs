@@ -88,6 +88,143 @@ pub async fn mark_read(state: &AppState, caller: UserId, id: ConversationId, seq
     Ok(marker)
 }
 
+/// Moves the caller's delivery marker forward (a device received messages up to
+/// `seq`) and tells the members.
+pub async fn mark_delivered(state: &AppState, caller: UserId, id: ConversationId, seq: i64) -> Result<i64, ApiError> {
+    if seq < 0 {
+        return Err(ApiError::validation("seq", "must not be negative"));
+    }
+    policy::readable(state, id, caller).await?;
+    let moved: Option<(i64, bool)> = sqlx::query_as(
+        "WITH before AS (
+            SELECT last_delivered_seq FROM conversation_members WHERE conversation_id = $1 AND user_id = $2
+         )
+         UPDATE conversation_members cm
+            SET last_delivered_seq = GREATEST(cm.last_delivered_seq, LEAST($3, c.last_seq))
+           FROM conversations c, before
+          WHERE c.id = cm.conversation_id AND cm.conversation_id = $1 AND cm.user_id = $2
+      RETURNING cm.last_delivered_seq, cm.last_delivered_seq <> before.last_delivered_seq",
+    )
+    .bind(id)
+    .bind(caller)
+    .bind(seq)
+    .fetch_optional(&state.pool)
+    .await?;
+    let (marker, changed) = moved.ok_or_else(policy::conversation_not_found)?;
+    if changed {
+        let members = db::conversations::member_ids(&state.pool, id).await?;
+        state.events.publish(
+            members,
+            Event::DeliveryReceipt { conversation_id: id, user_id: caller, last_delivered_seq: marker },
+        );
+    }
+    Ok(marker)
+}
+
+/// Every member's read and delivery markers: group read receipts ("read by 7 of 9").
+pub async fn receipts(
+    state: &AppState,
+    caller: UserId,
+    id: ConversationId,
+) -> Result<Vec<(UserId, i64, i64)>, ApiError> {
+    policy::readable(state, id, caller).await?;
+    Ok(sqlx::query_as(
+        "SELECT user_id, last_read_seq, last_delivered_seq FROM conversation_members
+          WHERE conversation_id = $1 ORDER BY user_id",
+    )
+    .bind(id)
+    .fetch_all(&state.pool)
+    .await?)
+}
+
+/// Tells the other members that the caller is (or stopped) typing. Never stored.
+pub async fn typing(state: &AppState, caller: UserId, id: ConversationId, typing: bool) -> Result<(), ApiError> {
+    policy::readable(state, id, caller).await?;
+    let mut members = db::conversations::member_ids(&state.pool, id).await?;
+    members.retain(|member| *member != caller);
+    state.events.publish(
+        members,
+        Event::Typing { conversation_id: id, user_id: caller, typing, expires_in_ms: TYPING_EXPIRES_MS },
+    );
+    Ok(())
+}
+
+pub const TYPING_EXPIRES_MS: u64 = 5000;
+
+/// What changed in one conversation since a client's cursor.
+pub struct ConversationChanges {
+    pub conversation_id: ConversationId,
+    pub version: i64,
+    pub last_seq: i64,
+    pub last_read_seq: i64,
+    pub changes: Vec<crate::domain::MessageView>,
+    pub has_more: bool,
+}
+
+pub const SYNC_MAX_LIMIT: i64 = 500;
+
+/// Catch-up: for every conversation of the caller whose version is above the client's
+/// cursor (missing = 0), the changed messages in version order, at most `limit` in
+/// all. Reads only changed rows.
+pub async fn sync(
+    state: &AppState,
+    caller: UserId,
+    cursors: &std::collections::HashMap<ConversationId, i64>,
+    limit: i64,
+) -> Result<(Vec<ConversationChanges>, bool), ApiError> {
+    if !(1..=SYNC_MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::validation("limit", format!("must be 1–{SYNC_MAX_LIMIT}")));
+    }
+    let heads: Vec<(ConversationId, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT c.id, c.last_version, c.last_seq, cm.last_read_seq, cm.visible_from_seq
+           FROM conversation_members cm JOIN conversations c ON c.id = cm.conversation_id
+          WHERE cm.user_id = $1 AND c.last_version > 0
+          ORDER BY c.id",
+    )
+    .bind(caller)
+    .fetch_all(&state.pool)
+    .await?;
+    let mut budget = limit;
+    let mut result = Vec::new();
+    let mut has_more = false;
+    for (id, version, last_seq, last_read_seq, visible_from) in heads {
+        let cursor = cursors.get(&id).copied().unwrap_or(0);
+        if version <= cursor {
+            continue;
+        }
+        if budget == 0 {
+            has_more = true;
+            break;
+        }
+        let rows = db::messages::changed_since(&state.pool, id, cursor, visible_from, budget + 1).await?;
+        let more = rows.len() as i64 > budget;
+        let rows: Vec<_> = rows.into_iter().take(budget as usize).collect();
+        budget -= rows.len() as i64;
+        has_more |= more;
+        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+        let mut reactions = db::messages::reactions_for(&state.pool, id, &seqs, caller).await?;
+        let changes = rows
+            .into_iter()
+            .map(|row| {
+                let mut view = crate::domain::MessageView::from(row);
+                view.reactions = reactions.remove(&view.seq).unwrap_or_default();
+                view
+            })
+            .collect::<Vec<_>>();
+        // With more pending, report the version reached so the next cursor is right.
+        let reached = if more { changes.last().map_or(cursor, |m| m.version) } else { version };
+        result.push(ConversationChanges {
+            conversation_id: id,
+            version: reached,
+            last_seq,
+            last_read_seq,
+            changes,
+            has_more: more,
+        });
+    }
+    Ok((result, has_more))
+}
+
 pub async fn update_settings(
     state: &AppState,
     caller: UserId,

@@ -166,7 +166,7 @@ pub async fn edit(
     if OffsetDateTime::now_utc() - message.created_at > state.config.edit_window {
         return Err(ApiError::forbidden("edit_window_passed", "this message is too old to edit"));
     }
-    let edited = db::messages::edit(&mut *tx, id, seq, &body).await?;
+    let edited = db::messages::edit(&mut tx, id, seq, &body).await?;
     let members = db::conversations::member_ids(&mut *tx, id).await?;
     tx.commit().await?;
     let view = MessageView::from(edited);
@@ -197,10 +197,12 @@ pub async fn delete(state: &AppState, caller: UserId, id: ConversationId, seq: i
             return Err(ApiError::forbidden("recall_window_passed", "this message is too old to recall"));
         }
     }
-    db::messages::tombstone(&mut *tx, id, seq, caller).await?;
+    let row = db::messages::tombstone(&mut tx, id, seq, caller).await?;
     let members = db::conversations::member_ids(&mut *tx, id).await?;
     tx.commit().await?;
-    state.events.publish(members, Event::MessageDeleted { conversation_id: id, seq, by_user_id: caller });
+    state
+        .events
+        .publish(members, Event::MessageDeleted { conversation_id: id, seq, version: row.version, by_user_id: caller });
     Ok(())
 }
 
@@ -226,17 +228,19 @@ pub async fn react(
     if !add && !changed {
         return Err(ApiError::not_found("reaction_not_found", "you have not reacted with this emoji"));
     }
+    if !changed {
+        return Ok(());
+    }
+    let version = db::messages::bump_version(&mut tx, id, seq).await?;
     let members = db::conversations::member_ids(&mut *tx, id).await?;
     tx.commit().await?;
-    if changed {
-        let emoji = emoji.as_str().to_owned();
-        let event = if add {
-            Event::ReactionAdded { conversation_id: id, seq, user_id: caller, emoji }
-        } else {
-            Event::ReactionRemoved { conversation_id: id, seq, user_id: caller, emoji }
-        };
-        state.events.publish(members, event);
-    }
+    let emoji = emoji.as_str().to_owned();
+    let event = if add {
+        Event::ReactionAdded { conversation_id: id, seq, version, user_id: caller, emoji }
+    } else {
+        Event::ReactionRemoved { conversation_id: id, seq, version, user_id: caller, emoji }
+    };
+    state.events.publish(members, event);
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 mod accounts;
 mod binary;
 mod friends;
+mod gateway;
 mod groups;
 mod health;
 mod http_errors;

@@ -1,0 +1,163 @@
+//! The real-time gateway: the WebSocket handshake (`GET /api/v1/ws`), one-time
+//! tickets (`POST /api/v1/ws/ticket`), and one [`session`] per socket. The protocol is
+//! written down in docs/protocol.md; [`protocol`] parses and renders its frames.
+//! Every operation calls the same service functions as the REST API.
+
+pub mod protocol;
+mod session;
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::header::{self, HeaderValue},
+    web,
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use crate::{
+    auth::{Authenticated, extractor::authenticate},
+    db,
+    domain::{SessionId, UserId},
+    error::ApiError,
+    state::AppState,
+};
+
+/// How long a ticket may wait before it is redeemed.
+pub const TICKET_TTL_SECS: i64 = 30;
+
+#[derive(Serialize, ToSchema)]
+pub struct TicketResponse {
+    /// Single use; pass as `?ticket=` when opening the WebSocket.
+    pub ticket: String,
+    /// Seconds until the ticket expires.
+    pub expires_in: i64,
+}
+
+/// A one-time ticket for opening a WebSocket (browsers cannot send an Authorization
+/// header on the handshake, and access tokens must not travel in URLs).
+#[utoipa::path(post, path = "/api/v1/ws/ticket", tag = "realtime", security(("bearer" = [])),
+    responses((status = 200, body = TicketResponse), (status = 401, body = crate::http::dto::ErrorResponse)))]
+pub async fn create_ticket(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let ticket = URL_SAFE_NO_PAD.encode(bytes);
+    sqlx::query(
+        "INSERT INTO ws_tickets (ticket_hash, user_id, session_id, expires_at)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+    )
+    .bind(Sha256::digest(ticket.as_bytes()).to_vec())
+    .bind(caller.user_id)
+    .bind(caller.session_id)
+    .bind(TICKET_TTL_SECS as f64)
+    .execute(&state.pool)
+    .await?;
+    // Expired tickets are few and small; sweeping them here keeps the table bounded
+    // without a background job.
+    sqlx::query("DELETE FROM ws_tickets WHERE expires_at < now() - interval '1 minute'").execute(&state.pool).await?;
+    Ok(HttpResponse::Ok().json(TicketResponse { ticket, expires_in: TICKET_TTL_SECS }))
+}
+
+#[derive(Deserialize)]
+pub struct ConnectQuery {
+    ticket: Option<String>,
+}
+
+/// The WebSocket endpoint. Everything that can be refused is refused here, before the
+/// upgrade, with the standard JSON error.
+pub async fn connect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+    query: web::Query<ConnectQuery>,
+) -> Result<HttpResponse, ApiError> {
+    check_subprotocol(&req)?;
+    check_origin(&req, &state.config.ws_allowed_origins)?;
+    let (user, session) = match &query.ticket {
+        Some(ticket) => redeem_ticket(&state, ticket).await?,
+        None => {
+            let token = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+                .ok_or_else(|| ApiError::unauthorized("missing_token", "a ticket or an access token is required"))?;
+            let caller = authenticate(&state, token.trim()).await?;
+            (caller.user_id, caller.session_id)
+        }
+    };
+    let config = &state.config;
+    let (registration, outbound) = state
+        .hub
+        .register(user, session, config.ws_max_connections_per_user as usize, config.ws_outbound_queue as usize)
+        .map_err(|_| too_many_connections())?;
+    let (mut response, ws_session, stream) =
+        actix_ws::handle(&req, body).map_err(|e| ApiError::bad_request("websocket_handshake_failed", e.to_string()))?;
+    response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol::SUBPROTOCOL));
+    let stream = stream.max_frame_size(config.ws_max_frame_bytes as usize);
+    let connection = session::Connection { state: state.get_ref().clone(), user, session, registration };
+    let task = state.tasks.track_future(session::run(connection, ws_session, stream, outbound));
+    actix_web::rt::spawn(task);
+    Ok(response)
+}
+
+fn too_many_connections() -> ApiError {
+    ApiError::TooMany { code: "too_many_connections", message: "too many open connections for this user".into() }
+}
+
+async fn redeem_ticket(state: &AppState, ticket: &str) -> Result<(UserId, SessionId), ApiError> {
+    let found: Option<(UserId, SessionId)> = sqlx::query_as(
+        "DELETE FROM ws_tickets WHERE ticket_hash = $1 AND expires_at > now() RETURNING user_id, session_id",
+    )
+    .bind(Sha256::digest(ticket.as_bytes()).to_vec())
+    .fetch_optional(&state.pool)
+    .await?;
+    let (user, session) =
+        found.ok_or_else(|| ApiError::unauthorized("invalid_ticket", "the ticket is unknown, used or expired"))?;
+    if !db::sessions::is_active(&state.pool, user, session).await? {
+        return Err(ApiError::unauthorized("session_revoked", "this session has been signed out"));
+    }
+    Ok((user, session))
+}
+
+fn check_subprotocol(req: &HttpRequest) -> Result<(), ApiError> {
+    let offered: Vec<String> = req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|p| p.trim().to_owned()))
+        .filter(|p| !p.is_empty())
+        .collect();
+    if offered.is_empty() {
+        return Err(ApiError::bad_request(
+            "subprotocol_required",
+            "offer the subprotocol goim.v1 (Sec-WebSocket-Protocol)",
+        ));
+    }
+    if !offered.iter().any(|p| p == protocol::SUBPROTOCOL) {
+        return Err(ApiError::bad_request("unsupported_subprotocol", "this server speaks goim.v1 only"));
+    }
+    Ok(())
+}
+
+/// Browsers send `Origin`; it must be allowed (by default: this server's own origin).
+/// Clients without `Origin` (native apps, bots) are not browsers and are allowed.
+fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), ApiError> {
+    let Some(origin) = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let allowed_list: Vec<&str> = allowed.iter().map(|o| o.trim()).filter(|o| !o.is_empty()).collect();
+    let ok = if allowed_list.is_empty() {
+        let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        origin.split_once("://").is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+    } else {
+        allowed_list.iter().any(|o| o.eq_ignore_ascii_case(origin))
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("origin_not_allowed", "this origin may not open a WebSocket here"))
+    }
+}

@@ -1,0 +1,180 @@
+//! The `goim.v1` frames (docs/protocol.md): requests parsed once at the edge, replies
+//! and errors rendered here. Requests carry an `id` and get exactly one reply.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{domain::MessageInput, error::ApiError};
+
+pub const SUBPROTOCOL: &str = "goim.v1";
+const MAX_ID_CHARS: usize = 64;
+
+/// A client request, without its `id`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientRequest {
+    Ping {},
+    Send {
+        conversation_id: i64,
+        message: MessageInput,
+    },
+    Edit {
+        conversation_id: i64,
+        seq: i64,
+        body: String,
+    },
+    Recall {
+        conversation_id: i64,
+        seq: i64,
+    },
+    React {
+        conversation_id: i64,
+        seq: i64,
+        emoji: String,
+        add: bool,
+    },
+    Read {
+        conversation_id: i64,
+        seq: i64,
+    },
+    Delivered {
+        conversation_id: i64,
+        seq: i64,
+    },
+    Typing {
+        conversation_id: i64,
+        typing: bool,
+    },
+    History {
+        conversation_id: i64,
+        before: Option<i64>,
+        after: Option<i64>,
+        from: Option<i64>,
+        to: Option<i64>,
+        limit: Option<i64>,
+    },
+    Conversations {
+        cursor: Option<String>,
+        limit: Option<i64>,
+        archived: Option<bool>,
+    },
+    Receipts {
+        conversation_id: i64,
+    },
+    Presence {
+        user_ids: Vec<i64>,
+    },
+    Sync {
+        cursors: Option<HashMap<String, i64>>,
+        limit: Option<i64>,
+    },
+}
+
+const KNOWN_TYPES: [&str; 13] = [
+    "ping",
+    "send",
+    "edit",
+    "recall",
+    "react",
+    "read",
+    "delivered",
+    "typing",
+    "history",
+    "conversations",
+    "receipts",
+    "presence",
+    "sync",
+];
+
+/// Why a text frame could not become a request; answered with an error reply.
+#[derive(Debug)]
+pub struct FrameError {
+    pub id: Option<String>,
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Parses a text frame into its `id` and request.
+pub fn parse(text: &str) -> Result<(String, ClientRequest), FrameError> {
+    let malformed =
+        |id: Option<String>, message: &str| FrameError { id, code: "malformed_frame", message: message.into() };
+    let mut value: Value = serde_json::from_str(text).map_err(|e| malformed(None, &format!("not JSON: {e}")))?;
+    let Some(object) = value.as_object_mut() else {
+        return Err(malformed(None, "a frame must be a JSON object"));
+    };
+    let id = match object.remove("id") {
+        Some(Value::String(id)) if !id.is_empty() && id.chars().count() <= MAX_ID_CHARS => id,
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(malformed(None, "every request needs an \"id\": a string of 1–64 characters")),
+    };
+    let kind = match object.get("type") {
+        Some(Value::String(kind)) => kind.clone(),
+        _ => return Err(malformed(Some(id), "missing \"type\"")),
+    };
+    if !KNOWN_TYPES.contains(&kind.as_str()) {
+        return Err(FrameError {
+            id: Some(id),
+            code: "unknown_type",
+            message: format!("unknown request type {kind:?}"),
+        });
+    }
+    match serde_json::from_value::<ClientRequest>(value) {
+        Ok(request) => Ok((id, request)),
+        Err(e) => Err(FrameError { id: Some(id), code: "invalid_request", message: e.to_string() }),
+    }
+}
+
+pub fn ok_reply(id: &str, data: Value) -> String {
+    json!({ "type": "reply", "id": id, "ok": true, "data": data }).to_string()
+}
+
+pub fn error_reply(id: Option<&str>, code: &str, message: &str, field: Option<&str>) -> String {
+    let mut error = json!({ "code": code, "message": message });
+    if let (Some(field), Some(object)) = (field, error.as_object_mut()) {
+        object.insert("field".into(), Value::String(field.into()));
+    }
+    json!({ "type": "reply", "id": id, "ok": false, "error": error }).to_string()
+}
+
+/// An API error as an error reply; 5xx causes are logged, never sent.
+pub fn api_error_reply(id: &str, error: &ApiError) -> String {
+    match error {
+        ApiError::Internal(cause) => tracing::error!(error = ?cause, "websocket request failed"),
+        ApiError::Unavailable(cause) => tracing::warn!(error = %cause, "websocket request refused: unavailable"),
+        _ => {}
+    }
+    let field = match error {
+        ApiError::Validation { field, .. } => Some(*field),
+        _ => None,
+    };
+    error_reply(Some(id), error.code(), &error.to_string(), field)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_request_parses_with_its_id() {
+        let (id, request) =
+            parse(r#"{"id":"7","type":"send","conversation_id":3,"message":{"client_msg_id":"5f0c4e4e-1c1b-4a2b-9d2c-0a0a0a0a0a0a","body":"hi"}}"#)
+                .unwrap();
+        assert_eq!(id, "7");
+        assert!(matches!(request, ClientRequest::Send { conversation_id: 3, .. }));
+    }
+
+    #[test]
+    fn broken_frames_name_the_problem_and_keep_the_id_when_possible() {
+        assert_eq!(parse("{not json").unwrap_err().code, "malformed_frame");
+        assert_eq!(parse("[1,2]").unwrap_err().code, "malformed_frame");
+        assert!(parse(r#"{"type":"ping"}"#).unwrap_err().id.is_none());
+        let unknown = parse(r#"{"id":"9","type":"teleport"}"#).unwrap_err();
+        assert_eq!((unknown.code, unknown.id.as_deref()), ("unknown_type", Some("9")));
+        let invalid = parse(r#"{"id":"9","type":"read","conversation_id":"x","seq":1}"#).unwrap_err();
+        assert_eq!(invalid.code, "invalid_request");
+        let extra = parse(r#"{"id":"9","type":"ping","surprise":1}"#).unwrap_err();
+        assert_eq!(extra.code, "invalid_request");
+    }
+}

@@ -1,0 +1,352 @@
+//! One WebSocket: the loop that reads client frames, writes queued frames, pings, and
+//! closes with the right code. Requests run as their own tasks so a slow one (a send
+//! waiting for its commit) never holds up the socket; their replies join the same
+//! bounded outbound queue as events.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use actix_ws::{CloseCode, CloseReason, Message, MessageStream, ProtocolError, Session};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+use super::protocol::{self, ClientRequest};
+use crate::{
+    db,
+    domain::{ConversationId, Emoji, SessionId, UserId},
+    error::ApiError,
+    http::conversations::{AckView, ConversationPage, ConversationView, HistoryResponse},
+    hub::{Frame, Registration},
+    service::{
+        conversations,
+        messages::{self, HistoryQuery},
+    },
+    state::AppState,
+};
+
+pub struct Connection {
+    pub state: AppState,
+    pub user: UserId,
+    pub session: SessionId,
+    pub registration: Registration,
+}
+
+/// Consecutive rate-limited requests after which the socket is closed with 4008.
+const ABUSE_LIMIT: u32 = 50;
+/// Forwarded typing indicators per conversation per socket.
+const TYPING_INTERVAL: Duration = Duration::from_secs(1);
+const CLOSE_SESSION_REVOKED: u16 = 4001;
+const CLOSE_RATE_LIMITED: u16 = 4008;
+
+pub async fn run(
+    connection: Connection,
+    mut socket: Session,
+    mut stream: MessageStream,
+    mut outbound: mpsc::Receiver<Frame>,
+) {
+    let Connection { state, user, session, registration } = connection;
+    let config = state.config.clone();
+    let requests = TaskTracker::new();
+    let mut heartbeat = tokio::time::interval(config.ws_ping_interval);
+    heartbeat.tick().await;
+    let mut last_heard = Instant::now();
+    let mut bucket = Bucket::new(config.ws_rate_burst, config.ws_rate_per_sec);
+    let mut refused_in_a_row = 0u32;
+    let mut last_typing: HashMap<i64, Instant> = HashMap::new();
+
+    let close = loop {
+        tokio::select! {
+            biased;
+            _ = state.shutdown.cancelled() => break Some(reason(CloseCode::Away, "server shutting down")),
+            _ = registration.kill.cancelled() => {
+                let still_valid = db::sessions::is_active(&state.pool, user, session).await.unwrap_or(true);
+                break Some(if still_valid {
+                    reason(CloseCode::Again, "too slow: outbound queue full")
+                } else {
+                    reason(CloseCode::Other(CLOSE_SESSION_REVOKED), "session revoked")
+                });
+            }
+            frame = outbound.recv() => {
+                let Some(frame) = frame else { break None };
+                if socket.text(frame.to_string()).await.is_err() {
+                    break None;
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > config.ws_timeout {
+                    break Some(reason(CloseCode::Normal, "heartbeat timeout"));
+                }
+                if !db::sessions::is_active(&state.pool, user, session).await.unwrap_or(true) {
+                    break Some(reason(CloseCode::Other(CLOSE_SESSION_REVOKED), "session revoked or expired"));
+                }
+                if socket.ping(b"goim").await.is_err() {
+                    break None;
+                }
+            }
+            message = stream.recv() => {
+                last_heard = Instant::now();
+                let message = match message {
+                    None => break None,
+                    Some(Ok(message)) => message,
+                    Some(Err(error)) => break Some(protocol_error_reason(&error)),
+                };
+                state.metrics.ws_frames_in.inc();
+                match message {
+                    Message::Text(text) => {
+                        if !bucket.take() {
+                            refused_in_a_row += 1;
+                            if refused_in_a_row >= ABUSE_LIMIT {
+                                break Some(reason(CloseCode::Other(CLOSE_RATE_LIMITED), "rate limited"));
+                            }
+                            let id = protocol::parse(&text).ok().map(|(id, _)| id);
+                            queue(&registration, protocol::error_reply(id.as_deref(), "rate_limited", "too many requests; slow down", None));
+                            continue;
+                        }
+                        refused_in_a_row = 0;
+                        match protocol::parse(&text) {
+                            Err(error) => queue(&registration, protocol::error_reply(error.id.as_deref(), error.code, &error.message, None)),
+                            Ok((id, request)) => {
+                                if let ClientRequest::Typing { conversation_id, typing } = &request {
+                                    // Acknowledged always; forwarded at most once a second.
+                                    let now = Instant::now();
+                                    let recent = last_typing.get(conversation_id).is_some_and(|at| now.duration_since(*at) < TYPING_INTERVAL);
+                                    if recent && *typing {
+                                        queue(&registration, protocol::ok_reply(&id, json!({})));
+                                        continue;
+                                    }
+                                    last_typing.insert(*conversation_id, now);
+                                }
+                                let (state, outbound) = (state.clone(), registration.outbound.clone());
+                                let kill = registration.kill.clone();
+                                actix_web::rt::spawn(requests.track_future(async move {
+                                    let reply = handle(&state, user, &id, request).await;
+                                    if outbound.try_send(Arc::from(reply)).is_err() {
+                                        kill.cancel();
+                                    }
+                                }));
+                            }
+                        }
+                    }
+                    Message::Binary(_) => queue(&registration, protocol::error_reply(None, "binary_frames_unsupported", "send JSON text frames", None)),
+                    Message::Ping(bytes) => {
+                        if socket.pong(&bytes).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Message::Pong(_) | Message::Nop | Message::Continuation(_) => {}
+                    Message::Close(_) => break None,
+                }
+            }
+        }
+    };
+
+    // Let running requests finish and deliver their replies (acks) before closing.
+    requests.close();
+    let _ = tokio::time::timeout(config.shutdown_timeout, requests.wait()).await;
+    while let Ok(frame) = outbound.try_recv() {
+        if socket.text(frame.to_string()).await.is_err() {
+            break;
+        }
+    }
+    drop(registration);
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(close)).await;
+}
+
+fn queue(registration: &Registration, frame: String) {
+    if registration.outbound.try_send(Arc::from(frame)).is_err() {
+        registration.kill.cancel();
+    }
+}
+
+fn reason(code: CloseCode, description: &str) -> CloseReason {
+    CloseReason { code, description: Some(description.to_owned()) }
+}
+
+fn protocol_error_reason(error: &ProtocolError) -> CloseReason {
+    match error {
+        ProtocolError::Overflow => reason(CloseCode::Size, "frame too large"),
+        ProtocolError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            reason(CloseCode::Invalid, "text frame is not valid UTF-8")
+        }
+        _ => reason(CloseCode::Protocol, "protocol error"),
+    }
+}
+
+/// Runs one request and renders its reply.
+async fn handle(state: &AppState, user: UserId, id: &str, request: ClientRequest) -> String {
+    match dispatch(state, user, request).await {
+        Ok(data) => protocol::ok_reply(id, data),
+        Err(error) => protocol::api_error_reply(id, &error),
+    }
+}
+
+async fn dispatch(state: &AppState, user: UserId, request: ClientRequest) -> Result<Value, ApiError> {
+    let to_json = |value: &dyn erased::ToJson| value.to_json();
+    Ok(match request {
+        ClientRequest::Ping {} => json!({ "pong": true, "server_time": now_rfc3339() }),
+        ClientRequest::Send { conversation_id, message } => {
+            let ack = messages::send(state, user, ConversationId(conversation_id), message).await?;
+            to_json(&AckView::from(ack))
+        }
+        ClientRequest::Edit { conversation_id, seq, body } => {
+            to_json(&messages::edit(state, user, ConversationId(conversation_id), seq, body).await?)
+        }
+        ClientRequest::Recall { conversation_id, seq } => {
+            messages::delete(state, user, ConversationId(conversation_id), seq).await?;
+            json!({})
+        }
+        ClientRequest::React { conversation_id, seq, emoji, add } => {
+            let emoji = Emoji::parse(&emoji)?;
+            messages::react(state, user, ConversationId(conversation_id), seq, emoji, add).await?;
+            json!({})
+        }
+        ClientRequest::Read { conversation_id, seq } => {
+            json!({ "last_read_seq": conversations::mark_read(state, user, ConversationId(conversation_id), seq).await? })
+        }
+        ClientRequest::Delivered { conversation_id, seq } => {
+            let marker = conversations::mark_delivered(state, user, ConversationId(conversation_id), seq).await?;
+            json!({ "last_delivered_seq": marker })
+        }
+        ClientRequest::Typing { conversation_id, typing } => {
+            conversations::typing(state, user, ConversationId(conversation_id), typing).await?;
+            json!({})
+        }
+        ClientRequest::History { conversation_id, before, after, from, to, limit } => {
+            let range = match (from, to) {
+                (Some(from), Some(to)) => Some((from, to)),
+                (None, None) => None,
+                _ => return Err(ApiError::validation("from", "from and to go together")),
+            };
+            let page = messages::history(
+                state,
+                user,
+                ConversationId(conversation_id),
+                HistoryQuery { before, after, range, limit },
+            )
+            .await?;
+            to_json(&HistoryResponse {
+                items: page.messages,
+                last_seq: page.last_seq,
+                has_older: page.has_older,
+                has_newer: page.has_newer,
+            })
+        }
+        ClientRequest::Conversations { cursor, limit, archived } => {
+            let page = conversations::list(state, user, archived.unwrap_or(false), cursor.as_deref(), limit).await?;
+            to_json(&ConversationPage {
+                items: page.items.into_iter().map(ConversationView::from).collect(),
+                next_cursor: page.next_cursor,
+            })
+        }
+        ClientRequest::Receipts { conversation_id } => {
+            let members = conversations::receipts(state, user, ConversationId(conversation_id)).await?;
+            let members: Vec<Value> = members
+                .into_iter()
+                .map(|(user_id, read, delivered)| {
+                    json!({ "user_id": user_id, "last_read_seq": read, "last_delivered_seq": delivered })
+                })
+                .collect();
+            json!({ "members": members })
+        }
+        ClientRequest::Presence { user_ids } => {
+            if user_ids.len() > 200 {
+                return Err(ApiError::validation("user_ids", "at most 200 users"));
+            }
+            let ids: Vec<i64> = user_ids;
+            let friends: Vec<(UserId, Option<time::OffsetDateTime>)> = sqlx::query_as(
+                "SELECT u.id, u.last_seen_at FROM friendships f JOIN users u ON u.id = f.friend_id
+                  WHERE f.user_id = $1 AND f.friend_id = ANY($2)",
+            )
+            .bind(user)
+            .bind(&ids)
+            .fetch_all(&state.pool)
+            .await?;
+            let users: Vec<Value> = friends
+                .into_iter()
+                .map(|(friend, last_seen)| {
+                    json!({
+                        "user_id": friend,
+                        "online": state.hub.presence().is_online(friend),
+                        "last_seen_at": last_seen.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+                    })
+                })
+                .collect();
+            json!({ "users": users })
+        }
+        ClientRequest::Sync { cursors, limit } => {
+            let mut parsed = HashMap::new();
+            for (key, version) in cursors.unwrap_or_default() {
+                let id: i64 =
+                    key.parse().map_err(|_| ApiError::validation("cursors", "keys must be conversation ids"))?;
+                parsed.insert(ConversationId(id), version);
+            }
+            let (changes, has_more) = conversations::sync(state, user, &parsed, limit.unwrap_or(200)).await?;
+            let conversations: Vec<Value> = changes
+                .into_iter()
+                .map(|c| {
+                    json!({
+                        "conversation_id": c.conversation_id,
+                        "version": c.version,
+                        "last_seq": c.last_seq,
+                        "last_read_seq": c.last_read_seq,
+                        "changes": c.changes,
+                        "has_more": c.has_more,
+                    })
+                })
+                .collect();
+            json!({ "conversations": conversations, "has_more": has_more })
+        }
+    })
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// Serialising reply data without naming every type.
+mod erased {
+    pub trait ToJson {
+        fn to_json(&self) -> serde_json::Value;
+    }
+
+    impl<T: serde::Serialize> ToJson for T {
+        fn to_json(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        }
+    }
+}
+
+/// A per-socket token bucket for requests.
+struct Bucket {
+    tokens: f64,
+    burst: f64,
+    per_second: f64,
+    updated: Instant,
+}
+
+impl Bucket {
+    fn new(burst: u32, per_second: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            burst: f64::from(burst),
+            per_second: f64::from(per_second),
+            updated: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.updated).as_secs_f64() * self.per_second).min(self.burst);
+        self.updated = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}

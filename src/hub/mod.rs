@@ -1,0 +1,201 @@
+//! Who is connected where, and fan-out of events to their sockets.
+//!
+//! The hub knows nothing of actix: a connection is a bounded queue of ready-to-send
+//! text frames plus a kill switch. [`Hub::register`] returns a [`Registration`] that
+//! unregisters itself on drop. [`run_fanout`] subscribes to the domain event bus,
+//! serialises each event **once**, and offers the frame to every connection of every
+//! recipient with `try_send`: a full queue means the client stopped reading, and that
+//! connection is killed (closed 1013) instead of being waited for — one slow socket
+//! never delays anyone else. The cross-instance fan-out plugs in as another publisher
+//! into the same event bus.
+
+pub mod presence;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    domain::{SessionId, UserId},
+    events::{Event, EventBus, Published},
+    metrics::Metrics,
+};
+
+/// A frame ready to be written to a socket.
+pub type Frame = Arc<str>;
+
+struct Connection {
+    id: u64,
+    session: SessionId,
+    outbound: mpsc::Sender<Frame>,
+    /// Cancelled when the connection must go: slow consumer or session revoked.
+    kill: CancellationToken,
+}
+
+struct Inner {
+    connections: RwLock<HashMap<UserId, Vec<Connection>>>,
+    next_id: AtomicU64,
+    presence: presence::Presence,
+    metrics: Arc<Metrics>,
+}
+
+/// A cloneable front to the connection registry.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+/// The user has reached the per-user connection limit.
+#[derive(Debug, thiserror::Error)]
+#[error("too many connections for this user")]
+pub struct TooManyConnections;
+
+/// A connection's place in the hub; dropping it unregisters the connection.
+pub struct Registration {
+    hub: Hub,
+    user: UserId,
+    id: u64,
+    pub kill: CancellationToken,
+    pub outbound: mpsc::Sender<Frame>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.unregister(self.user, self.id);
+    }
+}
+
+impl Hub {
+    pub fn new(presence: presence::Presence, metrics: Arc<Metrics>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                connections: RwLock::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+                presence,
+                metrics,
+            }),
+        }
+    }
+
+    /// Adds a connection of `user`; returns its registration and the queue to drain.
+    pub fn register(
+        &self,
+        user: UserId,
+        session: SessionId,
+        max_per_user: usize,
+        queue: usize,
+    ) -> Result<(Registration, mpsc::Receiver<Frame>), TooManyConnections> {
+        let (outbound, receiver) = mpsc::channel(queue.max(1));
+        let kill = CancellationToken::new();
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let first = {
+            let mut connections = self.inner.connections.write().unwrap_or_else(|p| p.into_inner());
+            let mine = connections.entry(user).or_default();
+            if mine.len() >= max_per_user {
+                return Err(TooManyConnections);
+            }
+            mine.push(Connection { id, session, outbound: outbound.clone(), kill: kill.clone() });
+            mine.len() == 1
+        };
+        self.inner.metrics.ws_connections.inc();
+        if first {
+            self.inner.presence.connected(user);
+        }
+        Ok((Registration { hub: self.clone(), user, id, kill, outbound }, receiver))
+    }
+
+    fn unregister(&self, user: UserId, id: u64) {
+        let last = {
+            let mut connections = self.inner.connections.write().unwrap_or_else(|p| p.into_inner());
+            let Some(mine) = connections.get_mut(&user) else {
+                return;
+            };
+            mine.retain(|c| c.id != id);
+            let empty = mine.is_empty();
+            if empty {
+                connections.remove(&user);
+            }
+            empty
+        };
+        self.inner.metrics.ws_connections.dec();
+        if last {
+            self.inner.presence.disconnected(user);
+        }
+    }
+
+    /// Whether `user` has at least one open socket on this instance.
+    pub fn is_connected(&self, user: UserId) -> bool {
+        self.inner.connections.read().unwrap_or_else(|p| p.into_inner()).contains_key(&user)
+    }
+
+    pub fn presence(&self) -> &presence::Presence {
+        &self.inner.presence
+    }
+
+    /// Closes every socket of a revoked session (4001 is sent by the session loop).
+    pub fn kill_session(&self, user: UserId, session: SessionId) {
+        let connections = self.inner.connections.read().unwrap_or_else(|p| p.into_inner());
+        for connection in connections.get(&user).into_iter().flatten().filter(|c| c.session == session) {
+            connection.kill.cancel();
+        }
+    }
+
+    /// Offers `frame` to every socket of every recipient without waiting.
+    pub fn deliver(&self, recipients: &[UserId], frame: &Frame) {
+        let connections = self.inner.connections.read().unwrap_or_else(|p| p.into_inner());
+        for user in recipients {
+            for connection in connections.get(user).into_iter().flatten() {
+                match connection.outbound.try_send(frame.clone()) {
+                    Ok(()) => {
+                        self.inner.metrics.ws_frames_out.inc();
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        // The client stopped reading: drop it rather than buffer more.
+                        self.inner.metrics.ws_slow_disconnects.inc();
+                        connection.kill.cancel();
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Serialises an event as the frame clients receive.
+pub fn event_frame(event: &Event) -> Frame {
+    let frame = serde_json::json!({ "type": "event", "event": event });
+    Arc::from(frame.to_string())
+}
+
+/// Pushes every published event to the connected recipients until `stop`.
+pub async fn run_fanout(hub: Hub, events: EventBus, stop: CancellationToken) {
+    let mut receiver = events.subscribe();
+    loop {
+        let published: Arc<Published> = tokio::select! {
+            _ = stop.cancelled() => return,
+            received = receiver.recv() => match received {
+                Ok(published) => published,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    // Clients recover what they missed with `sync`.
+                    tracing::warn!(missed, "event fan-out fell behind; events dropped");
+                    hub.inner.metrics.fanout_dropped.inc_by(missed);
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        if let Event::MessageCreated { message } = &published.event {
+            let age = time::OffsetDateTime::now_utc() - message.created_at;
+            hub.inner.metrics.delivery_latency.observe(age.as_seconds_f64().max(0.0));
+        }
+        let frame = event_frame(&published.event);
+        hub.deliver(&published.recipients, &frame);
+    }
+}

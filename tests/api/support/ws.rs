@@ -1,0 +1,151 @@
+//! A small WebSocket client for tests: requests with ids, replies matched by id,
+//! events buffered until asked for. Every wait is bounded.
+
+use std::{collections::VecDeque, time::Duration};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue, protocol::CloseFrame},
+};
+
+use super::{TestApp, TestUser};
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct WsClient {
+    pub socket: Socket,
+    next_id: u64,
+    events: VecDeque<Value>,
+    replies: VecDeque<Value>,
+}
+
+impl TestApp {
+    pub async fn ticket(&self, user: &TestUser) -> String {
+        let response = self.send_as(reqwest::Method::POST, &user.access_token, "/api/v1/ws/ticket", None).await;
+        assert_eq!(response.status(), 200, "ticket");
+        response.json::<Value>().await.unwrap()["ticket"].as_str().unwrap().to_owned()
+    }
+
+    pub fn ws_url(&self, query: &str) -> String {
+        format!("{}/api/v1/ws{query}", self.address.replacen("http", "ws", 1))
+    }
+
+    /// Opens a socket for `user` with a fresh ticket.
+    pub async fn connect(&self, user: &TestUser) -> WsClient {
+        let url = self.ws_url(&format!("?ticket={}", self.ticket(user).await));
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("goim.v1"));
+        let (socket, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+            .await
+            .expect("connect in time")
+            .expect("handshake");
+        assert_eq!(response.headers().get("sec-websocket-protocol").unwrap(), "goim.v1");
+        WsClient { socket, next_id: 0, events: VecDeque::new(), replies: VecDeque::new() }
+    }
+}
+
+impl WsClient {
+    /// Sends a request and returns its id.
+    pub async fn send(&mut self, kind: &str, mut fields: Value) -> String {
+        self.next_id += 1;
+        let id = self.next_id.to_string();
+        let object = fields.as_object_mut().expect("fields are an object");
+        object.insert("id".into(), json!(id));
+        object.insert("type".into(), json!(kind));
+        self.socket.send(Message::text(fields.to_string())).await.expect("send frame");
+        id
+    }
+
+    /// Sends a request and waits for its reply.
+    pub async fn request(&mut self, kind: &str, fields: Value) -> Value {
+        let id = self.send(kind, fields).await;
+        self.reply(&id).await
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.socket.send(message).await.expect("send raw frame");
+    }
+
+    /// The reply with `id`.
+    pub async fn reply(&mut self, id: &str) -> Value {
+        loop {
+            if let Some(pos) = self.replies.iter().position(|r| r["id"] == id) {
+                return self.replies.remove(pos).unwrap_or_default();
+            }
+            self.read_one().await;
+        }
+    }
+
+    /// The next reply, whatever its id.
+    pub async fn any_reply(&mut self) -> Value {
+        loop {
+            if let Some(reply) = self.replies.pop_front() {
+                return reply;
+            }
+            self.read_one().await;
+        }
+    }
+
+    /// The first buffered or future event whose `type` is `kind` and that `matches`.
+    pub async fn event(&mut self, kind: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            if let Some(pos) = self.events.iter().position(|e| e["type"] == kind && matches(e)) {
+                return self.events.remove(pos).unwrap_or_default();
+            }
+            self.read_one().await;
+        }
+    }
+
+    /// Whether an event of `kind` arrives within `wait`.
+    pub async fn sees_event_within(&mut self, kind: &str, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if self.events.iter().any(|e| e["type"] == kind) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => return false,
+                Ok(Some(Ok(message))) => self.absorb(message),
+                Ok(_) => return false,
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub async fn closed_with(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.socket.next()).await.expect("server closes in time") {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f: CloseFrame| f.code.into()),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    async fn read_one(&mut self) {
+        let message = tokio::time::timeout(WAIT, self.socket.next())
+            .await
+            .expect("a frame arrives in time")
+            .expect("socket open")
+            .expect("frame readable");
+        self.absorb(message);
+    }
+
+    fn absorb(&mut self, message: Message) {
+        if let Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).expect("server frames are JSON");
+            match value["type"].as_str() {
+                Some("event") => self.events.push_back(value["event"].clone()),
+                Some("reply") => self.replies.push_back(value),
+                other => panic!("unexpected frame type {other:?}: {value}"),
+            }
+        } else if let Message::Close(frame) = message {
+            panic!("socket closed unexpectedly: {frame:?}");
+        }
+    }
+}
