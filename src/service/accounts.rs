@@ -106,6 +106,8 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<IssuedToke
 
 pub async fn logout(state: &AppState, caller: Authenticated) -> Result<(), ApiError> {
     db::sessions::revoke(&state.pool, caller.user_id, caller.session_id, "logout").await?;
+    // This instance's sockets of the session close now (4001); others within a heartbeat.
+    state.hub.kill_session(caller.user_id, caller.session_id);
     Ok(())
 }
 
@@ -133,6 +135,7 @@ pub async fn change_password(
 /// like an unknown one.
 pub async fn revoke_session(state: &AppState, caller: Authenticated, session: SessionId) -> Result<(), ApiError> {
     if db::sessions::revoke(&state.pool, caller.user_id, session, "revoked_by_user").await? {
+        state.hub.kill_session(caller.user_id, session);
         Ok(())
     } else {
         Err(ApiError::not_found("session_not_found", "no such active session"))
