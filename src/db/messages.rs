@@ -223,34 +223,6 @@ pub async fn remove_reaction(
     Ok(deleted.rows_affected() == 1)
 }
 
-/// Reaction counts for the messages `from..=to` of a conversation, per seq.
-pub async fn reactions(
-    db: impl PgExecutor<'_>,
-    conversation: ConversationId,
-    from: i64,
-    to: i64,
-    viewer: UserId,
-) -> sqlx::Result<HashMap<i64, Vec<ReactionCount>>> {
-    let rows: Vec<(i64, String, i64, bool)> = sqlx::query_as(
-        "SELECT seq, emoji, count(*), bool_or(user_id = $4)
-           FROM message_reactions
-          WHERE conversation_id = $1 AND seq BETWEEN $2 AND $3
-          GROUP BY seq, emoji
-          ORDER BY seq, min(created_at)",
-    )
-    .bind(conversation)
-    .bind(from)
-    .bind(to)
-    .bind(viewer)
-    .fetch_all(db)
-    .await?;
-    let mut by_seq: HashMap<i64, Vec<ReactionCount>> = HashMap::new();
-    for (seq, emoji, count, me) in rows {
-        by_seq.entry(seq).or_default().push(ReactionCount { emoji, count, me });
-    }
-    Ok(by_seq)
-}
-
 /// Reaction counts for the given messages of a conversation, per seq.
 pub async fn reactions_for(
     db: impl PgExecutor<'_>,

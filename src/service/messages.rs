@@ -123,11 +123,10 @@ pub async fn history(
     let access = policy::readable(state, id, caller).await?;
     let rows = db::messages::history(&state.pool, id, access.member.visible_from_seq, window, limit).await?;
     let mut messages: Vec<MessageView> = rows.into_iter().map(MessageView::from).collect();
-    if let (Some(first), Some(last)) = (messages.first().map(|m| m.seq), messages.last().map(|m| m.seq)) {
-        let mut reactions = db::messages::reactions(&state.pool, id, first, last, caller).await?;
-        for message in &mut messages {
-            message.reactions = reactions.remove(&message.seq).unwrap_or_default();
-        }
+    let seqs: Vec<i64> = messages.iter().map(|m| m.seq).collect();
+    let mut reactions = db::messages::reactions_for(&state.pool, id, &seqs, caller).await?;
+    for message in &mut messages {
+        message.reactions = reactions.remove(&message.seq).unwrap_or_default();
     }
     let last_seq = access.conversation.last_seq;
     let visible_from = access.member.visible_from_seq;
