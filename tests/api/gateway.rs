@@ -485,3 +485,27 @@ async fn shutdown_closes_every_socket_with_1001() {
     assert_eq!(a.closed_with().await, Some(1001));
     assert_eq!(b.closed_with().await, Some(1001));
 }
+
+#[tokio::test]
+async fn an_expired_session_is_closed_with_4001_at_the_next_heartbeat() {
+    let app = spawn_app_with(|config| config.ws_ping_interval = Duration::from_secs(1)).await;
+    let user = app.register("ws_expiring").await;
+    let mut ws = app.connect(&user).await;
+    sqlx::query("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id = $1")
+        .bind(user.id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(ws.closed_with().await, Some(4001));
+}
+
+#[tokio::test]
+async fn a_user_may_hold_only_so_many_sockets() {
+    let app = spawn_app_with(|config| config.ws_max_connections_per_user = 2).await;
+    let user = app.register("ws_many").await;
+    let _first = app.connect(&user).await;
+    let _second = app.connect(&user).await;
+    let ticket = app.ticket(&user).await;
+    let (status, body) = handshake_status(&app, &format!("?ticket={ticket}"), Some("goim.v1"), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_connections")));
+}
