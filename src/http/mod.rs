@@ -13,6 +13,7 @@ mod me;
 mod observe;
 pub mod openapi;
 mod users;
+mod web_client;
 
 use actix_web::web;
 
@@ -33,6 +34,7 @@ pub fn configure(state: &AppState) -> impl FnOnce(&mut web::ServiceConfig) + use
             .service(web::resource("/readyz").route(web::get().to(health::readyz)))
             .service(web::resource("/metrics").route(web::get().to(health::metrics)))
             .service(web::resource("/api/openapi.json").route(web::get().to(openapi::openapi_json)))
+            .configure(web_client::routes)
             .service(
                 web::scope("/api/v1")
                     .service(web::resource("/auth/register").route(web::post().to(auth::register)))

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod binary;
+mod browser;
 mod friends;
 mod gateway;
 mod groups;

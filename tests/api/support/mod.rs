@@ -2,6 +2,7 @@
 
 pub mod binary;
 mod cluster;
+pub mod webdriver;
 pub mod ws;
 
 use std::time::Duration;

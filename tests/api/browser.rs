@@ -1,0 +1,400 @@
+//! The built-in web client (`web/`, served at `/`), driven in real headless Chromium over
+//! WebDriver: two people register, become friends, chat both ways with typing and read
+//! receipts, edit, reply and recall, meet a third in a group, reload, and lose and regain
+//! their connection without losing a message.
+//!
+//! Needs `chromium` and `chromedriver` (see `support::webdriver`); without them the test
+//! fails with instructions. `GOIM_UPDATE_SCREENSHOT=1` rewrites `docs/screenshot.png`.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::support::{
+    TestApp, TestUser, spawn_app,
+    webdriver::{ChromeDriver, Session, keys},
+};
+
+const PASSWORD: &str = "correct horse battery";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_people_chat_in_real_browsers() {
+    let app = spawn_app().await;
+    let driver = ChromeDriver::start().await;
+    let alice = driver.session(1200, 760).await;
+    let bob = driver.session(1200, 760).await;
+
+    // Registration: the API's error message is shown, then a valid account signs in.
+    alice.goto(&app.url("/")).await;
+    alice.click("[data-testid=auth-toggle]").await;
+    alice.type_into("[data-testid=auth-username]", "al").await;
+    alice.type_into("[data-testid=auth-password]", "short").await;
+    alice.click("[data-testid=auth-submit]").await;
+    let error = alice
+        .wait_for(
+            "the registration error",
+            "const e = document.querySelector('.auth-form .notice.error'); return e && !e.hidden && e.textContent",
+            vec![],
+        )
+        .await;
+    assert!(error.as_str().unwrap().contains("username"), "unclear error: {error}");
+    register(&alice, &app, "alice", "Alice").await;
+    register(&bob, &app, "bob", "Bob").await;
+
+    // Friends: Alice finds Bob and asks; Bob sees the request arrive and accepts; Alice
+    // sees Bob online.
+    alice.click("[data-testid=nav-friends]").await;
+    alice.type_into("[data-testid=user-search]", "bob").await;
+    alice.click("[data-testid=user-search-submit]").await;
+    alice.click("[data-testid=add-friend-bob]").await;
+    bob.wait_for(
+        "the friend request badge",
+        "return document.querySelector('[data-testid=requests-badge]:not([hidden])')?.textContent === '1'",
+        vec![],
+    )
+    .await;
+    bob.click("[data-testid=nav-friends]").await;
+    bob.click("[data-testid=accept-alice]").await;
+    alice
+        .wait_for(
+            "Bob online in the friends list",
+            "return document.querySelector('[data-testid=person-bob] .presence.online')",
+            vec![],
+        )
+        .await;
+
+    // A direct chat, both ways.
+    alice.click("[data-testid=message-bob]").await;
+    send(&alice, "Hi Bob! Are we still on for Saturday?").await;
+    wait_sent(&alice, "Hi Bob! Are we still on for Saturday?").await;
+    let direct = alice
+        .execute("return Number(document.querySelector('[data-testid=chat]').dataset.conversationId)", vec![])
+        .await;
+    let direct = direct.as_i64().expect("the chat names its conversation");
+    bob.click("[data-testid=nav-chats]").await;
+    let badge = format!("[data-testid=conversation-{direct}] [data-testid=unread]");
+    bob.wait_for(
+        "an unread badge of 1",
+        "return document.querySelector(arguments[0])?.textContent === '1'",
+        vec![json!(badge)],
+    )
+    .await;
+    bob.click(&format!("[data-testid=conversation-{direct}]")).await;
+    wait_message(&bob, "Hi Bob! Are we still on for Saturday?").await;
+    bob.wait_for("the badge to clear", "return !document.querySelector(arguments[0])", vec![json!(badge)]).await;
+    alice
+        .wait_for(
+            "Alice's read receipt",
+            "return document.querySelector('.message.mine [data-testid=receipt]')?.textContent === 'Read'",
+            vec![],
+        )
+        .await;
+
+    // Typing, then Shift+Enter for a new line and Enter to send.
+    bob.type_into("[data-testid=composer]", "Yes! Meet at the trailhead at 9?").await;
+    alice
+        .wait_for(
+            "Bob typing",
+            "return document.querySelector('[data-testid=typing]').textContent === 'Bob is typing…'",
+            vec![],
+        )
+        .await;
+    bob.type_into(
+        "[data-testid=composer]",
+        &format!("{}{}{}I'll bring coffee ☕{}", keys::SHIFT, keys::ENTER, keys::RELEASE, keys::ENTER),
+    )
+    .await;
+    wait_message(&alice, "Yes! Meet at the trailhead at 9?\nI'll bring coffee ☕").await;
+    alice
+        .wait_for(
+            "the typing line to clear",
+            "return document.querySelector('[data-testid=typing]').textContent === ''",
+            vec![],
+        )
+        .await;
+
+    // Edit, reply.
+    alice.click(".message.mine[data-seq='1'] [data-action=edit]").await;
+    clear(&alice, "[data-testid=composer]").await;
+    send(&alice, "Hi Bob! Are we still on for the hike on Saturday?").await;
+    wait_message(&bob, "Hi Bob! Are we still on for the hike on Saturday?").await;
+    bob.wait_for("the edited mark", "return document.querySelector(\"[data-seq='1'] [data-testid=edited]\")", vec![])
+        .await;
+    alice.click("[data-seq='2'] [data-action=reply]").await;
+    send(&alice, "Perfect — see you there!").await;
+    bob.wait_for(
+        "the reply quote",
+        "return [...document.querySelectorAll('[data-testid=reply-quote]')].some(q => q.textContent.includes('trailhead'))",
+        vec![],
+    )
+    .await;
+
+    // The picture for the README: a real conversation, with Bob typing.
+    bob.type_into("[data-testid=composer]", "Can't wait").await;
+    alice
+        .wait_for(
+            "Bob typing again",
+            "return document.querySelector('[data-testid=typing]').textContent !== ''",
+            vec![],
+        )
+        .await;
+    alice
+        .wait_for(
+            "the read receipt on the reply",
+            "return document.querySelector('.message.last-own [data-testid=receipt]')?.textContent === 'Read'",
+            vec![],
+        )
+        .await;
+    let png = alice.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "the screenshot is not a PNG");
+    if std::env::var("GOIM_UPDATE_SCREENSHOT").as_deref() == Ok("1") {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs").join("screenshot.png");
+        std::fs::write(&path, &png).expect("write docs/screenshot.png");
+    }
+    bob.type_into("[data-testid=composer]", &format!("!{}", keys::ENTER)).await;
+    wait_message(&alice, "Can't wait!").await;
+
+    // Markup in a message is text, never markup; then Alice recalls it.
+    let attack = "<img src=x onerror=alert(1)>";
+    send(&alice, attack).await;
+    wait_message(&bob, attack).await;
+    let rendered = bob
+        .execute(
+            "const body = [...document.querySelectorAll('[data-testid=message-body]')].find(b => b.textContent === arguments[0]);
+             return { children: body.children.length, images: document.querySelectorAll('[data-testid=messages] img').length };",
+            vec![json!(attack)],
+        )
+        .await;
+    assert_eq!(rendered, json!({ "children": 0, "images": 0 }), "a message became markup");
+    let seq = alice
+        .execute(
+            "return [...document.querySelectorAll('[data-testid=message]')].find(m => m.querySelector('[data-testid=message-body]').textContent === arguments[0]).dataset.seq",
+            vec![json!(attack)],
+        )
+        .await;
+    alice.click(&format!("[data-seq='{}'] [data-action=recall]", seq.as_str().unwrap())).await;
+    bob.wait_for("the recalled tombstone", "return document.querySelector(`[data-seq='${arguments[0]}'] [data-testid=message-body]`)?.textContent === 'Message recalled'", vec![seq.clone()]).await;
+    assert_eq!(message_count(&bob, attack).await, 0);
+
+    // A group with a third member (Carol, over REST). Alice creates it and announces;
+    // Bob joins by its number and sees the announcement and the roles.
+    let carol = app.register("carol").await;
+    alice.click("[data-testid=nav-groups]").await;
+    alice.type_into("[data-testid=group-name]", "Weekend hikers").await;
+    alice.click("[data-testid=group-create]").await;
+    let group = alice
+        .wait_for("the new group's page", "return location.hash.match(/^#\\/groups\\/(\\d+)$/)?.[1]", vec![])
+        .await;
+    let group: i64 = group.as_str().unwrap().parse().unwrap();
+    let joined =
+        app.send_as(Method::POST, &carol.access_token, &format!("/api/v1/groups/{group}/join"), Some(&json!({}))).await;
+    assert_eq!(joined.status(), 200, "carol joins the open group");
+    alice
+        .wait_for(
+            "Carol among the members",
+            "return document.querySelector('[data-testid=member-carol] .role')?.textContent === 'Member'",
+            vec![],
+        )
+        .await;
+    let announcement = "Bring water & <b>snacks</b>";
+    alice.type_into("[data-testid=announcement-input]", announcement).await;
+    alice.click("[data-testid=announcement-save]").await;
+    bob.click("[data-testid=nav-groups]").await;
+    bob.type_into("[data-testid=join-group-id]", &group.to_string()).await;
+    bob.click("[data-testid=join-group]").await;
+    bob.wait_for(
+        "the announcement",
+        "return document.querySelector('[data-testid=announcement]')?.textContent === arguments[0]",
+        vec![json!(announcement)],
+    )
+    .await;
+    bob.wait_for(
+        "Alice as the owner",
+        "return document.querySelector('[data-testid=member-alice] .role')?.textContent === 'Owner'",
+        vec![],
+    )
+    .await;
+
+    // Group chat: Alice and Bob in the browser, Carol over REST.
+    alice.click("[data-testid=open-group-chat]").await;
+    send(&alice, "Hi hikers!").await;
+    bob.click("[data-testid=open-group-chat]").await;
+    wait_message(&bob, "Hi hikers!").await;
+    let group_chat =
+        bob.execute("return Number(document.querySelector('[data-testid=chat]').dataset.conversationId)", vec![]).await;
+    send_rest(&app, &carol, group_chat.as_i64().unwrap(), "Carol here").await;
+    wait_message(&alice, "Carol here").await;
+    wait_message(&bob, "Carol here").await;
+    alice
+        .wait_for(
+            "Carol's name on her message",
+            "return [...document.querySelectorAll('.message.theirs .author')].some(a => a.textContent === 'carol')",
+            vec![],
+        )
+        .await;
+    alice
+        .wait_for(
+            "a group read receipt",
+            "return document.querySelector('.message.mine [data-testid=receipt]')?.textContent === 'Read by 1'",
+            vec![],
+        )
+        .await;
+
+    // A reload keeps the session (this tab's refresh token) and shows the history.
+    alice.execute("location.reload()", vec![]).await;
+    wait_online(&alice, "Alice after the reload").await;
+    wait_message(&alice, "Hi hikers!").await;
+    wait_message(&alice, "Carol here").await;
+
+    // Connection lost: a message sent meanwhile arrives once after the reconnect.
+    alice.click(&format!("[data-testid=conversation-{direct}]")).await;
+    wait_message(&alice, "Can't wait!").await;
+    alice.execute("window.goim.dropConnection()", vec![]).await;
+    alice
+        .wait_for(
+            "Alice's connection to show offline",
+            "return document.querySelector('[data-testid=connection]').dataset.state === 'offline'",
+            vec![],
+        )
+        .await;
+    bob.click("[data-testid=nav-chats]").await;
+    bob.click(&format!("[data-testid=conversation-{direct}]")).await;
+    send(&bob, "Did you get the map?").await;
+    wait_sent(&bob, "Did you get the map?").await;
+    assert_eq!(message_count(&alice, "Did you get the map?").await, 0, "the socket was supposed to be down");
+    alice.execute("window.goim.restoreConnection()", vec![]).await;
+    wait_online(&alice, "Alice after the reconnect").await;
+    wait_message(&alice, "Did you get the map?").await;
+    assert_eq!(message_count(&alice, "Did you get the map?").await, 1, "caught-up message shown twice");
+
+    alice.close().await;
+    bob.close().await;
+}
+
+#[tokio::test]
+async fn the_web_client_is_served_with_strict_headers() {
+    let app = spawn_app().await;
+    let page = app.get("/").await;
+    assert_eq!(page.status(), 200);
+    let header = |response: &reqwest::Response, name: &str| {
+        response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    };
+    assert_eq!(header(&page, "content-type"), "text/html; charset=utf-8");
+    assert_eq!(header(&page, "cache-control"), "no-cache");
+    assert_eq!(header(&page, "x-content-type-options"), "nosniff");
+    let policy = header(&page, "content-security-policy");
+    let host = app.address.trim_start_matches("http://");
+    for directive in [
+        "default-src 'self'".to_owned(),
+        "script-src 'self'".to_owned(),
+        "style-src 'self'".to_owned(),
+        "img-src 'self' https: data:".to_owned(),
+        format!("connect-src 'self' ws://{host} wss://{host}"),
+        "frame-ancestors 'none'".to_owned(),
+    ] {
+        assert!(policy.contains(&directive), "CSP lacks `{directive}`: {policy}");
+    }
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+
+    let html = page.text().await.unwrap();
+    let script = html.split("src=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("a script tag");
+    assert!(script.starts_with("/assets/") && script.ends_with("/app.js"), "unexpected script path {script}");
+    let asset = app.get(script).await;
+    assert_eq!(asset.status(), 200);
+    assert_eq!(header(&asset, "content-type"), "text/javascript; charset=utf-8");
+    assert!(header(&asset, "cache-control").contains("max-age=31536000"));
+    assert_eq!(header(&asset, "x-content-type-options"), "nosniff");
+    let nested = script.replace("/app.js", "/views/chat.js");
+    assert_eq!(app.get(&nested).await.status(), 200);
+    let css = app.get(&script.replace("/app.js", "/style.css")).await;
+    assert_eq!(header(&css, "content-type"), "text/css; charset=utf-8");
+
+    let missing = app.get("/assets/nope.js").await;
+    assert_eq!(crate::support::error_code(missing, 404).await, "not_found");
+    assert_eq!(app.get("/assets/../Cargo.toml").await.status(), 404);
+}
+
+async fn register(session: &Session, app: &TestApp, username: &str, nickname: &str) {
+    session.goto(&app.url("/")).await;
+    let registering = session
+        .execute("return document.querySelector('[data-testid=auth-submit]')?.textContent === 'Create account'", vec![])
+        .await;
+    if registering != Value::Bool(true) {
+        session.click("[data-testid=auth-toggle]").await;
+    }
+    session.type_into("[data-testid=auth-username]", username).await;
+    session.type_into("[data-testid=auth-password]", PASSWORD).await;
+    session.type_into("[data-testid=auth-nickname]", nickname).await;
+    session.click("[data-testid=auth-submit]").await;
+    wait_online(session, username).await;
+}
+
+async fn wait_online(session: &Session, who: &str) {
+    session
+        .wait_for(
+            &format!("{who}'s connection to be online"),
+            "return document.querySelector('[data-testid=connection]')?.dataset.state === 'online'",
+            vec![],
+        )
+        .await;
+}
+
+async fn clear(session: &Session, css: &str) {
+    session
+        .execute(
+            "const e = document.querySelector(arguments[0]); e.value = ''; e.dispatchEvent(new Event('input'));",
+            vec![json!(css)],
+        )
+        .await;
+}
+
+/// Types `text` into the composer and presses Enter.
+async fn send(session: &Session, text: &str) {
+    session.type_into("[data-testid=composer]", &format!("{text}{}", keys::ENTER)).await;
+}
+
+async fn wait_message(session: &Session, text: &str) {
+    session
+        .wait_for(
+            &format!("the message {text:?}"),
+            "return [...document.querySelectorAll('[data-testid=message-body]')].some(b => b.textContent === arguments[0])",
+            vec![json!(text)],
+        )
+        .await;
+}
+
+/// Waits until the sender's copy of `text` is acknowledged by the server.
+async fn wait_sent(session: &Session, text: &str) {
+    session
+        .wait_for(
+            &format!("the ack of {text:?}"),
+            "return [...document.querySelectorAll('[data-testid=message][data-status=sent]')]
+                 .some(m => m.querySelector('[data-testid=message-body]').textContent === arguments[0])",
+            vec![json!(text)],
+        )
+        .await;
+}
+
+async fn message_count(session: &Session, text: &str) -> i64 {
+    session
+        .execute(
+            "return [...document.querySelectorAll('[data-testid=message-body]')].filter(b => b.textContent === arguments[0]).length",
+            vec![json!(text)],
+        )
+        .await
+        .as_i64()
+        .unwrap()
+}
+
+async fn send_rest(app: &TestApp, user: &TestUser, conversation: i64, text: &str) {
+    let body = json!({ "client_msg_id": Uuid::new_v4(), "body": text });
+    let response = app
+        .send_as(
+            Method::POST,
+            &user.access_token,
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(response.status(), 201, "{} sends {text:?}", user.username);
+}

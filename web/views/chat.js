@@ -1,0 +1,392 @@
+// One conversation: history that loads older pages as you scroll up, the composer
+// (Enter sends, Shift+Enter breaks the line), pending/failed states with retry,
+// replies, edits, recalls, typing and read receipts.
+
+import { avatar, describeError, h, presenceDot, shortTime } from '../dom.js';
+import {
+  bus,
+  chat as chatState,
+  closeChat,
+  conversationTitle,
+  deliveredTo,
+  displayName,
+  editMessage,
+  isMe,
+  isOnline,
+  loadOlder,
+  markRead,
+  openChat,
+  readers,
+  recallMessage,
+  retry,
+  sendMessage,
+  setTyping,
+  state,
+  timeline,
+  typists,
+} from '../store.js';
+
+export function chatView(root, id) {
+  const title = h('h2', { class: 'chat-title', 'data-testid': 'chat-title' });
+  const subtitle = h('p', { class: 'chat-subtitle', 'data-testid': 'chat-subtitle' });
+  const headPicture = h('span', { class: 'picture' });
+  const infoLink = h('a', { class: 'ghost small', hidden: true }, 'Group info');
+  const olderButton = h('button', { type: 'button', class: 'load-older ghost small', 'data-testid': 'load-older', onclick: () => older() }, 'Load earlier messages');
+  const list = h('ol', { class: 'message-list', 'data-testid': 'messages', 'aria-live': 'polite' });
+  const scroller = h('div', { class: 'messages', tabindex: '0', 'aria-label': 'Messages' }, olderButton, list);
+  const typingLine = h('p', { class: 'typing', 'data-testid': 'typing', 'aria-live': 'polite' });
+  const banner = h('div', { class: 'composer-banner', hidden: true });
+  const input = h('textarea', {
+    class: 'composer-input',
+    rows: '1',
+    placeholder: 'Write a message…',
+    'aria-label': 'Message',
+    'data-testid': 'composer',
+    maxlength: '16384',
+  });
+  const sendButton = h('button', { type: 'submit', class: 'primary', 'data-testid': 'send' }, 'Send');
+  const composerError = h('p', { class: 'notice error', role: 'alert', hidden: true });
+  const composer = h('form', { class: 'composer' }, banner, composerError, h('div', { class: 'composer-row' }, input, sendButton));
+  const view = h(
+    'section',
+    { class: 'chat', 'data-testid': 'chat', 'data-conversation-id': String(id) },
+    h('header', { class: 'chat-head' }, h('a', { href: '#/chats', class: 'back', 'aria-label': 'Back to conversations' }, '‹'), headPicture, h('div', { class: 'chat-heading' }, title, subtitle), infoLink),
+    scroller,
+    typingLine,
+    composer,
+  );
+  root.replaceChildren(view);
+
+  /** What the composer does on submit: a reply target or an edit in progress. */
+  let replyTo = null;
+  let editing = null;
+  let loadingOlder = false;
+  let opened = false;
+  const rendered = new Map(); // key → { node, signature }
+
+  // ---- header ---------------------------------------------------------------------
+  function renderHead() {
+    const conversation = state.conversations.get(id);
+    if (!conversation) {
+      title.textContent = state.conversationsLoaded ? 'Conversation not found' : 'Loading…';
+      return;
+    }
+    title.textContent = conversationTitle(conversation);
+    if (conversation.peer) {
+      headPicture.replaceChildren(avatar(conversation.peer), presenceDot(isOnline(conversation.peer.id)));
+    } else {
+      headPicture.replaceChildren(avatar({ nickname: conversation.group_name, avatar_url: conversation.group_avatar_url }));
+    }
+    infoLink.hidden = !conversation.group_id;
+    if (conversation.group_id) infoLink.href = `#/groups/${conversation.group_id}`;
+    renderSubtitle();
+  }
+
+  function renderSubtitle() {
+    const conversation = state.conversations.get(id);
+    if (!conversation) return;
+    if (conversation.peer) {
+      const presence = state.presence.get(conversation.peer.id);
+      subtitle.textContent = presence && presence.online ? 'online' : presence && presence.last_seen_at ? `last seen ${shortTime(presence.last_seen_at)}` : `@${conversation.peer.username}`;
+    } else {
+      subtitle.textContent = 'Group chat';
+    }
+  }
+
+  function renderTyping() {
+    const names = typists(id).map(displayName);
+    typingLine.textContent =
+      names.length === 0 ? '' : names.length === 1 ? `${names[0]} is typing…` : names.length === 2 ? `${names[0]} and ${names[1]} are typing…` : 'Several people are typing…';
+  }
+
+  // ---- messages -------------------------------------------------------------------
+  function renderMessages() {
+    const { stored, pending } = timeline(id);
+    const chat = chatState(id);
+    olderButton.hidden = !chat.loaded || !chat.hasOlder;
+    const conversation = state.conversations.get(id);
+    const group = conversation && conversation.kind === 'group';
+    const lastOwn = [...stored].reverse().find((m) => isMe(m.sender_id) && !m.deleted);
+    const bySeq = chat.messages;
+    const entries = [
+      ...stored.map((m) => ({ key: `s${m.seq}`, message: m, status: 'sent' })),
+      ...pending.map((m) => ({ key: `p${m.client_msg_id}`, message: m, status: m.status })),
+    ];
+
+    // Keep the view steady: stay at the bottom if we were there, else keep the first
+    // visible message where it was (older pages are inserted above it).
+    const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
+    const anchor = [...list.children].find((node) => node.offsetTop + node.offsetHeight > scroller.scrollTop);
+    const anchorOffset = anchor ? anchor.offsetTop - scroller.scrollTop : 0;
+
+    const keep = new Set();
+    let previous = null;
+    for (const entry of entries) {
+      keep.add(entry.key);
+      const receipt = entry.status === 'sent' && isMe(entry.message.sender_id) ? receiptText(entry.message, group, entry.message === lastOwn) : '';
+      const reply = entry.message.reply_to_seq ? bySeq.get(entry.message.reply_to_seq) : null;
+      const signature = JSON.stringify([
+        entry.status,
+        entry.message.version,
+        entry.message.body,
+        entry.message.deleted,
+        entry.message.edited_at,
+        entry.message.reactions,
+        entry.message.error && entry.message.error.message,
+        receipt,
+        displayName(entry.message.sender_id),
+        reply && [reply.body, reply.deleted],
+        entry.message === lastOwn,
+      ]);
+      let current = rendered.get(entry.key);
+      if (!current || current.signature !== signature) {
+        const node = messageNode(entry, { group, receipt, reply, lastOwn: entry.message === lastOwn });
+        if (current) current.node.replaceWith(node);
+        current = { node, signature };
+        rendered.set(entry.key, current);
+      }
+      const expectedAfter = previous ? previous.nextSibling : list.firstChild;
+      if (expectedAfter !== current.node) list.insertBefore(current.node, expectedAfter);
+      previous = current.node;
+    }
+    for (const [key, value] of rendered) {
+      if (!keep.has(key)) {
+        value.node.remove();
+        rendered.delete(key);
+      }
+    }
+
+    if (atBottom || !opened) scroller.scrollTop = scroller.scrollHeight;
+    else if (anchor && anchor.isConnected) scroller.scrollTop = anchor.offsetTop - anchorOffset;
+  }
+
+  function receiptText(message, group, isLastOwn) {
+    const read = readers(id, message.seq);
+    if (group) return read.length ? `Read by ${read.length}` : isLastOwn ? 'Sent' : '';
+    if (read.length) return 'Read';
+    if (deliveredTo(id, message.seq).length) return 'Delivered';
+    return 'Sent';
+  }
+
+  function messageNode(entry, { group, receipt, reply, lastOwn }) {
+    const m = entry.message;
+    const mine = isMe(m.sender_id);
+    const classes = ['message', mine ? 'mine' : 'theirs', entry.status];
+    if (m.deleted) classes.push('deleted');
+    if (lastOwn) classes.push('last-own');
+    const meta = h(
+      'div',
+      { class: 'meta' },
+      group && !mine ? h('span', { class: 'author', text: displayName(m.sender_id) }) : null,
+      h('time', { datetime: m.created_at, title: new Date(m.created_at).toLocaleString(), text: shortTime(m.created_at) }),
+      m.edited_at && !m.deleted ? h('span', { class: 'edited', 'data-testid': 'edited' }, 'edited') : null,
+    );
+    let quote = null;
+    if (m.reply_to_seq) {
+      const text = reply ? (reply.deleted ? 'Message recalled' : reply.body ?? `[${reply.kind}]`) : `message #${m.reply_to_seq}`;
+      const who = reply ? (isMe(reply.sender_id) ? 'You' : displayName(reply.sender_id)) : '';
+      quote = h('blockquote', { class: 'reply-quote', 'data-testid': 'reply-quote' }, who ? h('strong', { text: `${who}: ` }) : null, h('span', { text: text.slice(0, 140) }));
+    }
+    const body = m.deleted ? h('p', { class: 'body recalled', 'data-testid': 'message-body' }, 'Message recalled') : h('p', { class: 'body', 'data-testid': 'message-body' }, contentOf(m));
+    const reactions = (m.reactions || []).length
+      ? h('div', { class: 'reactions' }, m.reactions.map((r) => h('span', { class: `reaction${r.me ? ' me' : ''}`, text: `${r.emoji} ${r.count}` })))
+      : null;
+    let status = null;
+    if (entry.status === 'pending') status = h('span', { class: 'status', 'data-testid': 'message-status' }, 'Sending…');
+    else if (entry.status === 'failed') {
+      status = h(
+        'span',
+        { class: 'status failed', 'data-testid': 'message-status' },
+        h('span', { text: `Not sent: ${describeError(m.error)}` }),
+        h('button', { type: 'button', class: 'link', 'data-testid': 'retry', onclick: () => retry(id, m.client_msg_id) }, 'Retry'),
+      );
+    } else if (receipt) status = h('span', { class: 'status', 'data-testid': 'receipt', text: receipt });
+    const actions =
+      entry.status === 'sent' && !m.deleted
+        ? h(
+            'div',
+            { class: 'actions' },
+            h('button', { type: 'button', class: 'link', 'data-action': 'reply', onclick: () => startReply(m) }, 'Reply'),
+            mine && m.kind === 'text' ? h('button', { type: 'button', class: 'link', 'data-action': 'edit', onclick: () => startEdit(m) }, 'Edit') : null,
+            mine ? h('button', { type: 'button', class: 'link', 'data-action': 'recall', onclick: () => recall(m) }, 'Recall') : null,
+          )
+        : null;
+    return h(
+      'li',
+      {
+        class: classes.join(' '),
+        'data-testid': 'message',
+        'data-seq': m.seq ? String(m.seq) : null,
+        'data-client-msg-id': m.client_msg_id,
+        'data-status': entry.status,
+      },
+      h('div', { class: 'bubble' }, meta, quote, body, reactions),
+      h('div', { class: 'below' }, status, actions),
+    );
+  }
+
+  function contentOf(m) {
+    if (m.kind === 'text' || !m.content) return m.body ?? '';
+    const url = m.content.url;
+    const label = m.kind === 'file' ? m.content.name || 'file' : m.kind === 'link' ? m.content.title || url : 'image';
+    const parts = [];
+    if (typeof url === 'string' && /^https?:\/\//i.test(url)) parts.push(h('a', { href: url, target: '_blank', rel: 'noopener noreferrer nofollow', text: `[${m.kind}] ${label}` }));
+    else parts.push(`[${m.kind}]`);
+    if (m.body) parts.push(h('br'), m.body);
+    return parts;
+  }
+
+  async function older() {
+    if (loadingOlder) return;
+    loadingOlder = true;
+    olderButton.disabled = true;
+    try {
+      await loadOlder(id);
+    } catch (err) {
+      showError(err);
+    } finally {
+      loadingOlder = false;
+      olderButton.disabled = false;
+    }
+  }
+
+  scroller.addEventListener('scroll', () => {
+    if (scroller.scrollTop < 60 && chatState(id).hasOlder && chatState(id).loaded) older();
+    if (scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40) markRead(id);
+  });
+
+  // ---- composer -------------------------------------------------------------------
+  function setBanner(text, onCancel) {
+    banner.hidden = !text;
+    banner.replaceChildren();
+    if (text) {
+      banner.append(h('span', { class: 'banner-text', text }), h('button', { type: 'button', class: 'link', 'aria-label': 'Cancel', onclick: onCancel }, 'Cancel'));
+    }
+  }
+
+  function startReply(m) {
+    editing = null;
+    replyTo = m.seq;
+    const who = isMe(m.sender_id) ? 'yourself' : displayName(m.sender_id);
+    setBanner(`Replying to ${who}: ${(m.body || '').slice(0, 80)}`, cancelContext);
+    input.focus();
+  }
+
+  function startEdit(m) {
+    replyTo = null;
+    editing = m.seq;
+    input.value = m.body || '';
+    setBanner('Editing your message', () => {
+      cancelContext();
+      input.value = '';
+    });
+    input.focus();
+  }
+
+  function cancelContext() {
+    replyTo = null;
+    editing = null;
+    setBanner(null);
+  }
+
+  async function recall(m) {
+    try {
+      await recallMessage(id, m.seq);
+    } catch (err) {
+      showError(err);
+    }
+  }
+
+  function showError(err) {
+    composerError.hidden = false;
+    composerError.textContent = describeError(err);
+    clearTimeout(showError.timer);
+    showError.timer = setTimeout(() => (composerError.hidden = true), 6000);
+  }
+
+  composer.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const text = input.value;
+    if (!text.trim()) return;
+    composerError.hidden = true;
+    if (editing !== null) {
+      const seq = editing;
+      try {
+        await editMessage(id, seq, text);
+        input.value = '';
+        cancelContext();
+      } catch (err) {
+        showError(err);
+      }
+      return;
+    }
+    sendMessage(id, text, replyTo);
+    input.value = '';
+    cancelContext();
+    setTyping(id, false);
+    autosize();
+    scroller.scrollTop = scroller.scrollHeight;
+  });
+
+  input.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      composer.requestSubmit();
+    } else if (event.key === 'Escape' && (replyTo !== null || editing !== null)) {
+      if (editing !== null) input.value = '';
+      cancelContext();
+    } else if (event.key === 'ArrowUp' && !input.value) {
+      const { stored } = timeline(id);
+      const last = [...stored].reverse().find((m) => isMe(m.sender_id) && !m.deleted && m.kind === 'text');
+      if (last) {
+        event.preventDefault();
+        startEdit(last);
+      }
+    }
+  });
+  input.addEventListener('input', () => {
+    autosize();
+    if (editing === null) setTyping(id, input.value.trim().length > 0);
+  });
+  input.addEventListener('blur', () => setTyping(id, false));
+
+  function autosize() {
+    // CSSOM writes are allowed by the CSP (only style attributes in markup are not).
+    input.style.height = 'auto';
+    const borders = input.offsetHeight - input.clientHeight;
+    input.style.height = `${Math.min(input.scrollHeight + borders, 160)}px`;
+  }
+
+  const onVisible = () => !document.hidden && markRead(id);
+  document.addEventListener('visibilitychange', onVisible);
+
+  const offs = [
+    bus.on('chat', (detail) => detail.id === id && renderMessages()),
+    bus.on('receipts', (detail) => detail.id === id && renderMessages()),
+    bus.on('users', () => {
+      renderMessages();
+      renderTyping();
+    }),
+    bus.on('typing', (detail) => detail.id === id && renderTyping()),
+    bus.on('presence', renderHead),
+    bus.on('conversations', renderHead),
+  ];
+
+  renderHead();
+  renderTyping();
+  openChat(id)
+    .then(() => {
+      renderMessages();
+      opened = true;
+      scroller.scrollTop = scroller.scrollHeight;
+    })
+    .catch((err) => showError(err));
+  input.focus();
+
+  return () => {
+    setTyping(id, false);
+    closeChat(id);
+    document.removeEventListener('visibilitychange', onVisible);
+    offs.forEach((off) => off());
+  };
+}
