@@ -138,8 +138,8 @@ pub enum Event {
     Presence {
         user_id: UserId,
         online: bool,
-        /// Unix seconds.
-        last_seen_at: Option<i64>,
+        #[serde(with = "time::serde::rfc3339::option")]
+        last_seen_at: Option<time::OffsetDateTime>,
     },
 }
 

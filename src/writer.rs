@@ -197,39 +197,65 @@ fn deliver(events: &EventBus, batch: Vec<Job>, stored: Stored) {
 
 type IdKey = (i64, i64, Uuid);
 
+/// For one message of a batch: the earlier copy's seq, time and request hash (a
+/// retry), and whether the sender is a member.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct LookedUp {
+    ord: i64,
+    seq: Option<i64>,
+    created_at: Option<OffsetDateTime>,
+    request_hash: Option<Vec<u8>>,
+    member: bool,
+}
+
+/// Stores a batch with three statements in one transaction — the round trips, not the
+/// rows, are what a message costs, so each statement handles the whole batch.
 async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Result<Stored> {
     let mut tx = pool.begin().await?;
     let mut results: Vec<Option<Result<Ack, WriteError>>> = (0..batch.len()).map(|_| None).collect();
-
-    // 1. Retries of messages stored earlier answer with the original ack.
     let keys: Vec<IdKey> =
         batch.iter().map(|(p, _)| (p.conversation_id.0, p.sender_id.0, p.message.client_msg_id)).collect();
-    let existing: Vec<(i64, i64, Uuid, i64, OffsetDateTime, Vec<u8>)> = sqlx::query_as(
-        "SELECT m.conversation_id, m.sender_id, m.client_msg_id, m.seq, m.created_at, m.request_hash
-           FROM messages m
-           JOIN unnest($1::bigint[], $2::bigint[], $3::uuid[]) AS k(conversation_id, sender_id, client_msg_id)
-             ON m.conversation_id = k.conversation_id AND m.sender_id = k.sender_id
-            AND m.client_msg_id = k.client_msg_id",
+
+    // 1. Per message: was it stored before (a retry answers with the original ack), and
+    //    is the sender a member — checked in the transaction that inserts, so a member
+    //    removed a moment ago cannot slip a message in.
+    let looked: Vec<LookedUp> = sqlx::query_as(
+        "SELECT k.ord, m.seq, m.created_at, m.request_hash,
+                EXISTS (SELECT 1 FROM conversation_members cm
+                         WHERE cm.conversation_id = k.conversation_id AND cm.user_id = k.sender_id) AS member
+           FROM unnest($1::bigint[], $2::bigint[], $3::uuid[]) WITH ORDINALITY
+                AS k(conversation_id, sender_id, client_msg_id, ord)
+           LEFT JOIN messages m ON m.conversation_id = k.conversation_id AND m.sender_id = k.sender_id
+                               AND m.client_msg_id = k.client_msg_id",
     )
     .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
     .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
     .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
-    let existing: HashMap<IdKey, (i64, OffsetDateTime, Vec<u8>)> =
-        existing.into_iter().map(|(c, s, id, seq, at, hash)| ((c, s, id), (seq, at, hash))).collect();
+    let mut looked_up: Vec<Option<LookedUp>> = vec![None; batch.len()];
+    for row in looked {
+        if let Some(slot) = usize::try_from(row.ord - 1).ok().and_then(|i| looked_up.get_mut(i)) {
+            *slot = Some(row);
+        }
+    }
 
-    // 2. The same id twice in one batch (a client retrying fast) is stored once.
+    // The same id twice in one batch (a client retrying fast) is stored once.
     let mut first_of_key: HashMap<IdKey, usize> = HashMap::new();
     let mut fresh: Vec<usize> = Vec::new();
-    for (index, ((pending, hash), key)) in batch.iter().zip(&keys).enumerate() {
-        if let Some((seq, at, stored_hash)) = existing.get(key) {
+    for (index, (((pending, hash), key), found)) in batch.iter().zip(&keys).zip(looked_up).enumerate() {
+        let Some(LookedUp { seq: stored_seq, created_at: stored_at, request_hash: stored_hash, member, .. }) = found
+        else {
+            results[index] = Some(Err(WriteError::Database("message not looked up".into())));
+            continue;
+        };
+        if let (Some(seq), Some(at), Some(stored_hash)) = (stored_seq, stored_at, stored_hash) {
             results[index] = Some(if stored_hash.as_slice() == *hash {
                 Ok(Ack {
                     conversation_id: pending.conversation_id,
-                    seq: *seq,
+                    seq,
                     client_msg_id: key.2,
-                    created_at: *at,
+                    created_at: at,
                     duplicate: true,
                 })
             } else {
@@ -237,51 +263,44 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Resul
             });
         } else if first_of_key.contains_key(key) {
             // Resolved after the insert, from the first occurrence.
+        } else if !member {
+            first_of_key.insert(*key, index);
+            results[index] = Some(Err(WriteError::NotMember));
         } else {
             first_of_key.insert(*key, index);
             fresh.push(index);
         }
     }
 
-    // 3. Membership, checked in the transaction that inserts: a member removed a
-    //    moment ago cannot slip a message in.
-    let members: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT cm.conversation_id, cm.user_id
-           FROM conversation_members cm
-           JOIN unnest($1::bigint[], $2::bigint[]) AS k(conversation_id, user_id)
-             ON cm.conversation_id = k.conversation_id AND cm.user_id = k.user_id",
-    )
-    .bind(fresh.iter().map(|&i| batch[i].0.conversation_id.0).collect::<Vec<_>>())
-    .bind(fresh.iter().map(|&i| batch[i].0.sender_id.0).collect::<Vec<_>>())
-    .fetch_all(&mut *tx)
-    .await?;
-    fresh.retain(|&i| {
-        let (pending, _) = batch[i];
-        let allowed = members.contains(&(pending.conversation_id.0, pending.sender_id.0));
-        if !allowed {
-            results[i] = Some(Err(WriteError::NotMember));
-        }
-        allowed
-    });
-
     let mut created = Vec::new();
     if !fresh.is_empty() {
-        // 4. Sequence numbers: lock the touched conversations in id order (no
-        //    deadlock with another instance's writer), then number the messages.
+        // 2. Numbering: lock the touched conversations in id order (no deadlock with
+        //    another instance's writer) and advance their seq and version counters by
+        //    the batch's count; each new message takes the next seq and version.
         let mut per_conversation: BTreeMap<i64, i64> = BTreeMap::new();
         for &i in &fresh {
             *per_conversation.entry(batch[i].0.conversation_id.0).or_default() += 1;
         }
-        let ids: Vec<i64> = per_conversation.keys().copied().collect();
-        let counters: Vec<(i64, i64, i64)> = sqlx::query_as(
-            "SELECT id, last_seq, last_version FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        let counters: Vec<(i64, i64, i64, Vec<i64>)> = sqlx::query_as(
+            "WITH wanted AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS w(id, n)),
+                  locked AS (SELECT c.id FROM conversations c JOIN wanted w ON w.id = c.id ORDER BY c.id FOR UPDATE OF c)
+             UPDATE conversations c
+                SET last_seq = c.last_seq + w.n, last_version = c.last_version + w.n, last_message_at = now()
+               FROM wanted w, locked l
+              WHERE c.id = w.id AND l.id = c.id
+          RETURNING c.id, c.last_seq - w.n, c.last_version - w.n,
+                    ARRAY(SELECT cm.user_id FROM conversation_members cm WHERE cm.conversation_id = c.id)",
         )
-        .bind(&ids)
+        .bind(per_conversation.keys().copied().collect::<Vec<_>>())
+        .bind(per_conversation.values().copied().collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
-        // Each new message takes the next seq and the next version of its conversation.
-        let mut next: HashMap<i64, (i64, i64)> =
-            counters.iter().map(|&(id, seq, version)| (id, (seq, version))).collect();
+        let mut next: HashMap<i64, (i64, i64)> = HashMap::new();
+        let mut audience_of: HashMap<i64, Vec<UserId>> = HashMap::new();
+        for (id, seq, version, audience) in counters {
+            next.insert(id, (seq, version));
+            audience_of.insert(id, audience.into_iter().map(UserId).collect());
+        }
         let mut seqs = Vec::with_capacity(fresh.len());
         let mut versions = Vec::with_capacity(fresh.len());
         for &i in &fresh {
@@ -291,28 +310,27 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Resul
             seqs.push(counter.0);
             versions.push(counter.1);
         }
-        sqlx::query(
-            "UPDATE conversations c SET last_seq = v.last_seq, last_version = v.last_version, last_message_at = now()
-               FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, last_seq, last_version)
-              WHERE c.id = v.id",
-        )
-        .bind(next.keys().copied().collect::<Vec<_>>())
-        .bind(next.values().map(|c| c.0).collect::<Vec<_>>())
-        .bind(next.values().map(|c| c.1).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
 
-        // 5. One insert for the whole batch.
+        // 3. One insert for the whole batch; sending implies having read everything up
+        //    to one's own message, so the senders' read markers move in the same statement.
         let rows: Vec<MessageRow> = sqlx::query_as(&format!(
-            "INSERT INTO messages (conversation_id, seq, version, sender_id, client_msg_id, request_hash, kind, body,
-                                   content, reply_to_seq, mentions, mention_all)
-             SELECT v.conversation_id, v.seq, v.version, v.sender_id, v.client_msg_id, v.request_hash, v.kind, v.body,
-                    v.content, v.reply_to_seq, ARRAY(SELECT jsonb_array_elements_text(v.mentions)::bigint), v.mention_all
-               FROM unnest($1::bigint[], $2::bigint[], $12::bigint[], $3::bigint[], $4::uuid[], $5::bytea[], $6::text[],
-                           $7::text[], $8::jsonb[], $9::bigint[], $10::jsonb[], $11::boolean[])
-                    AS v(conversation_id, seq, version, sender_id, client_msg_id, request_hash, kind, body, content,
-                         reply_to_seq, mentions, mention_all)
-             RETURNING {MESSAGE_COLUMNS}"
+            "WITH inserted AS (
+                INSERT INTO messages (conversation_id, seq, version, sender_id, client_msg_id, request_hash, kind, body,
+                                      content, reply_to_seq, mentions, mention_all)
+                SELECT v.conversation_id, v.seq, v.version, v.sender_id, v.client_msg_id, v.request_hash, v.kind, v.body,
+                       v.content, v.reply_to_seq, ARRAY(SELECT jsonb_array_elements_text(v.mentions)::bigint),
+                       v.mention_all
+                  FROM unnest($1::bigint[], $2::bigint[], $12::bigint[], $3::bigint[], $4::uuid[], $5::bytea[],
+                              $6::text[], $7::text[], $8::jsonb[], $9::bigint[], $10::jsonb[], $11::boolean[])
+                       AS v(conversation_id, seq, version, sender_id, client_msg_id, request_hash, kind, body, content,
+                            reply_to_seq, mentions, mention_all)
+                RETURNING {MESSAGE_COLUMNS}
+             ), markers AS (
+                UPDATE conversation_members cm SET last_read_seq = GREATEST(cm.last_read_seq, i.seq)
+                  FROM (SELECT conversation_id, sender_id, max(seq) AS seq FROM inserted GROUP BY 1, 2) AS i
+                 WHERE cm.conversation_id = i.conversation_id AND cm.user_id = i.sender_id
+             )
+             SELECT * FROM inserted"
         ))
         .bind(fresh.iter().map(|&i| batch[i].0.conversation_id.0).collect::<Vec<_>>())
         .bind(&seqs)
@@ -333,34 +351,6 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Resul
         .bind(&versions)
         .fetch_all(&mut *tx)
         .await?;
-
-        // 6. Sending implies having read everything up to one's own message.
-        let mut read_up_to: HashMap<(i64, i64), i64> = HashMap::new();
-        for (&i, &seq) in fresh.iter().zip(&seqs) {
-            let entry = read_up_to.entry((batch[i].0.conversation_id.0, batch[i].0.sender_id.0)).or_default();
-            *entry = (*entry).max(seq);
-        }
-        sqlx::query(
-            "UPDATE conversation_members cm SET last_read_seq = GREATEST(cm.last_read_seq, v.seq)
-               FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(conversation_id, user_id, seq)
-              WHERE cm.conversation_id = v.conversation_id AND cm.user_id = v.user_id",
-        )
-        .bind(read_up_to.keys().map(|k| k.0).collect::<Vec<_>>())
-        .bind(read_up_to.keys().map(|k| k.1).collect::<Vec<_>>())
-        .bind(read_up_to.values().copied().collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-
-        // Who hears of the new messages: the members as of this transaction.
-        let audience: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT conversation_id, user_id FROM conversation_members WHERE conversation_id = ANY($1)")
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await?;
-        let mut audience_of: HashMap<i64, Vec<UserId>> = HashMap::new();
-        for (conversation, user) in audience {
-            audience_of.entry(conversation).or_default().push(UserId(user));
-        }
 
         let by_key: HashMap<IdKey, &MessageRow> =
             rows.iter().map(|r| ((r.conversation_id.0, r.sender_id.0, r.client_msg_id), r)).collect();

@@ -13,6 +13,8 @@ pub struct ConversationRow {
     pub user_low: Option<UserId>,
     pub user_high: Option<UserId>,
     pub last_seq: i64,
+    /// The conversation's change counter (catch-up cursor).
+    pub last_version: i64,
     pub last_message_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
 }
@@ -27,7 +29,8 @@ impl ConversationRow {
     }
 }
 
-const CONVERSATION_COLUMNS: &str = "id, kind, group_id, user_low, user_high, last_seq, last_message_at, created_at";
+const CONVERSATION_COLUMNS: &str =
+    "id, kind, group_id, user_low, user_high, last_seq, last_version, last_message_at, created_at";
 
 pub async fn find(db: impl PgExecutor<'_>, id: ConversationId) -> sqlx::Result<Option<ConversationRow>> {
     sqlx::query_as(&format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1"))
@@ -183,6 +186,7 @@ pub struct ListRow {
     pub peer_nickname: Option<String>,
     pub peer_avatar_url: Option<String>,
     pub last_seq: i64,
+    pub last_version: i64,
     pub last_read_seq: i64,
     pub pinned: bool,
     pub muted: bool,
@@ -215,7 +219,7 @@ pub async fn list_for_user(
 ) -> sqlx::Result<Vec<ListRow>> {
     sqlx::query_as(
         "WITH mine AS (
-            SELECT c.id, c.kind, c.group_id, c.user_low, c.user_high, c.last_seq,
+            SELECT c.id, c.kind, c.group_id, c.user_low, c.user_high, c.last_seq, c.last_version,
                    cm.last_read_seq, cm.pinned, cm.muted, cm.archived,
                    COALESCE(c.last_message_at, c.created_at) AS activity_at
               FROM conversation_members cm
@@ -231,7 +235,7 @@ pub async fn list_for_user(
          SELECT p.id, p.kind, p.group_id, g.name AS group_name, g.avatar_url AS group_avatar_url,
                 u.id AS peer_id, u.username AS peer_username, u.nickname AS peer_nickname,
                 u.avatar_url AS peer_avatar_url,
-                p.last_seq, p.last_read_seq, p.pinned, p.muted, p.archived, p.activity_at,
+                p.last_seq, p.last_version, p.last_read_seq, p.pinned, p.muted, p.archived, p.activity_at,
                 m.sender_id AS last_sender_id, m.kind AS last_kind,
                 left(m.body, 200) AS last_body, (m.deleted_at IS NOT NULL) AS last_deleted,
                 m.created_at AS last_created_at

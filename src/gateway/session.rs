@@ -56,7 +56,7 @@ pub async fn run(
     let mut last_heard = Instant::now();
     let mut bucket = Bucket::new(config.ws_rate_burst, config.ws_rate_per_sec);
     let mut refused_in_a_row = 0u32;
-    let mut last_typing: HashMap<i64, Instant> = HashMap::new();
+    let mut last_typing: HashMap<i64, (Instant, bool)> = HashMap::new();
 
     let close = loop {
         tokio::select! {
@@ -111,14 +111,16 @@ pub async fn run(
                             Err(error) => queue(&registration, protocol::error_reply(error.id.as_deref(), error.code, &error.message, None)),
                             Ok((id, request)) => {
                                 if let ClientRequest::Typing { conversation_id, typing } = &request {
-                                    // Acknowledged always; forwarded at most once a second.
+                                    // A `true` that only renews a `true` forwarded within the
+                                    // last second is acknowledged but not forwarded; state
+                                    // changes always go through.
                                     let now = Instant::now();
-                                    let recent = last_typing.get(conversation_id).is_some_and(|at| now.duration_since(*at) < TYPING_INTERVAL);
-                                    if recent && *typing {
-                                        queue(&registration, protocol::ok_reply(&id, json!({})));
+                                    let renewal = matches!(last_typing.get(conversation_id), Some((at, true)) if *typing && now.duration_since(*at) < TYPING_INTERVAL);
+                                    if renewal {
+                                        queue(&registration, protocol::ok_reply(&id, json!({ "forwarded": false })));
                                         continue;
                                     }
-                                    last_typing.insert(*conversation_id, now);
+                                    last_typing.insert(*conversation_id, (now, *typing));
                                 }
                                 let (state, outbound) = (state.clone(), registration.outbound.clone());
                                 let kill = registration.kill.clone();
@@ -213,7 +215,7 @@ async fn dispatch(state: &AppState, user: UserId, request: ClientRequest) -> Res
         }
         ClientRequest::Typing { conversation_id, typing } => {
             conversations::typing(state, user, ConversationId(conversation_id), typing).await?;
-            json!({})
+            json!({ "forwarded": true })
         }
         ClientRequest::History { conversation_id, before, after, from, to, limit } => {
             let range = match (from, to) {
@@ -231,6 +233,7 @@ async fn dispatch(state: &AppState, user: UserId, request: ClientRequest) -> Res
             to_json(&HistoryResponse {
                 items: page.messages,
                 last_seq: page.last_seq,
+                version: page.version,
                 has_older: page.has_older,
                 has_newer: page.has_newer,
             })

@@ -108,6 +108,8 @@ pub struct ConversationView {
     pub group_name: Option<String>,
     pub group_avatar_url: Option<String>,
     pub last_seq: i64,
+    /// The conversation's current version: a fresh client's `sync` cursor.
+    pub version: i64,
     pub last_read_seq: i64,
     /// `last_seq - last_read_seq`: sending moves your marker to your message, so your
     /// own messages never count; tombstones do.
@@ -146,6 +148,7 @@ impl From<ListRow> for ConversationView {
             group_name: row.group_name,
             group_avatar_url: row.group_avatar_url,
             last_seq: row.last_seq,
+            version: row.last_version,
             last_read_seq: row.last_read_seq,
             unread: (row.last_seq - row.last_read_seq).max(0),
             pinned: row.pinned,
@@ -240,6 +243,8 @@ pub struct HistoryResponse {
     /// sequence has no gaps.
     pub items: Vec<MessageView>,
     pub last_seq: i64,
+    /// The conversation's version when the page was read: a `sync` cursor.
+    pub version: i64,
     pub has_older: bool,
     pub has_newer: bool,
 }
@@ -269,6 +274,7 @@ pub async fn list_messages(
     Ok(HttpResponse::Ok().json(HistoryResponse {
         items: page.messages,
         last_seq: page.last_seq,
+        version: page.version,
         has_older: page.has_older,
         has_newer: page.has_newer,
     }))

@@ -45,7 +45,7 @@ impl Presence {
             return;
         }
         let newly_online = self.online.lock().unwrap_or_else(|p| p.into_inner()).insert(user, ()).is_none();
-        if newly_online {
+        if newly_online && tokio::runtime::Handle::try_current().is_ok() {
             let (pool, events) = (self.pool.clone(), self.events.clone());
             self.tasks.spawn(async move { announce(&pool, &events, user, true, None).await });
         }
@@ -53,6 +53,11 @@ impl Presence {
 
     /// The user's last socket closed.
     pub fn disconnected(&self, user: UserId) {
+        // A registration dropped while its worker's runtime shuts down has no runtime
+        // to run a timer on; the process is stopping, so presence no longer matters.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
         let timer = CancellationToken::new();
         self.pending_offline.lock().unwrap_or_else(|p| p.into_inner()).insert(user, timer.clone());
         let this = self.clone();
@@ -78,7 +83,7 @@ impl Presence {
                         if let Err(error) = stored {
                             tracing::warn!(%error, "cannot store last_seen_at");
                         }
-                        announce(&this.pool, &this.events, user, false, Some(now.unix_timestamp())).await;
+                        announce(&this.pool, &this.events, user, false, Some(now)).await;
                     }
                 }
             }
@@ -86,7 +91,7 @@ impl Presence {
     }
 }
 
-async fn announce(pool: &PgPool, events: &EventBus, user: UserId, online: bool, last_seen_at: Option<i64>) {
+async fn announce(pool: &PgPool, events: &EventBus, user: UserId, online: bool, last_seen_at: Option<OffsetDateTime>) {
     match sqlx::query_scalar::<_, UserId>("SELECT friend_id FROM friendships WHERE user_id = $1")
         .bind(user)
         .fetch_all(pool)

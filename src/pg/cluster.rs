@@ -234,10 +234,23 @@ fn lock_data_dir(data_dir: &Path) -> Result<File, PgError> {
         .write(true)
         .open(&path)
         .map_err(PgError::io(format!("cannot open {}", path.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(PgError::DataDirInUse { path: data_dir.to_path_buf() }),
-        Err(std::fs::TryLockError::Error(e)) => Err(PgError::io(format!("cannot lock {}", path.display()))(e)),
+    // A child forked by another thread of this process holds a copy of a just-closed
+    // descriptor until it execs, and with it the lock; so a busy lock is retried briefly
+    // before it counts as another GOIM's.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(PgError::DataDirInUse { path: data_dir.to_path_buf() });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(PgError::io(format!("cannot lock {}", path.display()))(e));
+            }
+        }
     }
 }
 

@@ -95,6 +95,7 @@ pub struct HistoryQuery {
 pub struct HistoryPage {
     pub messages: Vec<MessageView>,
     pub last_seq: i64,
+    pub version: i64,
     /// Older messages exist before the first one returned (visible to the caller).
     pub has_older: bool,
     /// Newer messages exist after the last one returned.
@@ -135,6 +136,7 @@ pub async fn history(
         has_newer: messages.last().is_some_and(|m| m.seq < last_seq),
         messages,
         last_seq,
+        version: access.conversation.last_version,
     })
 }
 
