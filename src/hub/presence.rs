@@ -21,6 +21,9 @@ pub struct Presence {
     pool: PgPool,
     events: EventBus,
     tasks: TaskTracker,
+    /// The main runtime: sockets live on actix worker threads whose runtimes end before
+    /// shutdown finishes, and presence timers must outlive them.
+    runtime: tokio::runtime::Handle,
     grace: Duration,
     /// Users whose last socket closed, with the timer that will make them offline.
     pending_offline: Arc<Mutex<HashMap<UserId, CancellationToken>>>,
@@ -28,8 +31,10 @@ pub struct Presence {
 }
 
 impl Presence {
+    /// Must be called inside the main runtime.
     pub fn new(pool: PgPool, events: EventBus, tasks: TaskTracker, grace: Duration) -> Self {
-        Self { pool, events, tasks, grace, pending_offline: Arc::default(), online: Arc::default() }
+        let runtime = tokio::runtime::Handle::current();
+        Self { pool, events, tasks, runtime, grace, pending_offline: Arc::default(), online: Arc::default() }
     }
 
     pub fn is_online(&self, user: UserId) -> bool {
@@ -45,49 +50,47 @@ impl Presence {
             return;
         }
         let newly_online = self.online.lock().unwrap_or_else(|p| p.into_inner()).insert(user, ()).is_none();
-        if newly_online && tokio::runtime::Handle::try_current().is_ok() {
+        if newly_online {
             let (pool, events) = (self.pool.clone(), self.events.clone());
-            self.tasks.spawn(async move { announce(&pool, &events, user, true, None).await });
+            self.tasks.spawn_on(async move { announce(&pool, &events, user, true, None).await }, &self.runtime);
         }
     }
 
     /// The user's last socket closed.
     pub fn disconnected(&self, user: UserId) {
-        // A registration dropped while its worker's runtime shuts down has no runtime
-        // to run a timer on; the process is stopping, so presence no longer matters.
-        if tokio::runtime::Handle::try_current().is_err() {
-            return;
-        }
         let timer = CancellationToken::new();
         self.pending_offline.lock().unwrap_or_else(|p| p.into_inner()).insert(user, timer.clone());
         let this = self.clone();
-        self.tasks.spawn(async move {
-            tokio::select! {
-                _ = timer.cancelled() => {}
-                _ = tokio::time::sleep(this.grace) => {
-                    let still_pending = {
-                        let mut pending = this.pending_offline.lock().unwrap_or_else(|p| p.into_inner());
-                        match pending.get(&user) {
-                            Some(current) if !current.is_cancelled() => { pending.remove(&user); true }
-                            _ => false,
+        self.tasks.spawn_on(
+            async move {
+                tokio::select! {
+                    _ = timer.cancelled() => {}
+                    _ = tokio::time::sleep(this.grace) => {
+                        let still_pending = {
+                            let mut pending = this.pending_offline.lock().unwrap_or_else(|p| p.into_inner());
+                            match pending.get(&user) {
+                                Some(current) if !current.is_cancelled() => { pending.remove(&user); true }
+                                _ => false,
+                            }
+                        };
+                        if still_pending {
+                            this.online.lock().unwrap_or_else(|p| p.into_inner()).remove(&user);
+                            let now = OffsetDateTime::now_utc();
+                            let stored = sqlx::query("UPDATE users SET last_seen_at = $2 WHERE id = $1")
+                                .bind(user)
+                                .bind(now)
+                                .execute(&this.pool)
+                                .await;
+                            if let Err(error) = stored {
+                                tracing::warn!(%error, "cannot store last_seen_at");
+                            }
+                            announce(&this.pool, &this.events, user, false, Some(now)).await;
                         }
-                    };
-                    if still_pending {
-                        this.online.lock().unwrap_or_else(|p| p.into_inner()).remove(&user);
-                        let now = OffsetDateTime::now_utc();
-                        let stored = sqlx::query("UPDATE users SET last_seen_at = $2 WHERE id = $1")
-                            .bind(user)
-                            .bind(now)
-                            .execute(&this.pool)
-                            .await;
-                        if let Err(error) = stored {
-                            tracing::warn!(%error, "cannot store last_seen_at");
-                        }
-                        announce(&this.pool, &this.events, user, false, Some(now)).await;
                     }
                 }
-            }
-        });
+            },
+            &self.runtime,
+        );
     }
 }
 
