@@ -8,7 +8,8 @@ use rand::{Rng, distributions::Alphanumeric};
 use sqlx::PgPool;
 
 use crate::{
-    config::{Cli, Command, Config, Secret},
+    bench,
+    config::{BenchArgs, Cli, Command, Config, Secret},
     db,
     pg::{self, ClusterOptions, ManagedPostgres},
     shutdown,
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> ExitCode {
         match command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
+            Command::Bench(args) => run_bench(config, args).await,
             Command::PgGuard(_) => Ok(()),
         }
     });
@@ -119,6 +121,16 @@ async fn serve_with(config: Config, pool: PgPool) -> anyhow::Result<()> {
         token.cancel();
     });
     app.run_until_stopped().await
+}
+
+/// Opens the database exactly as `serve` does (managed cluster or `DATABASE_URL`), then
+/// hands it to the benchmark, which runs the application in-process.
+async fn run_bench(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
+    config.jwt_secret = Some(jwt_secret(&config)?);
+    let (pool, managed) = open_database(&config).await?;
+    let result = bench::run(config, pool, args).await;
+    stop_managed(managed).await;
+    result
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {

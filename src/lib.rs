@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`config`]: the typed configuration (flags > environment > `.env` > defaults).
-//! - [`cli`]: the subcommands `main` dispatches to (`serve`, `migrate`, internal `pg-guard`).
+//! - [`cli`]: the subcommands `main` dispatches to (`serve`, `migrate`, `bench`, internal
+//!   `pg-guard`).
 //! - [`pg`]: the managed local PostgreSQL (find binaries, initdb, start, stop, recover).
 //! - [`domain`]: values that exist only when valid (usernames, nicknames, ids…).
 //! - [`db`]: the pool, database creation, migrations; one module per table group.
@@ -11,6 +12,9 @@
 //! - [`service`]: the operations REST and WebSocket share.
 //! - [`http`]: the route table, thin handlers, request middleware.
 //! - [`startup`]: [`startup::Application`] wires state, routes and shutdown.
+//! - [`bench`]: `goim bench`, the load generator: runs the application in-process and
+//!   drives it over real HTTP; one module per workload, figures next to same-run
+//!   references.
 //! - [`gateway`]: the WebSocket handshake and one session loop per socket (docs/protocol.md).
 //! - [`hub`]: who is connected where; event fan-out with bounded queues; presence.
 //! - [`writer`]: the batching message writer: shared commits, acks after commit, drain on shutdown.
@@ -19,10 +23,11 @@
 //!
 //! # Dependency rule
 //! Dependencies point one way: `domain` ← `db` ← {`http`, `hub`, `presence`} ←
-//! `startup` ← `cli`. `pg` depends on nothing above it. Handlers never reach for
+//! `startup` ← `bench` ← `cli`. `pg` depends on nothing above it. Handlers never reach for
 //! globals: everything arrives through [`state::AppState`].
 
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod db;

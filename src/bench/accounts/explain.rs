@@ -1,0 +1,169 @@
+//! `EXPLAIN (ANALYZE, BUFFERS)` of the user-search query for a few representative
+//! queries, as evidence of which indexes serve which kind of query.
+//!
+//! The statement is prepared with `PREPARE` and explained through `EXECUTE`, twice: on
+//! its first execution (a custom plan for these values) and on its seventh, after five
+//! more on the same connection, because that is when PostgreSQL's plan cache may switch
+//! to a generic plan — which is what the application's cached statements then run.
+//!
+//! [`SEARCH_SQL`] is a copy of the statement in [`crate::db::users::search`]; before
+//! explaining, each case checks that the copy returns exactly what that function
+//! returns, so a drifted copy stops the bench instead of explaining the wrong query.
+
+use anyhow::Context;
+use serde::Serialize;
+use sqlx::{Connection, PgConnection, PgPool, Row};
+
+use super::search::normalise;
+use crate::db;
+
+/// Keep in step with `db::users::search`.
+const SEARCH_SQL: &str = "SELECT id, username, nickname, avatar_url, score FROM (
+            SELECT id, username, nickname, avatar_url,
+                   (CASE WHEN lower(username) = $1 THEN 4
+                         WHEN lower(username) LIKE $2 THEN 3
+                         WHEN lower(nickname) LIKE $2 THEN 2
+                         WHEN lower(username) LIKE $3 OR lower(nickname) LIKE $3 THEN 1
+                         ELSE 0 END
+                    + greatest(similarity(lower(username), $1), similarity(lower(nickname), $1)))::real AS score
+              FROM users
+             WHERE lower(username) LIKE $2
+                OR lower(nickname) LIKE $2
+                OR lower(username) LIKE $3
+                OR lower(nickname) LIKE $3
+                OR lower(username) % $1
+                OR lower(nickname) % $1
+         ) AS hits
+         WHERE $4::real IS NULL OR (score, id) < ($4, $5)
+         ORDER BY score DESC, id DESC
+         LIMIT $6";
+
+const STATEMENT: &str = "goim_bench_search";
+
+/// The first page the service asks for: 20 rows plus one to detect a next page.
+const LIMIT: i64 = 21;
+
+#[derive(Debug, Serialize)]
+pub struct Explained {
+    pub label: String,
+    pub query: String,
+    /// The plan on the statement's first execution (custom plan for these values).
+    pub first_execution: Vec<String>,
+    /// The plan on its seventh execution on the same connection.
+    pub seventh_execution: Vec<String>,
+}
+
+impl Explained {
+    /// Whether the plan cache settled on a plan of a different shape: other nodes, or
+    /// other indexes (timings, buffers and parameter values aside).
+    pub fn plan_changed(&self) -> bool {
+        let shape = |plan: &[String]| -> Vec<String> {
+            plan.iter().filter_map(|line| line.split_once("  (cost=").map(|(node, _)| node.to_owned())).collect()
+        };
+        shape(&self.first_execution) != shape(&self.seventh_execution)
+    }
+}
+
+/// Explains the search for each `(label, query)`.
+pub async fn explain_all(pool: &PgPool, cases: &[(String, String)]) -> anyhow::Result<Vec<Explained>> {
+    let mut conn = pool.acquire().await?.detach();
+    let mut explained = Vec::with_capacity(cases.len());
+    for (label, query) in cases {
+        let query = normalise(query);
+        check_copy(&mut conn, pool, &query).await?;
+        sqlx::raw_sql(&format!("PREPARE {STATEMENT} (text, text, text, real, bigint, bigint) AS {SEARCH_SQL}"))
+            .execute(&mut conn)
+            .await
+            .context("PREPARE the search")?;
+        let execute = format!("EXECUTE {STATEMENT} ({})", arguments(&query));
+        let first_execution = plan(&mut conn, &execute).await?;
+        for _ in 0..5 {
+            sqlx::raw_sql(&execute).execute(&mut conn).await?;
+        }
+        let seventh_execution = plan(&mut conn, &execute).await?;
+        sqlx::raw_sql(&format!("DEALLOCATE {STATEMENT}")).execute(&mut conn).await?;
+        explained.push(Explained { label: label.clone(), query, first_execution, seventh_execution });
+    }
+    conn.close().await?;
+    Ok(explained)
+}
+
+async fn plan(conn: &mut PgConnection, execute: &str) -> anyhow::Result<Vec<String>> {
+    let rows = sqlx::raw_sql(&format!("EXPLAIN (ANALYZE, BUFFERS) {execute}")).fetch_all(&mut *conn).await?;
+    rows.iter().map(|row| row.try_get::<String, _>(0).context("EXPLAIN row")).collect()
+}
+
+/// Fails when [`SEARCH_SQL`] no longer returns what `db::users::search` returns.
+async fn check_copy(conn: &mut PgConnection, pool: &PgPool, query: &str) -> anyhow::Result<()> {
+    let expected: Vec<i64> = db::users::search(pool, query, None, LIMIT).await?.iter().map(|hit| hit.id.0).collect();
+    let copy: Vec<i64> = sqlx::query_scalar(&format!("SELECT id FROM ({SEARCH_SQL}) AS copy"))
+        .bind(query)
+        .bind(format!("{}%", escape_like(query)))
+        .bind((query.chars().count() >= 3).then(|| format!("%{}%", escape_like(query))))
+        .bind(None::<f32>)
+        .bind(None::<i64>)
+        .bind(LIMIT)
+        .fetch_all(&mut *conn)
+        .await?;
+    anyhow::ensure!(
+        copy == expected,
+        "the bench's copy of the search SQL (src/bench/accounts/explain.rs) returns other rows than \
+         db::users::search for {query:?}; bring the copy in step"
+    );
+    Ok(())
+}
+
+/// The `EXECUTE` arguments for `query`, as the service would bind them, as literals.
+fn arguments(query: &str) -> String {
+    let escaped = escape_like(query);
+    let contains = if query.chars().count() >= 3 { literal(&format!("%{escaped}%")) } else { "NULL".to_owned() };
+    format!("{}, {}, {contains}, NULL, NULL, {LIMIT}", literal(query), literal(&format!("{escaped}%")))
+}
+
+/// A string literal (standard_conforming_strings is on, the default since 9.1).
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// As `db::users::search` escapes LIKE wildcards.
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execute_arguments_are_quoted_literals() {
+        assert_eq!(arguments("o'"), "'o''', 'o''%', NULL, NULL, NULL, 21");
+        assert_eq!(arguments("bench_1"), "'bench_1', 'bench\\_1%', '%bench\\_1%', NULL, NULL, 21");
+    }
+
+    #[test]
+    fn only_other_nodes_or_indexes_count_as_another_plan() {
+        let plan = |index: &str, ms: &str| -> Vec<String> {
+            vec![
+                format!("Limit  (cost=1..2 rows=21 width=66) (actual time={ms}..{ms} rows=21 loops=1)"),
+                format!("  ->  Bitmap Index Scan on {index}  (cost=0.00..4.43 rows=1 width=0) (actual time=0.1..0.1)"),
+                "Planning:".to_owned(),
+                format!("Execution Time: {ms} ms"),
+            ]
+        };
+        let explained = |first, seventh| Explained {
+            label: String::new(),
+            query: String::new(),
+            first_execution: first,
+            seventh_execution: seventh,
+        };
+        assert!(!explained(plan("users_nickname_prefix", "3.1"), plan("users_nickname_prefix", "2.9")).plan_changed());
+        assert!(explained(plan("users_nickname_prefix", "3.1"), plan("users_nickname_trgm", "3.1")).plan_changed());
+    }
+}

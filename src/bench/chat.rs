@@ -1,0 +1,279 @@
+//! Workload "chat" (W1, 1:1 durable chat): `pairs` sender→receiver pairs, all online
+//! over the real WebSocket protocol, each sender sending `messages` messages of ~100
+//! bytes with at most `in_flight` unacknowledged. Reports delivered messages/s, send→ack
+//! and send→receive latency, CPU per message, and checks that every message was
+//! received exactly once, in order, and stored.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::sync::{Mutex, Semaphore};
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+
+use super::{BenchServer, Machine, cpu::CpuMeter, http_client, load_average, stats::Latencies, write_json};
+use crate::{
+    auth::TokenKeys,
+    config::{ChatBenchArgs, Config},
+    domain::{SessionId, UserId},
+};
+
+#[derive(Serialize)]
+struct Report {
+    workload: &'static str,
+    machine: Machine,
+    load_before: Option<String>,
+    load_after: Option<String>,
+    pairs: u32,
+    messages_per_sender: u32,
+    in_flight: u32,
+    delivered: u64,
+    stored: i64,
+    wall_seconds: f64,
+    delivered_per_sec: f64,
+    ack_p50_ms: f64,
+    ack_p99_ms: f64,
+    receive_p50_ms: f64,
+    receive_p99_ms: f64,
+    cpu_us_per_message: Option<f64>,
+    duplicates_or_out_of_order: u64,
+}
+
+pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::Result<()> {
+    let load_before = load_average();
+    let machine = Machine::probe(&pool).await?;
+    println!("machine: {}", machine.describe());
+    let secret = config.jwt_secret.clone().context("no JWT secret")?;
+    let keys = TokenKeys::new(&secret, Duration::from_secs(3600));
+    let pairs = seed(&pool, args.pairs).await?;
+    let mut server_config = config.clone();
+    server_config.ws_rate_burst = 1_000_000;
+    server_config.ws_rate_per_sec = 1_000_000;
+    server_config.ws_outbound_queue = 4096;
+    let server = BenchServer::start(server_config, pool.clone())?;
+    let http = http_client()?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+
+    // Connect every user first: W1 has everyone online before the first send.
+    let mut sockets = Vec::new();
+    for pair in &pairs {
+        for user in [pair.sender, pair.receiver] {
+            let session = SessionId(uuid::Uuid::new_v4());
+            sqlx::query("INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + interval '1 day')")
+                .bind(session)
+                .bind(user)
+                .execute(&pool)
+                .await?;
+            let token = keys.issue(user, session, now)?;
+            let ticket: Value = http
+                .post(server.url("/api/v1/ws/ticket"))
+                .bearer_auth(&token)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let ticket = ticket["ticket"].as_str().context("ticket")?;
+            let url = format!("{}/api/v1/ws?ticket={ticket}", server.url("").replacen("http", "ws", 1));
+            let mut request = url.into_client_request()?;
+            request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("goim.v1"));
+            let (socket, _) = tokio_tungstenite::connect_async(request).await.context("websocket connect")?;
+            sockets.push(socket);
+        }
+    }
+
+    let meter = CpuMeter::new(&pool).await;
+    let before = meter.snapshot();
+    let started = Instant::now();
+    let send_times: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    let mut sockets = sockets.into_iter();
+    for pair in &pairs {
+        let (Some(sender_socket), Some(receiver_socket)) = (sockets.next(), sockets.next()) else { break };
+        let (messages, in_flight, conversation) = (args.messages, args.in_flight, pair.conversation);
+        let times = send_times.clone();
+        senders.push(tokio::spawn(async move {
+            let (mut sink, mut stream) = sender_socket.split();
+            let window = Arc::new(Semaphore::new(in_flight as usize));
+            let pending: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+            let (acks_window, acks_pending) = (window.clone(), pending.clone());
+            let reader = tokio::spawn(async move {
+                let mut acks = Latencies::default();
+                while acks.len() < messages as usize {
+                    let Some(Ok(Message::Text(text))) = stream.next().await else { break };
+                    let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    if frame["type"] == "reply" {
+                        let id = frame["id"].as_str().unwrap_or_default().to_owned();
+                        if let Some(sent) = acks_pending.lock().await.remove(&id) {
+                            acks.record(sent.elapsed());
+                            acks_window.add_permits(1);
+                        }
+                    }
+                }
+                acks
+            });
+            for i in 0..messages {
+                window.acquire().await.context("window")?.forget();
+                let marker = uuid::Uuid::new_v4().to_string();
+                let body =
+                    format!("{marker} {}", "w1 message padding text to reach about one hundred bytes..".repeat(1));
+                let id = i.to_string();
+                let sent = Instant::now();
+                pending.lock().await.insert(id.clone(), sent);
+                times.lock().await.insert(marker, sent);
+                let frame = json!({ "id": id, "type": "send", "conversation_id": conversation,
+                    "message": { "client_msg_id": uuid::Uuid::new_v4(), "body": body } });
+                sink.send(Message::text(frame.to_string())).await.context("send")?;
+            }
+            anyhow::Ok(reader.await.context("ack reader")?)
+        }));
+        let times = send_times.clone();
+        receivers.push(tokio::spawn(async move {
+            let (_, mut stream) = receiver_socket.split();
+            let mut received = Latencies::default();
+            let mut last_seq = 0i64;
+            let mut anomalies = 0u64;
+            while received.len() < messages as usize {
+                let next = tokio::time::timeout(Duration::from_secs(60), stream.next()).await;
+                let Ok(Some(Ok(Message::Text(text)))) = next else { break };
+                let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                if frame["event"]["type"] != "message_created" {
+                    continue;
+                }
+                let message = &frame["event"]["message"];
+                let seq = message["seq"].as_i64().unwrap_or(0);
+                if seq != last_seq + 1 {
+                    anomalies += 1;
+                }
+                last_seq = seq;
+                let marker = message["body"].as_str().and_then(|b| b.split(' ').next()).unwrap_or_default().to_owned();
+                if let Some(sent) = times.lock().await.remove(&marker) {
+                    received.record(sent.elapsed());
+                } else {
+                    anomalies += 1;
+                }
+            }
+            (received, anomalies)
+        }));
+    }
+    let mut acks = Latencies::default();
+    for sender in senders {
+        acks.merge(sender.await.context("sender task")??);
+    }
+    let mut received = Latencies::default();
+    let mut anomalies = 0;
+    for receiver in receivers {
+        let (latencies, bad) = receiver.await.context("receiver task")?;
+        received.merge(latencies);
+        anomalies += bad;
+    }
+    let wall = started.elapsed();
+    let cpu = before.per_op(&meter.snapshot(), received.len()).map(|c| c.goim_us + c.postgres_us.unwrap_or(0.0));
+    let conversations: Vec<i64> = pairs.iter().map(|p| p.conversation).collect();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE conversation_id = ANY($1)")
+        .bind(&conversations)
+        .fetch_one(&pool)
+        .await?;
+    server.stop().await?;
+
+    let ms = |l: &Latencies, q: f64| l.percentile(q).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+    let report = Report {
+        workload: "chat (W1)",
+        machine,
+        load_before,
+        load_after: load_average(),
+        pairs: args.pairs,
+        messages_per_sender: args.messages,
+        in_flight: args.in_flight,
+        delivered: received.len() as u64,
+        stored,
+        wall_seconds: wall.as_secs_f64(),
+        delivered_per_sec: received.len() as f64 / wall.as_secs_f64(),
+        ack_p50_ms: ms(&acks, 0.5),
+        ack_p99_ms: ms(&acks, 0.99),
+        receive_p50_ms: ms(&received, 0.5),
+        receive_p99_ms: ms(&received, 0.99),
+        cpu_us_per_message: cpu,
+        duplicates_or_out_of_order: anomalies,
+    };
+    println!(
+        "W1: {} pairs × {} msgs: {:.0} msgs/s delivered; ack p50 {:.1} ms p99 {:.1} ms; receive p50 {:.1} ms p99 {:.1} ms; cpu {:.0} µs/msg; delivered {} stored {} anomalies {}",
+        report.pairs,
+        report.messages_per_sender,
+        report.delivered_per_sec,
+        report.ack_p50_ms,
+        report.ack_p99_ms,
+        report.receive_p50_ms,
+        report.receive_p99_ms,
+        report.cpu_us_per_message.unwrap_or(f64::NAN),
+        report.delivered,
+        report.stored,
+        report.duplicates_or_out_of_order
+    );
+    write_json(&args.out, &report)?;
+    anyhow::ensure!(
+        report.delivered as i64 == i64::from(args.pairs) * i64::from(args.messages)
+            && report.stored >= report.delivered as i64,
+        "not every message was delivered and stored"
+    );
+    anyhow::ensure!(report.duplicates_or_out_of_order == 0, "messages arrived twice or out of order");
+    Ok(())
+}
+
+struct Pair {
+    sender: UserId,
+    receiver: UserId,
+    conversation: i64,
+}
+
+/// `pairs` new friend pairs with their direct conversation (fresh for every run, so
+/// counts and order can be checked exactly).
+async fn seed(pool: &PgPool, pairs: u32) -> anyhow::Result<Vec<Pair>> {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = format!("w1_{}_", &run[..8]);
+    let mut tx = pool.begin().await?;
+    let users: Vec<(i64, String)> = sqlx::query_as(
+        "INSERT INTO users (username, nickname, password_hash)
+         SELECT $1 || i, 'W1 user ' || i, 'bench-no-login' FROM generate_series(1, $2) AS i
+         RETURNING id, username",
+    )
+    .bind(&prefix)
+    .bind(i64::from(pairs) * 2)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut ids: Vec<i64> = users.iter().map(|(id, _)| *id).collect();
+    ids.sort();
+    let mut result = Vec::new();
+    for chunk in ids.chunks(2) {
+        let [a, b] = chunk else { continue };
+        sqlx::query("INSERT INTO friendships (user_id, friend_id) VALUES ($1, $2), ($2, $1)")
+            .bind(a)
+            .bind(b)
+            .execute(&mut *tx)
+            .await?;
+        let conversation: i64 = sqlx::query_scalar(
+            "INSERT INTO conversations (kind, user_low, user_high) VALUES ('direct', $1, $2) RETURNING id",
+        )
+        .bind(a)
+        .bind(b)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO conversation_members (conversation_id, user_id) VALUES ($1, $2), ($1, $3)")
+            .bind(conversation)
+            .bind(a)
+            .bind(b)
+            .execute(&mut *tx)
+            .await?;
+        result.push(Pair { sender: UserId(*a), receiver: UserId(*b), conversation });
+    }
+    tx.commit().await?;
+    Ok(result)
+}

@@ -1,0 +1,143 @@
+//! `goim bench`: the load generator. Each workload (one module per workload) seeds what
+//! it needs, runs the real application in-process on a loopback port and drives it over
+//! real HTTP, and reports one summary line per figure plus a JSON file.
+//!
+//! Rules every workload keeps, because the machines are small, shared and noisy:
+//! every measurement is repeated and the figure is the median across runs; every figure
+//! sits next to a reference measured in the same run (the same SQL without HTTP, the
+//! same hash without the request); and CPU time per operation (GOIM's process plus
+//! PostgreSQL's) is reported beside latency.
+//!
+//! Called by [`crate::cli`] with a pool opened exactly as `serve` opens it.
+
+mod accounts;
+mod chat;
+mod cpu;
+mod stats;
+mod writes;
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::Path,
+    time::Duration,
+};
+
+use anyhow::Context;
+use serde::Serialize;
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::{BenchArgs, BenchWorkload, Config},
+    startup::Application,
+};
+
+/// Every request the bench makes is bounded by this.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs the chosen workload against `pool`.
+pub async fn run(config: Config, pool: PgPool, args: BenchArgs) -> anyhow::Result<()> {
+    match args.workload {
+        BenchWorkload::Accounts(args) => accounts::run(config, pool, &args).await,
+        BenchWorkload::Writes(args) => writes::run(config, pool, &args).await,
+        BenchWorkload::Chat(args) => chat::run(config, pool, &args).await,
+    }
+}
+
+/// The application under test, served in-process on 127.0.0.1 and a free port.
+struct BenchServer {
+    base_url: String,
+    shutdown: CancellationToken,
+    serving: JoinHandle<anyhow::Result<()>>,
+}
+
+impl BenchServer {
+    fn start(mut config: Config, pool: PgPool) -> anyhow::Result<Self> {
+        config.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        // The bench logs in hundreds of times from one address; the login limits would
+        // otherwise measure the limiter's 429s instead of logins.
+        config.auth_rate_burst = 1_000_000;
+        config.auth_rate_per_minute = 1_000_000;
+        let app = Application::build(config, pool)?;
+        let base_url = format!("http://127.0.0.1:{}", app.port());
+        let shutdown = app.shutdown_token();
+        let serving = tokio::spawn(app.run_until_stopped());
+        Ok(Self { base_url, shutdown, serving })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Graceful shutdown; the application closes the pool on its way out.
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.serving.await.context("the bench server task failed")?
+    }
+}
+
+/// A client for loopback only: no proxy from the environment, keep-alive connections.
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder().no_proxy().timeout(REQUEST_TIMEOUT).build().context("cannot build the HTTP client")
+}
+
+/// The machine and server the figures were taken on.
+#[derive(Debug, Serialize)]
+struct Machine {
+    os: &'static str,
+    arch: &'static str,
+    cpus: usize,
+    memory_total_bytes: Option<u64>,
+    postgres_version: String,
+    postgres_shared_buffers: String,
+    goim_version: &'static str,
+}
+
+impl Machine {
+    async fn probe(pool: &PgPool) -> anyhow::Result<Self> {
+        let postgres_version: String = sqlx::query_scalar("SHOW server_version").fetch_one(pool).await?;
+        let postgres_shared_buffers: String = sqlx::query_scalar("SHOW shared_buffers").fetch_one(pool).await?;
+        Ok(Machine {
+            os: std::env::consts::OS,
+            arch: std::env::consts::ARCH,
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_total_bytes: memory_total_bytes(),
+            postgres_version,
+            postgres_shared_buffers,
+            goim_version: env!("CARGO_PKG_VERSION"),
+        })
+    }
+
+    fn describe(&self) -> String {
+        let memory = self
+            .memory_total_bytes
+            .map_or_else(String::new, |b| format!(", {:.1} GiB RAM", b as f64 / f64::from(1u32 << 30)));
+        format!(
+            "{} {}, {} CPUs{memory}, PostgreSQL {} (shared_buffers {})",
+            self.os, self.arch, self.cpus, self.postgres_version, self.postgres_shared_buffers
+        )
+    }
+}
+
+/// The 1, 5 and 15 minute load averages, to show how busy the shared machine was.
+fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
+fn memory_total_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Writes `report` as pretty JSON, creating the folder if needed.
+fn write_json(path: &Path, report: &impl Serialize) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let json = serde_json::to_vec_pretty(report)?;
+    std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))
+}

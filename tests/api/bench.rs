@@ -1,0 +1,56 @@
+//! `goim bench`: the real binary seeds, measures and reports a small accounts workload
+//! against its own managed cluster.
+
+use serde_json::Value;
+
+use crate::support::{binary::goim_command, new_data_dir};
+
+#[test]
+fn the_accounts_bench_reports_every_figure_with_samples_and_ordered_percentiles() {
+    let dir = new_data_dir();
+    let out = dir.join("r.json");
+    let output = goim_command(&dir)
+        .env("GOIM_DATA_DIR", &dir)
+        .env("GOIM_PG_UNSAFE_FAST", "true")
+        .env("GOIM_LOG", "warn")
+        .args(["bench", "accounts", "--users", "500", "--runs", "1", "--logins", "5", "--searches", "5", "--out"])
+        .arg(&out)
+        .output()
+        .expect("goim runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "goim bench failed: {}\n{stdout}\n{stderr}", output.status);
+    let report: Value = serde_json::from_slice(&std::fs::read(&out).expect("the JSON report exists")).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+
+    assert_eq!(report["dataset"]["inserted"], 500, "a new data dir is seeded: {}", report["dataset"]);
+    let figures = report["figures"].as_array().expect("figures");
+    let ids: Vec<&str> = figures.iter().map(|f| f["id"].as_str().expect("id")).collect();
+    for expected in [
+        "login.c1.http",
+        "login.c1.argon2",
+        "search.prefix_1_2.c1.http",
+        "search.prefix_1_2.c1.sql",
+        "search.prefix_3_5.c4.http",
+        "search.username.c1.http",
+        "search.nickname.c4.sql",
+        "search.typo.c1.http",
+        "search.page_2.c1.http",
+        "search.page_2.c4.sql",
+    ] {
+        assert!(ids.contains(&expected), "{expected} missing from {ids:?}");
+    }
+    for figure in figures {
+        let (p50, p99) = (figure["p50_ms"].as_f64().unwrap(), figure["p99_ms"].as_f64().unwrap());
+        assert!(figure["samples"].as_u64().unwrap() > 0, "{figure}");
+        assert!(p50 > 0.0 && p50 <= p99, "p50 {p50} > p99 {p99}: {figure}");
+        let concurrency = figure["concurrency"].as_u64().unwrap();
+        assert!(stdout.contains(&format!("c={concurrency:<2} p50")), "no summary line: {stdout}");
+    }
+    let plans = report["explain"].as_array().expect("explain");
+    assert!(plans.len() >= 3, "{plans:?}");
+    for plan in plans {
+        let lines = plan["first_execution"].as_array().expect("plan lines");
+        assert!(lines.iter().any(|l| l.as_str().unwrap().starts_with("Execution Time")), "{plan}");
+    }
+}
