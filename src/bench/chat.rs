@@ -123,8 +123,7 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
             for i in 0..messages {
                 window.acquire().await.context("window")?.forget();
                 let marker = uuid::Uuid::new_v4().to_string();
-                let body =
-                    format!("{marker} {}", "w1 message padding text to reach about one hundred bytes..".repeat(1));
+                let body = format!("{marker} w1 message padding text to reach about one hundred bytes..");
                 let id = i.to_string();
                 let sent = Instant::now();
                 pending.lock().await.insert(id.clone(), sent);
