@@ -87,6 +87,15 @@ impl MessageWriter {
     /// Starts `lanes` writer tasks, each with a queue of `queue_capacity` messages.
     pub fn start(pool: PgPool, events: EventBus, tasks: &TaskTracker, lanes: usize, queue_capacity: usize) -> Self {
         let stop = CancellationToken::new();
+        // The writer's statements take arrays, and PostgreSQL would otherwise re-plan
+        // them for every batch (custom plans): planning cost more than the work. Their
+        // shape never changes, so one generic plan per connection serves every batch.
+        let options = (*pool.connect_options()).clone().options([("plan_cache_mode", "force_generic_plan")]);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(u32::try_from(lanes.max(1)).unwrap_or(1))
+            .min_connections(0)
+            .acquire_timeout(ENQUEUE_TIMEOUT)
+            .connect_lazy_with(options);
         let senders = (0..lanes.max(1))
             .map(|lane| {
                 let (sender, receiver) = mpsc::channel(queue_capacity.max(1));

@@ -102,9 +102,17 @@ pub struct SearchHit {
     pub score: f32,
 }
 
+/// How many candidates each way of matching contributes before ranking. Search
+/// returns the best matches, not every match: a query such as "a" matches most users.
+pub const SEARCH_CANDIDATES: i64 = 200;
+
 /// Users whose username or nickname matches `query` (already lower-cased), best first:
 /// exact username, username prefix, nickname prefix, substring (queries of 3+
 /// characters), then trigram similarity (typos). Keyset-paginated on `(score, id)`.
+///
+/// Each way of matching takes at most [`SEARCH_CANDIDATES`] rows from an index that
+/// yields them in a useful order and stops there (prefix: B-tree range; similarity:
+/// GiST nearest-first), so the cost does not grow with how many users match.
 pub async fn search(
     db: impl PgExecutor<'_>,
     query: &str,
@@ -116,21 +124,28 @@ pub async fn search(
     // Substrings of one or two characters would match most users and no index helps.
     let contains = (query.chars().count() >= 3).then(|| format!("%{escaped}%"));
     sqlx::query_as(
-        "SELECT id, username, nickname, avatar_url, score FROM (
-            SELECT id, username, nickname, avatar_url,
-                   (CASE WHEN lower(username) = $1 THEN 4
-                         WHEN lower(username) LIKE $2 THEN 3
-                         WHEN lower(nickname) LIKE $2 THEN 2
-                         WHEN lower(username) LIKE $3 OR lower(nickname) LIKE $3 THEN 1
+        "WITH candidates AS (
+            (SELECT id FROM users WHERE lower(username) LIKE $2 ORDER BY lower(username) USING ~<~ LIMIT $7)
+            UNION
+            (SELECT id FROM users WHERE lower(nickname) LIKE $2 ORDER BY lower(nickname) USING ~<~ LIMIT $7)
+            UNION
+            (SELECT id FROM users WHERE $3::text IS NOT NULL AND lower(username) LIKE $3 LIMIT $7)
+            UNION
+            (SELECT id FROM users WHERE $3::text IS NOT NULL AND lower(nickname) LIKE $3 LIMIT $7)
+            UNION
+            (SELECT id FROM users WHERE lower(username) % $1 ORDER BY lower(username) <-> $1 LIMIT $7)
+            UNION
+            (SELECT id FROM users WHERE lower(nickname) % $1 ORDER BY lower(nickname) <-> $1 LIMIT $7)
+         )
+         SELECT id, username, nickname, avatar_url, score FROM (
+            SELECT u.id, u.username, u.nickname, u.avatar_url,
+                   (CASE WHEN lower(u.username) = $1 THEN 4
+                         WHEN lower(u.username) LIKE $2 THEN 3
+                         WHEN lower(u.nickname) LIKE $2 THEN 2
+                         WHEN lower(u.username) LIKE $3 OR lower(u.nickname) LIKE $3 THEN 1
                          ELSE 0 END
-                    + greatest(similarity(lower(username), $1), similarity(lower(nickname), $1)))::real AS score
-              FROM users
-             WHERE lower(username) LIKE $2
-                OR lower(nickname) LIKE $2
-                OR lower(username) LIKE $3
-                OR lower(nickname) LIKE $3
-                OR lower(username) % $1
-                OR lower(nickname) % $1
+                    + greatest(similarity(lower(u.username), $1), similarity(lower(u.nickname), $1)))::real AS score
+              FROM candidates c JOIN users u ON u.id = c.id
          ) AS hits
          WHERE $4::real IS NULL OR (score, id) < ($4, $5)
          ORDER BY score DESC, id DESC
@@ -142,6 +157,7 @@ pub async fn search(
     .bind(after.map(|(score, _)| score))
     .bind(after.map(|(_, id)| id))
     .bind(limit)
+    .bind(SEARCH_CANDIDATES)
     .fetch_all(db)
     .await
 }
