@@ -65,6 +65,8 @@ pub enum BenchWorkload {
     Writes(WritesBenchArgs),
     /// W1: 1:1 durable chat over the WebSocket protocol, end to end.
     Chat(ChatBenchArgs),
+    /// W6: mutual friends, suggestions and the friends page on a 100k-user graph.
+    Social(SocialBenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -86,6 +88,19 @@ pub struct AccountsBenchArgs {
     pub concurrency: Vec<u32>,
     /// Where the machine-readable results go (JSON).
     #[arg(long, default_value = "bench-results/accounts.json")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SocialBenchArgs {
+    /// Users in the graph (about 50 friends each, skewed).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(10..=10_000_000))]
+    pub users: u32,
+    /// Random users measured (each: mutual friends, suggestions, friends page).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub samples: u32,
+    /// Where the machine-readable results go (JSON).
+    #[arg(long, default_value = "bench-results/social.json")]
     pub out: PathBuf,
 }
 

@@ -13,6 +13,7 @@
 mod accounts;
 mod chat;
 mod cpu;
+mod social;
 mod stats;
 mod writes;
 
@@ -42,6 +43,7 @@ pub async fn run(config: Config, pool: PgPool, args: BenchArgs) -> anyhow::Resul
         BenchWorkload::Accounts(args) => accounts::run(config, pool, &args).await,
         BenchWorkload::Writes(args) => writes::run(config, pool, &args).await,
         BenchWorkload::Chat(args) => chat::run(config, pool, &args).await,
+        BenchWorkload::Social(args) => social::run(pool, &args).await,
     }
 }
 

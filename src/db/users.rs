@@ -106,25 +106,10 @@ pub struct SearchHit {
 /// returns the best matches, not every match: a query such as "a" matches most users.
 pub const SEARCH_CANDIDATES: i64 = 200;
 
-/// Users whose username or nickname matches `query` (already lower-cased), best first:
-/// exact username, username prefix, nickname prefix, substring (queries of 3+
-/// characters), then trigram similarity (typos). Keyset-paginated on `(score, id)`.
-///
-/// Each way of matching takes at most [`SEARCH_CANDIDATES`] rows from an index that
-/// yields them in a useful order and stops there (prefix: B-tree range; similarity:
-/// GiST nearest-first), so the cost does not grow with how many users match.
-pub async fn search(
-    db: impl PgExecutor<'_>,
-    query: &str,
-    after: Option<(f32, UserId)>,
-    limit: i64,
-) -> sqlx::Result<Vec<SearchHit>> {
-    let escaped = escape_like(query);
-    let prefix = format!("{escaped}%");
-    // Substrings of one or two characters would match most users and no index helps.
-    let contains = (query.chars().count() >= 3).then(|| format!("%{escaped}%"));
-    sqlx::query_as(
-        "WITH candidates AS (
+/// The user-search statement: $1 query, $2 prefix pattern, $3 substring pattern (or
+/// NULL), $4/$5 the keyset cursor (score, id) or NULLs, $6 the page size, $7
+/// [`SEARCH_CANDIDATES`]. Public so the benchmark can `EXPLAIN` exactly this.
+pub const SEARCH_SQL: &str = "WITH candidates AS (
             (SELECT id FROM users WHERE lower(username) LIKE $2 ORDER BY lower(username) USING ~<~ LIMIT $7)
             UNION
             (SELECT id FROM users WHERE lower(nickname) LIKE $2 ORDER BY lower(nickname) USING ~<~ LIMIT $7)
@@ -149,21 +134,39 @@ pub async fn search(
          ) AS hits
          WHERE $4::real IS NULL OR (score, id) < ($4, $5)
          ORDER BY score DESC, id DESC
-         LIMIT $6",
-    )
-    .bind(query)
-    .bind(prefix)
-    .bind(contains)
-    .bind(after.map(|(score, _)| score))
-    .bind(after.map(|(_, id)| id))
-    .bind(limit)
-    .bind(SEARCH_CANDIDATES)
-    .fetch_all(db)
-    .await
+         LIMIT $6";
+
+/// Users whose username or nickname matches `query` (already lower-cased), best first:
+/// exact username, username prefix, nickname prefix, substring (queries of 3+
+/// characters), then trigram similarity (typos). Keyset-paginated on `(score, id)`.
+///
+/// Each way of matching takes at most [`SEARCH_CANDIDATES`] rows from an index that
+/// yields them in a useful order and stops there (prefix: B-tree range; similarity:
+/// GiST nearest-first), so the cost does not grow with how many users match.
+pub async fn search(
+    db: impl PgExecutor<'_>,
+    query: &str,
+    after: Option<(f32, UserId)>,
+    limit: i64,
+) -> sqlx::Result<Vec<SearchHit>> {
+    let escaped = escape_like(query);
+    let prefix = format!("{escaped}%");
+    // Substrings of one or two characters would match most users and no index helps.
+    let contains = (query.chars().count() >= 3).then(|| format!("%{escaped}%"));
+    sqlx::query_as(SEARCH_SQL)
+        .bind(query)
+        .bind(prefix)
+        .bind(contains)
+        .bind(after.map(|(score, _)| score))
+        .bind(after.map(|(_, id)| id))
+        .bind(limit)
+        .bind(SEARCH_CANDIDATES)
+        .fetch_all(db)
+        .await
 }
 
 /// Makes `%`, `_` and `\` in user input match literally in a LIKE pattern.
-pub(crate) fn escape_like(text: &str) -> String {
+pub fn escape_like(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {

@@ -6,9 +6,9 @@
 //! more on the same connection, because that is when PostgreSQL's plan cache may switch
 //! to a generic plan — which is what the application's cached statements then run.
 //!
-//! [`SEARCH_SQL`] is a copy of the statement in [`crate::db::users::search`]; before
-//! explaining, each case checks that the copy returns exactly what that function
-//! returns, so a drifted copy stops the bench instead of explaining the wrong query.
+//! The statement is [`crate::db::users::SEARCH_SQL`] itself; before explaining, each case
+//! checks that it returns exactly what `db::users::search` returns with the arguments
+//! bound here, so drifted arguments stop the bench instead of explaining another query.
 
 use anyhow::Context;
 use serde::Serialize;
@@ -17,26 +17,7 @@ use sqlx::{Connection, PgConnection, PgPool, Row};
 use super::search::normalise;
 use crate::db;
 
-/// Keep in step with `db::users::search`.
-const SEARCH_SQL: &str = "SELECT id, username, nickname, avatar_url, score FROM (
-            SELECT id, username, nickname, avatar_url,
-                   (CASE WHEN lower(username) = $1 THEN 4
-                         WHEN lower(username) LIKE $2 THEN 3
-                         WHEN lower(nickname) LIKE $2 THEN 2
-                         WHEN lower(username) LIKE $3 OR lower(nickname) LIKE $3 THEN 1
-                         ELSE 0 END
-                    + greatest(similarity(lower(username), $1), similarity(lower(nickname), $1)))::real AS score
-              FROM users
-             WHERE lower(username) LIKE $2
-                OR lower(nickname) LIKE $2
-                OR lower(username) LIKE $3
-                OR lower(nickname) LIKE $3
-                OR lower(username) % $1
-                OR lower(nickname) % $1
-         ) AS hits
-         WHERE $4::real IS NULL OR (score, id) < ($4, $5)
-         ORDER BY score DESC, id DESC
-         LIMIT $6";
+use crate::db::users::{SEARCH_CANDIDATES, SEARCH_SQL, escape_like};
 
 const STATEMENT: &str = "goim_bench_search";
 
@@ -71,7 +52,7 @@ pub async fn explain_all(pool: &PgPool, cases: &[(String, String)]) -> anyhow::R
     for (label, query) in cases {
         let query = normalise(query);
         check_copy(&mut conn, pool, &query).await?;
-        sqlx::raw_sql(&format!("PREPARE {STATEMENT} (text, text, text, real, bigint, bigint) AS {SEARCH_SQL}"))
+        sqlx::raw_sql(&format!("PREPARE {STATEMENT} (text, text, text, real, bigint, bigint, bigint) AS {SEARCH_SQL}"))
             .execute(&mut conn)
             .await
             .context("PREPARE the search")?;
@@ -103,6 +84,7 @@ async fn check_copy(conn: &mut PgConnection, pool: &PgPool, query: &str) -> anyh
         .bind(None::<f32>)
         .bind(None::<i64>)
         .bind(LIMIT)
+        .bind(SEARCH_CANDIDATES)
         .fetch_all(&mut *conn)
         .await?;
     anyhow::ensure!(
@@ -117,24 +99,16 @@ async fn check_copy(conn: &mut PgConnection, pool: &PgPool, query: &str) -> anyh
 fn arguments(query: &str) -> String {
     let escaped = escape_like(query);
     let contains = if query.chars().count() >= 3 { literal(&format!("%{escaped}%")) } else { "NULL".to_owned() };
-    format!("{}, {}, {contains}, NULL, NULL, {LIMIT}", literal(query), literal(&format!("{escaped}%")))
+    format!(
+        "{}, {}, {contains}, NULL, NULL, {LIMIT}, {SEARCH_CANDIDATES}",
+        literal(query),
+        literal(&format!("{escaped}%"))
+    )
 }
 
 /// A string literal (standard_conforming_strings is on, the default since 9.1).
 fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
-}
-
-/// As `db::users::search` escapes LIKE wildcards.
-fn escape_like(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }
 
 #[cfg(test)]
@@ -143,8 +117,8 @@ mod tests {
 
     #[test]
     fn execute_arguments_are_quoted_literals() {
-        assert_eq!(arguments("o'"), "'o''', 'o''%', NULL, NULL, NULL, 21");
-        assert_eq!(arguments("bench_1"), "'bench_1', 'bench\\_1%', '%bench\\_1%', NULL, NULL, 21");
+        assert_eq!(arguments("o'"), "'o''', 'o''%', NULL, NULL, NULL, 21, 200");
+        assert_eq!(arguments("bench_1"), "'bench_1', 'bench\\_1%', '%bench\\_1%', NULL, NULL, 21, 200");
     }
 
     #[test]
