@@ -136,34 +136,41 @@ pub async fn run(pool: PgPool, args: &SocialBenchArgs) -> anyhow::Result<()> {
     write_json(&args.out, &report)
 }
 
-/// `social_<i>` users with friendships: user i befriends the users at offsets drawn
+/// `social50_<i>` users with friendships: user i befriends the users at offsets drawn
 /// from a skewed distribution (many users with few friends, a few with hundreds).
 /// Idempotent: an existing graph is reused.
 async fn seed(pool: &PgPool, n: i64) -> anyhow::Result<Vec<i64>> {
     let existing: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM users WHERE username LIKE 'social\\_%'").fetch_one(pool).await?;
+        sqlx::query_scalar("SELECT count(*) FROM users WHERE username LIKE 'social50\\_%'").fetch_one(pool).await?;
+    let started = Instant::now();
     if existing < n {
-        let started = Instant::now();
         sqlx::query(
             "INSERT INTO users (username, nickname, password_hash)
-             SELECT 'social_' || i, 'Social ' || i, 'bench-no-login' FROM generate_series($1 + 1, $2) AS i
+             SELECT 'social50_' || i, 'Social ' || i, 'bench-no-login' FROM generate_series($1 + 1, $2) AS i
              ON CONFLICT DO NOTHING",
         )
         .bind(existing)
         .bind(n)
         .execute(pool)
         .await?;
+    }
+    let has_edges: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM friendships f JOIN users u ON u.id = f.user_id WHERE u.username LIKE 'social50\\_%')",
+    )
+    .fetch_one(pool)
+    .await?;
+    if !has_edges {
         // Each user starts ~25 friendships (so ~50 each, counting both ends), the count
         // skewed by a power of a uniform draw; partners cluster near the user's index
         // so friends share friends, as in real graphs.
         sqlx::query(
-            "WITH ids AS (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM users WHERE username LIKE 'social\\_%'),
+            "WITH ids AS (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM users WHERE username LIKE 'social50\\_%'),
                   n AS (SELECT count(*) AS total FROM ids),
                   edges AS (
                     SELECT a.id AS a, b.id AS b
                       FROM ids a, n,
-                           LATERAL generate_series(1, 1 + floor(49 * power(random(), 2.5) * 2.2)::int) AS k,
-                           LATERAL (SELECT 1 + ((a.rn - 1 + 1 + floor(power(random(), 3) * 2000)::bigint) % n.total) AS rn) AS pick
+                           LATERAL generate_series(1, 1 + floor(49 * power(random(), 2.5) * 2.2)::int + (a.rn * 0)::int) AS k,
+                           LATERAL (SELECT 1 + ((a.rn + k + floor(power(random(), 3) * 2000)::bigint) % n.total) AS rn) AS pick
                       JOIN ids b ON b.rn = pick.rn
                      WHERE b.id <> a.id)
              INSERT INTO friendships (user_id, friend_id)
@@ -176,7 +183,7 @@ async fn seed(pool: &PgPool, n: i64) -> anyhow::Result<Vec<i64>> {
         sqlx::query("VACUUM (ANALYZE) friendships").execute(pool).await?;
         println!("seeded the social graph in {:.1} s", started.elapsed().as_secs_f64());
     }
-    Ok(sqlx::query_scalar("SELECT id FROM users WHERE username LIKE 'social\\_%' ORDER BY id LIMIT $1")
+    Ok(sqlx::query_scalar("SELECT id FROM users WHERE username LIKE 'social50\\_%' ORDER BY id LIMIT $1")
         .bind(n)
         .fetch_all(pool)
         .await?)
