@@ -66,12 +66,7 @@ pub async fn list_blocks(
         .items
         .into_iter()
         .map(|row| BlockedView {
-            user: UserSummary {
-                id: row.id.0,
-                username: row.username,
-                nickname: row.nickname,
-                avatar_url: row.avatar_url,
-            },
+            user: UserSummary::new(row.id, row.username, row.nickname, row.avatar_url),
             since: row.created_at,
         })
         .collect();

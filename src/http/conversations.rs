@@ -126,7 +126,7 @@ impl From<ListRow> for ConversationView {
     fn from(row: ListRow) -> Self {
         let peer = match (row.peer_id, row.peer_username, row.peer_nickname) {
             (Some(id), Some(username), Some(nickname)) => {
-                Some(UserSummary { id: id.0, username, nickname, avatar_url: row.peer_avatar_url })
+                Some(UserSummary::new(id, username, nickname, row.peer_avatar_url))
             }
             _ => None,
         };

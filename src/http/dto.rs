@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use crate::{
     db::{sessions::SessionRow, users::UserRow},
+    domain::UserId,
     service::accounts::IssuedTokens,
 };
 
@@ -55,6 +56,12 @@ pub struct UserSummary {
     pub username: String,
     pub nickname: String,
     pub avatar_url: Option<String>,
+}
+
+impl UserSummary {
+    pub fn new(id: UserId, username: String, nickname: String, avatar_url: Option<String>) -> Self {
+        Self { id: id.0, username, nickname, avatar_url }
+    }
 }
 
 /// `?cursor=…&limit=…` of every keyset-paginated list.

@@ -128,12 +128,7 @@ pub async fn list_friend_requests(
             to_user_id: row.to_user.0,
             note: row.note,
             created_at: row.created_at,
-            user: Some(UserSummary {
-                id: row.other_id.0,
-                username: row.other_username,
-                nickname: row.other_nickname,
-                avatar_url: row.other_avatar_url,
-            }),
+            user: Some(UserSummary::new(row.other_id, row.other_username, row.other_nickname, row.other_avatar_url)),
         })
         .collect();
     Ok(HttpResponse::Ok().json(FriendRequestPage { items, next_cursor: page.next_cursor }))
@@ -215,12 +210,7 @@ pub async fn list_friends(
         .items
         .into_iter()
         .map(|row| FriendView {
-            user: UserSummary {
-                id: row.id.0,
-                username: row.username,
-                nickname: row.nickname,
-                avatar_url: row.avatar_url,
-            },
+            user: UserSummary::new(row.id, row.username, row.nickname, row.avatar_url),
             remark: row.remark,
             since: row.created_at,
         })
@@ -288,12 +278,7 @@ pub async fn list_mutual_friends(
     let items = page
         .items
         .into_iter()
-        .map(|row| UserSummary {
-            id: row.id.0,
-            username: row.username,
-            nickname: row.nickname,
-            avatar_url: row.avatar_url,
-        })
+        .map(|row| UserSummary::new(row.id, row.username, row.nickname, row.avatar_url))
         .collect();
     Ok(HttpResponse::Ok().json(UserPage { items, next_cursor: page.next_cursor }))
 }
@@ -325,12 +310,7 @@ pub async fn list_suggestions(
         .items
         .into_iter()
         .map(|row| SuggestionView {
-            user: UserSummary {
-                id: row.id.0,
-                username: row.username,
-                nickname: row.nickname,
-                avatar_url: row.avatar_url,
-            },
+            user: UserSummary::new(row.id, row.username, row.nickname, row.avatar_url),
             mutual_friends: row.mutual_friends,
         })
         .collect();

@@ -267,12 +267,7 @@ pub async fn list_members(
         .items
         .into_iter()
         .map(|row| MemberView {
-            user: UserSummary {
-                id: row.user_id.0,
-                username: row.username,
-                nickname: row.nickname,
-                avatar_url: row.avatar_url,
-            },
+            user: UserSummary::new(row.user_id, row.username, row.nickname, row.avatar_url),
             role: Role::parse(&row.role).unwrap_or(Role::Member),
             joined_at: row.joined_at,
             muted_until: row.muted_until,
@@ -540,12 +535,7 @@ pub async fn list_join_requests(
         .into_iter()
         .map(|row| JoinRequestView {
             id: row.id,
-            user: UserSummary {
-                id: row.user_id.0,
-                username: row.username,
-                nickname: row.nickname,
-                avatar_url: row.avatar_url,
-            },
+            user: UserSummary::new(row.user_id, row.username, row.nickname, row.avatar_url),
             message: row.message,
             created_at: row.created_at,
         })

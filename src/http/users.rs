@@ -59,12 +59,7 @@ pub async fn search_users(
     let items = page
         .items
         .into_iter()
-        .map(|hit| UserSummary {
-            id: hit.id.0,
-            username: hit.username,
-            nickname: hit.nickname,
-            avatar_url: hit.avatar_url,
-        })
+        .map(|hit| UserSummary::new(hit.id, hit.username, hit.nickname, hit.avatar_url))
         .collect();
     Ok(HttpResponse::Ok().json(SearchResponse { items, next_cursor: page.next_cursor }))
 }

@@ -130,11 +130,6 @@ impl Hub {
         }
     }
 
-    /// Whether `user` has at least one open socket on this instance.
-    pub fn is_connected(&self, user: UserId) -> bool {
-        self.inner.connections.read().unwrap_or_else(|p| p.into_inner()).contains_key(&user)
-    }
-
     pub fn presence(&self) -> &presence::Presence {
         &self.inner.presence
     }
