@@ -1,6 +1,6 @@
 //! The `users` table.
 
-use sqlx::{FromRow, PgExecutor};
+use sqlx::{FromRow, PgExecutor, PgPool};
 use time::{Date, OffsetDateTime};
 
 use crate::domain::{AvatarUrl, Bio, Birthday, Nickname, UserId, Username};
@@ -106,9 +106,59 @@ pub struct SearchHit {
 /// returns the best matches, not every match: a query such as "a" matches most users.
 pub const SEARCH_CANDIDATES: i64 = 200;
 
-/// The user-search statement: $1 query, $2 prefix pattern, $3 substring pattern (or
-/// NULL), $4/$5 the keyset cursor (score, id) or NULLs, $6 the page size, $7
-/// [`SEARCH_CANDIDATES`]. Public so the benchmark can `EXPLAIN` exactly this.
+/// How far a search reaches. Scores put every tier's matches above the next tier's
+/// (exact username 4, username prefix 3, nickname prefix 2, substring 1, similar 0, each
+/// plus a similarity below 1), so a page filled by one tier is final and the costlier
+/// tiers after it are skipped. Each tier runs the ones before it too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchTier {
+    /// Username and nickname prefixes, from B-trees: well under a millisecond.
+    Prefix,
+    /// Substrings (GIN trigram index); queries of 3+ characters.
+    Substring,
+    /// Trigram similarity for typos (GiST, nearest first); queries of 3+ characters,
+    /// and not when the query is someone's complete username.
+    Similar,
+}
+
+impl SearchTier {
+    /// The tiers worth running for `query`, cheapest first: substrings and trigrams of
+    /// one or two characters would match most users and no index narrows them.
+    pub fn for_query(query: &str) -> &'static [SearchTier] {
+        if query.chars().count() >= 3 {
+            &[SearchTier::Prefix, SearchTier::Substring, SearchTier::Similar]
+        } else {
+            &[SearchTier::Prefix]
+        }
+    }
+}
+
+/// The values [`SEARCH_SQL`] takes for one tier of one query, before the cursor and
+/// the page size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchArguments {
+    pub query: String,
+    pub prefix: String,
+    pub contains: Option<String>,
+    pub similar: bool,
+}
+
+impl SearchArguments {
+    pub fn new(query: &str, tier: SearchTier) -> Self {
+        let escaped = escape_like(query);
+        Self {
+            query: query.to_owned(),
+            prefix: format!("{escaped}%"),
+            contains: (tier != SearchTier::Prefix).then(|| format!("%{escaped}%")),
+            similar: tier == SearchTier::Similar,
+        }
+    }
+}
+
+/// The user-search statement: $1 query, $2 prefix pattern, $3 substring pattern (NULL
+/// skips substrings), $4/$5 the keyset cursor (score, id) or NULLs, $6 the page size,
+/// $7 [`SEARCH_CANDIDATES`], $8 whether to look for similar names. Public so the
+/// benchmark can `EXPLAIN` exactly this.
 pub const SEARCH_SQL: &str = "WITH candidates AS (
             (SELECT id FROM users WHERE lower(username) LIKE $2 ORDER BY lower(username) USING ~<~ LIMIT $7)
             UNION
@@ -118,9 +168,13 @@ pub const SEARCH_SQL: &str = "WITH candidates AS (
             UNION
             (SELECT id FROM users WHERE $3::text IS NOT NULL AND lower(nickname) LIKE $3 LIMIT $7)
             UNION
-            (SELECT id FROM users WHERE lower(username) % $1 ORDER BY lower(username) <-> $1 LIMIT $7)
+            (SELECT id FROM users
+              WHERE $8 AND NOT EXISTS (SELECT 1 FROM users WHERE lower(username) = $1) AND lower(username) % $1
+              ORDER BY lower(username) <-> $1 LIMIT $7)
             UNION
-            (SELECT id FROM users WHERE lower(nickname) % $1 ORDER BY lower(nickname) <-> $1 LIMIT $7)
+            (SELECT id FROM users
+              WHERE $8 AND NOT EXISTS (SELECT 1 FROM users WHERE lower(username) = $1) AND lower(nickname) % $1
+              ORDER BY lower(nickname) <-> $1 LIMIT $7)
          )
          SELECT id, username, nickname, avatar_url, score FROM (
             SELECT u.id, u.username, u.nickname, u.avatar_url,
@@ -137,30 +191,57 @@ pub const SEARCH_SQL: &str = "WITH candidates AS (
          LIMIT $6";
 
 /// Users whose username or nickname matches `query` (already lower-cased), best first:
-/// exact username, username prefix, nickname prefix, substring (queries of 3+
-/// characters), then trigram similarity (typos). Keyset-paginated on `(score, id)`.
+/// exact username, username prefix, nickname prefix, substring, then trigram similarity
+/// (typos). Keyset-paginated on `(score, id)`.
 ///
 /// Each way of matching takes at most [`SEARCH_CANDIDATES`] rows from an index that
 /// yields them in a useful order and stops there (prefix: B-tree range; similarity:
-/// GiST nearest-first), so the cost does not grow with how many users match.
+/// GiST nearest-first), so the cost does not grow with how many users match; and the
+/// tiers run cheapest first, stopping at the first that fills the page.
 pub async fn search(
-    db: impl PgExecutor<'_>,
+    pool: &PgPool,
     query: &str,
     after: Option<(f32, UserId)>,
     limit: i64,
 ) -> sqlx::Result<Vec<SearchHit>> {
-    let escaped = escape_like(query);
-    let prefix = format!("{escaped}%");
-    // Substrings of one or two characters would match most users and no index helps.
-    let contains = (query.chars().count() >= 3).then(|| format!("%{escaped}%"));
+    Ok(search_tiered(pool, query, after, limit).await?.0)
+}
+
+/// [`search`], also saying at which tier it stopped.
+pub async fn search_tiered(
+    pool: &PgPool,
+    query: &str,
+    after: Option<(f32, UserId)>,
+    limit: i64,
+) -> sqlx::Result<(Vec<SearchHit>, SearchTier)> {
+    let tiers = SearchTier::for_query(query);
+    let mut tier = tiers[0];
+    let mut hits = Vec::new();
+    for &next in tiers {
+        tier = next;
+        hits = search_one_tier(pool, &SearchArguments::new(query, tier), after, limit).await?;
+        if hits.len() as i64 >= limit {
+            break;
+        }
+    }
+    Ok((hits, tier))
+}
+
+async fn search_one_tier(
+    db: impl PgExecutor<'_>,
+    arguments: &SearchArguments,
+    after: Option<(f32, UserId)>,
+    limit: i64,
+) -> sqlx::Result<Vec<SearchHit>> {
     sqlx::query_as(SEARCH_SQL)
-        .bind(query)
-        .bind(prefix)
-        .bind(contains)
+        .bind(&arguments.query)
+        .bind(&arguments.prefix)
+        .bind(&arguments.contains)
         .bind(after.map(|(score, _)| score))
         .bind(after.map(|(_, id)| id))
         .bind(limit)
         .bind(SEARCH_CANDIDATES)
+        .bind(arguments.similar)
         .fetch_all(db)
         .await
 }

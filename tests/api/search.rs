@@ -68,6 +68,46 @@ async fn pages_follow_the_cursor_without_overlap() {
 }
 
 #[tokio::test]
+async fn pages_run_from_prefixes_through_substrings_to_similar_names() {
+    let app = spawn_app().await;
+    let caller = app.register("seeker").await;
+    for name in ["tiera", "tierb", "mytier", "tirer"] {
+        app.register(name).await;
+    }
+    let body: Value = search(&app, &caller, "q=tier&limit=10").await.json().await.unwrap();
+    let one_page = usernames(&body);
+    assert_eq!(one_page.len(), 4, "{one_page:?}");
+    assert_eq!(&one_page[2..], ["mytier", "tirer"], "prefixes, then the substring, then the typo: {one_page:?}");
+
+    // One row per page: the first pages are filled by prefixes alone, the later ones
+    // reach the substring and similarity tiers, and the order is the same.
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..6 {
+        let query = match &cursor {
+            Some(c) => format!("q=tier&limit=1&cursor={c}"),
+            None => "q=tier&limit=1".to_owned(),
+        };
+        let body: Value = search(&app, &caller, &query).await.json().await.unwrap();
+        paged.extend(usernames(&body));
+        cursor = body["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(paged, one_page);
+
+    // A complete username is not a typo: no similar-name neighbours are added to it.
+    let body: Value = search(&app, &caller, "q=tiera").await.json().await.unwrap();
+    assert_eq!(usernames(&body), ["tiera"]);
+    // Under three characters only prefixes count.
+    let body: Value = search(&app, &caller, "q=ti").await.json().await.unwrap();
+    let mut short = usernames(&body);
+    short.sort();
+    assert_eq!(short, ["tiera", "tierb", "tirer"]);
+}
+
+#[tokio::test]
 async fn like_wildcards_and_sql_in_the_query_match_literally() {
     let app = spawn_app().await;
     let caller = app.register("wild_card").await;

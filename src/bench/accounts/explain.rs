@@ -6,9 +6,11 @@
 //! more on the same connection, because that is when PostgreSQL's plan cache may switch
 //! to a generic plan — which is what the application's cached statements then run.
 //!
-//! The statement is [`crate::db::users::SEARCH_SQL`] itself; before explaining, each case
-//! checks that it returns exactly what `db::users::search` returns with the arguments
-//! bound here, so drifted arguments stop the bench instead of explaining another query.
+//! The statement is [`crate::db::users::SEARCH_SQL`] itself, with the arguments of the
+//! tier at which `db::users::search` stops for that query (the earlier, cheaper tiers
+//! run first and cost a fraction of it). Before explaining, each case checks that the
+//! statement returns exactly what `db::users::search` returns, so drifted arguments stop
+//! the bench instead of explaining another query.
 
 use anyhow::Context;
 use serde::Serialize;
@@ -17,7 +19,7 @@ use sqlx::{Connection, PgConnection, PgPool, Row};
 use super::search::normalise;
 use crate::db;
 
-use crate::db::users::{SEARCH_CANDIDATES, SEARCH_SQL, escape_like};
+use crate::db::users::{SEARCH_CANDIDATES, SEARCH_SQL, SearchArguments, SearchTier};
 
 const STATEMENT: &str = "goim_bench_search";
 
@@ -28,6 +30,8 @@ const LIMIT: i64 = 21;
 pub struct Explained {
     pub label: String,
     pub query: String,
+    /// The tier the search stopped at, whose statement is explained.
+    pub tier: String,
     /// The plan on the statement's first execution (custom plan for these values).
     pub first_execution: Vec<String>,
     /// The plan on its seventh execution on the same connection.
@@ -51,19 +55,27 @@ pub async fn explain_all(pool: &PgPool, cases: &[(String, String)]) -> anyhow::R
     let mut explained = Vec::with_capacity(cases.len());
     for (label, query) in cases {
         let query = normalise(query);
-        check_copy(&mut conn, pool, &query).await?;
-        sqlx::raw_sql(&format!("PREPARE {STATEMENT} (text, text, text, real, bigint, bigint, bigint) AS {SEARCH_SQL}"))
-            .execute(&mut conn)
-            .await
-            .context("PREPARE the search")?;
-        let execute = format!("EXECUTE {STATEMENT} ({})", arguments(&query));
+        let (arguments, tier) = checked_arguments(&mut conn, pool, &query).await?;
+        sqlx::raw_sql(&format!(
+            "PREPARE {STATEMENT} (text, text, text, real, bigint, bigint, bigint, boolean) AS {SEARCH_SQL}"
+        ))
+        .execute(&mut conn)
+        .await
+        .context("PREPARE the search")?;
+        let execute = format!("EXECUTE {STATEMENT} ({})", literals(&arguments));
         let first_execution = plan(&mut conn, &execute).await?;
         for _ in 0..5 {
             sqlx::raw_sql(&execute).execute(&mut conn).await?;
         }
         let seventh_execution = plan(&mut conn, &execute).await?;
         sqlx::raw_sql(&format!("DEALLOCATE {STATEMENT}")).execute(&mut conn).await?;
-        explained.push(Explained { label: label.clone(), query, first_execution, seventh_execution });
+        explained.push(Explained {
+            label: label.clone(),
+            query,
+            tier: format!("{tier:?}"),
+            first_execution,
+            seventh_execution,
+        });
     }
     conn.close().await?;
     Ok(explained)
@@ -74,35 +86,42 @@ async fn plan(conn: &mut PgConnection, execute: &str) -> anyhow::Result<Vec<Stri
     rows.iter().map(|row| row.try_get::<String, _>(0).context("EXPLAIN row")).collect()
 }
 
-/// Fails when [`SEARCH_SQL`] no longer returns what `db::users::search` returns.
-async fn check_copy(conn: &mut PgConnection, pool: &PgPool, query: &str) -> anyhow::Result<()> {
-    let expected: Vec<i64> = db::users::search(pool, query, None, LIMIT).await?.iter().map(|hit| hit.id.0).collect();
+/// The tier `db::users::search` stops at for `query` and its arguments; fails when
+/// [`SEARCH_SQL`] with them returns other rows than the search.
+async fn checked_arguments(
+    conn: &mut PgConnection,
+    pool: &PgPool,
+    query: &str,
+) -> anyhow::Result<(SearchArguments, SearchTier)> {
+    let (hits, tier) = db::users::search_tiered(pool, query, None, LIMIT).await?;
+    let expected: Vec<i64> = hits.iter().map(|hit| hit.id.0).collect();
+    let arguments = SearchArguments::new(query, tier);
     let copy: Vec<i64> = sqlx::query_scalar(&format!("SELECT id FROM ({SEARCH_SQL}) AS copy"))
-        .bind(query)
-        .bind(format!("{}%", escape_like(query)))
-        .bind((query.chars().count() >= 3).then(|| format!("%{}%", escape_like(query))))
+        .bind(&arguments.query)
+        .bind(&arguments.prefix)
+        .bind(&arguments.contains)
         .bind(None::<f32>)
         .bind(None::<i64>)
         .bind(LIMIT)
         .bind(SEARCH_CANDIDATES)
+        .bind(arguments.similar)
         .fetch_all(&mut *conn)
         .await?;
     anyhow::ensure!(
         copy == expected,
-        "the bench's copy of the search SQL (src/bench/accounts/explain.rs) returns other rows than \
-         db::users::search for {query:?}; bring the copy in step"
+        "SEARCH_SQL with the {tier:?} tier's arguments returns other rows than db::users::search for {query:?}"
     );
-    Ok(())
+    Ok((arguments, tier))
 }
 
-/// The `EXECUTE` arguments for `query`, as the service would bind them, as literals.
-fn arguments(query: &str) -> String {
-    let escaped = escape_like(query);
-    let contains = if query.chars().count() >= 3 { literal(&format!("%{escaped}%")) } else { "NULL".to_owned() };
+/// The `EXECUTE` arguments, as the service binds them, as literals.
+fn literals(arguments: &SearchArguments) -> String {
+    let contains = arguments.contains.as_deref().map_or_else(|| "NULL".to_owned(), literal);
     format!(
-        "{}, {}, {contains}, NULL, NULL, {LIMIT}, {SEARCH_CANDIDATES}",
-        literal(query),
-        literal(&format!("{escaped}%"))
+        "{}, {}, {contains}, NULL, NULL, {LIMIT}, {SEARCH_CANDIDATES}, {}",
+        literal(&arguments.query),
+        literal(&arguments.prefix),
+        arguments.similar
     )
 }
 
@@ -117,8 +136,10 @@ mod tests {
 
     #[test]
     fn execute_arguments_are_quoted_literals() {
-        assert_eq!(arguments("o'"), "'o''', 'o''%', NULL, NULL, NULL, 21, 200");
-        assert_eq!(arguments("bench_1"), "'bench_1', 'bench\\_1%', '%bench\\_1%', NULL, NULL, 21, 200");
+        let prefix = SearchArguments::new("o'", SearchTier::Prefix);
+        assert_eq!(literals(&prefix), "'o''', 'o''%', NULL, NULL, NULL, 21, 200, false");
+        let similar = SearchArguments::new("bench_1", SearchTier::Similar);
+        assert_eq!(literals(&similar), r"'bench_1', 'bench\_1%', '%bench\_1%', NULL, NULL, 21, 200, true");
     }
 
     #[test]
@@ -133,6 +154,7 @@ mod tests {
         };
         let explained = |first, seventh| Explained {
             label: String::new(),
+            tier: String::new(),
             query: String::new(),
             first_execution: first,
             seventh_execution: seventh,

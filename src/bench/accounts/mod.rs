@@ -198,7 +198,10 @@ async fn measure(
 }
 
 fn print_plan(explained: &Explained) {
-    println!("EXPLAIN (ANALYZE, BUFFERS) search, {} (q = {:?}), first execution:", explained.label, explained.query);
+    println!(
+        "EXPLAIN (ANALYZE, BUFFERS) search, {} (q = {:?}; stops at the {} tier), first execution:",
+        explained.label, explained.query, explained.tier
+    );
     for line in &explained.first_execution {
         println!("    {line}");
     }
