@@ -67,6 +67,32 @@ pub enum BenchWorkload {
     Chat(ChatBenchArgs),
     /// W6: mutual friends, suggestions and the friends page on a 100k-user graph.
     Social(SocialBenchArgs),
+    /// W4: history pages (latest and deep), the conversation list and message search
+    /// over 10M messages in 100k conversations.
+    History(HistoryBenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HistoryBenchArgs {
+    /// Direct conversations seeded; one user is in 1,000 of them (or all, if fewer).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(10..=500_000))]
+    pub conversations: u32,
+    /// Messages seeded over all conversations: half in the longest 1 %, half spread
+    /// evenly over the rest.
+    #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(100..=100_000_000))]
+    pub messages: u64,
+    /// Repetitions of every measurement; reported figures are medians across runs.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+    /// Requests per figure, per concurrency level, per run.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub requests: u32,
+    /// Concurrency levels, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: Vec<u32>,
+    /// Where the machine-readable results go (JSON).
+    #[arg(long, default_value = "bench-results/history.json")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -13,6 +13,8 @@
 mod accounts;
 mod chat;
 mod cpu;
+mod history;
+mod phase;
 mod social;
 mod stats;
 mod writes;
@@ -44,6 +46,7 @@ pub async fn run(config: Config, pool: PgPool, args: BenchArgs) -> anyhow::Resul
         BenchWorkload::Writes(args) => writes::run(config, pool, &args).await,
         BenchWorkload::Chat(args) => chat::run(config, pool, &args).await,
         BenchWorkload::Social(args) => social::run(pool, &args).await,
+        BenchWorkload::History(args) => history::run(config, pool, &args).await,
     }
 }
 

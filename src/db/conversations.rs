@@ -207,18 +207,9 @@ pub struct ListCursor {
     pub id: ConversationId,
 }
 
-/// The user's conversations, pinned first, then by latest activity. The sort runs over
-/// the user's own membership rows only (an index range), and the last message is
-/// fetched by primary key for the rows of the page alone.
-pub async fn list_for_user(
-    db: impl PgExecutor<'_>,
-    user: UserId,
-    archived: bool,
-    after: Option<ListCursor>,
-    limit: i64,
-) -> sqlx::Result<Vec<ListRow>> {
-    sqlx::query_as(
-        "WITH mine AS (
+/// The conversation-list statement: $1 the user, $2 archived or not, $3–$5 the keyset
+/// cursor or NULLs, $6 the page size. Public so the benchmark can `EXPLAIN` exactly this.
+pub const LIST_SQL: &str = "WITH mine AS (
             SELECT c.id, c.kind, c.group_id, c.user_low, c.user_high, c.last_seq, c.last_version,
                    cm.last_read_seq, cm.pinned, cm.muted, cm.archived,
                    COALESCE(c.last_message_at, c.created_at) AS activity_at
@@ -243,14 +234,25 @@ pub async fn list_for_user(
            LEFT JOIN groups g ON g.id = p.group_id
            LEFT JOIN users u ON u.id = CASE WHEN p.user_low = $1 THEN p.user_high ELSE p.user_low END
            LEFT JOIN messages m ON m.conversation_id = p.id AND m.seq = p.last_seq
-          ORDER BY p.pinned DESC, p.activity_at DESC, p.id DESC",
-    )
-    .bind(user)
-    .bind(archived)
-    .bind(after.map(|c| c.pinned))
-    .bind(after.map(|c| c.activity_at))
-    .bind(after.map(|c| c.id))
-    .bind(limit)
-    .fetch_all(db)
-    .await
+          ORDER BY p.pinned DESC, p.activity_at DESC, p.id DESC";
+
+/// The user's conversations, pinned first, then by latest activity. The sort runs over
+/// the user's own membership rows only (an index range), and the last message is
+/// fetched by primary key for the rows of the page alone.
+pub async fn list_for_user(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+    archived: bool,
+    after: Option<ListCursor>,
+    limit: i64,
+) -> sqlx::Result<Vec<ListRow>> {
+    sqlx::query_as(LIST_SQL)
+        .bind(user)
+        .bind(archived)
+        .bind(after.map(|c| c.pinned))
+        .bind(after.map(|c| c.activity_at))
+        .bind(after.map(|c| c.id))
+        .bind(limit)
+        .fetch_all(db)
+        .await
 }

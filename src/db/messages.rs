@@ -67,6 +67,18 @@ pub enum Window {
     Range(i64, i64),
 }
 
+/// The history statement: $1 conversation, seq strictly between $2 and $3, $4 rows
+/// from the newest end or the oldest. Both directions are one range scan of the primary
+/// key. Public so the benchmark can `EXPLAIN` exactly this.
+pub fn history_sql(newest_first: bool) -> String {
+    let order = if newest_first { "DESC" } else { "ASC" };
+    format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages
+          WHERE conversation_id = $1 AND seq > $2 AND seq < $3
+          ORDER BY seq {order} LIMIT $4"
+    )
+}
+
 /// A page of history, oldest first, never showing seq <= `visible_from`.
 pub async fn history(
     db: impl PgExecutor<'_>,
@@ -80,19 +92,13 @@ pub async fn history(
         Window::After(seq) => (seq.max(visible_from), i64::MAX, false),
         Window::Range(from, to) => ((from - 1).max(visible_from), to.saturating_add(1), false),
     };
-    // Both directions are one range scan of the primary key.
-    let order = if newest_first { "DESC" } else { "ASC" };
-    let mut rows: Vec<MessageRow> = sqlx::query_as(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages
-          WHERE conversation_id = $1 AND seq > $2 AND seq < $3
-          ORDER BY seq {order} LIMIT $4"
-    ))
-    .bind(conversation)
-    .bind(low)
-    .bind(high)
-    .bind(limit)
-    .fetch_all(db)
-    .await?;
+    let mut rows: Vec<MessageRow> = sqlx::query_as(&history_sql(newest_first))
+        .bind(conversation)
+        .bind(low)
+        .bind(high)
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
     if newest_first {
         rows.reverse();
     }
@@ -252,18 +258,11 @@ pub async fn reactions_for(
     Ok(by_seq)
 }
 
-/// Messages containing `needle` (case-insensitive substring) in conversations `user`
-/// belongs to and may see, newest first; keyset on (created_at, conversation, seq).
-pub async fn search(
-    db: impl PgExecutor<'_>,
-    user: UserId,
-    needle: &str,
-    conversation: Option<ConversationId>,
-    after: Option<(OffsetDateTime, ConversationId, i64)>,
-    limit: i64,
-) -> sqlx::Result<Vec<MessageRow>> {
-    let pattern = format!("%{}%", super::users::escape_like(needle));
-    sqlx::query_as(&format!(
+/// The message-search statement: $1 the caller, $2 the ILIKE pattern, $3 one
+/// conversation or NULL, $4–$6 the keyset cursor or NULLs, $7 the page size. Public so
+/// the benchmark can `EXPLAIN` exactly this.
+pub fn search_sql() -> String {
+    format!(
         "SELECT {cols}
            FROM messages m
            JOIN conversation_members cm ON cm.conversation_id = m.conversation_id AND cm.user_id = $1
@@ -275,14 +274,28 @@ pub async fn search(
           ORDER BY m.created_at DESC, m.conversation_id DESC, m.seq DESC
           LIMIT $7",
         cols = MESSAGE_COLUMNS.split(", ").map(|c| format!("m.{}", c.trim())).collect::<Vec<_>>().join(", ")
-    ))
-    .bind(user)
-    .bind(pattern)
-    .bind(conversation)
-    .bind(after.map(|a| a.0))
-    .bind(after.map(|a| a.1))
-    .bind(after.map(|a| a.2))
-    .bind(limit)
-    .fetch_all(db)
-    .await
+    )
+}
+
+/// Messages containing `needle` (case-insensitive substring) in conversations `user`
+/// belongs to and may see, newest first; keyset on (created_at, conversation, seq).
+pub async fn search(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+    needle: &str,
+    conversation: Option<ConversationId>,
+    after: Option<(OffsetDateTime, ConversationId, i64)>,
+    limit: i64,
+) -> sqlx::Result<Vec<MessageRow>> {
+    let pattern = format!("%{}%", super::users::escape_like(needle));
+    sqlx::query_as(&search_sql())
+        .bind(user)
+        .bind(pattern)
+        .bind(conversation)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1))
+        .bind(after.map(|a| a.2))
+        .bind(limit)
+        .fetch_all(db)
+        .await
 }

@@ -9,7 +9,7 @@
 
 mod explain;
 mod search;
-mod seed;
+pub(super) mod seed;
 
 use std::time::Instant;
 
@@ -19,6 +19,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
+pub(super) use self::search::login;
 use self::{explain::Explained, search::SearchRun, seed::Seeded};
 use super::{
     BenchServer, Machine,

@@ -3,14 +3,7 @@
 //! [`db::users::search`] on the pool directly, so the cost of HTTP, authentication
 //! (one session lookup per request) and JSON is what separates the two.
 
-use std::{
-    future::Future,
-    sync::atomic::{AtomicUsize, Ordering},
-    time::Instant,
-};
-
 use anyhow::Context;
-use futures_util::future::try_join_all;
 use rand::{Rng, rngs::StdRng, seq::SliceRandom};
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -20,7 +13,8 @@ use crate::{
     bench::{
         BenchServer,
         cpu::CpuMeter,
-        stats::{FigureKey, Figures, Latencies, Path, RunResult},
+        phase,
+        stats::{FigureKey, Figures, Path},
     },
     db,
     domain::UserId,
@@ -162,9 +156,9 @@ impl SearchRun<'_> {
                     reference_for: None,
                 };
                 let sql = FigureKey { path: Path::Sql, reference_for: Some(Box::new(http.clone())), ..http.clone() };
-                let run = self.phase(&tasks, concurrency, |task| self.http_search(task)).await?;
+                let run = phase::timed(self.cpu, &tasks, concurrency, |task| self.http_search(task)).await?;
                 figures.record(http, run);
-                let run = self.phase(&tasks, concurrency, |task| self.sql_search(task)).await?;
+                let run = phase::timed(self.cpu, &tasks, concurrency, |task| self.sql_search(task)).await?;
                 figures.record(sql, run);
             }
         }
@@ -188,44 +182,6 @@ impl SearchRun<'_> {
             }
         }
         Ok(tasks)
-    }
-
-    /// Runs `tasks` with `concurrency` workers pulling from one queue; returns the
-    /// latency of each, the wall time and the CPU per task.
-    async fn phase<'t, F, Fut>(
-        &self,
-        tasks: &'t [Task],
-        concurrency: u32,
-        run_one: F,
-    ) -> anyhow::Result<Option<RunResult>>
-    where
-        F: Fn(&'t Task) -> Fut,
-        Fut: Future<Output = anyhow::Result<usize>>,
-    {
-        let next = &AtomicUsize::new(0);
-        let run_one = &run_one;
-        let worker = || async move {
-            let mut latencies = Latencies::default();
-            let mut hits = 0;
-            while let Some(task) = tasks.get(next.fetch_add(1, Ordering::Relaxed)) {
-                let started = Instant::now();
-                hits += run_one(task).await?;
-                latencies.record(started.elapsed());
-            }
-            anyhow::Ok((latencies, hits))
-        };
-        let cpu_before = self.cpu.snapshot();
-        let started = Instant::now();
-        let results = try_join_all((0..concurrency).map(|_| worker())).await?;
-        let wall = started.elapsed();
-        let cpu = cpu_before.per_op(&self.cpu.snapshot(), tasks.len());
-        let mut latencies = Latencies::default();
-        let mut hits = 0;
-        for (worker_latencies, worker_hits) in results {
-            latencies.merge(worker_latencies);
-            hits += worker_hits;
-        }
-        Ok(RunResult::new(&latencies, wall, Some(hits), cpu))
     }
 
     async fn http_search(&self, task: &Task) -> anyhow::Result<usize> {
