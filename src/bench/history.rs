@@ -38,7 +38,11 @@ use super::{
 use crate::{
     auth::PasswordHasher,
     config::{Config, HistoryBenchArgs},
-    db::{self, messages::Window},
+    db::{
+        self,
+        message_search::{RECENT_CONVERSATIONS, RECENT_WINDOW, SearchPlan},
+        messages::Window,
+    },
     domain::{ConversationId, Password, UserId},
 };
 
@@ -566,7 +570,7 @@ impl Bench<'_> {
             }
             Task::List => db::conversations::list_for_user(self.pool, self.hub, false, None, PAGE + 1).await?.len(),
             Task::Search { query } => {
-                db::messages::search(self.pool, self.hub, query, None, None, SEARCH_PAGE + 1).await?.len()
+                db::message_search::search(self.pool, self.hub, query, None, None, SEARCH_PAGE + 1).await?.len()
             }
         })
     }
@@ -616,20 +620,31 @@ async fn explain(
         .await
         .context("EXPLAIN the conversation list")?;
     plans.push((format!("conversation list ({} conversations)", conversations.len()), plan));
-    let search = format!("EXPLAIN (ANALYZE, BUFFERS) {}", db::messages::search_sql());
     for &(class, query) in SEARCHES {
-        let plan: Vec<String> = sqlx::query_scalar(&search)
+        let (_, answered) = db::message_search::search_planned(pool, hub, query, None, None, SEARCH_PAGE + 1).await?;
+        let pattern = db::message_search::ilike_pattern(query);
+        let sql = match answered {
+            SearchPlan::Trigram => db::message_search::trigram_sql(),
+            SearchPlan::Recent | SearchPlan::Everything => db::message_search::recent_sql(),
+        };
+        let (conversations, window) = match answered {
+            SearchPlan::Recent => (RECENT_CONVERSATIONS, RECENT_WINDOW),
+            _ => (i64::MAX / 4, i64::MAX / 4),
+        };
+        let explained = format!("EXPLAIN (ANALYZE, BUFFERS) {sql}");
+        let mut statement = sqlx::query_scalar::<_, String>(&explained)
             .bind(hub)
-            .bind(format!("%{}%", db::users::escape_like(query)))
+            .bind(pattern)
             .bind(None::<i64>)
             .bind(None::<OffsetDateTime>)
             .bind(None::<i64>)
             .bind(None::<i64>)
-            .bind(SEARCH_PAGE + 1)
-            .fetch_all(pool)
-            .await
-            .with_context(|| format!("EXPLAIN message search {class}"))?;
-        plans.push((format!("message search, {class} (q = {query:?})"), plan));
+            .bind(SEARCH_PAGE + 1);
+        if answered != SearchPlan::Trigram {
+            statement = statement.bind(conversations).bind(window);
+        }
+        let plan = statement.fetch_all(pool).await.with_context(|| format!("EXPLAIN message search {class}"))?;
+        plans.push((format!("message search, {class} (q = {query:?}), answered by the {answered:?} step"), plan));
     }
     Ok(plans)
 }

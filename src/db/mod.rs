@@ -5,6 +5,7 @@ pub mod blocks;
 pub mod conversations;
 pub mod friends;
 pub mod groups;
+pub mod message_search;
 pub mod messages;
 pub mod sessions;
 pub mod users;

@@ -490,6 +490,86 @@ async fn search_finds_substrings_including_cjk_only_in_the_callers_conversations
     assert!(wildcard["items"].as_array().is_none_or(|items| items.is_empty()));
 }
 
+/// Every page of a message search, following `next_cursor`: (conversation, seq) per hit.
+async fn search_all_pages(app: &TestApp, user: &TestUser, q: &str, limit: usize) -> Vec<(i64, i64)> {
+    let mut hits = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let mut path = format!("/api/v1/messages/search?q={}&limit={limit}", urlencode(q));
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let page: Value = app.get_as(&user.access_token, &path).await.json().await.unwrap();
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= limit);
+        hits.extend(items.iter().map(|m| (m["conversation_id"].as_i64().unwrap(), m["seq"].as_i64().unwrap())));
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            return hits;
+        }
+    }
+    panic!("search {q:?} did not end");
+}
+
+#[tokio::test]
+async fn search_reaches_past_the_recent_window_and_pages_without_gaps() {
+    let app = spawn_app().await;
+    let users = app.seed_users("deep", 1).await;
+    let owner = &users[0];
+    let (_, conversation) = group_with(&app, owner, &[], json!({})).await;
+    // Older than the newest 200 messages the first search step reads.
+    send_text(&app, owner, conversation, "an ancient zebra").await;
+    send_text(&app, owner, conversation, "你好 from long ago").await;
+    for i in 0..205 {
+        send_text(&app, owner, conversation, &format!("filler {i}")).await;
+    }
+    // Found by the trigram index, and (two CJK characters, no trigram) by reading all
+    // of the caller's messages.
+    assert_eq!(search_all_pages(&app, owner, "zebra", 20).await, [(conversation, 1)]);
+    assert_eq!(search_all_pages(&app, owner, "你好", 20).await, [(conversation, 2)]);
+    // Every filler, newest first, once: the first pages come from the recent window, the
+    // last ones from the index.
+    let fillers = search_all_pages(&app, owner, "filler", 50).await;
+    let expected: Vec<(i64, i64)> = (3..=207).rev().map(|seq| (conversation, seq)).collect();
+    assert_eq!(fillers, expected);
+}
+
+#[tokio::test]
+async fn search_ranks_by_recency_across_more_conversations_than_it_reads_first() {
+    let app = spawn_app().await;
+    let users = app.seed_users("many", 1).await;
+    let owner = &users[0];
+    let mut sent = Vec::new();
+    for i in 0..18 {
+        let (_, conversation) = group_with(&app, owner, &[], json!({ "name": format!("Room {i}") })).await;
+        let ack = send_text(&app, owner, conversation, &format!("needle {i}")).await;
+        sent.push((conversation, ack["seq"].as_i64().unwrap()));
+    }
+    sent.reverse();
+    assert_eq!(search_all_pages(&app, owner, "needle", 5).await, sent, "newest first, all 18, no repeats");
+}
+
+#[tokio::test]
+async fn a_full_page_of_recent_hits_does_not_hide_a_newer_one_outside_the_window() {
+    let app = spawn_app().await;
+    let users = app.seed_users("horizon", 1).await;
+    let owner = &users[0];
+    let (_, older) = group_with(&app, owner, &[], json!({ "name": "Older" })).await;
+    let (_, busy) = group_with(&app, owner, &[], json!({ "name": "Busy" })).await;
+    for i in 0..6 {
+        send_text(&app, owner, older, &format!("needle {i}")).await;
+    }
+    // Newer than every hit in "Older", but pushed out of the recent window by fillers.
+    send_text(&app, owner, busy, "needle in the busy room").await;
+    for i in 0..200 {
+        send_text(&app, owner, busy, &format!("filler {i}")).await;
+    }
+    send_text(&app, owner, older, "the older room speaks last").await;
+    let hits = search_all_pages(&app, owner, "needle", 5).await;
+    let expected: Vec<(i64, i64)> = std::iter::once((busy, 1)).chain((1..=6).rev().map(|seq| (older, seq))).collect();
+    assert_eq!(hits, expected);
+}
+
 fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
