@@ -31,7 +31,15 @@ pub fn parse_url(url: &str) -> anyhow::Result<PgConnectOptions> {
 
 /// Opens the application pool with the configured sizes and timeouts.
 pub async fn connect(config: &Config, options: PgConnectOptions) -> sqlx::Result<PgPool> {
-    let mut options = options.application_name("goim").log_statements(tracing::log::LevelFilter::Trace);
+    // PostgreSQL's default random_page_cost (4) prices a random read like a spinning
+    // disk's, and then prefers a sequential scan of 100k conversations to 1,000 primary
+    // key lookups for one user's conversation list (31 ms against 2 ms at W4 scale).
+    // GOIM's hot data is cached or on SSD; 1.1 is the usual setting for that, and it
+    // applies to GOIM's own sessions only.
+    let mut options = options
+        .application_name("goim")
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .options([("random_page_cost", "1.1")]);
     if !config.db_statement_timeout.is_zero() {
         let millis = config.db_statement_timeout.as_millis().to_string();
         options = options.options([("statement_timeout", millis.as_str())]);
