@@ -39,6 +39,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod pg;
+pub mod search_upkeep;
 pub mod service;
 pub mod shutdown;
 pub mod startup;

@@ -87,6 +87,9 @@ impl MessageWriter {
     /// Starts `lanes` writer tasks, each with a queue of `queue_capacity` messages.
     pub fn start(pool: PgPool, events: EventBus, tasks: &TaskTracker, lanes: usize, queue_capacity: usize) -> Self {
         let stop = CancellationToken::new();
+        // Every message adds to the search index's pending list; merging it belongs with
+        // the writes, and off their transactions.
+        tasks.spawn(crate::search_upkeep::run(pool.clone(), stop.clone()));
         // The writer's statements take arrays, and PostgreSQL would otherwise re-plan
         // them for every batch (custom plans): planning cost more than the work. Their
         // shape never changes, so one generic plan per connection serves every batch.
