@@ -54,3 +54,50 @@ fn the_accounts_bench_reports_every_figure_with_samples_and_ordered_percentiles(
         assert!(lines.iter().any(|l| l.as_str().unwrap().starts_with("Execution Time")), "{plan}");
     }
 }
+
+#[test]
+fn the_history_bench_seeds_its_conversations_and_explains_every_statement() {
+    let dir = new_data_dir();
+    let out = dir.join("h.json");
+    let output = goim_command(&dir)
+        .env("GOIM_DATA_DIR", &dir)
+        .env("GOIM_PG_UNSAFE_FAST", "true")
+        .env("GOIM_LOG", "warn")
+        .args(["bench", "history", "--conversations", "30", "--messages", "3000", "--runs", "1"])
+        .args(["--requests", "4", "--concurrency", "1,2", "--out"])
+        .arg(&out)
+        .output()
+        .expect("goim runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "goim bench failed: {}\n{stdout}\n{stderr}", output.status);
+    let report: Value = serde_json::from_slice(&std::fs::read(&out).expect("the JSON report exists")).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+
+    let dataset = &report["dataset"];
+    assert_eq!(dataset["seeded_now"], true, "{dataset}");
+    // One long conversation of 1,500 messages and 29 of 51: 2,979.
+    assert_eq!(dataset["hub_messages"], 2979, "{dataset}");
+    assert_eq!(dataset["hub_conversations"], 30, "{dataset}");
+    let figures = report["figures"].as_array().expect("figures");
+    let ids: Vec<&str> = figures.iter().map(|f| f["id"].as_str().expect("id")).collect();
+    for expected in [
+        "history_latest.c1.http",
+        "history_latest.c1.sql",
+        "history_deep.c2.http",
+        "conversation_list.c1.http",
+        "message_search.common_word.c1.http",
+        "message_search.cjk_2.c2.sql",
+        "message_search.absent.c1.http",
+    ] {
+        assert!(ids.contains(&expected), "{expected} missing from {ids:?}");
+    }
+    for figure in figures.iter().filter(|f| f["operation"].as_str().unwrap().starts_with("history")) {
+        assert_eq!(figure["mean_hits"], 50.0, "a full page of 50 every time: {figure}");
+    }
+    let plans = report["explain"].as_array().expect("explain");
+    let names: Vec<&str> = plans.iter().map(|p| p[0].as_str().unwrap()).collect();
+    assert_eq!(plans.len(), 8, "{names:?}");
+    let latest = plans[0][1].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect::<Vec<_>>().join("\n");
+    assert!(latest.contains("using messages_pkey"), "the latest page reads the primary key: {latest}");
+}
