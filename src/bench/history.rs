@@ -343,8 +343,9 @@ async fn seed_in(conn: &mut PgConnection, shape: &Shape, hash: &str) -> anyhow::
         sqlx::raw_sql(&format!("DROP INDEX {name}")).execute(&mut *conn).await?;
     }
 
-    // Round-robin: every conversation's message s before any message s + 1, one seq (or,
-    // past the short conversations' length, fifty) per statement.
+    // Round-robin: every conversation's message s before any message s + 1 (the ORDER BY
+    // within a statement too), one seq (or, past the short conversations' length, fifty)
+    // per statement.
     let longest = shape.long_length.max(shape.short_length);
     let mut low = 1;
     while low <= longest {
@@ -361,7 +362,8 @@ async fn seed_in(conn: &mut PgConnection, shape: &Shape, hash: &str) -> anyhow::
                     || CASE WHEN (hashint8(p.c * 31 + s) & 2147483647) % $5 = 0 THEN ' ' || $6 ELSE '' END,
                     $7::timestamptz + s * interval '1 minute' + p.c * interval '1 millisecond'
                FROM generate_series($1::bigint, $2::bigint) AS s
-               JOIN w4_plan p ON s <= p.len",
+               JOIN w4_plan p ON s <= p.len
+              ORDER BY s, p.c",
         )
         .bind(low)
         .bind(high)
