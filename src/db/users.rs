@@ -114,7 +114,7 @@ pub const SEARCH_CANDIDATES: i64 = 200;
 pub enum SearchTier {
     /// Username and nickname prefixes, from B-trees: well under a millisecond.
     Prefix,
-    /// Substrings (GIN trigram index); queries of 3+ characters.
+    /// Substrings (the GiST trigram indexes answer `LIKE '%…%'` too); queries of 3+ characters.
     Substring,
     /// Trigram similarity for typos (GiST, nearest first); queries of 3+ characters,
     /// and not when the query is someone's complete username.
