@@ -32,7 +32,7 @@ use super::{
     accounts::{login, seed::DEVICE_NAME, seed::PASSWORD},
     cpu::CpuMeter,
     http_client, load_average, phase,
-    stats::{Figure, FigureKey, Figures, Path},
+    stats::{self, Figure, FigureKey, Figures, Path},
     write_json,
 };
 use crate::{
@@ -213,11 +213,7 @@ pub async fn run(config: Config, pool: PgPool, args: &HistoryBenchArgs) -> anyho
             println!("    {line}");
         }
     }
-    println!("\nfigures (medians of {} runs; p50/p99 within each run):", args.runs);
-    for figure in &figures {
-        let reference_of = figure.reference_for.as_ref().and_then(|id| figures.iter().find(|f| &f.id == id));
-        println!("{}", figure.summary_line(reference_of));
-    }
+    stats::print_figures(&figures, args.runs);
     let report = Report {
         workload: "history (W4)",
         started_at,

@@ -224,6 +224,15 @@ impl Figures {
     }
 }
 
+/// Prints every figure's summary line, a reference next to the ratio to its figure.
+pub fn print_figures(figures: &[Figure], runs: u32) {
+    println!("\nfigures (medians of {runs} runs; p50/p99 within each run):");
+    for figure in figures {
+        let reference_of = figure.reference_for.as_ref().and_then(|id| figures.iter().find(|f| &f.id == id));
+        println!("{}", figure.summary_line(reference_of));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,7 @@ use super::{
     BenchServer, Machine,
     cpu::CpuMeter,
     http_client, load_average,
-    stats::{Figure, FigureKey, Figures, Latencies, Path, RunResult},
+    stats::{self, Figure, FigureKey, Figures, Latencies, Path, RunResult},
     write_json,
 };
 use crate::{
@@ -77,11 +77,7 @@ pub async fn run(config: Config, pool: PgPool, args: &AccountsBenchArgs) -> anyh
     for explained in &explain {
         print_plan(explained);
     }
-    println!("\nfigures (medians of {} runs; p50/p99 within each run):", args.runs);
-    for figure in &figures {
-        let reference_of = figure.reference_for.as_ref().and_then(|id| figures.iter().find(|f| &f.id == id));
-        println!("{}", figure.summary_line(reference_of));
-    }
+    stats::print_figures(&figures, args.runs);
     let report = Report {
         workload: "accounts",
         started_at,
