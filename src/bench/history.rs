@@ -95,6 +95,8 @@ const SEARCHES: &[(&str, &str)] = &[
     ("cjk_2", "你好"),
     // In no message at all.
     ("absent", "xylophone"),
+    // Two characters in no message: no trigram, so every message the hub can see is read.
+    ("absent_2", "qz"),
 ];
 
 #[derive(Serialize)]

@@ -97,7 +97,7 @@ fn the_history_bench_seeds_its_conversations_and_explains_every_statement() {
     }
     let plans = report["explain"].as_array().expect("explain");
     let names: Vec<&str> = plans.iter().map(|p| p[0].as_str().unwrap()).collect();
-    assert_eq!(plans.len(), 8, "{names:?}");
+    assert_eq!(plans.len(), 9, "{names:?}");
     let latest = plans[0][1].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect::<Vec<_>>().join("\n");
     assert!(latest.contains("using messages_pkey"), "the latest page reads the primary key: {latest}");
 }
