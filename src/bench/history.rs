@@ -180,11 +180,12 @@ pub async fn run(config: Config, pool: PgPool, args: &HistoryBenchArgs) -> anyho
     let server = BenchServer::start(config, pool.clone())?;
     let measured = async {
         let client = http_client()?;
-        let token = login(&server, &client, &hub_username()).await?;
-        let bench = Bench { server: &server, client: &client, pool: &pool, cpu: &cpu, token: &token, hub };
         let mut figures = Figures::default();
         let mut rng = StdRng::from_entropy();
         for run in 1..=args.runs {
+            // A fresh login per run: one run can outlast an access token (15 min).
+            let token = login(&server, &client, &hub_username()).await?;
+            let bench = Bench { server: &server, client: &client, pool: &pool, cpu: &cpu, token: &token, hub };
             let started = Instant::now();
             bench.measure(&mut rng, &conversations, args, &mut figures).await?;
             println!(
