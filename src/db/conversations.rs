@@ -256,3 +256,74 @@ pub async fn list_for_user(
         .fetch_all(db)
         .await
 }
+
+/// Everything the send policy and the retry check need, read in one round trip: the
+/// conversation, the sender's membership, for direct conversations whether a block
+/// stands either way and whether the two are friends, for group conversations the group
+/// and the sender's role in it, and an earlier message with the same `client_msg_id`.
+#[derive(Debug, Clone, FromRow)]
+pub struct SendContext {
+    #[sqlx(flatten)]
+    pub conversation: ConversationRow,
+    pub member_last_read_seq: Option<i64>,
+    pub member_visible_from_seq: Option<i64>,
+    pub member_pinned: Option<bool>,
+    pub member_muted: Option<bool>,
+    pub member_archived: Option<bool>,
+    pub blocked_either_way: bool,
+    pub friends: bool,
+    pub group_exists: bool,
+    pub group_disbanded_at: Option<OffsetDateTime>,
+    pub group_role: Option<String>,
+    pub group_muted_until: Option<OffsetDateTime>,
+    pub earlier_seq: Option<i64>,
+    pub earlier_created_at: Option<OffsetDateTime>,
+    pub earlier_request_hash: Option<Vec<u8>>,
+}
+
+impl SendContext {
+    /// The sender's membership, if they are a member.
+    pub fn member(&self) -> Option<MemberState> {
+        Some(MemberState {
+            last_read_seq: self.member_last_read_seq?,
+            visible_from_seq: self.member_visible_from_seq?,
+            pinned: self.member_pinned?,
+            muted: self.member_muted?,
+            archived: self.member_archived?,
+        })
+    }
+}
+
+pub async fn send_context(
+    db: impl PgExecutor<'_>,
+    id: ConversationId,
+    sender: UserId,
+    client_msg_id: uuid::Uuid,
+) -> sqlx::Result<Option<SendContext>> {
+    sqlx::query_as(
+        "SELECT c.id, c.kind, c.group_id, c.user_low, c.user_high, c.last_seq, c.last_version, c.last_message_at,
+                c.created_at,
+                cm.last_read_seq AS member_last_read_seq, cm.visible_from_seq AS member_visible_from_seq,
+                cm.pinned AS member_pinned, cm.muted AS member_muted, cm.archived AS member_archived,
+                (c.user_low IS NOT NULL AND EXISTS (
+                    SELECT 1 FROM blocks b
+                     WHERE (b.blocker_id = c.user_low AND b.blocked_id = c.user_high)
+                        OR (b.blocker_id = c.user_high AND b.blocked_id = c.user_low))) AS blocked_either_way,
+                (c.user_low IS NOT NULL AND EXISTS (
+                    SELECT 1 FROM friendships f WHERE f.user_id = c.user_low AND f.friend_id = c.user_high)) AS friends,
+                (g.id IS NOT NULL) AS group_exists, g.disbanded_at AS group_disbanded_at,
+                gm.role AS group_role, gm.muted_until AS group_muted_until,
+                m.seq AS earlier_seq, m.created_at AS earlier_created_at, m.request_hash AS earlier_request_hash
+           FROM conversations c
+           LEFT JOIN conversation_members cm ON cm.conversation_id = c.id AND cm.user_id = $2
+           LEFT JOIN groups g ON g.id = c.group_id
+           LEFT JOIN group_members gm ON gm.group_id = c.group_id AND gm.user_id = $2
+           LEFT JOIN messages m ON m.conversation_id = c.id AND m.sender_id = $2 AND m.client_msg_id = $3
+          WHERE c.id = $1",
+    )
+    .bind(id)
+    .bind(sender)
+    .bind(client_msg_id)
+    .fetch_optional(db)
+    .await
+}

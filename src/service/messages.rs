@@ -7,7 +7,7 @@ use super::{
     policy::{self, Access},
 };
 use crate::{
-    db::{self, messages::Window},
+    db::{self, conversations::SendContext, messages::Window},
     domain::{ConversationId, Emoji, MessageInput, MessageKind, MessageView, NewMessage, Role, UserId},
     error::ApiError,
     events::Event,
@@ -22,11 +22,13 @@ pub const HISTORY_DEFAULT_LIMIT: i64 = 50;
 /// same `client_msg_id` returns the original ack.
 pub async fn send(state: &AppState, sender: UserId, id: ConversationId, input: MessageInput) -> Result<Ack, ApiError> {
     let message = NewMessage::parse(input, state.config.max_message_bytes as usize)?;
-    if let Some(ack) = earlier_ack(state, sender, id, &message).await? {
+    let context = db::conversations::send_context(&state.pool, id, sender, message.client_msg_id)
+        .await?
+        .ok_or_else(policy::conversation_not_found)?;
+    if let Some(ack) = earlier_ack(&context, &message)? {
         return Ok(ack);
     }
-    let access = policy::readable(state, id, sender).await?;
-    let role = policy::check_send(state, &access, sender).await?;
+    let (access, role) = policy::check_send(state.config.direct_messages, &context, sender)?;
     if let Some(reply) = message.reply_to_seq
         && (reply > access.conversation.last_seq || reply <= access.member.visible_from_seq)
     {
@@ -44,33 +46,19 @@ pub async fn send(state: &AppState, sender: UserId, id: ConversationId, input: M
     state.writer.submit(PendingMessage { conversation_id: id, sender_id: sender, message }).await.map_err(write_error)
 }
 
-/// A stored message with this id from this sender, if the same request was stored
-/// before (even before a restart).
-async fn earlier_ack(
-    state: &AppState,
-    sender: UserId,
-    id: ConversationId,
-    message: &NewMessage,
-) -> Result<Option<Ack>, ApiError> {
-    let found: Option<(i64, OffsetDateTime, Vec<u8>)> = sqlx::query_as(
-        "SELECT seq, created_at, request_hash FROM messages
-          WHERE conversation_id = $1 AND sender_id = $2 AND client_msg_id = $3",
-    )
-    .bind(id)
-    .bind(sender)
-    .bind(message.client_msg_id)
-    .fetch_optional(&state.pool)
-    .await?;
-    match found {
-        None => Ok(None),
-        Some((seq, created_at, hash)) if hash == message.request_hash() => Ok(Some(Ack {
-            conversation_id: id,
+/// The original ack, when this sender already stored this request under this
+/// `client_msg_id` (even before a restart); an error when the id was used for another.
+fn earlier_ack(context: &SendContext, message: &NewMessage) -> Result<Option<Ack>, ApiError> {
+    match (context.earlier_seq, context.earlier_created_at, &context.earlier_request_hash) {
+        (Some(seq), Some(created_at), Some(hash)) if *hash == message.request_hash() => Ok(Some(Ack {
+            conversation_id: context.conversation.id,
             seq,
             client_msg_id: message.client_msg_id,
             created_at,
             duplicate: true,
         })),
-        Some(_) => Err(write_error(WriteError::IdReused)),
+        (Some(_), _, _) => Err(write_error(WriteError::IdReused)),
+        _ => Ok(None),
     }
 }
 

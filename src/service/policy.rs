@@ -11,7 +11,10 @@ use time::OffsetDateTime;
 
 use crate::{
     config::DirectMessagePolicy,
-    db::{self, conversations::ConversationRow, conversations::MemberState},
+    db::{
+        self,
+        conversations::{ConversationRow, MemberState, SendContext},
+    },
     domain::{ConversationId, Role, UserId},
     error::ApiError,
     state::AppState,
@@ -29,26 +32,36 @@ pub async fn readable(state: &AppState, id: ConversationId, user: UserId) -> Res
     Ok(Access { conversation, member })
 }
 
-/// Whether `user` may send to the conversation now; returns their group role, if any.
-pub async fn check_send(state: &AppState, access: &Access, user: UserId) -> Result<Option<Role>, ApiError> {
+/// Whether `user` may send to the conversation now, decided from the facts
+/// [`db::conversations::send_context`] read in one round trip; returns what the sender
+/// may see of the conversation and their group role, if any.
+pub fn check_send(
+    direct_messages: DirectMessagePolicy,
+    context: &SendContext,
+    user: UserId,
+) -> Result<(Access, Option<Role>), ApiError> {
+    let member = context.member().ok_or_else(conversation_not_found)?;
+    let access = Access { conversation: context.conversation.clone(), member };
     match (access.conversation.peer_of(user), access.conversation.group_id) {
-        (Some(peer), _) => {
-            check_direct(state, user, peer).await?;
-            Ok(None)
+        (Some(_), _) => {
+            direct_allowed(direct_messages, context.blocked_either_way, context.friends)?;
+            Ok((access, None))
         }
-        (None, Some(group)) => {
-            let group_row = db::groups::find(&state.pool, group).await?.ok_or_else(conversation_not_found)?;
-            if group_row.disbanded_at.is_some() {
+        (None, Some(_)) => {
+            if !context.group_exists {
+                return Err(conversation_not_found());
+            }
+            if context.group_disbanded_at.is_some() {
                 return Err(ApiError::Gone {
                     code: "group_disbanded",
                     message: "this group has been disbanded".into(),
                 });
             }
-            let member = db::groups::member(&state.pool, group, user).await?.ok_or_else(conversation_not_found)?;
-            if member.muted_until.is_some_and(|until| until > OffsetDateTime::now_utc()) {
+            let role = context.group_role.as_deref().and_then(Role::parse).ok_or_else(conversation_not_found)?;
+            if context.group_muted_until.is_some_and(|until| until > OffsetDateTime::now_utc()) {
                 return Err(ApiError::forbidden("muted", "you are muted in this group"));
             }
-            Ok(Some(member.role.0))
+            Ok((access, Some(role)))
         }
         (None, None) => Err(conversation_not_found()),
     }
@@ -57,12 +70,17 @@ pub async fn check_send(state: &AppState, access: &Access, user: UserId) -> Resu
 /// Whether `a` may talk to `b` directly: never across a block; friendship required
 /// unless the server allows direct messages between anyone.
 pub async fn check_direct(state: &AppState, a: UserId, b: UserId) -> Result<(), ApiError> {
-    if db::blocks::exists_either_way(&state.pool, a, b).await? {
+    let blocked = db::blocks::exists_either_way(&state.pool, a, b).await?;
+    let friends = state.config.direct_messages == DirectMessagePolicy::Anyone
+        || db::friends::are_friends(&state.pool, a, b).await?;
+    direct_allowed(state.config.direct_messages, blocked, friends)
+}
+
+fn direct_allowed(policy: DirectMessagePolicy, blocked: bool, friends: bool) -> Result<(), ApiError> {
+    if blocked {
         return Err(super::friends::not_allowed());
     }
-    if state.config.direct_messages == DirectMessagePolicy::Friends
-        && !db::friends::are_friends(&state.pool, a, b).await?
-    {
+    if policy == DirectMessagePolicy::Friends && !friends {
         return Err(ApiError::forbidden("not_friends", "you can send direct messages to friends only"));
     }
     Ok(())

@@ -559,6 +559,16 @@ async fn the_last_member_leaving_disbands_and_disbanded_groups_refuse_changes() 
         200,
         "still readable"
     );
+    let conversation: Value =
+        app.get_as(&member.access_token, &format!("/api/v1/groups/{group}/conversation")).await.json().await.unwrap();
+    let path = format!("/api/v1/conversations/{}/messages", conversation["conversation_id"]);
+    let message = json!({ "client_msg_id": uuid::Uuid::new_v4(), "body": "anyone here?" });
+    assert_eq!(error_code(call(&app, member, Method::POST, &path, Some(message)).await, 410).await, "group_disbanded");
+    assert_eq!(
+        app.get_as(&member.access_token, &path).await.status(),
+        200,
+        "its history stays readable to its members"
+    );
 }
 
 #[tokio::test]
