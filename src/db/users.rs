@@ -109,7 +109,11 @@ pub const SEARCH_CANDIDATES: i64 = 200;
 /// How far a search reaches. Scores put every tier's matches above the next tier's
 /// (exact username 4, username prefix 3, nickname prefix 2, substring 1, similar 0, each
 /// plus a similarity below 1), so a page filled by one tier is final and the costlier
-/// tiers after it are skipped. Each tier runs the ones before it too.
+/// tiers after it are skipped. Each tier runs the ones before it too, and takes its
+/// candidates only from its own band (a substring branch skips prefix matches, a
+/// similarity branch both): otherwise a later tier could bring in prefix matches beyond
+/// the prefix branches' [`SEARCH_CANDIDATES`], ranked among rows an earlier page already
+/// passed, and the pages would depend on the page size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchTier {
     /// Username and nickname prefixes, from B-trees: well under a millisecond.
@@ -164,16 +168,22 @@ pub const SEARCH_SQL: &str = "WITH candidates AS (
             UNION
             (SELECT id FROM users WHERE lower(nickname) LIKE $2 ORDER BY lower(nickname) USING ~<~ LIMIT $7)
             UNION
-            (SELECT id FROM users WHERE $3::text IS NOT NULL AND lower(username) LIKE $3 LIMIT $7)
+            (SELECT id FROM users WHERE $3::text IS NOT NULL AND lower(username) LIKE $3
+                AND lower(username) NOT LIKE $2 AND lower(nickname) NOT LIKE $2 LIMIT $7)
             UNION
-            (SELECT id FROM users WHERE $3::text IS NOT NULL AND lower(nickname) LIKE $3 LIMIT $7)
+            (SELECT id FROM users WHERE $3::text IS NOT NULL AND lower(nickname) LIKE $3
+                AND lower(username) NOT LIKE $2 AND lower(nickname) NOT LIKE $2 LIMIT $7)
             UNION
             (SELECT id FROM users
               WHERE $8 AND NOT EXISTS (SELECT 1 FROM users WHERE lower(username) = $1) AND lower(username) % $1
+                AND lower(username) NOT LIKE $2 AND lower(nickname) NOT LIKE $2
+                AND NOT COALESCE(lower(username) LIKE $3 OR lower(nickname) LIKE $3, false)
               ORDER BY lower(username) <-> $1 LIMIT $7)
             UNION
             (SELECT id FROM users
               WHERE $8 AND NOT EXISTS (SELECT 1 FROM users WHERE lower(username) = $1) AND lower(nickname) % $1
+                AND lower(username) NOT LIKE $2 AND lower(nickname) NOT LIKE $2
+                AND NOT COALESCE(lower(username) LIKE $3 OR lower(nickname) LIKE $3, false)
               ORDER BY lower(nickname) <-> $1 LIMIT $7)
          )
          SELECT id, username, nickname, avatar_url, score FROM (

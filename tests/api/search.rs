@@ -107,6 +107,53 @@ async fn pages_run_from_prefixes_through_substrings_to_similar_names() {
     assert_eq!(short, ["tiera", "tierb", "tirer"]);
 }
 
+/// Every page of `q`, following the cursor: the usernames in order.
+async fn all_pages(app: &TestApp, caller: &TestUser, q: &str, limit: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let query = match &cursor {
+            Some(c) => format!("q={q}&limit={limit}&cursor={c}"),
+            None => format!("q={q}&limit={limit}"),
+        };
+        let body: Value = search(app, caller, &query).await.json().await.unwrap();
+        seen.extend(usernames(&body));
+        cursor = body["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            return seen;
+        }
+    }
+    panic!("search {q:?} did not end");
+}
+
+#[tokio::test]
+async fn pages_do_not_depend_on_the_page_size_when_more_users_match_than_a_tier_reads() {
+    let app = spawn_app().await;
+    let caller = &app.seed_users("seeker", 1).await[0];
+    // 300 prefix matches of equal score (so ids break the ties), more than the prefix
+    // branches read (the first 200 by name: ann100…ann299). The other 100 get ids spread
+    // among theirs, so a later tier finding them would rank them between earlier pages.
+    let names: Vec<String> = (0..300)
+        .map(|i| if i % 3 == 2 { format!("ann{}", 300 + i / 3) } else { format!("ann{}", 100 + i - i / 3) })
+        .collect();
+    sqlx::query(
+        "INSERT INTO users (username, nickname, password_hash)
+         SELECT name, name, 'seeded-no-login' FROM unnest($1::text[]) WITH ORDINALITY AS n(name, i) ORDER BY i",
+    )
+    .bind(&names)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let small = all_pages(&app, caller, "ann", 20).await;
+    let large = all_pages(&app, caller, "ann", 50).await;
+    assert_eq!(small, large, "the same results in the same order whatever the page size");
+    let mut unique = small.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), small.len(), "no user twice");
+    assert_eq!(small.len(), 200, "the 200 prefix candidates, and no later tier adds prefix matches");
+}
+
 #[tokio::test]
 async fn like_wildcards_and_sql_in_the_query_match_literally() {
     let app = spawn_app().await;
