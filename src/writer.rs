@@ -293,14 +293,18 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Resul
         for &i in &fresh {
             *per_conversation.entry(batch[i].0.conversation_id.0).or_default() += 1;
         }
-        let counters: Vec<(i64, i64, i64, Vec<i64>)> = sqlx::query_as(
+        // The batch's timestamp never goes below the conversation's last one: another
+        // instance's transaction may have started later and committed first, and
+        // history and search rely on created_at following seq.
+        let counters: Vec<(i64, i64, i64, OffsetDateTime, Vec<i64>)> = sqlx::query_as(
             "WITH wanted AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS w(id, n)),
                   locked AS (SELECT c.id FROM conversations c JOIN wanted w ON w.id = c.id ORDER BY c.id FOR UPDATE OF c)
              UPDATE conversations c
-                SET last_seq = c.last_seq + w.n, last_version = c.last_version + w.n, last_message_at = now()
+                SET last_seq = c.last_seq + w.n, last_version = c.last_version + w.n,
+                    last_message_at = GREATEST(now(), c.last_message_at)
                FROM wanted w, locked l
               WHERE c.id = w.id AND l.id = c.id
-          RETURNING c.id, c.last_seq - w.n, c.last_version - w.n,
+          RETURNING c.id, c.last_seq - w.n, c.last_version - w.n, c.last_message_at,
                     ARRAY(SELECT cm.user_id FROM conversation_members cm WHERE cm.conversation_id = c.id)",
         )
         .bind(per_conversation.keys().copied().collect::<Vec<_>>())
@@ -308,19 +312,24 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Resul
         .fetch_all(&mut *tx)
         .await?;
         let mut next: HashMap<i64, (i64, i64)> = HashMap::new();
+        let mut stamp_of: HashMap<i64, OffsetDateTime> = HashMap::new();
         let mut audience_of: HashMap<i64, Vec<UserId>> = HashMap::new();
-        for (id, seq, version, audience) in counters {
+        for (id, seq, version, stamp, audience) in counters {
             next.insert(id, (seq, version));
+            stamp_of.insert(id, stamp);
             audience_of.insert(id, audience.into_iter().map(UserId).collect());
         }
         let mut seqs = Vec::with_capacity(fresh.len());
         let mut versions = Vec::with_capacity(fresh.len());
+        let mut stamps = Vec::with_capacity(fresh.len());
         for &i in &fresh {
-            let counter = next.entry(batch[i].0.conversation_id.0).or_default();
+            let conversation = batch[i].0.conversation_id.0;
+            let counter = next.entry(conversation).or_default();
             counter.0 += 1;
             counter.1 += 1;
             seqs.push(counter.0);
             versions.push(counter.1);
+            stamps.push(stamp_of.get(&conversation).copied());
         }
 
         // 3. One insert for the whole batch; sending implies having read everything up
@@ -328,14 +337,15 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Resul
         let rows: Vec<MessageRow> = sqlx::query_as(&format!(
             "WITH inserted AS (
                 INSERT INTO messages (conversation_id, seq, version, sender_id, client_msg_id, request_hash, kind, body,
-                                      content, reply_to_seq, mentions, mention_all)
+                                      content, reply_to_seq, mentions, mention_all, created_at)
                 SELECT v.conversation_id, v.seq, v.version, v.sender_id, v.client_msg_id, v.request_hash, v.kind, v.body,
                        v.content, v.reply_to_seq, ARRAY(SELECT jsonb_array_elements_text(v.mentions)::bigint),
-                       v.mention_all
+                       v.mention_all, COALESCE(v.created_at, now())
                   FROM unnest($1::bigint[], $2::bigint[], $12::bigint[], $3::bigint[], $4::uuid[], $5::bytea[],
-                              $6::text[], $7::text[], $8::jsonb[], $9::bigint[], $10::jsonb[], $11::boolean[])
+                              $6::text[], $7::text[], $8::jsonb[], $9::bigint[], $10::jsonb[], $11::boolean[],
+                              $13::timestamptz[])
                        AS v(conversation_id, seq, version, sender_id, client_msg_id, request_hash, kind, body, content,
-                            reply_to_seq, mentions, mention_all)
+                            reply_to_seq, mentions, mention_all, created_at)
                 RETURNING {MESSAGE_COLUMNS}
              ), markers AS (
                 UPDATE conversation_members cm SET last_read_seq = GREATEST(cm.last_read_seq, i.seq)
@@ -361,6 +371,7 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Resul
         )
         .bind(fresh.iter().map(|&i| batch[i].0.message.mention_all).collect::<Vec<_>>())
         .bind(&versions)
+        .bind(&stamps)
         .fetch_all(&mut *tx)
         .await?;
 
