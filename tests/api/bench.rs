@@ -1,27 +1,37 @@
-//! `goim bench`: the real binary seeds, measures and reports a small accounts workload
-//! against its own managed cluster.
+//! `goim bench`: the real binary seeds, measures and reports small workloads against
+//! its own managed cluster.
 
 use serde_json::Value;
 
 use crate::support::{binary::goim_command, new_data_dir};
 
-#[test]
-fn the_accounts_bench_reports_every_figure_with_samples_and_ordered_percentiles() {
+/// Runs `goim bench <args> --out <file>` on a new data directory with its own managed
+/// cluster; returns the JSON report and the terminal output.
+fn run_bench(args: &[&str]) -> (Value, String) {
     let dir = new_data_dir();
-    let out = dir.join("r.json");
+    let out = dir.join("report.json");
     let output = goim_command(&dir)
         .env("GOIM_DATA_DIR", &dir)
         .env("GOIM_PG_UNSAFE_FAST", "true")
         .env("GOIM_LOG", "warn")
-        .args(["bench", "accounts", "--users", "500", "--runs", "1", "--logins", "5", "--searches", "5", "--out"])
+        .arg("bench")
+        .args(args)
+        .arg("--out")
         .arg(&out)
         .output()
         .expect("goim runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "goim bench failed: {}\n{stdout}\n{stderr}", output.status);
     let report: Value = serde_json::from_slice(&std::fs::read(&out).expect("the JSON report exists")).unwrap();
     std::fs::remove_dir_all(&dir).ok();
+    (report, stdout)
+}
+
+#[test]
+fn the_accounts_bench_reports_every_figure_with_samples_and_ordered_percentiles() {
+    let (report, stdout) =
+        run_bench(&["accounts", "--users", "500", "--runs", "1", "--logins", "5", "--searches", "5"]);
 
     assert_eq!(report["dataset"]["inserted"], 500, "a new data dir is seeded: {}", report["dataset"]);
     let figures = report["figures"].as_array().expect("figures");
@@ -57,22 +67,19 @@ fn the_accounts_bench_reports_every_figure_with_samples_and_ordered_percentiles(
 
 #[test]
 fn the_history_bench_seeds_its_conversations_and_explains_every_statement() {
-    let dir = new_data_dir();
-    let out = dir.join("h.json");
-    let output = goim_command(&dir)
-        .env("GOIM_DATA_DIR", &dir)
-        .env("GOIM_PG_UNSAFE_FAST", "true")
-        .env("GOIM_LOG", "warn")
-        .args(["bench", "history", "--conversations", "30", "--messages", "3000", "--runs", "1"])
-        .args(["--requests", "4", "--concurrency", "1,2", "--out"])
-        .arg(&out)
-        .output()
-        .expect("goim runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "goim bench failed: {}\n{stdout}\n{stderr}", output.status);
-    let report: Value = serde_json::from_slice(&std::fs::read(&out).expect("the JSON report exists")).unwrap();
-    std::fs::remove_dir_all(&dir).ok();
+    let (report, _) = run_bench(&[
+        "history",
+        "--conversations",
+        "30",
+        "--messages",
+        "3000",
+        "--runs",
+        "1",
+        "--requests",
+        "4",
+        "--concurrency",
+        "1,2",
+    ]);
 
     let dataset = &report["dataset"];
     assert_eq!(dataset["seeded_now"], true, "{dataset}");

@@ -49,20 +49,7 @@ async fn pages_follow_the_cursor_without_overlap() {
     for i in 1..=4 {
         app.register(&format!("pager{i}")).await;
     }
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..5 {
-        let query = match &cursor {
-            Some(c) => format!("q=pager&limit=2&cursor={c}"),
-            None => "q=pager&limit=2".to_owned(),
-        };
-        let body: Value = search(&app, &caller, &query).await.json().await.unwrap();
-        seen.extend(usernames(&body));
-        cursor = body["next_cursor"].as_str().map(str::to_owned);
-        if cursor.is_none() {
-            break;
-        }
-    }
+    let mut seen = all_pages(&app, &caller, "pager", 2).await;
     seen.sort();
     assert_eq!(seen, ["pager0", "pager1", "pager2", "pager3", "pager4"]);
 }
@@ -81,21 +68,7 @@ async fn pages_run_from_prefixes_through_substrings_to_similar_names() {
 
     // One row per page: the first pages are filled by prefixes alone, the later ones
     // reach the substring and similarity tiers, and the order is the same.
-    let mut paged = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..6 {
-        let query = match &cursor {
-            Some(c) => format!("q=tier&limit=1&cursor={c}"),
-            None => "q=tier&limit=1".to_owned(),
-        };
-        let body: Value = search(&app, &caller, &query).await.json().await.unwrap();
-        paged.extend(usernames(&body));
-        cursor = body["next_cursor"].as_str().map(str::to_owned);
-        if cursor.is_none() {
-            break;
-        }
-    }
-    assert_eq!(paged, one_page);
+    assert_eq!(all_pages(&app, &caller, "tier", 1).await, one_page);
 
     // A complete username is not a typo: no similar-name neighbours are added to it.
     let body: Value = search(&app, &caller, "q=tiera").await.json().await.unwrap();
