@@ -571,7 +571,7 @@ impl Bench<'_> {
             }
             Task::List => db::conversations::list_for_user(self.pool, self.hub, false, None, PAGE + 1).await?.len(),
             Task::Search { query } => {
-                db::message_search::search(self.pool, self.hub, query, None, None, SEARCH_PAGE + 1).await?.len()
+                db::message_search::search(self.pool, self.hub, query, None, None, SEARCH_PAGE + 1).await?.0.len()
             }
         })
     }
@@ -622,7 +622,7 @@ async fn explain(
         .context("EXPLAIN the conversation list")?;
     plans.push((format!("conversation list ({} conversations)", conversations.len()), plan));
     for &(class, query) in SEARCHES {
-        let (_, answered) = db::message_search::search_planned(pool, hub, query, None, None, SEARCH_PAGE + 1).await?;
+        let (_, answered) = db::message_search::search(pool, hub, query, None, None, SEARCH_PAGE + 1).await?;
         let pattern = db::message_search::ilike_pattern(query);
         let sql = match answered {
             SearchPlan::Trigram => db::message_search::trigram_sql(),

@@ -108,20 +108,9 @@ struct RecentHit {
     horizon: Option<OffsetDateTime>,
 }
 
-/// Messages containing `needle`, newest first; see the module documentation.
+/// Messages containing `needle`, newest first (see the module documentation), and
+/// which statement answered.
 pub async fn search(
-    pool: &PgPool,
-    user: UserId,
-    needle: &str,
-    conversation: Option<ConversationId>,
-    after: Option<SearchCursor>,
-    limit: i64,
-) -> sqlx::Result<Vec<MessageRow>> {
-    Ok(search_planned(pool, user, needle, conversation, after, limit).await?.0)
-}
-
-/// [`search`], also saying which statement answered.
-pub async fn search_planned(
     pool: &PgPool,
     user: UserId,
     needle: &str,

@@ -208,17 +208,9 @@ pub const SEARCH_SQL: &str = "WITH candidates AS (
 /// yields them in a useful order and stops there (prefix: B-tree range; similarity:
 /// GiST nearest-first), so the cost does not grow with how many users match; and the
 /// tiers run cheapest first, stopping at the first that fills the page.
+///
+/// Also says at which tier it stopped.
 pub async fn search(
-    pool: &PgPool,
-    query: &str,
-    after: Option<(f32, UserId)>,
-    limit: i64,
-) -> sqlx::Result<Vec<SearchHit>> {
-    Ok(search_tiered(pool, query, after, limit).await?.0)
-}
-
-/// [`search`], also saying at which tier it stopped.
-pub async fn search_tiered(
     pool: &PgPool,
     query: &str,
     after: Option<(f32, UserId)>,

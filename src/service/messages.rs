@@ -264,7 +264,7 @@ pub async fn search(
             parsed.ok_or_else(page::invalid_cursor)
         })
         .transpose()?;
-    let rows = db::message_search::search(&state.pool, caller, query, conversation, after, limit + 1).await?;
+    let rows = db::message_search::search(&state.pool, caller, query, conversation, after, limit + 1).await?.0;
     let page = page::paginate(rows, limit, |row| {
         format!("{}:{}:{}", row.created_at.unix_timestamp_nanos(), row.conversation_id, row.seq)
     });

@@ -32,7 +32,7 @@ pub async fn search(
     }
     let limit = page::limit(Some(limit), SEARCH_MAX_LIMIT)?;
     let after = cursor.map(decode_cursor).transpose()?;
-    let hits = db::users::search(&state.pool, &query, after, limit + 1).await?;
+    let hits = db::users::search(&state.pool, &query, after, limit + 1).await?.0;
     Ok(page::paginate(hits, limit, |hit| format!("{}:{}", hit.score, hit.id)))
 }
 

@@ -93,7 +93,7 @@ async fn checked_arguments(
     pool: &PgPool,
     query: &str,
 ) -> anyhow::Result<(SearchArguments, SearchTier)> {
-    let (hits, tier) = db::users::search_tiered(pool, query, None, LIMIT).await?;
+    let (hits, tier) = db::users::search(pool, query, None, LIMIT).await?;
     let expected: Vec<i64> = hits.iter().map(|hit| hit.id.0).collect();
     let arguments = SearchArguments::new(query, tier);
     let copy: Vec<i64> = sqlx::query_scalar(&format!("SELECT id FROM ({SEARCH_SQL}) AS copy"))

@@ -175,7 +175,7 @@ impl SearchRun<'_> {
                 continue;
             }
             let first = self.http_page(&query, None).await?;
-            let hits = db::users::search(self.pool, &normalise(&query), None, PAGE + 1).await?;
+            let hits = db::users::search(self.pool, &normalise(&query), None, PAGE + 1).await?.0;
             let after = (hits.len() as i64 > PAGE).then(|| &hits[PAGE as usize - 1]).map(|last| (last.score, last.id));
             if let (Some(cursor), Some(after)) = (first.next_cursor, after) {
                 tasks.push(Task { query, cursor: Some(cursor), after: Some(after) });
@@ -212,7 +212,7 @@ impl SearchRun<'_> {
     /// What the service does after validation: the same normalisation, the same
     /// function, one extra row to learn whether a next page exists.
     async fn sql_search(&self, task: &Task) -> anyhow::Result<usize> {
-        let hits = db::users::search(self.pool, &normalise(&task.query), task.after, PAGE + 1).await?;
+        let hits = db::users::search(self.pool, &normalise(&task.query), task.after, PAGE + 1).await?.0;
         Ok(hits.len().min(PAGE as usize))
     }
 }
