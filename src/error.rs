@@ -94,11 +94,9 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
-            // An exhausted pool is overload, not a bug: tell the client to come back.
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => Self::Unavailable(error.into()),
-            other => Self::Internal(other.into()),
-        }
+        // An exhausted pool, a lost connection or a timeout is trouble to wait out, not
+        // a bug: tell the client to come back.
+        if crate::db::is_unavailable(&error) { Self::Unavailable(error.into()) } else { Self::Internal(error.into()) }
     }
 }
 
@@ -155,8 +153,14 @@ impl ResponseError for ApiError {
             },
         };
         let mut response = HttpResponse::build(self.status_code());
-        if let Self::RateLimited { retry_after } = self {
-            response.insert_header((header::RETRY_AFTER, retry_after.as_secs().max(1).to_string()));
+        match self {
+            Self::RateLimited { retry_after } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.as_secs().max(1).to_string()));
+            }
+            Self::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            _ => {}
         }
         response.json(body)
     }

@@ -17,10 +17,10 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::db;
+
 /// How often the pending list is merged.
 pub const INTERVAL: Duration = Duration::from_secs(1);
-
-const INDEX: &str = "messages_body_trgm";
 
 /// Merges the pending list every [`INTERVAL`] until `stop` is cancelled. A merge in
 /// progress is abandoned at shutdown rather than waited for.
@@ -33,7 +33,7 @@ pub async fn run(pool: PgPool, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             merged = async {
                 ticks.tick().await;
-                merge_pending(&pool).await
+                db::message_search::merge_pending_list(&pool).await
             } => merged,
         };
         match merged {
@@ -60,11 +60,6 @@ pub async fn run(pool: PgPool, stop: CancellationToken) {
             Err(_) => {}
         }
     }
-}
-
-/// Merges the pending list now; returns how many pending pages were merged.
-pub async fn merge_pending(pool: &PgPool) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT gin_clean_pending_list($1::regclass)").bind(INDEX).fetch_one(pool).await
 }
 
 fn is_permission_denied(error: &sqlx::Error) -> bool {

@@ -17,6 +17,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    sync::Arc,
     time::Duration,
 };
 
@@ -27,7 +28,10 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
 use crate::{
-    db::messages::{MESSAGE_COLUMNS, MessageRow},
+    db::{
+        self,
+        messages::{BatchLookup, MessageRow, NewRows},
+    },
     domain::{ConversationId, MessageView, NewMessage, UserId},
     events::{Event, EventBus},
 };
@@ -66,8 +70,12 @@ pub enum WriteError {
     Overloaded,
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The batch's transaction failed; shared by every message of the batch.
     #[error("database error: {0}")]
-    Database(String),
+    Database(#[source] Arc<sqlx::Error>),
+    /// The batch committed without an outcome for this message (a bug, never expected).
+    #[error("the message was not stored")]
+    Lost,
 }
 
 struct Job {
@@ -163,29 +171,32 @@ async fn run_lane(
     }
 }
 
-/// Stores a batch in one transaction. If the transaction fails as a whole, each
-/// message is retried alone, so one bad message cannot fail its neighbours.
+/// Stores a batch in one transaction. If it fails on a constraint, one bad message may
+/// be the cause, so each message is retried alone and cannot fail its neighbours; any
+/// other failure (the database unreachable, a timeout) would fail each retry the same way,
+/// so the whole batch gets the error at once.
 async fn write_batch(pool: &PgPool, events: &EventBus, batch: Vec<Job>) {
     let pendings: Vec<(&PendingMessage, &[u8])> =
         batch.iter().map(|j| (&j.pending, j.request_hash.as_slice())).collect();
     match store(pool, &pendings).await {
         Ok(stored) => deliver(events, batch, stored),
-        Err(error) if batch.len() > 1 => {
+        Err(error) if batch.len() > 1 && db::violated_constraint(&error).is_some() => {
             tracing::warn!(%error, size = batch.len(), "message batch failed; retrying its messages one by one");
             for job in batch {
                 let one = [(&job.pending, job.request_hash.as_slice())];
                 match store(pool, &one).await {
                     Ok(stored) => deliver(events, vec![job], stored),
                     Err(error) => {
-                        let _ = job.reply.send(Err(WriteError::Database(error.to_string())));
+                        let _ = job.reply.send(Err(WriteError::Database(Arc::new(error))));
                     }
                 }
             }
         }
         Err(error) => {
-            tracing::error!(%error, "storing a message failed");
+            tracing::error!(%error, size = batch.len(), "storing a message batch failed");
+            let error = Arc::new(error);
             for job in batch {
-                let _ = job.reply.send(Err(WriteError::Database(error.to_string())));
+                let _ = job.reply.send(Err(WriteError::Database(error.clone())));
             }
         }
     }
@@ -209,17 +220,6 @@ fn deliver(events: &EventBus, batch: Vec<Job>, stored: Stored) {
 
 type IdKey = (i64, i64, Uuid);
 
-/// For one message of a batch: the earlier copy's seq, time and request hash (a
-/// retry), and whether the sender is a member.
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct LookedUp {
-    ord: i64,
-    seq: Option<i64>,
-    created_at: Option<OffsetDateTime>,
-    request_hash: Option<Vec<u8>>,
-    member: bool,
-}
-
 /// Stores a batch with three statements in one transaction — the round trips, not the
 /// rows, are what a message costs, so each statement handles the whole batch.
 async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Result<Stored> {
@@ -229,23 +229,15 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Resul
         batch.iter().map(|(p, _)| (p.conversation_id.0, p.sender_id.0, p.message.client_msg_id)).collect();
 
     // 1. Per message: was it stored before (a retry answers with the original ack), and
-    //    is the sender a member — checked in the transaction that inserts, so a member
-    //    removed a moment ago cannot slip a message in.
-    let looked: Vec<LookedUp> = sqlx::query_as(
-        "SELECT k.ord, m.seq, m.created_at, m.request_hash,
-                EXISTS (SELECT 1 FROM conversation_members cm
-                         WHERE cm.conversation_id = k.conversation_id AND cm.user_id = k.sender_id) AS member
-           FROM unnest($1::bigint[], $2::bigint[], $3::uuid[]) WITH ORDINALITY
-                AS k(conversation_id, sender_id, client_msg_id, ord)
-           LEFT JOIN messages m ON m.conversation_id = k.conversation_id AND m.sender_id = k.sender_id
-                               AND m.client_msg_id = k.client_msg_id",
+    //    is the sender a member.
+    let looked = db::messages::lookup_batch(
+        &mut tx,
+        &keys.iter().map(|k| k.0).collect::<Vec<_>>(),
+        &keys.iter().map(|k| k.1).collect::<Vec<_>>(),
+        &keys.iter().map(|k| k.2).collect::<Vec<_>>(),
     )
-    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
-    .fetch_all(&mut *tx)
     .await?;
-    let mut looked_up: Vec<Option<LookedUp>> = vec![None; batch.len()];
+    let mut looked_up: Vec<Option<BatchLookup>> = vec![None; batch.len()];
     for row in looked {
         if let Some(slot) = usize::try_from(row.ord - 1).ok().and_then(|i| looked_up.get_mut(i)) {
             *slot = Some(row);
@@ -256,9 +248,9 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Resul
     let mut first_of_key: HashMap<IdKey, usize> = HashMap::new();
     let mut fresh: Vec<usize> = Vec::new();
     for (index, (((pending, hash), key), found)) in batch.iter().zip(&keys).zip(looked_up).enumerate() {
-        let Some(LookedUp { seq: stored_seq, created_at: stored_at, request_hash: stored_hash, member, .. }) = found
+        let Some(BatchLookup { seq: stored_seq, created_at: stored_at, request_hash: stored_hash, member, .. }) = found
         else {
-            results[index] = Some(Err(WriteError::Database("message not looked up".into())));
+            results[index] = Some(Err(WriteError::Lost));
             continue;
         };
         if let (Some(seq), Some(at), Some(stored_hash)) = (stored_seq, stored_at, stored_hash) {
@@ -286,94 +278,51 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Resul
 
     let mut created = Vec::new();
     if !fresh.is_empty() {
-        // 2. Numbering: lock the touched conversations in id order (no deadlock with
-        //    another instance's writer) and advance their seq and version counters by
-        //    the batch's count; each new message takes the next seq and version.
+        // 2. Numbering: each new message takes its conversation's next seq and version.
         let mut per_conversation: BTreeMap<i64, i64> = BTreeMap::new();
         for &i in &fresh {
             *per_conversation.entry(batch[i].0.conversation_id.0).or_default() += 1;
         }
-        // The batch's timestamp never goes below the conversation's last one: another
-        // instance's transaction may have started later and committed first, and
-        // history and search rely on created_at following seq.
-        let counters: Vec<(i64, i64, i64, OffsetDateTime, Vec<i64>)> = sqlx::query_as(
-            "WITH wanted AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS w(id, n)),
-                  locked AS (SELECT c.id FROM conversations c JOIN wanted w ON w.id = c.id ORDER BY c.id FOR UPDATE OF c)
-             UPDATE conversations c
-                SET last_seq = c.last_seq + w.n, last_version = c.last_version + w.n,
-                    last_message_at = GREATEST(now(), c.last_message_at)
-               FROM wanted w, locked l
-              WHERE c.id = w.id AND l.id = c.id
-          RETURNING c.id, c.last_seq - w.n, c.last_version - w.n, c.last_message_at,
-                    ARRAY(SELECT cm.user_id FROM conversation_members cm WHERE cm.conversation_id = c.id)",
+        let reservations = db::conversations::reserve_numbers(
+            &mut tx,
+            &per_conversation.keys().copied().collect::<Vec<_>>(),
+            &per_conversation.values().copied().collect::<Vec<_>>(),
         )
-        .bind(per_conversation.keys().copied().collect::<Vec<_>>())
-        .bind(per_conversation.values().copied().collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
         .await?;
         let mut next: HashMap<i64, (i64, i64)> = HashMap::new();
         let mut stamp_of: HashMap<i64, OffsetDateTime> = HashMap::new();
         let mut audience_of: HashMap<i64, Vec<UserId>> = HashMap::new();
-        for (id, seq, version, stamp, audience) in counters {
-            next.insert(id, (seq, version));
-            stamp_of.insert(id, stamp);
-            audience_of.insert(id, audience.into_iter().map(UserId).collect());
+        for reserved in reservations {
+            let id = reserved.id.0;
+            next.insert(id, (reserved.seq_before, reserved.version_before));
+            stamp_of.insert(id, reserved.stamp);
+            audience_of.insert(id, reserved.audience.into_iter().map(UserId).collect());
         }
-        let mut seqs = Vec::with_capacity(fresh.len());
-        let mut versions = Vec::with_capacity(fresh.len());
-        let mut stamps = Vec::with_capacity(fresh.len());
+        let mut rows = NewRows::default();
         for &i in &fresh {
-            let conversation = batch[i].0.conversation_id.0;
+            let (pending, hash) = batch[i];
+            let conversation = pending.conversation_id.0;
             let counter = next.entry(conversation).or_default();
             counter.0 += 1;
             counter.1 += 1;
-            seqs.push(counter.0);
-            versions.push(counter.1);
-            stamps.push(stamp_of.get(&conversation).copied());
+            let message = &pending.message;
+            rows.conversation_ids.push(conversation);
+            rows.seqs.push(counter.0);
+            rows.versions.push(counter.1);
+            rows.sender_ids.push(pending.sender_id.0);
+            rows.client_msg_ids.push(message.client_msg_id);
+            rows.request_hashes.push(hash.to_vec());
+            rows.kinds.push(message.kind.as_str().to_owned());
+            rows.bodies.push(message.body.clone());
+            rows.contents.push(message.content.clone());
+            rows.reply_to_seqs.push(message.reply_to_seq);
+            rows.mentions.push(serde_json::json!(message.mentions.iter().map(|u| u.0).collect::<Vec<_>>()));
+            rows.mention_all.push(message.mention_all);
+            rows.created_at.push(stamp_of.get(&conversation).copied());
         }
 
-        // 3. One insert for the whole batch; sending implies having read everything up
-        //    to one's own message, so the senders' read markers move in the same statement.
-        let rows: Vec<MessageRow> = sqlx::query_as(&format!(
-            "WITH inserted AS (
-                INSERT INTO messages (conversation_id, seq, version, sender_id, client_msg_id, request_hash, kind, body,
-                                      content, reply_to_seq, mentions, mention_all, created_at)
-                SELECT v.conversation_id, v.seq, v.version, v.sender_id, v.client_msg_id, v.request_hash, v.kind, v.body,
-                       v.content, v.reply_to_seq, ARRAY(SELECT jsonb_array_elements_text(v.mentions)::bigint),
-                       v.mention_all, COALESCE(v.created_at, now())
-                  FROM unnest($1::bigint[], $2::bigint[], $12::bigint[], $3::bigint[], $4::uuid[], $5::bytea[],
-                              $6::text[], $7::text[], $8::jsonb[], $9::bigint[], $10::jsonb[], $11::boolean[],
-                              $13::timestamptz[])
-                       AS v(conversation_id, seq, version, sender_id, client_msg_id, request_hash, kind, body, content,
-                            reply_to_seq, mentions, mention_all, created_at)
-                RETURNING {MESSAGE_COLUMNS}
-             ), markers AS (
-                UPDATE conversation_members cm SET last_read_seq = GREATEST(cm.last_read_seq, i.seq)
-                  FROM (SELECT conversation_id, sender_id, max(seq) AS seq FROM inserted GROUP BY 1, 2) AS i
-                 WHERE cm.conversation_id = i.conversation_id AND cm.user_id = i.sender_id
-             )
-             SELECT * FROM inserted"
-        ))
-        .bind(fresh.iter().map(|&i| batch[i].0.conversation_id.0).collect::<Vec<_>>())
-        .bind(&seqs)
-        .bind(fresh.iter().map(|&i| batch[i].0.sender_id.0).collect::<Vec<_>>())
-        .bind(fresh.iter().map(|&i| batch[i].0.message.client_msg_id).collect::<Vec<_>>())
-        .bind(fresh.iter().map(|&i| batch[i].1.to_vec()).collect::<Vec<_>>())
-        .bind(fresh.iter().map(|&i| batch[i].0.message.kind.as_str()).collect::<Vec<_>>())
-        .bind(fresh.iter().map(|&i| batch[i].0.message.body.clone()).collect::<Vec<_>>())
-        .bind(fresh.iter().map(|&i| batch[i].0.message.content.clone()).collect::<Vec<_>>())
-        .bind(fresh.iter().map(|&i| batch[i].0.message.reply_to_seq).collect::<Vec<_>>())
-        .bind(
-            fresh
-                .iter()
-                .map(|&i| serde_json::json!(batch[i].0.message.mentions.iter().map(|u| u.0).collect::<Vec<_>>()))
-                .collect::<Vec<_>>(),
-        )
-        .bind(fresh.iter().map(|&i| batch[i].0.message.mention_all).collect::<Vec<_>>())
-        .bind(&versions)
-        .bind(&stamps)
-        .fetch_all(&mut *tx)
-        .await?;
+        // 3. One insert for the whole batch, read markers included.
+        let rows = db::messages::insert_batch(&mut tx, &rows).await?;
 
         let by_key: HashMap<IdKey, &MessageRow> =
             rows.iter().map(|r| ((r.conversation_id.0, r.sender_id.0, r.client_msg_id), r)).collect();
@@ -408,10 +357,11 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Resul
                 Some(Ok(ack)) if batch[first].1 == batch[index].1 => Ok(Ack { duplicate: true, ..ack.clone() }),
                 Some(Ok(_)) => Err(WriteError::IdReused),
                 Some(Err(WriteError::NotMember)) => Err(WriteError::NotMember),
-                _ => Err(WriteError::Database("not stored".into())),
+                Some(Err(WriteError::Database(error))) => Err(WriteError::Database(error.clone())),
+                _ => Err(WriteError::Lost),
             });
         }
     }
-    let results = results.into_iter().map(|r| r.unwrap_or(Err(WriteError::Database("not stored".into())))).collect();
+    let results = results.into_iter().map(|r| r.unwrap_or(Err(WriteError::Lost))).collect();
     Ok(Stored { results, created })
 }

@@ -598,7 +598,7 @@ async fn explain(
         return Ok(Vec::new());
     };
     let mut plans = Vec::new();
-    let history = format!("EXPLAIN (ANALYZE, BUFFERS) {}", db::messages::history_sql(true));
+    let history = format!("EXPLAIN (ANALYZE, BUFFERS) {}", db::messages::HISTORY_NEWEST_SQL);
     for (name, before) in [("history, latest page", i64::MAX), ("history, deep page", last_seq / 10 + PAGE + 1)] {
         let plan: Vec<String> = sqlx::query_scalar(&history)
             .bind(longest)
@@ -625,8 +625,8 @@ async fn explain(
         let (_, answered) = db::message_search::search(pool, hub, query, None, None, SEARCH_PAGE + 1).await?;
         let pattern = db::message_search::ilike_pattern(query);
         let sql = match answered {
-            SearchPlan::Trigram => db::message_search::trigram_sql(),
-            SearchPlan::Recent | SearchPlan::Everything => db::message_search::recent_sql(),
+            SearchPlan::Trigram => db::message_search::TRIGRAM_SQL,
+            SearchPlan::Recent | SearchPlan::Everything => db::message_search::RECENT_SQL,
         };
         let (conversations, window) = match answered {
             SearchPlan::Recent => (RECENT_CONVERSATIONS, RECENT_WINDOW),

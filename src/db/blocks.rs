@@ -1,6 +1,6 @@
 //! The `blocks` table.
 
-use sqlx::{FromRow, PgExecutor};
+use sqlx::PgExecutor;
 use time::OffsetDateTime;
 
 use crate::domain::UserId;
@@ -8,36 +8,36 @@ use crate::domain::UserId;
 /// Whether either user has blocked the other. The one check every interaction between
 /// two users goes through (friend requests here, direct messages later).
 pub async fn exists_either_way(db: impl PgExecutor<'_>, a: UserId, b: UserId) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM blocks
-                         WHERE (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1))",
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM blocks
+                           WHERE (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1)) AS "exists!""#,
+        a.0,
+        b.0
     )
-    .bind(a)
-    .bind(b)
     .fetch_one(db)
     .await
 }
 
 /// Returns whether the block is new.
 pub async fn insert(db: impl PgExecutor<'_>, blocker: UserId, blocked: UserId) -> sqlx::Result<bool> {
-    let inserted = sqlx::query("INSERT INTO blocks (blocker_id, blocked_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(blocker)
-        .bind(blocked)
-        .execute(db)
+    let inserted = sqlx::query!(
+        "INSERT INTO blocks (blocker_id, blocked_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        blocker.0,
+        blocked.0
+    )
+    .execute(db)
         .await?;
     Ok(inserted.rows_affected() == 1)
 }
 
 pub async fn delete(db: impl PgExecutor<'_>, blocker: UserId, blocked: UserId) -> sqlx::Result<bool> {
-    let deleted = sqlx::query("DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2")
-        .bind(blocker)
-        .bind(blocked)
+    let deleted = sqlx::query!("DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2", blocker.0, blocked.0)
         .execute(db)
         .await?;
     Ok(deleted.rows_affected() == 1)
 }
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct BlockedRow {
     pub id: UserId,
     pub username: String,
@@ -52,16 +52,17 @@ pub async fn list(
     after: Option<UserId>,
     limit: i64,
 ) -> sqlx::Result<Vec<BlockedRow>> {
-    sqlx::query_as(
-        "SELECT u.id, u.username, u.nickname, u.avatar_url, b.created_at
-           FROM blocks b JOIN users u ON u.id = b.blocked_id
-          WHERE b.blocker_id = $1 AND ($2::bigint IS NULL OR b.blocked_id > $2)
-          ORDER BY b.blocked_id
-          LIMIT $3",
+    sqlx::query_as!(
+        BlockedRow,
+        r#"SELECT u.id AS "id: UserId", u.username, u.nickname, u.avatar_url, b.created_at
+             FROM blocks b JOIN users u ON u.id = b.blocked_id
+            WHERE b.blocker_id = $1 AND ($2::bigint IS NULL OR b.blocked_id > $2)
+            ORDER BY b.blocked_id
+            LIMIT $3"#,
+        blocker.0,
+        after.map(|u| u.0),
+        limit
     )
-    .bind(blocker)
-    .bind(after)
-    .bind(limit)
     .fetch_all(db)
     .await
 }

@@ -1,11 +1,11 @@
 //! The `conversations` and `conversation_members` tables.
 
-use sqlx::{FromRow, PgExecutor};
+use sqlx::PgExecutor;
 use time::OffsetDateTime;
 
 use crate::domain::{ConversationId, GroupId, UserId};
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct ConversationRow {
     pub id: ConversationId,
     pub kind: String,
@@ -29,48 +29,50 @@ impl ConversationRow {
     }
 }
 
-const CONVERSATION_COLUMNS: &str =
-    "id, kind, group_id, user_low, user_high, last_seq, last_version, last_message_at, created_at";
-
 pub async fn find(db: impl PgExecutor<'_>, id: ConversationId) -> sqlx::Result<Option<ConversationRow>> {
-    sqlx::query_as(&format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as!(
+        ConversationRow,
+        r#"SELECT id AS "id: ConversationId", kind, group_id AS "group_id: GroupId", user_low AS "user_low: UserId", user_high AS "user_high: UserId", last_seq, last_version, last_message_at, created_at
+             FROM conversations WHERE id = $1"#,
+        id.0
+    )
+    .fetch_optional(db)
+    .await
 }
 
 /// The direct conversation of `a` and `b`, created with both as members if missing.
 /// Race-free: the pair's unique index decides, and the loser reads the winner's row.
 pub async fn get_or_create_direct(db: &mut sqlx::PgConnection, a: UserId, b: UserId) -> sqlx::Result<ConversationId> {
     let (low, high) = if a < b { (a, b) } else { (b, a) };
-    let created: Option<ConversationId> = sqlx::query_scalar(
-        "INSERT INTO conversations (kind, user_low, user_high) VALUES ('direct', $1, $2)
-         ON CONFLICT (user_low, user_high) WHERE kind = 'direct' DO NOTHING
-         RETURNING id",
+    let created = sqlx::query_scalar!(
+        r#"INSERT INTO conversations (kind, user_low, user_high) VALUES ('direct', $1, $2)
+           ON CONFLICT (user_low, user_high) WHERE kind = 'direct' DO NOTHING
+           RETURNING id AS "id: ConversationId""#,
+        low.0,
+        high.0
     )
-    .bind(low)
-    .bind(high)
     .fetch_optional(&mut *db)
     .await?;
     let id = match created {
         Some(id) => {
-            sqlx::query(
+            sqlx::query!(
                 "INSERT INTO conversation_members (conversation_id, user_id) VALUES ($1, $2), ($1, $3)
                  ON CONFLICT DO NOTHING",
+                id.0,
+                low.0,
+                high.0
             )
-            .bind(id)
-            .bind(low)
-            .bind(high)
             .execute(&mut *db)
             .await?;
             id
         }
         None => {
-            sqlx::query_scalar(
-                "SELECT id FROM conversations WHERE kind = 'direct' AND user_low = $1 AND user_high = $2",
+            sqlx::query_scalar!(
+                r#"SELECT id AS "id: ConversationId" FROM conversations
+                    WHERE kind = 'direct' AND user_low = $1 AND user_high = $2"#,
+                low.0,
+                high.0
             )
-            .bind(low)
-            .bind(high)
             .fetch_one(&mut *db)
             .await?
         }
@@ -79,10 +81,12 @@ pub async fn get_or_create_direct(db: &mut sqlx::PgConnection, a: UserId, b: Use
 }
 
 pub async fn for_group(db: impl PgExecutor<'_>, group: GroupId) -> sqlx::Result<Option<ConversationId>> {
-    sqlx::query_scalar("SELECT id FROM conversations WHERE group_id = $1").bind(group).fetch_optional(db).await
+    sqlx::query_scalar!(r#"SELECT id AS "id: ConversationId" FROM conversations WHERE group_id = $1"#, group.0)
+        .fetch_optional(db)
+        .await
 }
 
-#[derive(Debug, Clone, Copy, FromRow)]
+#[derive(Debug, Clone, Copy)]
 pub struct MemberState {
     pub last_read_seq: i64,
     pub visible_from_seq: i64,
@@ -96,19 +100,19 @@ pub async fn member_state(
     id: ConversationId,
     user: UserId,
 ) -> sqlx::Result<Option<MemberState>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        MemberState,
         "SELECT last_read_seq, visible_from_seq, pinned, muted, archived
            FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
+        id.0,
+        user.0
     )
-    .bind(id)
-    .bind(user)
     .fetch_optional(db)
     .await
 }
 
 pub async fn member_ids(db: impl PgExecutor<'_>, id: ConversationId) -> sqlx::Result<Vec<UserId>> {
-    sqlx::query_scalar("SELECT user_id FROM conversation_members WHERE conversation_id = $1")
-        .bind(id)
+    sqlx::query_scalar!(r#"SELECT user_id AS "user_id: UserId" FROM conversation_members WHERE conversation_id = $1"#, id.0)
         .fetch_all(db)
         .await
 }
@@ -116,11 +120,13 @@ pub async fn member_ids(db: impl PgExecutor<'_>, id: ConversationId) -> sqlx::Re
 /// How many of `users` are members of the conversation.
 pub async fn count_members_among(db: impl PgExecutor<'_>, id: ConversationId, users: &[UserId]) -> sqlx::Result<i64> {
     let ids: Vec<i64> = users.iter().map(|u| u.0).collect();
-    sqlx::query_scalar("SELECT count(*) FROM conversation_members WHERE conversation_id = $1 AND user_id = ANY($2)")
-        .bind(id)
-        .bind(ids)
-        .fetch_one(db)
-        .await
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM conversation_members WHERE conversation_id = $1 AND user_id = ANY($2)"#,
+        id.0,
+        &ids
+    )
+    .fetch_one(db)
+    .await
 }
 
 /// Moves the read marker forward to `seq` (never back, never past the last message);
@@ -131,17 +137,87 @@ pub async fn mark_read(
     user: UserId,
     seq: i64,
 ) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "UPDATE conversation_members cm
             SET last_read_seq = GREATEST(cm.last_read_seq, LEAST($3, c.last_seq))
            FROM conversations c
           WHERE c.id = cm.conversation_id AND cm.conversation_id = $1 AND cm.user_id = $2
       RETURNING cm.last_read_seq",
+        id.0,
+        user.0,
+        seq
     )
-    .bind(id)
-    .bind(user)
-    .bind(seq)
     .fetch_optional(db)
+    .await
+}
+
+/// Moves the delivery marker forward to `seq` (never back, never past the last message);
+/// returns the marker after the update and whether it moved.
+pub async fn mark_delivered(
+    db: impl PgExecutor<'_>,
+    id: ConversationId,
+    user: UserId,
+    seq: i64,
+) -> sqlx::Result<Option<(i64, bool)>> {
+    let moved = sqlx::query!(
+        r#"WITH before AS (
+              SELECT last_delivered_seq FROM conversation_members WHERE conversation_id = $1 AND user_id = $2
+           )
+           UPDATE conversation_members cm
+              SET last_delivered_seq = GREATEST(cm.last_delivered_seq, LEAST($3, c.last_seq))
+             FROM conversations c, before
+            WHERE c.id = cm.conversation_id AND cm.conversation_id = $1 AND cm.user_id = $2
+        RETURNING cm.last_delivered_seq, cm.last_delivered_seq <> before.last_delivered_seq AS "changed!""#,
+        id.0,
+        user.0,
+        seq
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(moved.map(|row| (row.last_delivered_seq, row.changed)))
+}
+
+/// One member's read and delivery markers.
+#[derive(Debug, Clone, Copy)]
+pub struct Receipt {
+    pub user_id: UserId,
+    pub last_read_seq: i64,
+    pub last_delivered_seq: i64,
+}
+
+/// Every member's read and delivery markers, by user id.
+pub async fn receipts(db: impl PgExecutor<'_>, id: ConversationId) -> sqlx::Result<Vec<Receipt>> {
+    sqlx::query_as!(
+        Receipt,
+        r#"SELECT user_id AS "user_id: UserId", last_read_seq, last_delivered_seq FROM conversation_members
+            WHERE conversation_id = $1 ORDER BY user_id"#,
+        id.0
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Where one of a user's conversations stands, for catch-up.
+#[derive(Debug, Clone, Copy)]
+pub struct Head {
+    pub id: ConversationId,
+    pub last_version: i64,
+    pub last_seq: i64,
+    pub last_read_seq: i64,
+    pub visible_from_seq: i64,
+}
+
+/// Every conversation of `user` that has had any change, by id.
+pub async fn heads(db: impl PgExecutor<'_>, user: UserId) -> sqlx::Result<Vec<Head>> {
+    sqlx::query_as!(
+        Head,
+        r#"SELECT c.id AS "id: ConversationId", c.last_version, c.last_seq, cm.last_read_seq, cm.visible_from_seq
+             FROM conversation_members cm JOIN conversations c ON c.id = cm.conversation_id
+            WHERE cm.user_id = $1 AND c.last_version > 0
+            ORDER BY c.id"#,
+        user.0
+    )
+    .fetch_all(db)
     .await
 }
 
@@ -158,23 +234,24 @@ pub async fn update_settings(
     user: UserId,
     change: SettingsChange,
 ) -> sqlx::Result<Option<MemberState>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        MemberState,
         "UPDATE conversation_members SET
             pinned = COALESCE($3, pinned), muted = COALESCE($4, muted), archived = COALESCE($5, archived)
           WHERE conversation_id = $1 AND user_id = $2
       RETURNING last_read_seq, visible_from_seq, pinned, muted, archived",
+        id.0,
+        user.0,
+        change.pinned,
+        change.muted,
+        change.archived
     )
-    .bind(id)
-    .bind(user)
-    .bind(change.pinned)
-    .bind(change.muted)
-    .bind(change.archived)
     .fetch_optional(db)
     .await
 }
 
 /// One row of the conversation list.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct ListRow {
     pub id: ConversationId,
     pub kind: String,
@@ -209,32 +286,7 @@ pub struct ListCursor {
 
 /// The conversation-list statement: $1 the user, $2 archived or not, $3–$5 the keyset
 /// cursor or NULLs, $6 the page size. Public so the benchmark can `EXPLAIN` exactly this.
-pub const LIST_SQL: &str = "WITH mine AS (
-            SELECT c.id, c.kind, c.group_id, c.user_low, c.user_high, c.last_seq, c.last_version,
-                   cm.last_read_seq, cm.pinned, cm.muted, cm.archived,
-                   COALESCE(c.last_message_at, c.created_at) AS activity_at
-              FROM conversation_members cm
-              JOIN conversations c ON c.id = cm.conversation_id
-             WHERE cm.user_id = $1 AND cm.archived = $2
-         ), page AS (
-            SELECT * FROM mine
-             WHERE $3::boolean IS NULL
-                OR (pinned, activity_at, id) < ($3, $4, $5)
-             ORDER BY pinned DESC, activity_at DESC, id DESC
-             LIMIT $6
-         )
-         SELECT p.id, p.kind, p.group_id, g.name AS group_name, g.avatar_url AS group_avatar_url,
-                u.id AS peer_id, u.username AS peer_username, u.nickname AS peer_nickname,
-                u.avatar_url AS peer_avatar_url,
-                p.last_seq, p.last_version, p.last_read_seq, p.pinned, p.muted, p.archived, p.activity_at,
-                m.sender_id AS last_sender_id, m.kind AS last_kind,
-                left(m.body, 200) AS last_body, (m.deleted_at IS NOT NULL) AS last_deleted,
-                m.created_at AS last_created_at
-           FROM page p
-           LEFT JOIN groups g ON g.id = p.group_id
-           LEFT JOIN users u ON u.id = CASE WHEN p.user_low = $1 THEN p.user_high ELSE p.user_low END
-           LEFT JOIN messages m ON m.conversation_id = p.id AND m.seq = p.last_seq
-          ORDER BY p.pinned DESC, p.activity_at DESC, p.id DESC";
+pub const LIST_SQL: &str = include_str!("sql/conversation_list.sql");
 
 /// The user's conversations, pinned first, then by latest activity. The sort runs over
 /// the user's own membership rows only (an index range), and the last message is
@@ -246,24 +298,26 @@ pub async fn list_for_user(
     after: Option<ListCursor>,
     limit: i64,
 ) -> sqlx::Result<Vec<ListRow>> {
-    sqlx::query_as(LIST_SQL)
-        .bind(user)
-        .bind(archived)
-        .bind(after.map(|c| c.pinned))
-        .bind(after.map(|c| c.activity_at))
-        .bind(after.map(|c| c.id))
-        .bind(limit)
-        .fetch_all(db)
-        .await
+    sqlx::query_file_as!(
+        ListRow,
+        "src/db/sql/conversation_list.sql",
+        user.0,
+        archived,
+        after.map(|c| c.pinned),
+        after.map(|c| c.activity_at),
+        after.map(|c| c.id.0),
+        limit
+    )
+    .fetch_all(db)
+    .await
 }
 
 /// Everything the send policy and the retry check need, read in one round trip: the
 /// conversation, the sender's membership, for direct conversations whether a block
 /// stands either way and whether the two are friends, for group conversations the group
 /// and the sender's role in it, and an earlier message with the same `client_msg_id`.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct SendContext {
-    #[sqlx(flatten)]
     pub conversation: ConversationRow,
     pub member_last_read_seq: Option<i64>,
     pub member_visible_from_seq: Option<i64>,
@@ -300,30 +354,98 @@ pub async fn send_context(
     sender: UserId,
     client_msg_id: uuid::Uuid,
 ) -> sqlx::Result<Option<SendContext>> {
-    sqlx::query_as(
-        "SELECT c.id, c.kind, c.group_id, c.user_low, c.user_high, c.last_seq, c.last_version, c.last_message_at,
-                c.created_at,
-                cm.last_read_seq AS member_last_read_seq, cm.visible_from_seq AS member_visible_from_seq,
-                cm.pinned AS member_pinned, cm.muted AS member_muted, cm.archived AS member_archived,
-                (c.user_low IS NOT NULL AND EXISTS (
-                    SELECT 1 FROM blocks b
-                     WHERE (b.blocker_id = c.user_low AND b.blocked_id = c.user_high)
-                        OR (b.blocker_id = c.user_high AND b.blocked_id = c.user_low))) AS blocked_either_way,
-                (c.user_low IS NOT NULL AND EXISTS (
-                    SELECT 1 FROM friendships f WHERE f.user_id = c.user_low AND f.friend_id = c.user_high)) AS friends,
-                (g.id IS NOT NULL) AS group_exists, g.disbanded_at AS group_disbanded_at,
-                gm.role AS group_role, gm.muted_until AS group_muted_until,
-                m.seq AS earlier_seq, m.created_at AS earlier_created_at, m.request_hash AS earlier_request_hash
-           FROM conversations c
-           LEFT JOIN conversation_members cm ON cm.conversation_id = c.id AND cm.user_id = $2
-           LEFT JOIN groups g ON g.id = c.group_id
-           LEFT JOIN group_members gm ON gm.group_id = c.group_id AND gm.user_id = $2
-           LEFT JOIN messages m ON m.conversation_id = c.id AND m.sender_id = $2 AND m.client_msg_id = $3
-          WHERE c.id = $1",
+    let row = sqlx::query!(
+        r#"SELECT c.id AS "id: ConversationId", c.kind, c.group_id AS "group_id: GroupId",
+                  c.user_low AS "user_low: UserId", c.user_high AS "user_high: UserId", c.last_seq, c.last_version,
+                  c.last_message_at, c.created_at,
+                  cm.last_read_seq AS "member_last_read_seq?", cm.visible_from_seq AS "member_visible_from_seq?",
+                  cm.pinned AS "member_pinned?", cm.muted AS "member_muted?", cm.archived AS "member_archived?",
+                  (c.user_low IS NOT NULL AND EXISTS (
+                      SELECT 1 FROM blocks b
+                       WHERE (b.blocker_id = c.user_low AND b.blocked_id = c.user_high)
+                          OR (b.blocker_id = c.user_high AND b.blocked_id = c.user_low))) AS "blocked_either_way!",
+                  (c.user_low IS NOT NULL AND EXISTS (
+                      SELECT 1 FROM friendships f WHERE f.user_id = c.user_low AND f.friend_id = c.user_high)) AS "friends!",
+                  (g.id IS NOT NULL) AS "group_exists!", g.disbanded_at AS "group_disbanded_at?",
+                  gm.role AS "group_role?", gm.muted_until AS "group_muted_until?",
+                  m.seq AS "earlier_seq?", m.created_at AS "earlier_created_at?", m.request_hash AS "earlier_request_hash?"
+             FROM conversations c
+             LEFT JOIN conversation_members cm ON cm.conversation_id = c.id AND cm.user_id = $2
+             LEFT JOIN groups g ON g.id = c.group_id
+             LEFT JOIN group_members gm ON gm.group_id = c.group_id AND gm.user_id = $2
+             LEFT JOIN messages m ON m.conversation_id = c.id AND m.sender_id = $2 AND m.client_msg_id = $3
+            WHERE c.id = $1"#,
+        id.0,
+        sender.0,
+        client_msg_id
     )
-    .bind(id)
-    .bind(sender)
-    .bind(client_msg_id)
     .fetch_optional(db)
+    .await?;
+    Ok(row.map(|row| SendContext {
+        conversation: ConversationRow {
+            id: row.id,
+            kind: row.kind,
+            group_id: row.group_id,
+            user_low: row.user_low,
+            user_high: row.user_high,
+            last_seq: row.last_seq,
+            last_version: row.last_version,
+            last_message_at: row.last_message_at,
+            created_at: row.created_at,
+        },
+        member_last_read_seq: row.member_last_read_seq,
+        member_visible_from_seq: row.member_visible_from_seq,
+        member_pinned: row.member_pinned,
+        member_muted: row.member_muted,
+        member_archived: row.member_archived,
+        blocked_either_way: row.blocked_either_way,
+        friends: row.friends,
+        group_exists: row.group_exists,
+        group_disbanded_at: row.group_disbanded_at,
+        group_role: row.group_role,
+        group_muted_until: row.group_muted_until,
+        earlier_seq: row.earlier_seq,
+        earlier_created_at: row.earlier_created_at,
+        earlier_request_hash: row.earlier_request_hash,
+    }))
+}
+
+/// Numbers reserved for a writer batch in one conversation: its messages take the seqs
+/// and versions after these, and `stamp` as their time; `audience` is its members.
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    pub id: ConversationId,
+    pub seq_before: i64,
+    pub version_before: i64,
+    pub stamp: OffsetDateTime,
+    pub audience: Vec<i64>,
+}
+
+/// Locks the conversations in id order (no deadlock with another instance's writer) and
+/// advances each one's seq and version counters by its count. The batch's timestamp
+/// never goes below the conversation's last one: another instance's transaction may
+/// have started later and committed first, and history and search rely on created_at
+/// following seq.
+pub async fn reserve_numbers(
+    db: &mut sqlx::PgConnection,
+    ids: &[i64],
+    counts: &[i64],
+) -> sqlx::Result<Vec<Reservation>> {
+    sqlx::query_as!(
+        Reservation,
+        r#"WITH wanted AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS w(id, n)),
+                locked AS (SELECT c.id FROM conversations c JOIN wanted w ON w.id = c.id ORDER BY c.id FOR UPDATE OF c)
+           UPDATE conversations c
+              SET last_seq = c.last_seq + w.n, last_version = c.last_version + w.n,
+                  last_message_at = GREATEST(now(), c.last_message_at)
+             FROM wanted w, locked l
+            WHERE c.id = w.id AND l.id = c.id
+        RETURNING c.id AS "id!: ConversationId", c.last_seq - w.n AS "seq_before!", c.last_version - w.n AS "version_before!",
+                  c.last_message_at AS "stamp!",
+                  ARRAY(SELECT cm.user_id FROM conversation_members cm WHERE cm.conversation_id = c.id) AS "audience!""#,
+        ids,
+        counts
+    )
+    .fetch_all(db)
     .await
 }

@@ -1,6 +1,6 @@
 //! The `friendships` and `friend_requests` tables, and the social-graph queries.
 
-use sqlx::{FromRow, PgExecutor};
+use sqlx::PgExecutor;
 use time::OffsetDateTime;
 
 use crate::domain::UserId;
@@ -9,7 +9,7 @@ use crate::domain::UserId;
 /// for the rest of the transaction, whichever of them acts. The key is derived from the
 /// unordered pair; a collision only costs a little extra waiting.
 pub async fn lock_pair(db: impl PgExecutor<'_>, a: UserId, b: UserId) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(pair_lock_key(a, b)).execute(db).await.map(|_| ())
+    sqlx::query!("SELECT pg_advisory_xact_lock($1)", pair_lock_key(a, b)).execute(db).await.map(|_| ())
 }
 
 fn pair_lock_key(a: UserId, b: UserId) -> i64 {
@@ -20,31 +20,58 @@ fn pair_lock_key(a: UserId, b: UserId) -> i64 {
 }
 
 pub async fn are_friends(db: impl PgExecutor<'_>, a: UserId, b: UserId) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM friendships WHERE user_id = $1 AND friend_id = $2)")
-        .bind(a)
-        .bind(b)
-        .fetch_one(db)
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM friendships WHERE user_id = $1 AND friend_id = $2) AS "exists!""#,
+        a.0,
+        b.0
+    )
+    .fetch_one(db)
         .await
+}
+
+/// Every friend of `user`, unordered: who hears of `user`'s presence.
+pub async fn ids_of(db: impl PgExecutor<'_>, user: UserId) -> sqlx::Result<Vec<UserId>> {
+    sqlx::query_scalar!(r#"SELECT friend_id AS "friend_id: UserId" FROM friendships WHERE user_id = $1"#, user.0)
+        .fetch_all(db)
+        .await
+}
+
+/// Those of `candidates` who are friends of `user`, with when each was last connected.
+pub async fn last_seen_among(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+    candidates: &[i64],
+) -> sqlx::Result<Vec<(UserId, Option<OffsetDateTime>)>> {
+    let rows = sqlx::query!(
+        r#"SELECT u.id AS "id: UserId", u.last_seen_at FROM friendships f JOIN users u ON u.id = f.friend_id
+            WHERE f.user_id = $1 AND f.friend_id = ANY($2)"#,
+        user.0,
+        candidates
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.id, row.last_seen_at)).collect())
 }
 
 /// Makes `a` and `b` friends (both directions). Already friends: no change.
 pub async fn befriend(db: impl PgExecutor<'_>, a: UserId, b: UserId) -> sqlx::Result<bool> {
-    let inserted =
-        sqlx::query("INSERT INTO friendships (user_id, friend_id) VALUES ($1, $2), ($2, $1) ON CONFLICT DO NOTHING")
-            .bind(a)
-            .bind(b)
-            .execute(db)
-            .await?;
+    let inserted = sqlx::query!(
+        "INSERT INTO friendships (user_id, friend_id) VALUES ($1, $2), ($2, $1) ON CONFLICT DO NOTHING",
+        a.0,
+        b.0
+    )
+    .execute(db)
+    .await?;
     Ok(inserted.rows_affected() > 0)
 }
 
 /// Ends the friendship in both directions; returns whether there was one.
 pub async fn unfriend(db: impl PgExecutor<'_>, a: UserId, b: UserId) -> sqlx::Result<bool> {
-    let deleted = sqlx::query(
+    let deleted = sqlx::query!(
         "DELETE FROM friendships WHERE (user_id = $1 AND friend_id = $2) OR (user_id = $2 AND friend_id = $1)",
+        a.0,
+        b.0
     )
-    .bind(a)
-    .bind(b)
     .execute(db)
     .await?;
     Ok(deleted.rows_affected() > 0)
@@ -56,16 +83,14 @@ pub async fn set_remark(
     friend: UserId,
     remark: Option<&str>,
 ) -> sqlx::Result<bool> {
-    let updated = sqlx::query("UPDATE friendships SET remark = $3 WHERE user_id = $1 AND friend_id = $2")
-        .bind(user)
-        .bind(friend)
-        .bind(remark)
-        .execute(db)
+    let updated =
+        sqlx::query!("UPDATE friendships SET remark = $3 WHERE user_id = $1 AND friend_id = $2", user.0, friend.0, remark)
+            .execute(db)
         .await?;
     Ok(updated.rows_affected() == 1)
 }
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct FriendRow {
     pub id: UserId,
     pub username: String,
@@ -82,22 +107,23 @@ pub async fn list(
     after: Option<UserId>,
     limit: i64,
 ) -> sqlx::Result<Vec<FriendRow>> {
-    sqlx::query_as(
-        "SELECT u.id, u.username, u.nickname, u.avatar_url, f.remark, f.created_at
-           FROM friendships f
-           JOIN users u ON u.id = f.friend_id
-          WHERE f.user_id = $1 AND ($2::bigint IS NULL OR f.friend_id > $2)
-          ORDER BY f.friend_id
-          LIMIT $3",
+    sqlx::query_as!(
+        FriendRow,
+        r#"SELECT u.id AS "id: UserId", u.username, u.nickname, u.avatar_url, f.remark, f.created_at
+             FROM friendships f
+             JOIN users u ON u.id = f.friend_id
+            WHERE f.user_id = $1 AND ($2::bigint IS NULL OR f.friend_id > $2)
+            ORDER BY f.friend_id
+            LIMIT $3"#,
+        user.0,
+        after.map(|u| u.0),
+        limit
     )
-    .bind(user)
-    .bind(after)
-    .bind(limit)
     .fetch_all(db)
     .await
 }
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct UserSummaryRow {
     pub id: UserId,
     pub username: String,
@@ -114,24 +140,25 @@ pub async fn mutual(
     after: Option<UserId>,
     limit: i64,
 ) -> sqlx::Result<Vec<UserSummaryRow>> {
-    sqlx::query_as(
-        "SELECT u.id, u.username, u.nickname, u.avatar_url
-           FROM friendships fa
-           JOIN friendships fb ON fb.user_id = $2 AND fb.friend_id = fa.friend_id
-           JOIN users u ON u.id = fa.friend_id
-          WHERE fa.user_id = $1 AND ($3::bigint IS NULL OR fa.friend_id > $3)
-          ORDER BY fa.friend_id
-          LIMIT $4",
+    sqlx::query_as!(
+        UserSummaryRow,
+        r#"SELECT u.id AS "id: UserId", u.username, u.nickname, u.avatar_url
+             FROM friendships fa
+             JOIN friendships fb ON fb.user_id = $2 AND fb.friend_id = fa.friend_id
+             JOIN users u ON u.id = fa.friend_id
+            WHERE fa.user_id = $1 AND ($3::bigint IS NULL OR fa.friend_id > $3)
+            ORDER BY fa.friend_id
+            LIMIT $4"#,
+        a.0,
+        b.0,
+        after.map(|u| u.0),
+        limit
     )
-    .bind(a)
-    .bind(b)
-    .bind(after)
-    .bind(limit)
     .fetch_all(db)
     .await
 }
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct SuggestionRow {
     pub id: UserId,
     pub username: String,
@@ -149,8 +176,9 @@ pub async fn suggestions(
     after: Option<(i64, UserId)>,
     limit: i64,
 ) -> sqlx::Result<Vec<SuggestionRow>> {
-    sqlx::query_as(
-        "WITH candidates AS (
+    sqlx::query_as!(
+        SuggestionRow,
+        r#"WITH candidates AS (
             SELECT f2.friend_id AS id, count(*) AS mutual_friends
               FROM friendships f1
               JOIN friendships f2 ON f2.user_id = f1.friend_id
@@ -159,7 +187,7 @@ pub async fn suggestions(
                AND NOT EXISTS (SELECT 1 FROM friendships f WHERE f.user_id = $1 AND f.friend_id = f2.friend_id)
              GROUP BY f2.friend_id
          )
-         SELECT u.id, u.username, u.nickname, u.avatar_url, c.mutual_friends
+         SELECT u.id AS "id: UserId", u.username, u.nickname, u.avatar_url, c.mutual_friends AS "mutual_friends!"
            FROM candidates c
            JOIN users u ON u.id = c.id
           WHERE NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = $1 AND b.blocked_id = c.id)
@@ -169,17 +197,17 @@ pub async fn suggestions(
                                AND ((r.from_user = $1 AND r.to_user = c.id) OR (r.from_user = c.id AND r.to_user = $1)))
             AND ($2::bigint IS NULL OR (c.mutual_friends < $2 OR (c.mutual_friends = $2 AND c.id > $3)))
           ORDER BY c.mutual_friends DESC, c.id
-          LIMIT $4",
+          LIMIT $4"#,
+        user.0,
+        after.map(|(mutual, _)| mutual),
+        after.map(|(_, id)| id.0),
+        limit
     )
-    .bind(user)
-    .bind(after.map(|(mutual, _)| mutual))
-    .bind(after.map(|(_, id)| id))
-    .bind(limit)
     .fetch_all(db)
     .await
 }
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct FriendRequestRow {
     pub id: i64,
     pub from_user: UserId,
@@ -189,28 +217,32 @@ pub struct FriendRequestRow {
     pub created_at: OffsetDateTime,
 }
 
-const REQUEST_COLUMNS: &str = "id, from_user, to_user, note, status, created_at";
-
 pub async fn insert_request(
     db: impl PgExecutor<'_>,
     from: UserId,
     to: UserId,
     note: &str,
 ) -> sqlx::Result<FriendRequestRow> {
-    sqlx::query_as(&format!(
-        "INSERT INTO friend_requests (from_user, to_user, note) VALUES ($1, $2, $3) RETURNING {REQUEST_COLUMNS}"
-    ))
-    .bind(from)
-    .bind(to)
-    .bind(note)
+    sqlx::query_as!(
+        FriendRequestRow,
+        r#"INSERT INTO friend_requests (from_user, to_user, note) VALUES ($1, $2, $3)
+           RETURNING id, from_user AS "from_user: UserId", to_user AS "to_user: UserId", note, status, created_at"#,
+        from.0,
+        to.0,
+        note
+    )
     .fetch_one(db)
     .await
 }
 
 pub async fn find_request(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<FriendRequestRow>> {
-    sqlx::query_as(&format!("SELECT {REQUEST_COLUMNS} FROM friend_requests WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(db)
+    sqlx::query_as!(
+        FriendRequestRow,
+        r#"SELECT id, from_user AS "from_user: UserId", to_user AS "to_user: UserId", note, status, created_at
+             FROM friend_requests WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(db)
         .await
 }
 
@@ -220,52 +252,55 @@ pub async fn pending_request(
     from: UserId,
     to: UserId,
 ) -> sqlx::Result<Option<FriendRequestRow>> {
-    sqlx::query_as(&format!(
-        "SELECT {REQUEST_COLUMNS} FROM friend_requests WHERE from_user = $1 AND to_user = $2 AND status = 'pending'"
-    ))
-    .bind(from)
-    .bind(to)
+    sqlx::query_as!(
+        FriendRequestRow,
+        r#"SELECT id, from_user AS "from_user: UserId", to_user AS "to_user: UserId", note, status, created_at
+             FROM friend_requests WHERE from_user = $1 AND to_user = $2 AND status = 'pending'"#,
+        from.0,
+        to.0
+    )
     .fetch_optional(db)
     .await
 }
 
 /// When `to` last declined a request from `from`.
 pub async fn last_decline(db: impl PgExecutor<'_>, from: UserId, to: UserId) -> sqlx::Result<Option<OffsetDateTime>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "SELECT max(decided_at) FROM friend_requests WHERE from_user = $1 AND to_user = $2 AND status = 'declined'",
+        from.0,
+        to.0
     )
-    .bind(from)
-    .bind(to)
     .fetch_one(db)
     .await
 }
 
 /// Moves a pending request to `status`; returns false if it was no longer pending.
 pub async fn decide_request(db: impl PgExecutor<'_>, id: i64, status: &str) -> sqlx::Result<bool> {
-    let updated =
-        sqlx::query("UPDATE friend_requests SET status = $2, decided_at = now() WHERE id = $1 AND status = 'pending'")
-            .bind(id)
-            .bind(status)
-            .execute(db)
-            .await?;
+    let updated = sqlx::query!(
+        "UPDATE friend_requests SET status = $2, decided_at = now() WHERE id = $1 AND status = 'pending'",
+        id,
+        status
+    )
+    .execute(db)
+    .await?;
     Ok(updated.rows_affected() == 1)
 }
 
 /// Cancels pending requests between `a` and `b` in both directions; returns their ids.
 pub async fn cancel_pending_between(db: impl PgExecutor<'_>, a: UserId, b: UserId) -> sqlx::Result<Vec<i64>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "UPDATE friend_requests SET status = 'cancelled', decided_at = now()
           WHERE status = 'pending'
             AND ((from_user = $1 AND to_user = $2) OR (from_user = $2 AND to_user = $1))
           RETURNING id",
+        a.0,
+        b.0
     )
-    .bind(a)
-    .bind(b)
     .fetch_all(db)
     .await
 }
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct RequestListRow {
     pub id: i64,
     pub from_user: UserId,
@@ -288,22 +323,37 @@ pub async fn list_pending(
     limit: i64,
 ) -> sqlx::Result<Vec<RequestListRow>> {
     // Two statements rather than a flag in SQL so each uses its own partial index.
-    let sql = if incoming {
-        "SELECT r.id, r.from_user, r.to_user, r.note, r.created_at,
-                u.id AS other_id, u.username AS other_username, u.nickname AS other_nickname,
-                u.avatar_url AS other_avatar_url
-           FROM friend_requests r JOIN users u ON u.id = r.from_user
-          WHERE r.to_user = $1 AND r.status = 'pending' AND ($2::bigint IS NULL OR r.id < $2)
-          ORDER BY r.id DESC LIMIT $3"
+    if incoming {
+        sqlx::query_as!(
+            RequestListRow,
+            r#"SELECT r.id, r.from_user AS "from_user: UserId", r.to_user AS "to_user: UserId", r.note, r.created_at,
+                      u.id AS "other_id: UserId", u.username AS other_username, u.nickname AS other_nickname,
+                      u.avatar_url AS other_avatar_url
+                 FROM friend_requests r JOIN users u ON u.id = r.from_user
+                WHERE r.to_user = $1 AND r.status = 'pending' AND ($2::bigint IS NULL OR r.id < $2)
+                ORDER BY r.id DESC LIMIT $3"#,
+            user.0,
+            before,
+            limit
+        )
+        .fetch_all(db)
+        .await
     } else {
-        "SELECT r.id, r.from_user, r.to_user, r.note, r.created_at,
-                u.id AS other_id, u.username AS other_username, u.nickname AS other_nickname,
-                u.avatar_url AS other_avatar_url
-           FROM friend_requests r JOIN users u ON u.id = r.to_user
-          WHERE r.from_user = $1 AND r.status = 'pending' AND ($2::bigint IS NULL OR r.id < $2)
-          ORDER BY r.id DESC LIMIT $3"
-    };
-    sqlx::query_as(sql).bind(user).bind(before).bind(limit).fetch_all(db).await
+        sqlx::query_as!(
+            RequestListRow,
+            r#"SELECT r.id, r.from_user AS "from_user: UserId", r.to_user AS "to_user: UserId", r.note, r.created_at,
+                      u.id AS "other_id: UserId", u.username AS other_username, u.nickname AS other_nickname,
+                      u.avatar_url AS other_avatar_url
+                 FROM friend_requests r JOIN users u ON u.id = r.to_user
+                WHERE r.from_user = $1 AND r.status = 'pending' AND ($2::bigint IS NULL OR r.id < $2)
+                ORDER BY r.id DESC LIMIT $3"#,
+            user.0,
+            before,
+            limit
+        )
+        .fetch_all(db)
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -18,10 +18,10 @@
 //!    **Everything**: step 1's statement over all of the caller's conversations and
 //!    messages — bounded by what the caller can see rather than by the whole table.
 
-use sqlx::{FromRow, PgPool};
+use sqlx::PgPool;
 use time::OffsetDateTime;
 
-use super::messages::{MESSAGE_COLUMNS, MessageRow};
+use super::messages::MessageRow;
 use crate::domain::{ConversationId, UserId};
 
 /// How many of the caller's most recently active conversations step 1 reads.
@@ -40,72 +40,50 @@ pub enum SearchPlan {
 /// Where a page of results continues: after this message.
 pub type SearchCursor = (OffsetDateTime, ConversationId, i64);
 
-/// The bounded scan (steps 1 and, unbounded, "everything"): $1 user, $2 ILIKE pattern,
-/// $3 one conversation or NULL, $4–$6 the cursor or NULLs, $7 the page size, $8 how many
-/// conversations, $9 how many messages of each. Each row carries `horizon`: nothing
-/// left unread is newer. Public so the benchmark can `EXPLAIN` exactly this.
-pub fn recent_sql() -> String {
-    format!(
-        "WITH ranked AS (
-            SELECT cm.conversation_id, cm.visible_from_seq, c.last_seq,
-                   COALESCE(c.last_message_at, c.created_at) AS active_at
-              FROM conversation_members cm JOIN conversations c ON c.id = cm.conversation_id
-             WHERE cm.user_id = $1 AND ($3::bigint IS NULL OR cm.conversation_id = $3)
-             ORDER BY active_at DESC, cm.conversation_id DESC
-             LIMIT $8 + 1
-         ), scanned AS (
-            SELECT * FROM ranked ORDER BY active_at DESC, conversation_id DESC LIMIT $8
-         ), horizon AS (
-            SELECT GREATEST(
-                     (SELECT active_at FROM ranked ORDER BY active_at DESC, conversation_id DESC OFFSET $8 LIMIT 1),
-                     (SELECT max(m.created_at) FROM scanned s
-                        JOIN messages m ON m.conversation_id = s.conversation_id AND m.seq = s.last_seq - $9
-                       WHERE m.seq > s.visible_from_seq)) AS at
-         )
-         SELECT {columns}, (SELECT at FROM horizon) AS horizon
-           FROM scanned s
-          CROSS JOIN LATERAL (
-                SELECT {MESSAGE_COLUMNS} FROM messages m
-                 WHERE m.conversation_id = s.conversation_id
-                   AND m.seq > GREATEST(s.visible_from_seq, s.last_seq - $9)
-                   AND m.deleted_at IS NULL
-                   AND m.body ILIKE $2
-                   AND ($4::timestamptz IS NULL OR (m.created_at, m.conversation_id, m.seq) < ($4, $5, $6))
-                 ORDER BY m.seq DESC
-                 LIMIT $7) AS m
-          ORDER BY m.created_at DESC, m.conversation_id DESC, m.seq DESC
-          LIMIT $7",
-        columns = qualified_columns()
-    )
-}
+/// The bounded scan (step 1, and unbounded, "everything"). Public so the benchmark can
+/// `EXPLAIN` exactly this.
+pub const RECENT_SQL: &str = include_str!("sql/message_search_recent.sql");
+/// The trigram step. Public so the benchmark can `EXPLAIN` exactly this.
+pub const TRIGRAM_SQL: &str = include_str!("sql/message_search_trigram.sql");
 
-/// The trigram step: $1 user, $2 ILIKE pattern, $3 one conversation or NULL, $4–$6 the
-/// cursor or NULLs, $7 the page size. Public so the benchmark can `EXPLAIN` exactly this.
-pub fn trigram_sql() -> String {
-    format!(
-        "SELECT {columns}
-           FROM messages m
-           JOIN conversation_members cm ON cm.conversation_id = m.conversation_id AND cm.user_id = $1
-          WHERE m.deleted_at IS NULL
-            AND m.body ILIKE $2
-            AND m.seq > cm.visible_from_seq
-            AND ($3::bigint IS NULL OR m.conversation_id = $3)
-            AND ($4::timestamptz IS NULL OR (m.created_at, m.conversation_id, m.seq) < ($4, $5, $6))
-          ORDER BY m.created_at DESC, m.conversation_id DESC, m.seq DESC
-          LIMIT $7",
-        columns = qualified_columns()
-    )
-}
-
-fn qualified_columns() -> String {
-    MESSAGE_COLUMNS.split(", ").map(|c| format!("m.{}", c.trim())).collect::<Vec<_>>().join(", ")
-}
-
-#[derive(FromRow)]
+/// A row of the bounded scan: a message and the scan's horizon.
 struct RecentHit {
-    #[sqlx(flatten)]
-    row: MessageRow,
+    conversation_id: ConversationId,
+    seq: i64,
+    version: i64,
+    sender_id: UserId,
+    client_msg_id: uuid::Uuid,
+    kind: String,
+    body: Option<String>,
+    content: Option<serde_json::Value>,
+    reply_to_seq: Option<i64>,
+    mentions: Vec<i64>,
+    mention_all: bool,
+    created_at: OffsetDateTime,
+    edited_at: Option<OffsetDateTime>,
+    deleted_at: Option<OffsetDateTime>,
     horizon: Option<OffsetDateTime>,
+}
+
+impl From<RecentHit> for MessageRow {
+    fn from(hit: RecentHit) -> Self {
+        Self {
+            conversation_id: hit.conversation_id,
+            seq: hit.seq,
+            version: hit.version,
+            sender_id: hit.sender_id,
+            client_msg_id: hit.client_msg_id,
+            kind: hit.kind,
+            body: hit.body,
+            content: hit.content,
+            reply_to_seq: hit.reply_to_seq,
+            mentions: hit.mentions,
+            mention_all: hit.mention_all,
+            created_at: hit.created_at,
+            edited_at: hit.edited_at,
+            deleted_at: hit.deleted_at,
+        }
+    }
 }
 
 /// Messages containing `needle`, newest first (see the module documentation), and
@@ -122,23 +100,26 @@ pub async fn search(
     let recent =
         bounded_scan(pool, user, &pattern, conversation, after, limit, RECENT_CONVERSATIONS, RECENT_WINDOW).await?;
     if is_exact_page(&recent, limit) {
-        return Ok((recent.into_iter().map(|hit| hit.row).collect(), SearchPlan::Recent));
+        return Ok((recent.into_iter().map(MessageRow::from).collect(), SearchPlan::Recent));
     }
     if has_trigram(needle) {
-        let rows = sqlx::query_as(&trigram_sql())
-            .bind(user)
-            .bind(&pattern)
-            .bind(conversation)
-            .bind(after.map(|a| a.0))
-            .bind(after.map(|a| a.1))
-            .bind(after.map(|a| a.2))
-            .bind(limit)
-            .fetch_all(pool)
-            .await?;
+        let rows = sqlx::query_file_as!(
+            MessageRow,
+            "src/db/sql/message_search_trigram.sql",
+            user.0,
+            pattern,
+            conversation.map(|c| c.0),
+            after.map(|a| a.0),
+            after.map(|a| a.1.0),
+            after.map(|a| a.2),
+            limit
+        )
+        .fetch_all(pool)
+        .await?;
         return Ok((rows, SearchPlan::Trigram));
     }
     let everything = bounded_scan(pool, user, &pattern, conversation, after, limit, i64::MAX / 4, i64::MAX / 4).await?;
-    Ok((everything.into_iter().map(|hit| hit.row).collect(), SearchPlan::Everything))
+    Ok((everything.into_iter().map(MessageRow::from).collect(), SearchPlan::Everything))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -152,17 +133,28 @@ async fn bounded_scan(
     conversations: i64,
     window: i64,
 ) -> sqlx::Result<Vec<RecentHit>> {
-    sqlx::query_as(&recent_sql())
-        .bind(user)
-        .bind(pattern)
-        .bind(conversation)
-        .bind(after.map(|a| a.0))
-        .bind(after.map(|a| a.1))
-        .bind(after.map(|a| a.2))
-        .bind(limit)
-        .bind(conversations)
-        .bind(window)
-        .fetch_all(pool)
+    sqlx::query_file_as!(
+        RecentHit,
+        "src/db/sql/message_search_recent.sql",
+        user.0,
+        pattern,
+        conversation.map(|c| c.0),
+        after.map(|a| a.0),
+        after.map(|a| a.1.0),
+        after.map(|a| a.2),
+        limit,
+        conversations,
+        window
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Merges the message-body trigram index's pending list (see `crate::search_upkeep`);
+/// returns how many pending pages were merged.
+pub async fn merge_pending_list(db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(r#"SELECT gin_clean_pending_list('messages_body_trgm'::regclass) AS "pages!""#)
+        .fetch_one(db)
         .await
 }
 
@@ -175,7 +167,7 @@ pub fn ilike_pattern(needle: &str) -> String {
 /// true first page: nothing unread could rank above it.
 fn is_exact_page(hits: &[RecentHit], limit: i64) -> bool {
     match hits.last() {
-        Some(last) if hits.len() as i64 >= limit => last.horizon.is_none_or(|horizon| last.row.created_at > horizon),
+        Some(last) if hits.len() as i64 >= limit => last.horizon.is_none_or(|horizon| last.created_at > horizon),
         _ => false,
     }
 }

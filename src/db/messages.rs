@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::{FromRow, PgExecutor};
+use sqlx::PgExecutor;
 use time::OffsetDateTime;
 
 use crate::domain::{
@@ -11,7 +11,7 @@ use crate::domain::{
     message::{Emoji, ReactionCount},
 };
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct MessageRow {
     pub conversation_id: ConversationId,
     pub seq: i64,
@@ -29,8 +29,25 @@ pub struct MessageRow {
     pub deleted_at: Option<OffsetDateTime>,
 }
 
-pub const MESSAGE_COLUMNS: &str = "conversation_id, seq, version, sender_id, client_msg_id, kind, body, content, reply_to_seq, \
-    mentions, mention_all, created_at, edited_at, deleted_at";
+/// `query_as!` into [`MessageRow`], with the message columns of `m` (the `messages`
+/// table under that alias) written once: `message_rows!("SELECT ", " FROM messages m …", args…)`.
+/// The `!`/`?` overrides keep the row type independent of what PostgreSQL can infer
+/// through CTEs and `RETURNING`.
+macro_rules! message_rows {
+    ($before:literal, $after:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            $crate::db::messages::MessageRow,
+            $before
+                + r#"m.conversation_id AS "conversation_id!: ConversationId", m.seq AS "seq!", m.version AS "version!",
+                     m.sender_id AS "sender_id!: UserId", m.client_msg_id AS "client_msg_id!", m.kind AS "kind!",
+                     m.body AS "body?", m.content AS "content?", m.reply_to_seq AS "reply_to_seq?",
+                     m.mentions AS "mentions!", m.mention_all AS "mention_all!", m.created_at AS "created_at!",
+                     m.edited_at AS "edited_at?", m.deleted_at AS "deleted_at?""#
+                + $after
+            $(, $arg)*
+        )
+    };
+}
 
 impl From<MessageRow> for MessageView {
     fn from(row: MessageRow) -> Self {
@@ -67,17 +84,10 @@ pub enum Window {
     Range(i64, i64),
 }
 
-/// The history statement: $1 conversation, seq strictly between $2 and $3, $4 rows
-/// from the newest end or the oldest. Both directions are one range scan of the primary
-/// key. Public so the benchmark can `EXPLAIN` exactly this.
-pub fn history_sql(newest_first: bool) -> String {
-    let order = if newest_first { "DESC" } else { "ASC" };
-    format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages
-          WHERE conversation_id = $1 AND seq > $2 AND seq < $3
-          ORDER BY seq {order} LIMIT $4"
-    )
-}
+/// The history statements, one per direction, each one range scan of the primary key.
+/// Public so the benchmark can `EXPLAIN` exactly these.
+pub const HISTORY_NEWEST_SQL: &str = include_str!("sql/history_newest.sql");
+pub const HISTORY_OLDEST_SQL: &str = include_str!("sql/history_oldest.sql");
 
 /// A page of history, oldest first, never showing seq <= `visible_from`.
 pub async fn history(
@@ -87,48 +97,42 @@ pub async fn history(
     window: Window,
     limit: i64,
 ) -> sqlx::Result<Vec<MessageRow>> {
-    let (low, high, newest_first) = match window {
-        Window::Before(seq) => (visible_from, seq, true),
-        Window::After(seq) => (seq.max(visible_from), i64::MAX, false),
-        Window::Range(from, to) => ((from - 1).max(visible_from), to.saturating_add(1), false),
+    let (low, high) = match window {
+        Window::Before(seq) => (visible_from, seq),
+        Window::After(seq) => (seq.max(visible_from), i64::MAX),
+        Window::Range(from, to) => ((from - 1).max(visible_from), to.saturating_add(1)),
     };
-    let mut rows: Vec<MessageRow> = sqlx::query_as(&history_sql(newest_first))
-        .bind(conversation)
-        .bind(low)
-        .bind(high)
-        .bind(limit)
-        .fetch_all(db)
-        .await?;
-    if newest_first {
+    if let Window::Before(_) = window {
+        let mut rows =
+            sqlx::query_file_as!(MessageRow, "src/db/sql/history_newest.sql", conversation.0, low, high, limit)
+                .fetch_all(db)
+                .await?;
         rows.reverse();
+        Ok(rows)
+    } else {
+        sqlx::query_file_as!(MessageRow, "src/db/sql/history_oldest.sql", conversation.0, low, high, limit)
+            .fetch_all(db)
+            .await
     }
-    Ok(rows)
 }
 
 pub async fn find(db: impl PgExecutor<'_>, conversation: ConversationId, seq: i64) -> sqlx::Result<Option<MessageRow>> {
-    sqlx::query_as(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq = $2 FOR UPDATE"
-    ))
-    .bind(conversation)
-    .bind(seq)
-    .fetch_optional(db)
-    .await
+    message_rows!("SELECT ", " FROM messages m WHERE m.conversation_id = $1 AND m.seq = $2 FOR UPDATE", conversation.0, seq)
+        .fetch_optional(db)
+        .await
 }
 
 /// Takes the conversation's next version for a change to an existing message, and
 /// stamps the message with it. Holds the conversation row lock until commit, so
 /// versions commit in order.
 pub async fn bump_version(db: &mut sqlx::PgConnection, conversation: ConversationId, seq: i64) -> sqlx::Result<i64> {
-    let version: i64 = sqlx::query_scalar(
+    let version = sqlx::query_scalar!(
         "UPDATE conversations SET last_version = last_version + 1 WHERE id = $1 RETURNING last_version",
+        conversation.0
     )
-    .bind(conversation)
     .fetch_one(&mut *db)
     .await?;
-    sqlx::query("UPDATE messages SET version = $3 WHERE conversation_id = $1 AND seq = $2")
-        .bind(conversation)
-        .bind(seq)
-        .bind(version)
+    sqlx::query!("UPDATE messages SET version = $3 WHERE conversation_id = $1 AND seq = $2", conversation.0, seq, version)
         .execute(&mut *db)
         .await?;
     Ok(version)
@@ -141,12 +145,13 @@ pub async fn edit(
     body: &str,
 ) -> sqlx::Result<MessageRow> {
     bump_version(db, conversation, seq).await?;
-    sqlx::query_as(&format!(
-        "UPDATE messages SET body = $3, edited_at = now() WHERE conversation_id = $1 AND seq = $2 RETURNING {MESSAGE_COLUMNS}"
-    ))
-    .bind(conversation)
-    .bind(seq)
-    .bind(body)
+    message_rows!(
+        "UPDATE messages m SET body = $3, edited_at = now() WHERE m.conversation_id = $1 AND m.seq = $2 RETURNING ",
+        "",
+        conversation.0,
+        seq,
+        body
+    )
     .fetch_one(&mut *db)
     .await
 }
@@ -159,13 +164,14 @@ pub async fn tombstone(
     by: UserId,
 ) -> sqlx::Result<MessageRow> {
     bump_version(db, conversation, seq).await?;
-    sqlx::query_as(&format!(
-        "UPDATE messages SET body = NULL, content = NULL, deleted_at = now(), deleted_by = $3
-          WHERE conversation_id = $1 AND seq = $2 RETURNING {MESSAGE_COLUMNS}"
-    ))
-    .bind(conversation)
-    .bind(seq)
-    .bind(by)
+    message_rows!(
+        "UPDATE messages m SET body = NULL, content = NULL, deleted_at = now(), deleted_by = $3
+          WHERE m.conversation_id = $1 AND m.seq = $2 RETURNING ",
+        "",
+        conversation.0,
+        seq,
+        by.0
+    )
     .fetch_one(&mut *db)
     .await
 }
@@ -178,15 +184,14 @@ pub async fn changed_since(
     visible_from: i64,
     limit: i64,
 ) -> sqlx::Result<Vec<MessageRow>> {
-    sqlx::query_as(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages
-          WHERE conversation_id = $1 AND version > $2 AND seq > $3
-          ORDER BY version LIMIT $4"
-    ))
-    .bind(conversation)
-    .bind(version)
-    .bind(visible_from)
-    .bind(limit)
+    message_rows!(
+        "SELECT ",
+        " FROM messages m WHERE m.conversation_id = $1 AND m.version > $2 AND m.seq > $3 ORDER BY m.version LIMIT $4",
+        conversation.0,
+        version,
+        visible_from,
+        limit
+    )
     .fetch_all(db)
     .await
 }
@@ -198,13 +203,13 @@ pub async fn add_reaction(
     user: UserId,
     emoji: &Emoji,
 ) -> sqlx::Result<bool> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO message_reactions (conversation_id, seq, user_id, emoji) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        conversation.0,
+        seq,
+        user.0,
+        emoji.as_str()
     )
-    .bind(conversation)
-    .bind(seq)
-    .bind(user)
-    .bind(emoji.as_str())
     .execute(db)
     .await?;
     Ok(inserted.rows_affected() == 1)
@@ -217,13 +222,13 @@ pub async fn remove_reaction(
     user: UserId,
     emoji: &Emoji,
 ) -> sqlx::Result<bool> {
-    let deleted = sqlx::query(
+    let deleted = sqlx::query!(
         "DELETE FROM message_reactions WHERE conversation_id = $1 AND seq = $2 AND user_id = $3 AND emoji = $4",
+        conversation.0,
+        seq,
+        user.0,
+        emoji.as_str()
     )
-    .bind(conversation)
-    .bind(seq)
-    .bind(user)
-    .bind(emoji.as_str())
     .execute(db)
     .await?;
     Ok(deleted.rows_affected() == 1)
@@ -239,21 +244,120 @@ pub async fn reactions_for(
     if seqs.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<(i64, String, i64, bool)> = sqlx::query_as(
-        "SELECT seq, emoji, count(*), bool_or(user_id = $3)
-           FROM message_reactions
-          WHERE conversation_id = $1 AND seq = ANY($2)
-          GROUP BY seq, emoji
-          ORDER BY seq, min(created_at)",
+    let rows = sqlx::query!(
+        r#"SELECT seq, emoji, count(*) AS "count!", bool_or(user_id = $3) AS "me!"
+             FROM message_reactions
+            WHERE conversation_id = $1 AND seq = ANY($2)
+            GROUP BY seq, emoji
+            ORDER BY seq, min(created_at)"#,
+        conversation.0,
+        seqs,
+        viewer.0
     )
-    .bind(conversation)
-    .bind(seqs)
-    .bind(viewer)
     .fetch_all(db)
     .await?;
     let mut by_seq: HashMap<i64, Vec<ReactionCount>> = HashMap::new();
-    for (seq, emoji, count, me) in rows {
-        by_seq.entry(seq).or_default().push(ReactionCount { emoji, count, me });
+    for row in rows {
+        by_seq.entry(row.seq).or_default().push(ReactionCount { emoji: row.emoji, count: row.count, me: row.me });
     }
     Ok(by_seq)
+}
+
+/// For one message of a writer batch (by its 1-based position `ord`): an earlier copy's
+/// seq, time and request hash (a retry), and whether the sender is a member.
+#[derive(Debug, Clone)]
+pub struct BatchLookup {
+    pub ord: i64,
+    pub seq: Option<i64>,
+    pub created_at: Option<OffsetDateTime>,
+    pub request_hash: Option<Vec<u8>>,
+    pub member: bool,
+}
+
+/// The retry and membership check for a whole writer batch, keyed by
+/// (conversation, sender, client_msg_id); run in the transaction that inserts, so a member
+/// removed a moment ago cannot slip a message in.
+pub async fn lookup_batch(
+    db: &mut sqlx::PgConnection,
+    conversations: &[i64],
+    senders: &[i64],
+    client_msg_ids: &[uuid::Uuid],
+) -> sqlx::Result<Vec<BatchLookup>> {
+    sqlx::query_as!(
+        BatchLookup,
+        r#"SELECT k.ord AS "ord!", m.seq AS "seq?", m.created_at AS "created_at?", m.request_hash AS "request_hash?",
+                  EXISTS (SELECT 1 FROM conversation_members cm
+                           WHERE cm.conversation_id = k.conversation_id AND cm.user_id = k.sender_id) AS "member!"
+             FROM unnest($1::bigint[], $2::bigint[], $3::uuid[]) WITH ORDINALITY
+                  AS k(conversation_id, sender_id, client_msg_id, ord)
+             LEFT JOIN messages m ON m.conversation_id = k.conversation_id AND m.sender_id = k.sender_id
+                                 AND m.client_msg_id = k.client_msg_id"#,
+        conversations,
+        senders,
+        client_msg_ids
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// New messages for [`insert_batch`], one array element per message (column-wise, as
+/// `unnest` takes them).
+#[derive(Debug, Default)]
+pub struct NewRows {
+    pub conversation_ids: Vec<i64>,
+    pub seqs: Vec<i64>,
+    pub versions: Vec<i64>,
+    pub sender_ids: Vec<i64>,
+    pub client_msg_ids: Vec<uuid::Uuid>,
+    pub request_hashes: Vec<Vec<u8>>,
+    pub kinds: Vec<String>,
+    pub bodies: Vec<Option<String>>,
+    pub contents: Vec<Option<serde_json::Value>>,
+    pub reply_to_seqs: Vec<Option<i64>>,
+    /// Each a JSON array of user ids (PostgreSQL has no arrays of arrays of varying length).
+    pub mentions: Vec<serde_json::Value>,
+    pub mention_all: Vec<bool>,
+    /// `None` takes the transaction's time.
+    pub created_at: Vec<Option<OffsetDateTime>>,
+}
+
+/// Inserts a writer batch with one statement; sending implies having read everything up
+/// to one's own message, so the senders' read markers move in the same statement.
+pub async fn insert_batch(db: &mut sqlx::PgConnection, rows: &NewRows) -> sqlx::Result<Vec<MessageRow>> {
+    message_rows!(
+        "WITH inserted AS (
+            INSERT INTO messages AS m (conversation_id, seq, version, sender_id, client_msg_id, request_hash, kind,
+                                       body, content, reply_to_seq, mentions, mention_all, created_at)
+            SELECT v.conversation_id, v.seq, v.version, v.sender_id, v.client_msg_id, v.request_hash, v.kind, v.body,
+                   v.content, v.reply_to_seq, ARRAY(SELECT jsonb_array_elements_text(v.mentions)::bigint),
+                   v.mention_all, COALESCE(v.created_at, now())
+              FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::uuid[], $6::bytea[],
+                          $7::text[], $8::text[], $9::jsonb[], $10::bigint[], $11::jsonb[], $12::boolean[],
+                          $13::timestamptz[])
+                   AS v(conversation_id, seq, version, sender_id, client_msg_id, request_hash, kind, body, content,
+                        reply_to_seq, mentions, mention_all, created_at)
+            RETURNING m.*
+         ), markers AS (
+            UPDATE conversation_members cm SET last_read_seq = GREATEST(cm.last_read_seq, i.seq)
+              FROM (SELECT conversation_id, sender_id, max(seq) AS seq FROM inserted GROUP BY 1, 2) AS i
+             WHERE cm.conversation_id = i.conversation_id AND cm.user_id = i.sender_id
+         )
+         SELECT ",
+        " FROM inserted m",
+        &rows.conversation_ids,
+        &rows.seqs,
+        &rows.versions,
+        &rows.sender_ids,
+        &rows.client_msg_ids,
+        &rows.request_hashes,
+        &rows.kinds,
+        &rows.bodies as _,
+        &rows.contents as _,
+        &rows.reply_to_seqs as _,
+        &rows.mentions,
+        &rows.mention_all,
+        &rows.created_at as _
+    )
+    .fetch_all(db)
+    .await
 }

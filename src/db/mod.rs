@@ -9,6 +9,7 @@ pub mod message_search;
 pub mod messages;
 pub mod sessions;
 pub mod users;
+pub mod ws_tickets;
 
 use std::str::FromStr;
 
@@ -65,10 +66,10 @@ pub async fn ensure_database(target: &PgConnectOptions) -> anyhow::Result<()> {
     let mut admin = PgConnection::connect_with(&target.clone().database("postgres"))
         .await
         .with_context(|| format!("cannot connect to database {name:?} nor to \"postgres\" to create it"))?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut admin)
-        .await?;
+    let exists =
+        sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#, name)
+            .fetch_one(&mut admin)
+            .await?;
     if !exists {
         // CREATE DATABASE takes no bind parameters; quote the identifier.
         admin
@@ -81,6 +82,11 @@ pub async fn ensure_database(target: &PgConnectOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One round trip to the database: is it there and answering?
+pub async fn ping(db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query!("SELECT 1 AS one").fetch_one(db).await.map(|_| ())
+}
+
 /// Applies pending migrations; applied ones are skipped, so this is idempotent.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     MIGRATOR.run(pool).await.context("database migration failed")
@@ -91,6 +97,27 @@ pub fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
     match error {
         sqlx::Error::Database(db_error) => db_error.constraint(),
         _ => None,
+    }
+}
+
+/// Whether `error` means the database is unavailable or overloaded right now (the pool
+/// exhausted or closed, the connection lost, a statement timeout, the server shutting
+/// down or out of connections) rather than that the statement is wrong: such errors are
+/// retriable, and clients get 503 for them, never a 500.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db_error) => db_error.code().is_some_and(|code| {
+            // 08: connection exception; 53: insufficient resources; 57: operator
+            // intervention (57014 statement timeout or cancel, 57P01-57P03 shutdown and
+            // start-up); 40001/40P01: serialization failure and deadlock, retriable.
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57")
+                || code == "40001"
+                || code == "40P01"
+        }),
+        _ => false,
     }
 }
 

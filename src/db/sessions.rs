@@ -1,12 +1,12 @@
 //! The `sessions` and `refresh_tokens` tables.
 
-use sqlx::{FromRow, PgExecutor};
+use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::{SessionId, UserId};
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct SessionRow {
     pub id: SessionId,
     pub device_name: String,
@@ -24,23 +24,21 @@ pub struct NewSession<'a> {
 }
 
 pub async fn insert(db: impl PgExecutor<'_>, new: &NewSession<'_>) -> sqlx::Result<SessionId> {
-    sqlx::query_scalar(
-        "INSERT INTO sessions (id, user_id, device_name, user_agent, expires_at)
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    sqlx::query_scalar!(
+        r#"INSERT INTO sessions (id, user_id, device_name, user_agent, expires_at)
+           VALUES ($1, $2, $3, $4, $5) RETURNING id AS "id: SessionId""#,
+        Uuid::new_v4(),
+        new.user_id.0,
+        new.device_name,
+        new.user_agent,
+        new.expires_at
     )
-    .bind(Uuid::new_v4())
-    .bind(new.user_id)
-    .bind(new.device_name)
-    .bind(new.user_agent)
-    .bind(new.expires_at)
     .fetch_one(db)
     .await
 }
 
 pub async fn insert_refresh_token(db: impl PgExecutor<'_>, session: SessionId, hash: &[u8]) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)")
-        .bind(hash)
-        .bind(session)
+    sqlx::query!("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)", hash, session.0)
         .execute(db)
         .await
         .map(|_| ())
@@ -48,7 +46,7 @@ pub async fn insert_refresh_token(db: impl PgExecutor<'_>, session: SessionId, h
 
 /// A refresh token's state, locked for the rest of the transaction so two refreshes
 /// with the same token are decided one after the other.
-#[derive(Debug, FromRow)]
+#[derive(Debug)]
 pub struct RefreshTokenState {
     pub session_id: SessionId,
     pub user_id: UserId,
@@ -57,22 +55,22 @@ pub struct RefreshTokenState {
 }
 
 pub async fn lock_refresh_token(db: impl PgExecutor<'_>, hash: &[u8]) -> sqlx::Result<Option<RefreshTokenState>> {
-    sqlx::query_as(
-        "SELECT s.id AS session_id, s.user_id, rt.used_at IS NOT NULL AS used,
-                (s.revoked_at IS NULL AND s.expires_at > now()) AS session_active
-           FROM refresh_tokens rt
-           JOIN sessions s ON s.id = rt.session_id
-          WHERE rt.token_hash = $1
-            FOR UPDATE OF rt, s",
+    sqlx::query_as!(
+        RefreshTokenState,
+        r#"SELECT s.id AS "session_id: SessionId", s.user_id AS "user_id: UserId", rt.used_at IS NOT NULL AS "used!",
+                  (s.revoked_at IS NULL AND s.expires_at > now()) AS "session_active!"
+             FROM refresh_tokens rt
+             JOIN sessions s ON s.id = rt.session_id
+            WHERE rt.token_hash = $1
+              FOR UPDATE OF rt, s"#,
+        hash
     )
-    .bind(hash)
     .fetch_optional(db)
     .await
 }
 
 pub async fn mark_refresh_token_used(db: impl PgExecutor<'_>, hash: &[u8]) -> sqlx::Result<()> {
-    sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1")
-        .bind(hash)
+    sqlx::query!("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1", hash)
         .execute(db)
         .await
         .map(|_| ())
@@ -80,9 +78,7 @@ pub async fn mark_refresh_token_used(db: impl PgExecutor<'_>, hash: &[u8]) -> sq
 
 /// Slides the session's expiry forward on use.
 pub async fn touch(db: impl PgExecutor<'_>, session: SessionId, expires_at: OffsetDateTime) -> sqlx::Result<()> {
-    sqlx::query("UPDATE sessions SET last_used_at = now(), expires_at = $2 WHERE id = $1")
-        .bind(session)
-        .bind(expires_at)
+    sqlx::query!("UPDATE sessions SET last_used_at = now(), expires_at = $2 WHERE id = $1", session.0, expires_at)
         .execute(db)
         .await
         .map(|_| ())
@@ -91,13 +87,13 @@ pub async fn touch(db: impl PgExecutor<'_>, session: SessionId, expires_at: Offs
 /// Revokes `session` if it belongs to `user`; returns whether it did (an already
 /// revoked or foreign session gives `false`).
 pub async fn revoke(db: impl PgExecutor<'_>, user: UserId, session: SessionId, reason: &str) -> sqlx::Result<bool> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "UPDATE sessions SET revoked_at = now(), revoked_reason = $3
           WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        session.0,
+        user.0,
+        reason
     )
-    .bind(session)
-    .bind(user)
-    .bind(reason)
     .execute(db)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -105,13 +101,13 @@ pub async fn revoke(db: impl PgExecutor<'_>, user: UserId, session: SessionId, r
 
 /// Revokes every active session of `user` except `keep`.
 pub async fn revoke_others(db: impl PgExecutor<'_>, user: UserId, keep: SessionId, reason: &str) -> sqlx::Result<u64> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "UPDATE sessions SET revoked_at = now(), revoked_reason = $3
           WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL",
+        user.0,
+        keep.0,
+        reason
     )
-    .bind(user)
-    .bind(keep)
-    .bind(reason)
     .execute(db)
     .await?;
     Ok(result.rows_affected())
@@ -119,24 +115,25 @@ pub async fn revoke_others(db: impl PgExecutor<'_>, user: UserId, keep: SessionI
 
 /// Whether `session` of `user` may still be used: not revoked, not expired.
 pub async fn is_active(db: impl PgExecutor<'_>, user: UserId, session: SessionId) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sessions
-                         WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > now())",
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM sessions
+                           WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > now()) AS "active!""#,
+        session.0,
+        user.0
     )
-    .bind(session)
-    .bind(user)
     .fetch_one(db)
     .await
 }
 
 pub async fn list_active(db: impl PgExecutor<'_>, user: UserId) -> sqlx::Result<Vec<SessionRow>> {
-    sqlx::query_as(
-        "SELECT id, device_name, user_agent, created_at, last_used_at, expires_at
-           FROM sessions
-          WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
-          ORDER BY last_used_at DESC",
+    sqlx::query_as!(
+        SessionRow,
+        r#"SELECT id AS "id: SessionId", device_name, user_agent, created_at, last_used_at, expires_at
+             FROM sessions
+            WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+            ORDER BY last_used_at DESC"#,
+        user.0
     )
-    .bind(user)
     .fetch_all(db)
     .await
 }

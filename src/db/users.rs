@@ -1,11 +1,11 @@
 //! The `users` table.
 
-use sqlx::{FromRow, PgExecutor, PgPool};
+use sqlx::{PgExecutor, PgPool};
 use time::{Date, OffsetDateTime};
 
 use crate::domain::{AvatarUrl, Bio, Birthday, Nickname, UserId, Username};
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct UserRow {
     pub id: UserId,
     pub username: String,
@@ -17,8 +17,6 @@ pub struct UserRow {
     pub updated_at: OffsetDateTime,
 }
 
-const USER_COLUMNS: &str = "id, username, nickname, avatar_url, birthday, bio, created_at, updated_at";
-
 pub struct NewUser<'a> {
     pub username: &'a Username,
     pub nickname: &'a Nickname,
@@ -26,39 +24,49 @@ pub struct NewUser<'a> {
 }
 
 pub async fn insert(db: impl PgExecutor<'_>, new: &NewUser<'_>) -> sqlx::Result<UserRow> {
-    sqlx::query_as(&format!(
-        "INSERT INTO users (username, nickname, password_hash) VALUES ($1, $2, $3) RETURNING {USER_COLUMNS}"
-    ))
-    .bind(new.username.as_str())
-    .bind(new.nickname.as_str())
-    .bind(new.password_hash)
+    sqlx::query_as!(
+        UserRow,
+        r#"INSERT INTO users (username, nickname, password_hash) VALUES ($1, $2, $3)
+           RETURNING id AS "id: UserId", username, nickname, avatar_url, birthday, bio, created_at, updated_at"#,
+        new.username.as_str(),
+        new.nickname.as_str(),
+        new.password_hash
+    )
     .fetch_one(db)
     .await
 }
 
 pub async fn find(db: impl PgExecutor<'_>, id: UserId) -> sqlx::Result<Option<UserRow>> {
-    sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")).bind(id).fetch_optional(db).await
-}
-
-/// The id and password hash for a username, compared case-insensitively.
-pub async fn credentials(db: impl PgExecutor<'_>, username: &str) -> sqlx::Result<Option<(UserId, String)>> {
-    sqlx::query_as("SELECT id, password_hash FROM users WHERE lower(username) = lower($1)")
-        .bind(username)
+    sqlx::query_as!(UserRow, r#"SELECT id AS "id: UserId", username, nickname, avatar_url, birthday, bio, created_at, updated_at FROM users WHERE id = $1"#, id.0)
         .fetch_optional(db)
         .await
 }
 
+/// The id and password hash for a username, compared case-insensitively.
+pub async fn credentials(db: impl PgExecutor<'_>, username: &str) -> sqlx::Result<Option<(UserId, String)>> {
+    let found = sqlx::query!(
+        r#"SELECT id AS "id: UserId", password_hash FROM users WHERE lower(username) = lower($1)"#,
+        username
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(found.map(|row| (row.id, row.password_hash)))
+}
+
 pub async fn password_hash(db: impl PgExecutor<'_>, id: UserId) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1").bind(id).fetch_optional(db).await
+    sqlx::query_scalar!("SELECT password_hash FROM users WHERE id = $1", id.0).fetch_optional(db).await
 }
 
 pub async fn set_password_hash(db: impl PgExecutor<'_>, id: UserId, hash: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1")
-        .bind(id)
-        .bind(hash)
+    sqlx::query!("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1", id.0, hash)
         .execute(db)
         .await
         .map(|_| ())
+}
+
+/// Records when the user was last connected.
+pub async fn set_last_seen(db: impl PgExecutor<'_>, id: UserId, at: OffsetDateTime) -> sqlx::Result<()> {
+    sqlx::query!("UPDATE users SET last_seen_at = $2 WHERE id = $1", id.0, at).execute(db).await.map(|_| ())
 }
 
 /// A partial profile update: `None` leaves a field alone; `Some(None)` clears it.
@@ -72,28 +80,29 @@ pub struct ProfileChange {
 
 pub async fn update_profile(db: impl PgExecutor<'_>, id: UserId, change: &ProfileChange) -> sqlx::Result<UserRow> {
     // One statement for any subset of fields: a flag per field says whether to set it.
-    sqlx::query_as(&format!(
-        "UPDATE users SET
+    sqlx::query_as!(
+        UserRow,
+        r#"UPDATE users SET
             nickname   = COALESCE($2, nickname),
             avatar_url = CASE WHEN $3 THEN $4 ELSE avatar_url END,
             birthday   = CASE WHEN $5 THEN $6 ELSE birthday END,
             bio        = COALESCE($7, bio),
             updated_at = now()
          WHERE id = $1
-         RETURNING {USER_COLUMNS}"
-    ))
-    .bind(id)
-    .bind(change.nickname.as_ref().map(Nickname::as_str))
-    .bind(change.avatar_url.is_some())
-    .bind(change.avatar_url.as_ref().and_then(|url| url.as_ref().map(AvatarUrl::as_str)))
-    .bind(change.birthday.is_some())
-    .bind(change.birthday.and_then(|b| b.map(Birthday::date)))
-    .bind(change.bio.as_ref().map(Bio::as_str))
+         RETURNING id AS "id: UserId", username, nickname, avatar_url, birthday, bio, created_at, updated_at"#,
+        id.0,
+        change.nickname.as_ref().map(Nickname::as_str),
+        change.avatar_url.is_some(),
+        change.avatar_url.as_ref().and_then(|url| url.as_ref().map(AvatarUrl::as_str)),
+        change.birthday.is_some(),
+        change.birthday.and_then(|b| b.map(Birthday::date)),
+        change.bio.as_ref().map(Bio::as_str)
+    )
     .fetch_one(db)
     .await
 }
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct SearchHit {
     pub id: UserId,
     pub username: String,
@@ -163,42 +172,7 @@ impl SearchArguments {
 /// skips substrings), $4/$5 the keyset cursor (score, id) or NULLs, $6 the page size,
 /// $7 [`SEARCH_CANDIDATES`], $8 whether to look for similar names. Public so the
 /// benchmark can `EXPLAIN` exactly this.
-pub const SEARCH_SQL: &str = "WITH candidates AS (
-            (SELECT id FROM users WHERE lower(username) LIKE $2 ORDER BY lower(username) USING ~<~ LIMIT $7)
-            UNION
-            (SELECT id FROM users WHERE lower(nickname) LIKE $2 ORDER BY lower(nickname) USING ~<~ LIMIT $7)
-            UNION
-            (SELECT id FROM users WHERE $3::text IS NOT NULL AND lower(username) LIKE $3
-                AND lower(username) NOT LIKE $2 AND lower(nickname) NOT LIKE $2 LIMIT $7)
-            UNION
-            (SELECT id FROM users WHERE $3::text IS NOT NULL AND lower(nickname) LIKE $3
-                AND lower(username) NOT LIKE $2 AND lower(nickname) NOT LIKE $2 LIMIT $7)
-            UNION
-            (SELECT id FROM users
-              WHERE $8 AND NOT EXISTS (SELECT 1 FROM users WHERE lower(username) = $1) AND lower(username) % $1
-                AND lower(username) NOT LIKE $2 AND lower(nickname) NOT LIKE $2
-                AND NOT COALESCE(lower(username) LIKE $3 OR lower(nickname) LIKE $3, false)
-              ORDER BY lower(username) <-> $1 LIMIT $7)
-            UNION
-            (SELECT id FROM users
-              WHERE $8 AND NOT EXISTS (SELECT 1 FROM users WHERE lower(username) = $1) AND lower(nickname) % $1
-                AND lower(username) NOT LIKE $2 AND lower(nickname) NOT LIKE $2
-                AND NOT COALESCE(lower(username) LIKE $3 OR lower(nickname) LIKE $3, false)
-              ORDER BY lower(nickname) <-> $1 LIMIT $7)
-         )
-         SELECT id, username, nickname, avatar_url, score FROM (
-            SELECT u.id, u.username, u.nickname, u.avatar_url,
-                   (CASE WHEN lower(u.username) = $1 THEN 4
-                         WHEN lower(u.username) LIKE $2 THEN 3
-                         WHEN lower(u.nickname) LIKE $2 THEN 2
-                         WHEN lower(u.username) LIKE $3 OR lower(u.nickname) LIKE $3 THEN 1
-                         ELSE 0 END
-                    + greatest(similarity(lower(u.username), $1), similarity(lower(u.nickname), $1)))::real AS score
-              FROM candidates c JOIN users u ON u.id = c.id
-         ) AS hits
-         WHERE $4::real IS NULL OR (score, id) < ($4, $5)
-         ORDER BY score DESC, id DESC
-         LIMIT $6";
+pub const SEARCH_SQL: &str = include_str!("sql/user_search.sql");
 
 /// Users whose username or nickname matches `query` (already lower-cased), best first:
 /// exact username, username prefix, nickname prefix, substring, then trigram similarity
@@ -235,17 +209,20 @@ async fn search_one_tier(
     after: Option<(f32, UserId)>,
     limit: i64,
 ) -> sqlx::Result<Vec<SearchHit>> {
-    sqlx::query_as(SEARCH_SQL)
-        .bind(&arguments.query)
-        .bind(&arguments.prefix)
-        .bind(&arguments.contains)
-        .bind(after.map(|(score, _)| score))
-        .bind(after.map(|(_, id)| id))
-        .bind(limit)
-        .bind(SEARCH_CANDIDATES)
-        .bind(arguments.similar)
-        .fetch_all(db)
-        .await
+    sqlx::query_file_as!(
+        SearchHit,
+        "src/db/sql/user_search.sql",
+        arguments.query,
+        arguments.prefix,
+        arguments.contains,
+        after.map(|(score, _)| score),
+        after.map(|(_, id)| id.0),
+        limit,
+        SEARCH_CANDIDATES,
+        arguments.similar
+    )
+    .fetch_all(db)
+    .await
 }
 
 /// Makes `%`, `_` and `\` in user input match literally in a LIKE pattern.

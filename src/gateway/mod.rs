@@ -44,19 +44,9 @@ pub async fn create_ticket(state: web::Data<AppState>, caller: Authenticated) ->
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let ticket = URL_SAFE_NO_PAD.encode(bytes);
-    sqlx::query(
-        "INSERT INTO ws_tickets (ticket_hash, user_id, session_id, expires_at)
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
-    )
-    .bind(Sha256::digest(ticket.as_bytes()).to_vec())
-    .bind(caller.user_id)
-    .bind(caller.session_id)
-    .bind(TICKET_TTL_SECS as f64)
-    .execute(&state.pool)
-    .await?;
-    // Expired tickets are few and small; sweeping them here keeps the table bounded
-    // without a background job.
-    sqlx::query("DELETE FROM ws_tickets WHERE expires_at < now() - interval '1 minute'").execute(&state.pool).await?;
+    let hash = Sha256::digest(ticket.as_bytes());
+    db::ws_tickets::insert(&state.pool, &hash, caller.user_id, caller.session_id, TICKET_TTL_SECS as f64).await?;
+    db::ws_tickets::delete_expired(&state.pool).await?;
     Ok(HttpResponse::Ok().json(TicketResponse { ticket, expires_in: TICKET_TTL_SECS }))
 }
 
@@ -108,12 +98,7 @@ fn too_many_connections() -> ApiError {
 }
 
 async fn redeem_ticket(state: &AppState, ticket: &str) -> Result<(UserId, SessionId), ApiError> {
-    let found: Option<(UserId, SessionId)> = sqlx::query_as(
-        "DELETE FROM ws_tickets WHERE ticket_hash = $1 AND expires_at > now() RETURNING user_id, session_id",
-    )
-    .bind(Sha256::digest(ticket.as_bytes()).to_vec())
-    .fetch_optional(&state.pool)
-    .await?;
+    let found = db::ws_tickets::redeem(&state.pool, &Sha256::digest(ticket.as_bytes())).await?;
     let (user, session) =
         found.ok_or_else(|| ApiError::unauthorized("invalid_ticket", "the ticket is unknown, used or expired"))?;
     if !db::sessions::is_active(&state.pool, user, session).await? {

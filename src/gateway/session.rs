@@ -260,14 +260,7 @@ async fn dispatch(state: &AppState, user: UserId, request: ClientRequest) -> Res
                 return Err(ApiError::validation("user_ids", "at most 200 users"));
             }
             let ids: Vec<i64> = user_ids;
-            let friends: Vec<(UserId, Option<time::OffsetDateTime>)> = sqlx::query_as(
-                "SELECT u.id, u.last_seen_at FROM friendships f JOIN users u ON u.id = f.friend_id
-                  WHERE f.user_id = $1 AND f.friend_id = ANY($2)",
-            )
-            .bind(user)
-            .bind(&ids)
-            .fetch_all(&state.pool)
-            .await?;
+            let friends = db::friends::last_seen_among(&state.pool, user, &ids).await?;
             let users: Vec<Value> = friends
                 .into_iter()
                 .map(|(friend, last_seen)| {

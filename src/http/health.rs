@@ -19,7 +19,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     if state.shutdown.is_cancelled() {
         return Err(ApiError::Unavailable(anyhow::anyhow!("shutting down")));
     }
-    let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
+    let ping = crate::db::ping(&state.pool);
     match tokio::time::timeout(READINESS_TIMEOUT, ping).await {
         Ok(Ok(_)) => Ok(HttpResponse::Ok().json(json!({ "status": "ready" }))),
         Ok(Err(error)) => Err(ApiError::Unavailable(anyhow::anyhow!("database unreachable: {error}"))),

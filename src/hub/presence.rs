@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{domain::UserId, events::Event, events::EventBus};
+use crate::{db, domain::UserId, events::Event, events::EventBus};
 
 #[derive(Clone)]
 pub struct Presence {
@@ -76,12 +76,7 @@ impl Presence {
                         if still_pending {
                             this.online.lock().unwrap_or_else(|p| p.into_inner()).remove(&user);
                             let now = OffsetDateTime::now_utc();
-                            let stored = sqlx::query("UPDATE users SET last_seen_at = $2 WHERE id = $1")
-                                .bind(user)
-                                .bind(now)
-                                .execute(&this.pool)
-                                .await;
-                            if let Err(error) = stored {
+                            if let Err(error) = db::users::set_last_seen(&this.pool, user, now).await {
                                 tracing::warn!(%error, "cannot store last_seen_at");
                             }
                             announce(&this.pool, &this.events, user, false, Some(now)).await;
@@ -95,11 +90,7 @@ impl Presence {
 }
 
 async fn announce(pool: &PgPool, events: &EventBus, user: UserId, online: bool, last_seen_at: Option<OffsetDateTime>) {
-    match sqlx::query_scalar::<_, UserId>("SELECT friend_id FROM friendships WHERE user_id = $1")
-        .bind(user)
-        .fetch_all(pool)
-        .await
-    {
+    match db::friends::ids_of(pool, user).await {
         Ok(friends) if !friends.is_empty() => {
             events.publish(friends, Event::Presence { user_id: user, online, last_seen_at });
         }

@@ -95,21 +95,7 @@ pub async fn mark_delivered(state: &AppState, caller: UserId, id: ConversationId
         return Err(ApiError::validation("seq", "must not be negative"));
     }
     policy::readable(state, id, caller).await?;
-    let moved: Option<(i64, bool)> = sqlx::query_as(
-        "WITH before AS (
-            SELECT last_delivered_seq FROM conversation_members WHERE conversation_id = $1 AND user_id = $2
-         )
-         UPDATE conversation_members cm
-            SET last_delivered_seq = GREATEST(cm.last_delivered_seq, LEAST($3, c.last_seq))
-           FROM conversations c, before
-          WHERE c.id = cm.conversation_id AND cm.conversation_id = $1 AND cm.user_id = $2
-      RETURNING cm.last_delivered_seq, cm.last_delivered_seq <> before.last_delivered_seq",
-    )
-    .bind(id)
-    .bind(caller)
-    .bind(seq)
-    .fetch_optional(&state.pool)
-    .await?;
+    let moved = db::conversations::mark_delivered(&state.pool, id, caller, seq).await?;
     let (marker, changed) = moved.ok_or_else(policy::conversation_not_found)?;
     if changed {
         let members = db::conversations::member_ids(&state.pool, id).await?;
@@ -128,13 +114,8 @@ pub async fn receipts(
     id: ConversationId,
 ) -> Result<Vec<(UserId, i64, i64)>, ApiError> {
     policy::readable(state, id, caller).await?;
-    Ok(sqlx::query_as(
-        "SELECT user_id, last_read_seq, last_delivered_seq FROM conversation_members
-          WHERE conversation_id = $1 ORDER BY user_id",
-    )
-    .bind(id)
-    .fetch_all(&state.pool)
-    .await?)
+    let receipts = db::conversations::receipts(&state.pool, id).await?;
+    Ok(receipts.into_iter().map(|r| (r.user_id, r.last_read_seq, r.last_delivered_seq)).collect())
 }
 
 /// Tells the other members that the caller is (or stopped) typing. Never stored.
@@ -175,19 +156,13 @@ pub async fn sync(
     if !(1..=SYNC_MAX_LIMIT).contains(&limit) {
         return Err(ApiError::validation("limit", format!("must be 1–{SYNC_MAX_LIMIT}")));
     }
-    let heads: Vec<(ConversationId, i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT c.id, c.last_version, c.last_seq, cm.last_read_seq, cm.visible_from_seq
-           FROM conversation_members cm JOIN conversations c ON c.id = cm.conversation_id
-          WHERE cm.user_id = $1 AND c.last_version > 0
-          ORDER BY c.id",
-    )
-    .bind(caller)
-    .fetch_all(&state.pool)
-    .await?;
+    let heads = db::conversations::heads(&state.pool, caller).await?;
     let mut budget = limit;
     let mut result = Vec::new();
     let mut has_more = false;
-    for (id, version, last_seq, last_read_seq, visible_from) in heads {
+    for db::conversations::Head { id, last_version: version, last_seq, last_read_seq, visible_from_seq: visible_from } in
+        heads
+    {
         let cursor = cursors.get(&id).copied().unwrap_or(0);
         if version <= cursor {
             continue;

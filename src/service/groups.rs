@@ -80,7 +80,7 @@ pub async fn create(state: &AppState, caller: UserId, settings: NewGroupSettings
 /// not invite-only ones, which answer as if missing.
 pub async fn show(state: &AppState, caller: UserId, id: GroupId) -> Result<(GroupRow, Option<Role>), ApiError> {
     let group = db::groups::find(&state.pool, id).await?.ok_or_else(group_not_found)?;
-    let role = db::groups::member(&state.pool, id, caller).await?.map(|m| m.role.0);
+    let role = db::groups::member(&state.pool, id, caller).await?.map(|m| m.role);
     let invited = role.is_none() && has_pending_invitation(state, id, caller).await?;
     if role.is_none() && !invited && policy(&group) == JoinPolicy::InviteOnly {
         return Err(group_not_found());
@@ -483,7 +483,7 @@ async fn reading_member(state: &AppState, id: GroupId, caller: UserId) -> Result
     if db::groups::find(&state.pool, id).await?.is_none() {
         return Err(group_not_found());
     }
-    db::groups::member(&state.pool, id, caller).await?.map(|m| m.role.0).ok_or_else(not_a_member)
+    db::groups::member(&state.pool, id, caller).await?.map(|m| m.role).ok_or_else(not_a_member)
 }
 
 /// Locks the group and returns it with the caller's role; the caller must be a member
@@ -491,7 +491,7 @@ async fn reading_member(state: &AppState, id: GroupId, caller: UserId) -> Result
 async fn acting_member(tx: &mut sqlx::PgConnection, id: GroupId, caller: UserId) -> Result<(GroupRow, Role), ApiError> {
     let group = live_group(tx, id).await?;
     let member = db::groups::member(&mut *tx, id, caller).await?.ok_or_else(not_a_member)?;
-    Ok((group, member.role.0))
+    Ok((group, member.role))
 }
 
 async fn live_group(tx: &mut sqlx::PgConnection, id: GroupId) -> Result<GroupRow, ApiError> {
@@ -505,7 +505,7 @@ async fn live_group(tx: &mut sqlx::PgConnection, id: GroupId) -> Result<GroupRow
 async fn target_role(tx: &mut sqlx::PgConnection, id: GroupId, target: UserId) -> Result<Role, ApiError> {
     db::groups::member(&mut *tx, id, target)
         .await?
-        .map(|m| m.role.0)
+        .map(|m| m.role)
         .ok_or_else(|| ApiError::not_found("member_not_found", "this user is not a member of the group"))
 }
 
@@ -522,20 +522,11 @@ async fn add_member(tx: &mut sqlx::PgConnection, id: GroupId, user: UserId) -> R
 }
 
 async fn admin_ids(tx: &mut sqlx::PgConnection, id: GroupId) -> Result<Vec<UserId>, ApiError> {
-    Ok(sqlx::query_scalar("SELECT user_id FROM group_members WHERE group_id = $1 AND role IN ('owner', 'admin')")
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?)
+    Ok(db::groups::admin_ids(&mut *tx, id).await?)
 }
 
 async fn has_pending_invitation(state: &AppState, id: GroupId, user: UserId) -> Result<bool, ApiError> {
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM group_invitations WHERE group_id = $1 AND invitee_id = $2 AND status = 'pending')",
-    )
-    .bind(id)
-    .bind(user)
-    .fetch_one(&state.pool)
-    .await?)
+    Ok(db::groups::has_pending_invitation(&state.pool, id, user).await?)
 }
 
 fn check_member_limit(state: &AppState, limit: i32, current_members: i32) -> Result<(), ApiError> {

@@ -67,7 +67,8 @@ pub fn write_error(error: WriteError) -> ApiError {
         WriteError::IdReused => ApiError::conflict("client_msg_id_reused", error.to_string()),
         WriteError::NotMember => policy::conversation_not_found(),
         WriteError::Overloaded | WriteError::ShuttingDown => ApiError::Unavailable(anyhow::anyhow!("{error}")),
-        WriteError::Database(_) => ApiError::internal(anyhow::anyhow!("{error}")),
+        WriteError::Database(cause) if crate::db::is_unavailable(&cause) => ApiError::Unavailable(anyhow::anyhow!("{cause}")),
+        WriteError::Database(_) | WriteError::Lost => ApiError::internal(anyhow::anyhow!("{error}")),
     }
 }
 
@@ -169,7 +170,7 @@ pub async fn delete(state: &AppState, caller: UserId, id: ConversationId, seq: i
     let access = policy::readable(state, id, caller).await?;
     let moderator = match access.conversation.group_id {
         Some(group) => {
-            db::groups::member(&state.pool, group, caller).await?.is_some_and(|m| m.role.0.is_admin_or_owner())
+            db::groups::member(&state.pool, group, caller).await?.is_some_and(|m| m.role.is_admin_or_owner())
         }
         None => false,
     };
