@@ -2,29 +2,57 @@
 //!
 //! # Layout
 //! - [`config`]: the typed configuration (flags > environment > `.env` > defaults).
-//! - [`cli`]: the subcommands `main` dispatches to (`serve`, `migrate`, `bench`, internal
-//!   `pg-guard`).
-//! - [`pg`]: the managed local PostgreSQL (find binaries, initdb, start, stop, recover).
 //! - [`domain`]: values that exist only when valid (usernames, nicknames, ids…).
-//! - [`db`]: the pool, database creation, migrations; one module per table group.
+//! - [`pg`]: the managed local PostgreSQL (find binaries, initdb, start, stop, recover).
+//! - [`db`]: the pool, database creation, migrations; one module per table group. **All
+//!   SQL lives here**, compile-checked against the schema (`sqlx::query!` and friends,
+//!   with the `.sqlx/` offline cache); the longer statements are files in `src/db/sql/`.
+//! - [`events`]: domain events published after commit, for the real-time gateway.
+//! - [`writer`]: the batching message writer: shared commits, acks after commit, drain on
+//!   shutdown. [`search_upkeep`] merges the search index's pending list beside it.
+//! - [`hub`]: who is connected where; event fan-out with bounded queues; presence.
 //! - [`auth`]: password hashing, access and refresh tokens, the `Authenticated`
 //!   extractor, login rate limits.
+//! - [`error`]: the one API error type and its JSON shape.
+//! - [`state`]: the shared handles every handler receives.
 //! - [`service`]: the operations REST and WebSocket share.
-//! - [`http`]: the route table, thin handlers, request middleware.
+//! - [`dto`]: request and reply shapes shared by REST and WebSocket.
+//! - [`http`]: the REST route table, thin handlers, request middleware.
+//! - [`gateway`]: the WebSocket handshake and one session per socket (docs/protocol.md);
+//!   registers its own routes.
 //! - [`startup`]: [`startup::Application`] wires state, routes and shutdown.
-//! - [`bench`]: `goim bench`, the load generator: runs the application in-process and
-//!   drives it over real HTTP; one module per workload, figures next to same-run
-//!   references.
-//! - [`gateway`]: the WebSocket handshake and one session loop per socket (docs/protocol.md).
-//! - [`hub`]: who is connected where; event fan-out with bounded queues; presence.
-//! - [`writer`]: the batching message writer: shared commits, acks after commit, drain on shutdown.
-//! - [`events`]: domain events published after commit, for the real-time gateway.
-//! - [`state`], [`error`], [`metrics`], [`telemetry`], [`shutdown`]: shared plumbing.
+//! - [`cli`]: the subcommands `main` dispatches to (`serve`, `migrate`, internal `pg-guard`).
+//! - [`metrics`], [`telemetry`], [`shutdown`]: plumbing with no dependencies inside GOIM.
+//!
+//! The load generator is not part of the server: it is the `goim-bench` crate in
+//! `bench/`, which uses this library.
 //!
 //! # Dependency rule
-//! Dependencies point one way: `domain` ← `db` ← {`http`, `hub`, `presence`} ←
-//! `startup` ← `bench` ← `cli`. `pg` depends on nothing above it. Handlers never reach for
-//! globals: everything arrives through [`state::AppState`].
+//! Every module imports only from modules listed before it here, and only these (checked
+//! by `tests/api/architecture.rs`, which holds the same table):
+//!
+//! | module | may import |
+//! |---|---|
+//! | `config`, `domain`, `metrics`, `shutdown` | nothing |
+//! | `telemetry`, `pg` | `config` |
+//! | `db` | `config`, `domain` |
+//! | `events` | `domain` |
+//! | `error` | `db`, `domain` |
+//! | `search_upkeep` | `db` |
+//! | `writer` | `db`, `domain`, `events`, `search_upkeep` |
+//! | `hub` | `db`, `domain`, `events`, `metrics` |
+//! | `auth` | `config`, `db`, `domain`, `error` |
+//! | `state` | `auth`, `config`, `events`, `hub`, `metrics`, `writer` |
+//! | `service` | `auth`, `config`, `db`, `domain`, `error`, `events`, `state`, `writer` |
+//! | `dto` | `db`, `domain`, `service`, `writer` |
+//! | `http` | `auth`, `db`, `domain`, `dto`, `error`, `service`, `state` |
+//! | `gateway` | `auth`, `db`, `domain`, `dto`, `error`, `hub`, `service`, `state` |
+//! | `startup` | `auth`, `config`, `events`, `gateway`, `http`, `hub`, `metrics`, `state`, `writer` |
+//! | `cli` | `config`, `db`, `pg`, `shutdown`, `startup`, `telemetry` |
+//!
+//! So `http` and `gateway` never import each other, `domain` knows nothing of the web,
+//! and handlers never reach for globals: everything arrives through [`state::AppState`]
+//! or a narrower handle registered by [`startup`].
 
 pub mod auth;
 pub mod bench;
@@ -32,6 +60,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod dto;
 pub mod error;
 pub mod events;
 pub mod gateway;

@@ -12,10 +12,10 @@ use sqlx::PgPool;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    auth::{PasswordHasher, RateLimits, TokenKeys},
+    auth::{PasswordHasher, RateLimits, SessionCheck, TokenKeys},
     config::Config,
     events::EventBus,
-    http,
+    gateway, http,
     hub::{self, Hub, presence::Presence},
     metrics::Metrics,
     state::AppState,
@@ -71,9 +71,12 @@ impl Application {
             tasks,
         };
         let app_state = state.clone();
+        let session_check = SessionCheck { tokens: state.tokens.clone(), pool: state.pool.clone() };
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(app_state.clone()))
+                .app_data(web::Data::new(session_check.clone()))
+                .configure(gateway::routes)
                 .configure(http::configure(&app_state))
                 .default_service(web::to(http::no_route))
                 .wrap(http::json_error_handlers())

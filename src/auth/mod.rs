@@ -6,7 +6,7 @@ pub mod password;
 pub mod rate_limit;
 pub mod token;
 
-pub use extractor::Authenticated;
+pub use extractor::{Authenticated, SessionCheck, authenticate};
 pub use password::PasswordHasher;
 pub use rate_limit::{RateLimiter, RateLimits};
 pub use token::{AccessClaims, RefreshToken, TokenError, TokenKeys};

@@ -26,7 +26,7 @@ pub async fn insert(db: impl PgExecutor<'_>, blocker: UserId, blocked: UserId) -
         blocked.0
     )
     .execute(db)
-        .await?;
+    .await?;
     Ok(inserted.rows_affected() == 1)
 }
 

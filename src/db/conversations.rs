@@ -112,9 +112,12 @@ pub async fn member_state(
 }
 
 pub async fn member_ids(db: impl PgExecutor<'_>, id: ConversationId) -> sqlx::Result<Vec<UserId>> {
-    sqlx::query_scalar!(r#"SELECT user_id AS "user_id: UserId" FROM conversation_members WHERE conversation_id = $1"#, id.0)
-        .fetch_all(db)
-        .await
+    sqlx::query_scalar!(
+        r#"SELECT user_id AS "user_id: UserId" FROM conversation_members WHERE conversation_id = $1"#,
+        id.0
+    )
+    .fetch_all(db)
+    .await
 }
 
 /// How many of `users` are members of the conversation.

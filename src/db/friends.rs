@@ -26,7 +26,7 @@ pub async fn are_friends(db: impl PgExecutor<'_>, a: UserId, b: UserId) -> sqlx:
         b.0
     )
     .fetch_one(db)
-        .await
+    .await
 }
 
 /// Every friend of `user`, unordered: who hears of `user`'s presence.
@@ -83,10 +83,14 @@ pub async fn set_remark(
     friend: UserId,
     remark: Option<&str>,
 ) -> sqlx::Result<bool> {
-    let updated =
-        sqlx::query!("UPDATE friendships SET remark = $3 WHERE user_id = $1 AND friend_id = $2", user.0, friend.0, remark)
-            .execute(db)
-        .await?;
+    let updated = sqlx::query!(
+        "UPDATE friendships SET remark = $3 WHERE user_id = $1 AND friend_id = $2",
+        user.0,
+        friend.0,
+        remark
+    )
+    .execute(db)
+    .await?;
     Ok(updated.rows_affected() == 1)
 }
 
@@ -243,7 +247,7 @@ pub async fn find_request(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Opti
         id
     )
     .fetch_optional(db)
-        .await
+    .await
 }
 
 /// The pending request from `from` to `to`, if any.

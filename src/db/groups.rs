@@ -133,10 +133,15 @@ pub async fn update(
 }
 
 pub async fn record_announcement(db: impl PgExecutor<'_>, group: GroupId, text: &str, by: UserId) -> sqlx::Result<()> {
-    sqlx::query!("INSERT INTO group_announcements (group_id, text, updated_by) VALUES ($1, $2, $3)", group.0, text, by.0)
-        .execute(db)
-        .await
-        .map(|_| ())
+    sqlx::query!(
+        "INSERT INTO group_announcements (group_id, text, updated_by) VALUES ($1, $2, $3)",
+        group.0,
+        text,
+        by.0
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
 }
 
 #[derive(Debug, Clone)]
@@ -194,17 +199,24 @@ pub async fn member(db: impl PgExecutor<'_>, group: GroupId, user: UserId) -> sq
     )
     .fetch_optional(db)
     .await?;
-    row.map(|row| Ok(MemberRow { role: role_column(&row.role)?, joined_at: row.joined_at, muted_until: row.muted_until }))
-        .transpose()
+    row.map(|row| {
+        Ok(MemberRow { role: role_column(&row.role)?, joined_at: row.joined_at, muted_until: row.muted_until })
+    })
+    .transpose()
 }
 
 /// Adds a member. Fails with `groups_member_limit` when the group is full and with
 /// `group_members_pkey` when already a member.
 pub async fn add_member(db: impl PgExecutor<'_>, group: GroupId, user: UserId, role: Role) -> sqlx::Result<()> {
-    sqlx::query!("INSERT INTO group_members (group_id, user_id, role) VALUES ($1, $2, $3)", group.0, user.0, role.as_str())
-        .execute(db)
-        .await
-        .map(|_| ())
+    sqlx::query!(
+        "INSERT INTO group_members (group_id, user_id, role) VALUES ($1, $2, $3)",
+        group.0,
+        user.0,
+        role.as_str()
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
 }
 
 pub async fn remove_member(db: impl PgExecutor<'_>, group: GroupId, user: UserId) -> sqlx::Result<bool> {
@@ -215,10 +227,15 @@ pub async fn remove_member(db: impl PgExecutor<'_>, group: GroupId, user: UserId
 }
 
 pub async fn set_role(db: impl PgExecutor<'_>, group: GroupId, user: UserId, role: Role) -> sqlx::Result<()> {
-    sqlx::query!("UPDATE group_members SET role = $3 WHERE group_id = $1 AND user_id = $2", group.0, user.0, role.as_str())
-        .execute(db)
-        .await
-        .map(|_| ())
+    sqlx::query!(
+        "UPDATE group_members SET role = $3 WHERE group_id = $1 AND user_id = $2",
+        group.0,
+        user.0,
+        role.as_str()
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
 }
 
 pub async fn set_muted_until(
@@ -227,10 +244,15 @@ pub async fn set_muted_until(
     user: UserId,
     until: Option<OffsetDateTime>,
 ) -> sqlx::Result<()> {
-    sqlx::query!("UPDATE group_members SET muted_until = $3 WHERE group_id = $1 AND user_id = $2", group.0, user.0, until)
-        .execute(db)
-        .await
-        .map(|_| ())
+    sqlx::query!(
+        "UPDATE group_members SET muted_until = $3 WHERE group_id = $1 AND user_id = $2",
+        group.0,
+        user.0,
+        until
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
 }
 
 pub async fn member_ids(db: impl PgExecutor<'_>, group: GroupId) -> sqlx::Result<Vec<UserId>> {

@@ -117,9 +117,14 @@ pub async fn history(
 }
 
 pub async fn find(db: impl PgExecutor<'_>, conversation: ConversationId, seq: i64) -> sqlx::Result<Option<MessageRow>> {
-    message_rows!("SELECT ", " FROM messages m WHERE m.conversation_id = $1 AND m.seq = $2 FOR UPDATE", conversation.0, seq)
-        .fetch_optional(db)
-        .await
+    message_rows!(
+        "SELECT ",
+        " FROM messages m WHERE m.conversation_id = $1 AND m.seq = $2 FOR UPDATE",
+        conversation.0,
+        seq
+    )
+    .fetch_optional(db)
+    .await
 }
 
 /// Takes the conversation's next version for a change to an existing message, and
@@ -132,9 +137,14 @@ pub async fn bump_version(db: &mut sqlx::PgConnection, conversation: Conversatio
     )
     .fetch_one(&mut *db)
     .await?;
-    sqlx::query!("UPDATE messages SET version = $3 WHERE conversation_id = $1 AND seq = $2", conversation.0, seq, version)
-        .execute(&mut *db)
-        .await?;
+    sqlx::query!(
+        "UPDATE messages SET version = $3 WHERE conversation_id = $1 AND seq = $2",
+        conversation.0,
+        seq,
+        version
+    )
+    .execute(&mut *db)
+    .await?;
     Ok(version)
 }
 

@@ -70,10 +70,7 @@ pub async fn lock_refresh_token(db: impl PgExecutor<'_>, hash: &[u8]) -> sqlx::R
 }
 
 pub async fn mark_refresh_token_used(db: impl PgExecutor<'_>, hash: &[u8]) -> sqlx::Result<()> {
-    sqlx::query!("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1", hash)
-        .execute(db)
-        .await
-        .map(|_| ())
+    sqlx::query!("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1", hash).execute(db).await.map(|_| ())
 }
 
 /// Slides the session's expiry forward on use.

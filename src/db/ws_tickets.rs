@@ -29,7 +29,8 @@ pub async fn insert(
 /// Removes tickets that expired over a minute ago. They are few and small; sweeping
 /// them when tickets are issued keeps the table bounded without a background job.
 pub async fn delete_expired(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {
-    let deleted = sqlx::query!("DELETE FROM ws_tickets WHERE expires_at < now() - interval '1 minute'").execute(db).await?;
+    let deleted =
+        sqlx::query!("DELETE FROM ws_tickets WHERE expires_at < now() - interval '1 minute'").execute(db).await?;
     Ok(deleted.rows_affected())
 }
 

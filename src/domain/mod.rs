@@ -33,12 +33,6 @@ impl Invalid {
     }
 }
 
-impl From<Invalid> for crate::error::ApiError {
-    fn from(invalid: Invalid) -> Self {
-        crate::error::ApiError::validation(invalid.field, invalid.message)
-    }
-}
-
 /// Text from users may not carry control characters (they break logs and terminals
 /// and hide content); newlines and tabs are allowed only where `multiline` says so.
 pub fn has_forbidden_controls(text: &str, multiline: bool) -> bool {

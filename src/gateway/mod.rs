@@ -36,10 +36,17 @@ pub struct TicketResponse {
     pub expires_in: i64,
 }
 
+/// The WebSocket routes. Registered by `crate::startup` ahead of the REST routes (whose
+/// `/api/v1` scope would otherwise answer 404 for them).
+pub fn routes(cfg: &mut actix_web::web::ServiceConfig) {
+    cfg.service(web::resource("/api/v1/ws/ticket").route(web::post().to(create_ticket)))
+        .service(web::resource("/api/v1/ws").route(web::get().to(connect)));
+}
+
 /// A one-time ticket for opening a WebSocket (browsers cannot send an Authorization
 /// header on the handshake, and access tokens must not travel in URLs).
 #[utoipa::path(post, path = "/api/v1/ws/ticket", tag = "realtime", security(("bearer" = [])),
-    responses((status = 200, body = TicketResponse), (status = 401, body = crate::http::dto::ErrorResponse)))]
+    responses((status = 200, body = TicketResponse), (status = 401, body = crate::dto::ErrorResponse)))]
 pub async fn create_ticket(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
@@ -74,7 +81,7 @@ pub async fn connect(
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
                 .ok_or_else(|| ApiError::unauthorized("missing_token", "a ticket or an access token is required"))?;
-            let caller = authenticate(&state, token.trim()).await?;
+            let caller = authenticate(&state.tokens, &state.pool, token.trim()).await?;
             (caller.user_id, caller.session_id)
         }
     };

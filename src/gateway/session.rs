@@ -18,8 +18,8 @@ use super::protocol::{self, ClientRequest};
 use crate::{
     db,
     domain::{ConversationId, Emoji, SessionId, UserId},
+    dto::{AckView, ConversationPage, ConversationView, HistoryResponse},
     error::ApiError,
-    http::conversations::{AckView, ConversationPage, ConversationView, HistoryResponse},
     hub::{Frame, Registration},
     service::{
         conversations,

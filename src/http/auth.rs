@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::dto::{OwnProfile, TokenResponse};
+use crate::dto::{OwnProfile, TokenResponse};
 use crate::{
     auth::Authenticated,
     domain::{Nickname, Password, Username},
@@ -64,9 +64,9 @@ pub struct RegisterResponse {
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
     responses(
         (status = 201, body = RegisterResponse),
-        (status = 400, description = "validation_failed, malformed_json, invalid_body", body = super::dto::ErrorResponse),
-        (status = 409, description = "username_taken", body = super::dto::ErrorResponse),
-        (status = 429, description = "rate_limited (Retry-After header)", body = super::dto::ErrorResponse),
+        (status = 400, description = "validation_failed, malformed_json, invalid_body", body = crate::dto::ErrorResponse),
+        (status = 409, description = "username_taken", body = crate::dto::ErrorResponse),
+        (status = 429, description = "rate_limited (Retry-After header)", body = crate::dto::ErrorResponse),
     ))]
 pub async fn register(
     state: web::Data<AppState>,
@@ -87,8 +87,8 @@ pub async fn register(
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, body = TokenResponse),
-        (status = 401, description = "invalid_credentials (unknown user and wrong password alike)", body = super::dto::ErrorResponse),
-        (status = 429, description = "rate_limited, per IP and per username (Retry-After header)", body = super::dto::ErrorResponse),
+        (status = 401, description = "invalid_credentials (unknown user and wrong password alike)", body = crate::dto::ErrorResponse),
+        (status = 429, description = "rate_limited, per IP and per username (Retry-After header)", body = crate::dto::ErrorResponse),
     ))]
 pub async fn login(
     state: web::Data<AppState>,
@@ -108,7 +108,7 @@ pub async fn login(
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 200, body = TokenResponse),
-        (status = 401, description = "invalid_refresh_token, refresh_token_reused (the session is revoked), session_revoked", body = super::dto::ErrorResponse),
+        (status = 401, description = "invalid_refresh_token, refresh_token_reused (the session is revoked), session_revoked", body = crate::dto::ErrorResponse),
     ))]
 pub async fn refresh(state: web::Data<AppState>, body: web::Json<RefreshRequest>) -> Result<HttpResponse, ApiError> {
     let tokens = accounts::refresh(&state, &body.refresh_token).await?;
@@ -117,7 +117,7 @@ pub async fn refresh(state: web::Data<AppState>, body: web::Json<RefreshRequest>
 
 /// Sign out this session.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = super::dto::ErrorResponse)))]
+    responses((status = 204), (status = 401, body = crate::dto::ErrorResponse)))]
 pub async fn logout(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
     accounts::logout(&state, caller).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -128,8 +128,8 @@ pub async fn logout(state: web::Data<AppState>, caller: Authenticated) -> Result
     request_body = ChangePasswordRequest,
     responses(
         (status = 204),
-        (status = 400, description = "validation_failed", body = super::dto::ErrorResponse),
-        (status = 403, description = "wrong_password", body = super::dto::ErrorResponse),
+        (status = 400, description = "validation_failed", body = crate::dto::ErrorResponse),
+        (status = 403, description = "wrong_password", body = crate::dto::ErrorResponse),
     ))]
 pub async fn change_password(
     state: web::Data<AppState>,

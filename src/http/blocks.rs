@@ -5,7 +5,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::dto::{ErrorResponse, PageQuery, UserSummary};
+use crate::dto::{ErrorResponse, PageQuery, UserSummary};
 use crate::{auth::Authenticated, domain::UserId, error::ApiError, service::blocks, state::AppState};
 
 /// Block a user: ends any friendship and cancels pending requests both ways. The

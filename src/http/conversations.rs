@@ -3,45 +3,20 @@
 
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-use super::dto::{ErrorResponse, UserSummary};
 use crate::{
     auth::Authenticated,
-    db::conversations::{ListRow, SettingsChange},
-    domain::{ConversationId, Emoji, GroupId, MessageInput, MessageKind, MessageView, UserId},
+    db::conversations::SettingsChange,
+    domain::{ConversationId, Emoji, GroupId, MessageInput, MessageView, UserId},
+    dto::{AckView, ConversationPage, ConversationView, ErrorResponse, HistoryResponse},
     error::ApiError,
     service::{
         conversations,
         messages::{self, HistoryQuery},
     },
     state::AppState,
-    writer::Ack,
 };
-
-#[derive(Serialize, ToSchema)]
-pub struct AckView {
-    pub conversation_id: i64,
-    pub seq: i64,
-    pub client_msg_id: uuid::Uuid,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    /// True when this is the ack of an earlier attempt with the same client_msg_id.
-    pub duplicate: bool,
-}
-
-impl From<Ack> for AckView {
-    fn from(ack: Ack) -> Self {
-        Self {
-            conversation_id: ack.conversation_id.0,
-            seq: ack.seq,
-            client_msg_id: ack.client_msg_id,
-            created_at: ack.created_at,
-            duplicate: ack.duplicate,
-        }
-    }
-}
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -86,80 +61,6 @@ pub async fn group_conversation(
     Ok(HttpResponse::Ok().json(ConversationRef { conversation_id: id.0 }))
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct LastMessagePreview {
-    pub sender_id: i64,
-    pub kind: MessageKind,
-    /// Up to 200 characters; null for tombstones and media without caption.
-    pub body: Option<String>,
-    pub deleted: bool,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ConversationView {
-    pub id: i64,
-    /// `direct` or `group`.
-    pub kind: String,
-    /// Direct conversations: the other user.
-    pub peer: Option<UserSummary>,
-    pub group_id: Option<i64>,
-    pub group_name: Option<String>,
-    pub group_avatar_url: Option<String>,
-    pub last_seq: i64,
-    /// The conversation's current version: a fresh client's `sync` cursor.
-    pub version: i64,
-    pub last_read_seq: i64,
-    /// `last_seq - last_read_seq`: sending moves your marker to your message, so your
-    /// own messages never count; tombstones do.
-    pub unread: i64,
-    pub pinned: bool,
-    pub muted: bool,
-    pub archived: bool,
-    #[serde(with = "time::serde::rfc3339")]
-    pub activity_at: OffsetDateTime,
-    pub last_message: Option<LastMessagePreview>,
-}
-
-impl From<ListRow> for ConversationView {
-    fn from(row: ListRow) -> Self {
-        let peer = match (row.peer_id, row.peer_username, row.peer_nickname) {
-            (Some(id), Some(username), Some(nickname)) => {
-                Some(UserSummary::new(id, username, nickname, row.peer_avatar_url))
-            }
-            _ => None,
-        };
-        let last_message = match (row.last_sender_id, row.last_kind, row.last_created_at) {
-            (Some(sender), Some(kind), Some(created_at)) => Some(LastMessagePreview {
-                sender_id: sender.0,
-                kind: MessageKind::parse(&kind).unwrap_or(MessageKind::Text),
-                body: row.last_body,
-                deleted: row.last_deleted.unwrap_or(false),
-                created_at,
-            }),
-            _ => None,
-        };
-        Self {
-            id: row.id.0,
-            kind: row.kind,
-            peer,
-            group_id: row.group_id.map(|g| g.0),
-            group_name: row.group_name,
-            group_avatar_url: row.group_avatar_url,
-            last_seq: row.last_seq,
-            version: row.last_version,
-            last_read_seq: row.last_read_seq,
-            unread: (row.last_seq - row.last_read_seq).max(0),
-            pinned: row.pinned,
-            muted: row.muted,
-            archived: row.archived,
-            activity_at: row.activity_at,
-            last_message,
-        }
-    }
-}
-
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ConversationListQuery {
@@ -168,12 +69,6 @@ pub struct ConversationListQuery {
     pub cursor: Option<String>,
     /// 1–100 (default 20).
     pub limit: Option<i64>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ConversationPage {
-    pub items: Vec<ConversationView>,
-    pub next_cursor: Option<String>,
 }
 
 /// The caller's conversations: pinned first, then by latest activity, with unread
@@ -235,18 +130,6 @@ pub struct HistoryParams {
     pub to: Option<i64>,
     /// 1–100 (default 50).
     pub limit: Option<i64>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct HistoryResponse {
-    /// Oldest first. Recalled/removed messages are tombstones (`deleted: true`), so the
-    /// sequence has no gaps.
-    pub items: Vec<MessageView>,
-    pub last_seq: i64,
-    /// The conversation's version when the page was read: a `sync` cursor.
-    pub version: i64,
-    pub has_older: bool,
-    pub has_newer: bool,
 }
 
 /// A page of history by sequence number.

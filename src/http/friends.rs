@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-use super::dto::{ErrorResponse, PageQuery, UserSummary, double_option};
+use crate::dto::{ErrorResponse, PageQuery, UserSummary, double_option};
 use crate::{
     auth::Authenticated,
     domain::{Remark, RequestNote, UserId},

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::dto::{ErrorResponse, PageQuery, UserSummary, double_option};
+use crate::dto::{ErrorResponse, PageQuery, UserSummary, double_option};
 use crate::{
     auth::Authenticated,
     db::groups::GroupRow,

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use time::Date;
 use utoipa::ToSchema;
 
-use super::dto::{OwnProfile, SessionResponse, double_option};
+use crate::dto::{OwnProfile, SessionResponse, double_option};
 use crate::{
     auth::Authenticated,
     db::{self, users::ProfileChange},
@@ -36,7 +36,7 @@ pub struct UpdateProfileRequest {
 
 /// The caller's own profile (includes private fields such as the birthday).
 #[utoipa::path(get, path = "/api/v1/me", tag = "profile", security(("bearer" = [])),
-    responses((status = 200, body = OwnProfile), (status = 401, body = super::dto::ErrorResponse)))]
+    responses((status = 200, body = OwnProfile), (status = 401, body = crate::dto::ErrorResponse)))]
 pub async fn show_me(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
     let user = users::profile(&state, caller.user_id).await?;
     Ok(HttpResponse::Ok().json(OwnProfile::from(user)))
@@ -47,7 +47,7 @@ pub async fn show_me(state: web::Data<AppState>, caller: Authenticated) -> Resul
     request_body = UpdateProfileRequest,
     responses(
         (status = 200, body = OwnProfile),
-        (status = 400, description = "validation_failed (with field), invalid_body (unknown field, wrong type)", body = super::dto::ErrorResponse),
+        (status = 400, description = "validation_failed (with field), invalid_body (unknown field, wrong type)", body = crate::dto::ErrorResponse),
     ))]
 pub async fn update_me(
     state: web::Data<AppState>,
@@ -89,7 +89,7 @@ pub async fn list_sessions(state: web::Data<AppState>, caller: Authenticated) ->
     params(("session_id" = uuid::Uuid, Path)),
     responses(
         (status = 204),
-        (status = 404, description = "session_not_found (also for other users' sessions)", body = super::dto::ErrorResponse),
+        (status = 404, description = "session_not_found (also for other users' sessions)", body = crate::dto::ErrorResponse),
     ))]
 pub async fn revoke_session(
     state: web::Data<AppState>,

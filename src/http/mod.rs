@@ -4,7 +4,6 @@
 mod auth;
 mod blocks;
 pub mod conversations;
-pub mod dto;
 mod errors;
 mod friends;
 mod groups;
@@ -162,8 +161,6 @@ pub fn configure(state: &AppState) -> impl FnOnce(&mut web::ServiceConfig) + use
                             .route(web::patch().to(conversations::update_settings)),
                     )
                     .service(web::resource("/messages/search").route(web::get().to(conversations::search_messages)))
-                    .service(web::resource("/ws/ticket").route(web::post().to(crate::gateway::create_ticket)))
-                    .service(web::resource("/ws").route(web::get().to(crate::gateway::connect)))
                     .service(
                         web::resource("/conversations/{conversation_id}/receipts")
                             .route(web::get().to(conversations::list_receipts)),

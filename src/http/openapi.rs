@@ -7,7 +7,8 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{auth, blocks, conversations, dto, friends, groups, me, users};
+use super::{auth, blocks, conversations, friends, groups, me, users};
+use crate::dto;
 
 #[derive(OpenApi)]
 #[openapi(

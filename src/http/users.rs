@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::dto::{PublicProfile, UserSummary};
+use crate::dto::{PublicProfile, UserSummary};
 use crate::{auth::Authenticated, domain::UserId, error::ApiError, service::users, state::AppState};
 
 /// Another user's public profile.
@@ -12,7 +12,7 @@ use crate::{auth::Authenticated, domain::UserId, error::ApiError, service::users
     params(("user_id" = i64, Path)),
     responses(
         (status = 200, body = PublicProfile),
-        (status = 404, description = "user_not_found", body = super::dto::ErrorResponse),
+        (status = 404, description = "user_not_found", body = crate::dto::ErrorResponse),
     ))]
 pub async fn show_user(
     state: web::Data<AppState>,
@@ -47,7 +47,7 @@ pub struct SearchResponse {
     params(SearchQuery),
     responses(
         (status = 200, body = SearchResponse),
-        (status = 400, description = "validation_failed, invalid_cursor", body = super::dto::ErrorResponse),
+        (status = 400, description = "validation_failed, invalid_cursor", body = crate::dto::ErrorResponse),
     ))]
 pub async fn search_users(
     state: web::Data<AppState>,

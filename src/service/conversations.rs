@@ -160,8 +160,13 @@ pub async fn sync(
     let mut budget = limit;
     let mut result = Vec::new();
     let mut has_more = false;
-    for db::conversations::Head { id, last_version: version, last_seq, last_read_seq, visible_from_seq: visible_from } in
-        heads
+    for db::conversations::Head {
+        id,
+        last_version: version,
+        last_seq,
+        last_read_seq,
+        visible_from_seq: visible_from,
+    } in heads
     {
         let cursor = cursors.get(&id).copied().unwrap_or(0);
         if version <= cursor {

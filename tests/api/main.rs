@@ -4,6 +4,7 @@
 //! migrated template) in one throwaway cluster per test run, and its own server on port 0.
 
 mod accounts;
+mod architecture;
 mod bench;
 mod binary;
 mod browser;

@@ -96,7 +96,7 @@ async fn checked_arguments(
     let (hits, tier) = db::users::search(pool, query, None, LIMIT).await?;
     let expected: Vec<i64> = hits.iter().map(|hit| hit.id.0).collect();
     let arguments = SearchArguments::new(query, tier);
-    let copy: Vec<i64> = sqlx::query_scalar(&format!("SELECT id FROM ({SEARCH_SQL}) AS copy"))
+    let copy: Vec<i64> = sqlx::query_scalar(&format!(r#"SELECT "id!: UserId" FROM ({SEARCH_SQL}) AS copy"#))
         .bind(&arguments.query)
         .bind(&arguments.prefix)
         .bind(&arguments.contains)
