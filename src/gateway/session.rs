@@ -20,7 +20,7 @@ use crate::{
     domain::{ConversationId, Emoji, SessionId, UserId},
     dto::{AckView, ConversationPage, ConversationView, HistoryResponse},
     error::ApiError,
-    hub::{Frame, Registration},
+    hub::{Frame, KillReason, Registration},
     service::{
         conversations,
         messages::{self, HistoryQuery},
@@ -42,125 +42,189 @@ const TYPING_INTERVAL: Duration = Duration::from_secs(1);
 const CLOSE_SESSION_REVOKED: u16 = 4001;
 const CLOSE_RATE_LIMITED: u16 = 4008;
 
-pub async fn run(
-    connection: Connection,
-    mut socket: Session,
-    mut stream: MessageStream,
-    mut outbound: mpsc::Receiver<Frame>,
-) {
-    let Connection { state, user, session, registration } = connection;
-    let config = state.config.clone();
-    let requests = TaskTracker::new();
-    let mut heartbeat = tokio::time::interval(config.ws_ping_interval);
-    heartbeat.tick().await;
-    let mut last_heard = Instant::now();
-    let mut bucket = Bucket::new(config.ws_rate_burst, config.ws_rate_per_sec);
-    let mut refused_in_a_row = 0u32;
-    let mut last_typing: HashMap<i64, (Instant, bool)> = HashMap::new();
-
-    let close = loop {
-        tokio::select! {
-            biased;
-            _ = state.shutdown.cancelled() => break Some(reason(CloseCode::Away, "server shutting down")),
-            _ = registration.kill.cancelled() => {
-                let still_valid = db::sessions::is_active(&state.pool, user, session).await.unwrap_or(true);
-                break Some(if still_valid {
-                    reason(CloseCode::Again, "too slow: outbound queue full")
-                } else {
-                    reason(CloseCode::Other(CLOSE_SESSION_REVOKED), "session revoked")
-                });
-            }
-            frame = outbound.recv() => {
-                let Some(frame) = frame else { break None };
-                if socket.text(frame.to_string()).await.is_err() {
-                    break None;
-                }
-            }
-            _ = heartbeat.tick() => {
-                if last_heard.elapsed() > config.ws_timeout {
-                    break Some(reason(CloseCode::Normal, "heartbeat timeout"));
-                }
-                if !db::sessions::is_active(&state.pool, user, session).await.unwrap_or(true) {
-                    break Some(reason(CloseCode::Other(CLOSE_SESSION_REVOKED), "session revoked or expired"));
-                }
-                if socket.ping(b"goim").await.is_err() {
-                    break None;
-                }
-            }
-            message = stream.recv() => {
-                last_heard = Instant::now();
-                let message = match message {
-                    None => break None,
-                    Some(Ok(message)) => message,
-                    Some(Err(error)) => break Some(protocol_error_reason(&error)),
-                };
-                state.metrics.ws_frames_in.inc();
-                match message {
-                    Message::Text(text) => {
-                        if !bucket.take() {
-                            refused_in_a_row += 1;
-                            if refused_in_a_row >= ABUSE_LIMIT {
-                                break Some(reason(CloseCode::Other(CLOSE_RATE_LIMITED), "rate limited"));
-                            }
-                            let id = protocol::parse(&text).ok().map(|(id, _)| id);
-                            queue(&registration, protocol::error_reply(id.as_deref(), "rate_limited", "too many requests; slow down", None));
-                            continue;
-                        }
-                        refused_in_a_row = 0;
-                        match protocol::parse(&text) {
-                            Err(error) => queue(&registration, protocol::error_reply(error.id.as_deref(), error.code, &error.message, None)),
-                            Ok((id, request)) => {
-                                if let ClientRequest::Typing { conversation_id, typing } = &request {
-                                    // A `true` that only renews a `true` forwarded within the
-                                    // last second is acknowledged but not forwarded; state
-                                    // changes always go through.
-                                    let now = Instant::now();
-                                    let renewal = matches!(last_typing.get(conversation_id), Some((at, true)) if *typing && now.duration_since(*at) < TYPING_INTERVAL);
-                                    if renewal {
-                                        queue(&registration, protocol::ok_reply(&id, json!({ "forwarded": false })));
-                                        continue;
-                                    }
-                                    last_typing.insert(*conversation_id, (now, *typing));
-                                }
-                                let (state, outbound) = (state.clone(), registration.outbound.clone());
-                                let kill = registration.kill.clone();
-                                actix_web::rt::spawn(requests.track_future(async move {
-                                    let reply = handle(&state, user, &id, request).await;
-                                    if outbound.try_send(Arc::from(reply)).is_err() {
-                                        kill.cancel();
-                                    }
-                                }));
-                            }
-                        }
-                    }
-                    Message::Binary(_) => queue(&registration, protocol::error_reply(None, "binary_frames_unsupported", "send JSON text frames", None)),
-                    Message::Ping(bytes) => {
-                        if socket.pong(&bytes).await.is_err() {
-                            break None;
-                        }
-                    }
-                    Message::Pong(_) | Message::Nop | Message::Continuation(_) => {}
-                    Message::Close(_) => break None,
-                }
-            }
-        }
-    };
-
-    // Let running requests finish and deliver their replies (acks) before closing.
-    requests.close();
-    let _ = tokio::time::timeout(config.shutdown_timeout, requests.wait()).await;
-    while let Ok(frame) = outbound.try_recv() {
-        if socket.text(frame.to_string()).await.is_err() {
-            break;
-        }
-    }
-    drop(registration);
-    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(close)).await;
+/// One socket's session: reads requests, dispatches them, writes replies and events,
+/// keeps the heartbeat, and closes with the right code.
+struct SocketSession {
+    state: AppState,
+    user: UserId,
+    session: SessionId,
+    registration: Registration,
+    socket: Session,
+    /// Requests in flight, so their replies (acks) go out before the socket closes.
+    requests: TaskTracker,
+    last_heard: Instant,
+    bucket: Bucket,
+    refused_in_a_row: u32,
+    last_typing: HashMap<i64, (Instant, bool)>,
 }
 
-fn queue(registration: &Registration, frame: String) {
-    if registration.outbound.try_send(Arc::from(frame)).is_err() {
-        registration.kill.cancel();
+/// What the session loop does after a step.
+enum Flow {
+    Continue,
+    /// Close with this reason, or without a close frame when the peer is gone.
+    Close(Option<CloseReason>),
+}
+
+pub async fn run(connection: Connection, socket: Session, stream: MessageStream, outbound: mpsc::Receiver<Frame>) {
+    let Connection { state, user, session, registration } = connection;
+    let bucket = Bucket::new(state.config.ws_rate_burst, state.config.ws_rate_per_sec);
+    let session = SocketSession {
+        state,
+        user,
+        session,
+        registration,
+        socket,
+        requests: TaskTracker::new(),
+        last_heard: Instant::now(),
+        bucket,
+        refused_in_a_row: 0,
+        last_typing: HashMap::new(),
+    };
+    session.run(stream, outbound).await;
+}
+
+impl SocketSession {
+    async fn run(mut self, mut stream: MessageStream, mut outbound: mpsc::Receiver<Frame>) {
+        let mut heartbeat = tokio::time::interval(self.state.config.ws_ping_interval);
+        heartbeat.tick().await;
+        let shutdown = self.state.shutdown.clone();
+        let kill = self.registration.kill.clone();
+        let close = loop {
+            let flow = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => Flow::Close(Some(reason(CloseCode::Away, "server shutting down"))),
+                killed = kill.killed() => Flow::Close(Some(match killed {
+                    KillReason::SlowConsumer => reason(CloseCode::Again, "too slow: outbound queue full"),
+                    KillReason::SessionRevoked => reason(CloseCode::Other(CLOSE_SESSION_REVOKED), "session revoked"),
+                })),
+                frame = outbound.recv() => match frame {
+                    Some(frame) => self.write(&frame).await,
+                    None => Flow::Close(None),
+                },
+                _ = heartbeat.tick() => self.heartbeat().await,
+                message = stream.recv() => self.read(message).await,
+            };
+            if let Flow::Close(close) = flow {
+                break close;
+            }
+        };
+        self.close(close, outbound).await;
+    }
+
+    /// Writes one frame; a failed write means the peer is gone.
+    async fn write(&mut self, frame: &str) -> Flow {
+        match self.socket.text(frame.to_owned()).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Close(None),
+        }
+    }
+
+    /// Closes a silent peer, ends a revoked or expired session, and pings.
+    async fn heartbeat(&mut self) -> Flow {
+        if self.last_heard.elapsed() > self.state.config.ws_timeout {
+            return Flow::Close(Some(reason(CloseCode::Normal, "heartbeat timeout")));
+        }
+        if !db::sessions::is_active(&self.state.pool, self.user, self.session).await.unwrap_or(true) {
+            return Flow::Close(Some(reason(CloseCode::Other(CLOSE_SESSION_REVOKED), "session revoked or expired")));
+        }
+        match self.socket.ping(b"goim").await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Close(None),
+        }
+    }
+
+    /// Handles one frame from the client.
+    async fn read(&mut self, message: Option<Result<Message, ProtocolError>>) -> Flow {
+        self.last_heard = Instant::now();
+        let message = match message {
+            None => return Flow::Close(None),
+            Some(Ok(message)) => message,
+            Some(Err(error)) => return Flow::Close(Some(protocol_error_reason(&error))),
+        };
+        self.state.metrics.ws_frames_in.inc();
+        match message {
+            Message::Text(text) => self.request(&text),
+            Message::Binary(_) => {
+                self.queue(protocol::error_reply(None, "binary_frames_unsupported", "send JSON text frames", None));
+                Flow::Continue
+            }
+            Message::Ping(bytes) => match self.socket.pong(&bytes).await {
+                Ok(()) => Flow::Continue,
+                Err(_) => Flow::Close(None),
+            },
+            Message::Pong(_) | Message::Nop | Message::Continuation(_) => Flow::Continue,
+            Message::Close(_) => Flow::Close(None),
+        }
+    }
+
+    /// Rate-limits, parses and dispatches one request; its reply is queued when ready.
+    fn request(&mut self, text: &str) -> Flow {
+        if !self.bucket.take() {
+            self.refused_in_a_row += 1;
+            if self.refused_in_a_row >= ABUSE_LIMIT {
+                return Flow::Close(Some(reason(CloseCode::Other(CLOSE_RATE_LIMITED), "rate limited")));
+            }
+            let id = protocol::parse(text).ok().map(|(id, _)| id);
+            self.queue(protocol::error_reply(id.as_deref(), "rate_limited", "too many requests; slow down", None));
+            return Flow::Continue;
+        }
+        self.refused_in_a_row = 0;
+        match protocol::parse(text) {
+            Err(error) => self.queue(protocol::error_reply(error.id.as_deref(), error.code, &error.message, None)),
+            Ok((id, request)) => {
+                if self.is_typing_renewal(&request) {
+                    self.queue(protocol::ok_reply(&id, json!({ "forwarded": false })));
+                } else {
+                    self.dispatch(id, request);
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    /// A `true` that only renews a `true` forwarded within the last second is
+    /// acknowledged but not forwarded; state changes always go through.
+    fn is_typing_renewal(&mut self, request: &ClientRequest) -> bool {
+        let ClientRequest::Typing { conversation_id, typing } = request else {
+            return false;
+        };
+        let now = Instant::now();
+        let renewal = matches!(self.last_typing.get(conversation_id), Some((at, true)) if *typing && now.duration_since(*at) < TYPING_INTERVAL);
+        if !renewal {
+            self.last_typing.insert(*conversation_id, (now, *typing));
+        }
+        renewal
+    }
+
+    /// Runs a request on its own task; its reply joins the outbound queue.
+    fn dispatch(&self, id: String, request: ClientRequest) {
+        let (state, user) = (self.state.clone(), self.user);
+        let (outbound, kill) = (self.registration.outbound.clone(), self.registration.kill.clone());
+        actix_web::rt::spawn(self.requests.track_future(async move {
+            let reply = handle(&state, user, &id, request).await;
+            if outbound.try_send(Arc::from(reply)).is_err() {
+                kill.kill(KillReason::SlowConsumer);
+            }
+        }));
+    }
+
+    fn queue(&self, frame: String) {
+        if self.registration.outbound.try_send(Arc::from(frame)).is_err() {
+            self.registration.kill.kill(KillReason::SlowConsumer);
+        }
+    }
+
+    /// Lets running requests finish and delivers their replies (acks), then closes.
+    async fn close(mut self, close: Option<CloseReason>, mut outbound: mpsc::Receiver<Frame>) {
+        self.requests.close();
+        let _ = tokio::time::timeout(self.state.config.shutdown_timeout, self.requests.wait()).await;
+        while let Ok(frame) = outbound.try_recv() {
+            if self.socket.text(frame.to_string()).await.is_err() {
+                break;
+            }
+        }
+        drop(self.registration);
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.close(close)).await;
     }
 }
 

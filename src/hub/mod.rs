@@ -14,7 +14,7 @@ pub mod presence;
 use std::{
     collections::HashMap,
     sync::{
-        Arc, RwLock,
+        Arc, OnceLock, RwLock,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -35,8 +35,36 @@ struct Connection {
     id: u64,
     session: SessionId,
     outbound: mpsc::Sender<Frame>,
-    /// Cancelled when the connection must go: slow consumer or session revoked.
-    kill: CancellationToken,
+    kill: KillSwitch,
+}
+
+/// Why a connection was told to go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillReason {
+    /// Its outbound queue was full: the client stopped reading.
+    SlowConsumer,
+    /// Its login session was revoked (logout, theft, password change).
+    SessionRevoked,
+}
+
+/// Tells a connection to go, and why. The first reason given is the one that counts.
+#[derive(Debug, Clone, Default)]
+pub struct KillSwitch {
+    token: CancellationToken,
+    reason: Arc<OnceLock<KillReason>>,
+}
+
+impl KillSwitch {
+    pub fn kill(&self, reason: KillReason) {
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+    }
+
+    /// Resolves once the connection is killed, with the reason.
+    pub async fn killed(&self) -> KillReason {
+        self.token.cancelled().await;
+        self.reason.get().copied().unwrap_or(KillReason::SlowConsumer)
+    }
 }
 
 struct Inner {
@@ -62,7 +90,7 @@ pub struct Registration {
     hub: Hub,
     user: UserId,
     id: u64,
-    pub kill: CancellationToken,
+    pub kill: KillSwitch,
     pub outbound: mpsc::Sender<Frame>,
 }
 
@@ -93,7 +121,7 @@ impl Hub {
         queue: usize,
     ) -> Result<(Registration, mpsc::Receiver<Frame>), TooManyConnections> {
         let (outbound, receiver) = mpsc::channel(queue.max(1));
-        let kill = CancellationToken::new();
+        let kill = KillSwitch::default();
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let first = {
             let mut connections = self.inner.connections.write().unwrap_or_else(|p| p.into_inner());
@@ -138,7 +166,7 @@ impl Hub {
     pub fn kill_session(&self, user: UserId, session: SessionId) {
         let connections = self.inner.connections.read().unwrap_or_else(|p| p.into_inner());
         for connection in connections.get(&user).into_iter().flatten().filter(|c| c.session == session) {
-            connection.kill.cancel();
+            connection.kill.kill(KillReason::SessionRevoked);
         }
     }
 
@@ -154,7 +182,7 @@ impl Hub {
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         // The client stopped reading: drop it rather than buffer more.
                         self.inner.metrics.ws_slow_disconnects.inc();
-                        connection.kill.cancel();
+                        connection.kill.kill(KillReason::SlowConsumer);
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => {}
                 }
