@@ -39,11 +39,11 @@
 //! | `events` | `domain` |
 //! | `error` | `db`, `domain` |
 //! | `search_upkeep` | `db` |
-//! | `writer` | `db`, `domain`, `events`, `search_upkeep` |
+//! | `writer` | `db`, `domain`, `events`, `metrics`, `search_upkeep` |
 //! | `hub` | `db`, `domain`, `events`, `metrics` |
 //! | `auth` | `config`, `db`, `domain`, `error` |
 //! | `state` | `auth`, `config`, `events`, `hub`, `metrics`, `writer` |
-//! | `service` | `auth`, `config`, `db`, `domain`, `error`, `events`, `state`, `writer` |
+//! | `service` | `auth`, `config`, `db`, `domain`, `error`, `events`, `metrics`, `state`, `writer` |
 //! | `dto` | `db`, `domain`, `service`, `writer` |
 //! | `http` | `auth`, `db`, `domain`, `dto`, `error`, `service`, `state` |
 //! | `gateway` | `auth`, `db`, `domain`, `dto`, `error`, `hub`, `service`, `state` |

@@ -1,12 +1,14 @@
-//! Prometheus metrics: HTTP requests by route and status, request latency, and the
-//! database pool. Rendered in the OpenMetrics text format at `/metrics`.
+//! Prometheus metrics: HTTP requests by route and status, request latency, the database
+//! pools, WebSocket and message counters, build info and the standard `process_*` figures.
+//! Rendered in the OpenMetrics text format at `/metrics`.
 
 use prometheus_client::{
-    encoding::EncodeLabelSet,
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
     metrics::{
-        counter::Counter,
+        counter::{ConstCounter, Counter},
         family::Family,
-        gauge::Gauge,
+        gauge::{ConstGauge, Gauge},
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
@@ -29,7 +31,19 @@ pub struct RouteLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
+    /// `main` (requests) or `writer` (the message writer's own connections).
+    pub pool: &'static str,
     pub state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
 }
 
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
@@ -46,6 +60,10 @@ pub struct Metrics {
     pub fanout_dropped: Counter,
     /// Time from a message's commit timestamp to its fan-out to sockets.
     pub delivery_latency: Histogram,
+    /// Messages committed by the writer (retries of stored messages not counted).
+    pub messages_stored: Counter,
+    /// Logins by outcome (`ok`, `invalid_credentials`).
+    pub logins: Family<OutcomeLabels, Counter>,
     http_requests: Family<RequestLabels, Counter>,
     http_latency: HistogramFamily,
     pool_connections: Family<PoolLabels, Gauge>,
@@ -59,7 +77,10 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("goim");
+        let mut root = Registry::default();
+        // The standard names, unprefixed, so dashboards made for any process work.
+        root.register_collector(Box::new(ProcessCollector { started: std::time::SystemTime::now() }));
+        let registry = root.sub_registry_with_prefix("goim");
         let http_requests = Family::<RequestLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by route and status", http_requests.clone());
         let http_latency: HistogramFamily = Family::new_with_constructor(|| {
@@ -93,8 +114,17 @@ impl Metrics {
             "From a message's commit timestamp to its fan-out to sockets",
             delivery_latency.clone(),
         );
+        let messages_stored = Counter::default();
+        registry.register("messages_stored", "Messages committed by the writer", messages_stored.clone());
+        let logins = Family::<OutcomeLabels, Counter>::default();
+        registry.register("logins", "Logins by outcome", logins.clone());
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
+        registry.register("build", "The running build (always 1)", build_info);
         Self {
-            registry,
+            registry: root,
+            messages_stored,
+            logins,
             http_requests,
             http_latency,
             pool_connections,
@@ -116,17 +146,86 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Renders every metric, sampling the pool at scrape time.
-    pub fn render(&self, pool: &sqlx::PgPool) -> String {
-        let size = i64::from(pool.size());
-        let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
-        let max = i64::from(pool.options().get_max_connections());
-        for (state, value) in [("idle", idle), ("in_use", size - idle), ("max", max)] {
-            self.pool_connections.get_or_create(&PoolLabels { state }).set(value);
+    /// Renders every metric, sampling the pools at scrape time.
+    pub fn render(&self, pools: &[(&'static str, &sqlx::PgPool)]) -> String {
+        for &(name, pool) in pools {
+            let size = i64::from(pool.size());
+            let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
+            let max = i64::from(pool.options().get_max_connections());
+            for (state, value) in [("idle", idle), ("in_use", size - idle), ("max", max)] {
+                self.pool_connections.get_or_create(&PoolLabels { pool: name, state }).set(value);
+            }
         }
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
     }
+}
+
+/// `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds` (read
+/// from `/proc` at scrape time, so Linux only) and `process_start_time_seconds`.
+#[derive(Debug)]
+struct ProcessCollector {
+    started: std::time::SystemTime,
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let started = self.started.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let gauge = ConstGauge::new(started);
+        gauge.encode(encoder.encode_descriptor(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch",
+            None,
+            gauge.metric_type(),
+        )?)?;
+        if let Some(seconds) = proc_cpu_seconds() {
+            let counter = ConstCounter::new(seconds);
+            counter.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "User and system CPU time of the process",
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        if let Some(bytes) = proc_resident_bytes() {
+            let gauge = ConstGauge::new(bytes);
+            gauge.encode(encoder.encode_descriptor(
+                "process_resident_memory_bytes",
+                "Resident memory of the process",
+                None,
+                gauge.metric_type(),
+            )?)?;
+        }
+        if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+            let gauge = ConstGauge::new(entries.count() as i64);
+            gauge.encode(encoder.encode_descriptor(
+                "process_open_fds",
+                "Open file descriptors",
+                None,
+                gauge.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
+}
+
+/// utime + stime from `/proc/self/stat`, in clock ticks of 1/100 s (Linux's fixed
+/// `USER_HZ`). The command name may hold spaces, so fields are counted after its `)`.
+fn proc_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+fn proc_resident_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

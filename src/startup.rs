@@ -11,6 +11,8 @@ use anyhow::Context;
 use sqlx::PgPool;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+use tracing::Instrument;
+
 use crate::{
     auth::{PasswordHasher, RateLimits, SessionCheck, TokenKeys},
     config::Config,
@@ -40,14 +42,15 @@ impl Application {
         let hashing_concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
         let events = EventBus::new();
         let tasks = TaskTracker::new();
+        let metrics = Arc::new(Metrics::new());
         let writer = MessageWriter::start(
             pool.clone(),
             events.clone(),
+            metrics.clone(),
             &tasks,
             config.writer_lanes as usize,
             config.writer_queue as usize,
         );
-        let metrics = Arc::new(Metrics::new());
         let presence = Presence::new(
             pool.clone(),
             events.clone(),
@@ -56,7 +59,8 @@ impl Application {
         );
         let hub = Hub::new(presence, metrics.clone());
         let shutdown = CancellationToken::new();
-        tasks.spawn(hub::run_fanout(hub.clone(), events.clone(), shutdown.clone()));
+        let fanout = hub::run_fanout(hub.clone(), events.clone(), shutdown.clone());
+        tasks.spawn(fanout.instrument(tracing::info_span!("fanout")));
         let state = AppState {
             hub,
             pool,

@@ -34,7 +34,9 @@ use crate::{
     },
     domain::{ConversationId, MessageView, NewMessage, UserId},
     events::{Event, EventBus},
+    metrics::Metrics,
 };
+use tracing::Instrument;
 
 /// Most messages stored by one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -89,11 +91,20 @@ struct Job {
 pub struct MessageWriter {
     lanes: Vec<mpsc::Sender<Job>>,
     stop: CancellationToken,
+    /// The lanes' own connections (one per lane), reported in `/metrics`.
+    pool: PgPool,
 }
 
 impl MessageWriter {
     /// Starts `lanes` writer tasks, each with a queue of `queue_capacity` messages.
-    pub fn start(pool: PgPool, events: EventBus, tasks: &TaskTracker, lanes: usize, queue_capacity: usize) -> Self {
+    pub fn start(
+        pool: PgPool,
+        events: EventBus,
+        metrics: Arc<Metrics>,
+        tasks: &TaskTracker,
+        lanes: usize,
+        queue_capacity: usize,
+    ) -> Self {
         let stop = CancellationToken::new();
         // Every message adds to the search index's pending list; merging it belongs with
         // the writes, and off their transactions.
@@ -102,19 +113,24 @@ impl MessageWriter {
         // them for every batch (custom plans): planning cost more than the work. Their
         // shape never changes, so one generic plan per connection serves every batch.
         let options = (*pool.connect_options()).clone().options([("plan_cache_mode", "force_generic_plan")]);
+        // Otherwise configured like the main pool: same session settings (statement
+        // timeout, planner costs), idle timeout and connection lifetime.
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(u32::try_from(lanes.max(1)).unwrap_or(1))
             .min_connections(0)
             .acquire_timeout(ENQUEUE_TIMEOUT)
+            .idle_timeout(pool.options().get_idle_timeout())
+            .max_lifetime(pool.options().get_max_lifetime())
             .connect_lazy_with(options);
         let senders = (0..lanes.max(1))
             .map(|lane| {
                 let (sender, receiver) = mpsc::channel(queue_capacity.max(1));
-                tasks.spawn(run_lane(lane, pool.clone(), events.clone(), receiver, stop.clone()));
+                let lane_task = run_lane(lane, pool.clone(), events.clone(), metrics.clone(), receiver, stop.clone());
+                tasks.spawn(lane_task.instrument(tracing::info_span!("writer_lane", lane)));
                 sender
             })
             .collect();
-        Self { lanes: senders, stop }
+        Self { lanes: senders, stop, pool }
     }
 
     /// Stores `pending` and returns its ack once committed.
@@ -134,6 +150,11 @@ impl MessageWriter {
         ack.await.unwrap_or(Err(WriteError::ShuttingDown))
     }
 
+    /// The lanes' connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Stops taking messages; the lanes store what is queued, then end.
     pub fn shutdown(&self) {
         self.stop.cancel();
@@ -144,6 +165,7 @@ async fn run_lane(
     lane: usize,
     pool: PgPool,
     events: EventBus,
+    metrics: Arc<Metrics>,
     mut queue: mpsc::Receiver<Job>,
     stop: CancellationToken,
 ) {
@@ -167,7 +189,7 @@ async fn run_lane(
                 Err(_) => break,
             }
         }
-        write_batch(&pool, &events, batch).await;
+        write_batch(&pool, &events, &metrics, batch).await;
     }
 }
 
@@ -175,17 +197,17 @@ async fn run_lane(
 /// be the cause, so each message is retried alone and cannot fail its neighbours; any
 /// other failure (the database unreachable, a timeout) would fail each retry the same way,
 /// so the whole batch gets the error at once.
-async fn write_batch(pool: &PgPool, events: &EventBus, batch: Vec<Job>) {
+async fn write_batch(pool: &PgPool, events: &EventBus, metrics: &Metrics, batch: Vec<Job>) {
     let pendings: Vec<(&PendingMessage, &[u8])> =
         batch.iter().map(|j| (&j.pending, j.request_hash.as_slice())).collect();
     match store(pool, &pendings).await {
-        Ok(stored) => deliver(events, batch, stored),
+        Ok(stored) => deliver(events, metrics, batch, stored),
         Err(error) if batch.len() > 1 && db::violated_constraint(&error).is_some() => {
             tracing::warn!(%error, size = batch.len(), "message batch failed; retrying its messages one by one");
             for job in batch {
                 let one = [(&job.pending, job.request_hash.as_slice())];
                 match store(pool, &one).await {
-                    Ok(stored) => deliver(events, vec![job], stored),
+                    Ok(stored) => deliver(events, metrics, vec![job], stored),
                     Err(error) => {
                         let _ = job.reply.send(Err(WriteError::Database(Arc::new(error))));
                     }
@@ -209,7 +231,8 @@ struct Stored {
     created: Vec<(MessageRow, Vec<UserId>)>,
 }
 
-fn deliver(events: &EventBus, batch: Vec<Job>, stored: Stored) {
+fn deliver(events: &EventBus, metrics: &Metrics, batch: Vec<Job>, stored: Stored) {
+    metrics.messages_stored.inc_by(stored.created.len() as u64);
     for (job, result) in batch.into_iter().zip(stored.results) {
         let _ = job.reply.send(result);
     }

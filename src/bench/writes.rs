@@ -107,6 +107,7 @@ pub async fn run(config: Config, pool: PgPool, args: &WritesBenchArgs) -> anyhow
     let writer = MessageWriter::start(
         pool.clone(),
         EventBus::new(),
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
         &tasks,
         config.writer_lanes as usize,
         config.writer_queue as usize,

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use tracing::Instrument;
+
 use crate::{
     auth::{Authenticated, extractor::authenticate},
     db,
@@ -95,7 +97,8 @@ pub async fn connect(
     response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol::SUBPROTOCOL));
     let stream = stream.max_frame_size(config.ws_max_frame_bytes as usize);
     let connection = session::Connection { state: state.get_ref().clone(), user, session, registration };
-    let task = state.tasks.track_future(session::run(connection, ws_session, stream, outbound));
+    let span = tracing::info_span!("ws", %user, connection = connection.registration.id());
+    let task = state.tasks.track_future(session::run(connection, ws_session, stream, outbound).instrument(span));
     actix_web::rt::spawn(task);
     Ok(response)
 }

@@ -30,5 +30,5 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(state.metrics.render(&state.pool))
+        .body(state.metrics.render(&[("main", &state.pool), ("writer", state.writer.pool())]))
 }

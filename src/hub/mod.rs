@@ -94,6 +94,13 @@ pub struct Registration {
     pub outbound: mpsc::Sender<Frame>,
 }
 
+impl Registration {
+    /// The connection's id, unique within this instance (for logs).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         self.hub.unregister(self.user, self.id);

@@ -8,6 +8,7 @@ use crate::{
     db::{self, sessions::NewSession, users::NewUser, users::UserRow},
     domain::{Nickname, Password, SessionId, UserId, Username},
     error::ApiError,
+    metrics::OutcomeLabels,
     state::AppState,
 };
 
@@ -68,8 +69,12 @@ pub async fn login(
         .map_err(ApiError::internal)?;
     let user_id = match credentials {
         Some((user_id, _)) if verified => user_id,
-        _ => return Err(ApiError::unauthorized("invalid_credentials", "wrong username or password")),
+        _ => {
+            state.metrics.logins.get_or_create(&OutcomeLabels { outcome: "invalid_credentials" }).inc();
+            return Err(ApiError::unauthorized("invalid_credentials", "wrong username or password"));
+        }
     };
+    state.metrics.logins.get_or_create(&OutcomeLabels { outcome: "ok" }).inc();
     let mut tx = state.pool.begin().await?;
     let tokens = start_session(state, &mut tx, user_id, device).await?;
     tx.commit().await?;
