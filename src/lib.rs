@@ -12,9 +12,6 @@
 //! - [`service`]: the operations REST and WebSocket share.
 //! - [`http`]: the route table, thin handlers, request middleware.
 //! - [`startup`]: [`startup::Application`] wires state, routes and shutdown.
-//! - [`bench`]: `goim bench`, the load generator: runs the application in-process and
-//!   drives it over real HTTP; one module per workload, figures next to same-run
-//!   references.
 //! - [`gateway`]: the WebSocket handshake and one session loop per socket (docs/protocol.md).
 //! - [`hub`]: who is connected where; event fan-out with bounded queues; presence.
 //! - [`writer`]: the batching message writer: shared commits, acks after commit, drain on shutdown.
@@ -27,7 +24,6 @@
 //! globals: everything arrives through [`state::AppState`].
 
 pub mod auth;
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod db;
