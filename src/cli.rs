@@ -8,8 +8,7 @@ use rand::{Rng, distributions::Alphanumeric};
 use sqlx::PgPool;
 
 use crate::{
-    bench,
-    config::{BenchArgs, Cli, Command, Config, Secret},
+    config::{Cli, Command, Config, Secret},
     db,
     pg::{self, ClusterOptions, ManagedPostgres},
     shutdown,
@@ -50,7 +49,6 @@ pub fn run(cli: Cli) -> ExitCode {
         match command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
-            Command::Bench(args) => run_bench(config, args).await,
             Command::PgGuard(_) => Ok(()),
         }
     });
@@ -66,34 +64,45 @@ pub fn run(cli: Cli) -> ExitCode {
 
 /// One line naming the setting, instead of clap's multi-line report, for invalid values.
 pub fn report_parse_error(error: clap::Error) -> ExitCode {
+    report_parse_error_of("goim", &Cli::command(), error)
+}
+
+/// [`report_parse_error`] for `program`, whose command line is `command`: `goim-bench`
+/// (which flattens [`Config`] into its own) reports its errors with it.
+pub fn report_parse_error_of(program: &str, command: &clap::Command, error: clap::Error) -> ExitCode {
     if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         let _ = error.print();
         return ExitCode::SUCCESS;
+    }
+    if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // Run with no arguments at all where a subcommand is required (`goim-bench`):
+        // the help is the answer, but still a failed invocation.
+        let _ = error.print();
+        return ExitCode::from(EXIT_CONFIG);
     }
     let arg = error.get(ContextKind::InvalidArg).map(ToString::to_string);
     let value = error.get(ContextKind::InvalidValue).map(ToString::to_string);
     match (arg, value) {
         (Some(arg), Some(value)) => {
-            let setting = setting_name(&arg);
+            let setting = setting_name(command, &arg);
             let reason = std::error::Error::source(&error)
                 .map(ToString::to_string)
                 .or_else(|| error.get(ContextKind::ValidValue).map(|v| format!("expected one of {v}")))
                 .unwrap_or_else(|| "invalid value".into());
-            eprintln!("goim: invalid configuration: {setting} = {value:?}: {reason}");
+            eprintln!("{program}: invalid configuration: {setting} = {value:?}: {reason}");
         }
         _ => {
             let rendered = error.render().to_string();
             let first = rendered.lines().next().unwrap_or("invalid command line");
-            eprintln!("goim: {}", first.trim_start_matches("error: "));
+            eprintln!("{program}: {}", first.trim_start_matches("error: "));
         }
     }
     ExitCode::from(EXIT_CONFIG)
 }
 
 /// `--bind <BIND>` → `GOIM_BIND (--bind)`, so the message names what the user set.
-fn setting_name(arg: &str) -> String {
+fn setting_name(command: &clap::Command, arg: &str) -> String {
     let long = arg.split_whitespace().next().unwrap_or(arg).trim_start_matches("--");
-    let command = Cli::command();
     let env = command
         .get_arguments()
         .find(|a| a.get_long() == Some(long))
@@ -123,16 +132,6 @@ async fn serve_with(config: Config, pool: PgPool) -> anyhow::Result<()> {
     app.run_until_stopped().await
 }
 
-/// Opens the database exactly as `serve` does (managed cluster or `DATABASE_URL`), then
-/// hands it to the benchmark, which runs the application in-process.
-async fn run_bench(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
-    config.jwt_secret = Some(jwt_secret(&config)?);
-    let (pool, managed) = open_database(&config).await?;
-    let result = bench::run(config, pool, args).await;
-    stop_managed(managed).await;
-    result
-}
-
 async fn migrate(config: Config) -> anyhow::Result<()> {
     let (pool, managed) = open_database(&config).await?;
     pool.close().await;
@@ -141,8 +140,10 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Connects to `DATABASE_URL`, or starts the managed cluster; then migrates.
-async fn open_database(config: &Config) -> anyhow::Result<(PgPool, Option<ManagedPostgres>)> {
+/// Connects to `DATABASE_URL`, or starts the managed cluster; then migrates. Public
+/// because `goim-bench` opens its database exactly as `serve` does; the caller passes the
+/// cluster to [`stop_managed`] when done.
+pub async fn open_database(config: &Config) -> anyhow::Result<(PgPool, Option<ManagedPostgres>)> {
     let (options, managed) = match &config.database_url {
         Some(url) => (db::parse_url(url)?, None),
         None => {
@@ -176,7 +177,9 @@ async fn open_database(config: &Config) -> anyhow::Result<(PgPool, Option<Manage
     }
 }
 
-async fn stop_managed(managed: Option<ManagedPostgres>) {
+/// Stops the managed cluster [`open_database`] started, if any, logging the outcome.
+/// Public for `goim-bench`.
+pub async fn stop_managed(managed: Option<ManagedPostgres>) {
     if let Some(managed) = managed {
         match managed.stop().await {
             Ok(()) => tracing::info!("managed PostgreSQL stopped"),
@@ -186,8 +189,9 @@ async fn stop_managed(managed: Option<ManagedPostgres>) {
 }
 
 /// The configured JWT secret, or one generated on first start and kept in the data
-/// directory, so tokens stay valid across restarts.
-fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
+/// directory, so tokens stay valid across restarts. Public for `goim-bench`, whose
+/// in-process server signs tokens as `serve` would.
+pub fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
     if let Some(secret) = &config.jwt_secret {
         return Ok(secret.clone());
     }

@@ -25,9 +25,6 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations, then exit.
     Migrate,
-    /// Run a standard workload against an in-process server and report latency
-    /// percentiles next to same-run references (see docs/benchmarks.md).
-    Bench(BenchArgs),
     /// Internal: stop a managed PostgreSQL once standard input closes.
     ///
     /// Started by GOIM next to the managed cluster so that a GOIM that dies without
@@ -47,119 +44,6 @@ pub struct PgGuardArgs {
     /// Delete the whole cluster directory after stopping it (throwaway test clusters).
     #[arg(long)]
     pub remove: bool,
-}
-
-/// `goim bench <workload>`.
-#[derive(Debug, Clone, Args)]
-pub struct BenchArgs {
-    #[command(subcommand)]
-    pub workload: BenchWorkload,
-}
-
-#[derive(Debug, Clone, Subcommand)]
-pub enum BenchWorkload {
-    /// Login latency and user-search latency over N seeded users.
-    Accounts(AccountsBenchArgs),
-    /// The durable message write path against a pgbench one-message-per-transaction
-    /// reference, at 1/16/64 senders, spread and hot.
-    Writes(WritesBenchArgs),
-    /// W1: 1:1 durable chat over the WebSocket protocol, end to end.
-    Chat(ChatBenchArgs),
-    /// W6: mutual friends, suggestions and the friends page on a 100k-user graph.
-    Social(SocialBenchArgs),
-    /// W4: history pages (latest and deep), the conversation list and message search
-    /// over 10M messages in 100k conversations.
-    History(HistoryBenchArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct HistoryBenchArgs {
-    /// Direct conversations seeded; one user is in 1,000 of them (or all, if fewer).
-    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(10..=500_000))]
-    pub conversations: u32,
-    /// Messages seeded over all conversations: half in the longest 1 %, half spread
-    /// evenly over the rest.
-    #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(100..=100_000_000))]
-    pub messages: u64,
-    /// Repetitions of every measurement; reported figures are medians across runs.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub runs: u32,
-    /// Requests per figure, per concurrency level, per run.
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
-    pub requests: u32,
-    /// Concurrency levels, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,4,16", value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub concurrency: Vec<u32>,
-    /// Where the machine-readable results go (JSON).
-    #[arg(long, default_value = "bench-results/history.json")]
-    pub out: PathBuf,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct AccountsBenchArgs {
-    /// Seeded users (`bench_1` … `bench_N`); users from an earlier run are reused.
-    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
-    pub users: u32,
-    /// Repetitions of every measurement; reported figures are medians across runs.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub runs: u32,
-    /// Sequential logins per run.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
-    pub logins: u32,
-    /// Searches per query class, per concurrency level, per run.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
-    pub searches: u32,
-    /// Concurrency levels for search, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,4", value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub concurrency: Vec<u32>,
-    /// Where the machine-readable results go (JSON).
-    #[arg(long, default_value = "bench-results/accounts.json")]
-    pub out: PathBuf,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct SocialBenchArgs {
-    /// Users in the graph (about 50 friends each, skewed).
-    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(10..=10_000_000))]
-    pub users: u32,
-    /// Random users measured (each: mutual friends, suggestions, friends page).
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
-    pub samples: u32,
-    /// Where the machine-readable results go (JSON).
-    #[arg(long, default_value = "bench-results/social.json")]
-    pub out: PathBuf,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ChatBenchArgs {
-    /// Sender→receiver pairs, all online.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=5000))]
-    pub pairs: u32,
-    /// Messages per sender.
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub messages: u32,
-    /// Unacknowledged messages a sender may have in flight.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub in_flight: u32,
-    /// Where the machine-readable results go (JSON).
-    #[arg(long, default_value = "bench-results/chat.json")]
-    pub out: PathBuf,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct WritesBenchArgs {
-    /// Concurrent senders, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,16,64", value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub senders: Vec<u32>,
-    /// Seconds per measurement.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=600))]
-    pub seconds: u32,
-    /// Repetitions; figures are medians across runs.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub runs: u32,
-    /// Where the machine-readable results go (JSON).
-    #[arg(long, default_value = "bench-results/writes.json")]
-    pub out: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

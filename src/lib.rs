@@ -21,7 +21,8 @@
 //! - [`gateway`]: the WebSocket handshake and one session per socket (docs/protocol.md);
 //!   registers its own routes.
 //! - [`startup`]: [`startup::Application`] wires state, routes and shutdown.
-//! - [`cli`]: the subcommands `main` dispatches to (`serve`, `migrate`, internal `pg-guard`).
+//! - [`cli`]: the subcommands `main` dispatches to (`serve`, `migrate`, internal `pg-guard`),
+//!   and the database opening the bench shares.
 //! - [`metrics`], [`telemetry`], [`shutdown`]: plumbing with no dependencies inside GOIM.
 //!
 //! The load generator is not part of the server: it is the `goim-bench` crate in
@@ -55,7 +56,6 @@
 //! or a narrower handle registered by [`startup`].
 
 pub mod auth;
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -39,7 +39,9 @@ fn has_server_binaries(dir: &Path) -> bool {
     REQUIRED.iter().all(|name| executable(dir, name).is_file())
 }
 
-pub(crate) fn executable(dir: &Path, name: &str) -> PathBuf {
+/// The tool `name` in `dir`, with the platform's executable suffix. Public because
+/// `goim-bench` finds `pgbench` next to the server binaries with it.
+pub fn executable(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
 

@@ -1,28 +1,44 @@
-//! `goim bench`: the real binary seeds, measures and reports small workloads against
+//! `goim-bench`: the real binary seeds, measures and reports small workloads against
 //! its own managed cluster.
+
+use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::support::{binary::goim_command, new_data_dir};
+use crate::support::{binary::clean_command, new_data_dir};
 
-/// Runs `goim bench <args> --out <file>` on a new data directory with its own managed
+/// The `goim-bench` binary of this build. It belongs to another package of the
+/// workspace, so cargo gives no `CARGO_BIN_EXE_` for it here; it lands in the same folder
+/// as `goim` whenever `cargo test` runs at the workspace root.
+fn bench_binary() -> PathBuf {
+    let goim = PathBuf::from(env!("CARGO_BIN_EXE_goim"));
+    let bench = goim.with_file_name(format!("goim-bench{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bench.is_file(),
+        "{} is missing: run `cargo test` at the workspace root so goim-bench is built",
+        bench.display()
+    );
+    bench
+}
+
+/// Runs `goim-bench <args> --out <file>` on a new data directory with its own managed
 /// cluster; returns the JSON report and the terminal output.
 fn run_bench(args: &[&str]) -> (Value, String) {
+    let bench = bench_binary();
     let dir = new_data_dir();
     let out = dir.join("report.json");
-    let output = goim_command(&dir)
+    let output = clean_command(&bench, &dir)
         .env("GOIM_DATA_DIR", &dir)
         .env("GOIM_PG_UNSAFE_FAST", "true")
         .env("GOIM_LOG", "warn")
-        .arg("bench")
         .args(args)
         .arg("--out")
         .arg(&out)
         .output()
-        .expect("goim runs");
+        .expect("goim-bench runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "goim bench failed: {}\n{stdout}\n{stderr}", output.status);
+    assert!(output.status.success(), "goim-bench failed: {}\n{stdout}\n{stderr}", output.status);
     let report: Value = serde_json::from_slice(&std::fs::read(&out).expect("the JSON report exists")).unwrap();
     std::fs::remove_dir_all(&dir).ok();
     (report, stdout)

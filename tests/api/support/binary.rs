@@ -1,5 +1,5 @@
-//! Running the real `goim` binary: a clean environment, a private working directory
-//! (so no developer `.env` leaks in), JSON logs parsed line by line.
+//! Running the real `goim` (and `goim-bench`) binaries: a clean environment, a private
+//! working directory (so no developer `.env` leaks in), JSON logs parsed line by line.
 
 use std::{
     io::{BufRead, BufReader},
@@ -15,7 +15,13 @@ pub const GOIM: &str = env!("CARGO_BIN_EXE_goim");
 
 /// `goim` with only PATH (and PG_BIN / GOIM_PG_USER, if set) from our environment.
 pub fn goim_command(work_dir: &Path) -> Command {
-    let mut cmd = Command::new(GOIM);
+    clean_command(Path::new(GOIM), work_dir)
+}
+
+/// `program` (`goim` or another binary of the workspace) in `work_dir`, with only PATH
+/// (and PG_BIN / GOIM_PG_USER, if set) from our environment.
+pub fn clean_command(program: &Path, work_dir: &Path) -> Command {
+    let mut cmd = Command::new(program);
     cmd.env_clear().current_dir(work_dir);
     for var in ["PATH", "PG_BIN", "GOIM_PG_USER", "SystemRoot", "TEMP", "TMP"] {
         if let Some(value) = std::env::var_os(var) {

@@ -22,6 +22,16 @@
 use std::time::Instant;
 
 use anyhow::Context;
+use goim::{
+    auth::PasswordHasher,
+    config::Config,
+    db::{
+        self,
+        message_search::{RECENT_CONVERSATIONS, RECENT_WINDOW, SearchPlan},
+        messages::Window,
+    },
+    domain::{ConversationId, Password, UserId},
+};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use serde::{Deserialize, Serialize};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -35,16 +45,7 @@ use super::{
     stats::{self, Figure, FigureKey, Figures, Path},
     write_json,
 };
-use crate::{
-    auth::PasswordHasher,
-    config::{Config, HistoryBenchArgs},
-    db::{
-        self,
-        message_search::{RECENT_CONVERSATIONS, RECENT_WINDOW, SearchPlan},
-        messages::Window,
-    },
-    domain::{ConversationId, Password, UserId},
-};
+use crate::args::HistoryBenchArgs;
 
 /// Users besides the hub: the hub is in this many conversations.
 const PEERS: u32 = 1_000;
@@ -169,7 +170,7 @@ pub async fn run(config: Config, pool: PgPool, args: &HistoryBenchArgs) -> anyho
     let started_at = OffsetDateTime::now_utc().format(&Rfc3339)?;
     let machine = Machine::probe(&pool).await?;
     let shape = Shape::new(args.conversations, args.messages)?;
-    println!("goim bench history: {}; {}", shape.marker(), machine.describe());
+    println!("goim-bench history: {}; {}", shape.marker(), machine.describe());
     let (seeded_now, seed_seconds) = seed(&pool, &shape).await?;
     let hub = hub_id(&pool).await?;
     let conversations = hub_conversations(&pool, hub).await?;

@@ -4,20 +4,17 @@
 //! (one session lookup per request) and JSON is what separates the two.
 
 use anyhow::Context;
+use goim::{db, domain::UserId};
 use rand::{Rng, rngs::StdRng, seq::SliceRandom};
 use serde::Deserialize;
 use sqlx::PgPool;
 
 use super::seed;
 use crate::{
-    bench::{
-        BenchServer,
-        cpu::CpuMeter,
-        phase,
-        stats::{FigureKey, Figures, Path},
-    },
-    db,
-    domain::UserId,
+    BenchServer,
+    cpu::CpuMeter,
+    phase,
+    stats::{FigureKey, Figures, Path},
 };
 
 /// The page size clients use by default.

@@ -14,7 +14,7 @@ use anyhow::Context;
 use serde::Serialize;
 use sqlx::{Connection, PgPool};
 
-use crate::{auth::PasswordHasher, domain::Password};
+use goim::{auth::PasswordHasher, domain::Password};
 
 /// The password of every seeded user.
 pub const PASSWORD: &str = "goim-bench-password";
@@ -197,7 +197,7 @@ async fn insert_missing(conn: &mut sqlx::PgConnection, users: u32, hash: &str) -
 
 /// The stored hash of a seeded user: what a login verifies, for the Argon2 reference.
 pub async fn stored_hash(pool: &PgPool) -> anyhow::Result<String> {
-    let credentials = crate::db::users::credentials(pool, &username(1)).await?;
+    let credentials = goim::db::users::credentials(pool, &username(1)).await?;
     credentials.map(|(_, hash)| hash).context("bench_1 is missing after seeding")
 }
 

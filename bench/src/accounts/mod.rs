@@ -14,6 +14,7 @@ pub(super) mod seed;
 use std::time::Instant;
 
 use anyhow::Context;
+use goim::{auth::PasswordHasher, config::Config, domain::Password};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -28,11 +29,7 @@ use super::{
     stats::{self, Figure, FigureKey, Figures, Latencies, Path, RunResult},
     write_json,
 };
-use crate::{
-    auth::PasswordHasher,
-    config::{AccountsBenchArgs, Config},
-    domain::Password,
-};
+use crate::args::AccountsBenchArgs;
 
 #[derive(Serialize)]
 struct Report {
@@ -61,7 +58,7 @@ struct Settings {
 pub async fn run(config: Config, pool: PgPool, args: &AccountsBenchArgs) -> anyhow::Result<()> {
     let started_at = OffsetDateTime::now_utc().format(&Rfc3339)?;
     let machine = Machine::probe(&pool).await?;
-    println!("goim bench accounts: {} users, {} runs; {}", args.users, args.runs, machine.describe());
+    println!("goim-bench accounts: {} users, {} runs; {}", args.users, args.runs, machine.describe());
     let dataset = seed::ensure_users(&pool, args.users).await?;
     let cpu = CpuMeter::new(&pool).await;
     let load_before = load_average();

@@ -12,6 +12,11 @@ use std::{
 
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
+use goim::{
+    auth::TokenKeys,
+    config::Config,
+    domain::{SessionId, UserId},
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -19,11 +24,7 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 
 use super::{BenchServer, Machine, cpu::CpuMeter, http_client, load_average, stats::Latencies, write_json};
-use crate::{
-    auth::TokenKeys,
-    config::{ChatBenchArgs, Config},
-    domain::{SessionId, UserId},
-};
+use crate::args::ChatBenchArgs;
 
 #[derive(Serialize)]
 struct Report {

@@ -6,7 +6,7 @@
 //! more on the same connection, because that is when PostgreSQL's plan cache may switch
 //! to a generic plan — which is what the application's cached statements then run.
 //!
-//! The statement is [`crate::db::users::SEARCH_SQL`] itself, with the arguments of the
+//! The statement is [`goim::db::users::SEARCH_SQL`] itself, with the arguments of the
 //! tier at which `db::users::search` stops for that query (the earlier, cheaper tiers
 //! run first and cost a fraction of it). Before explaining, each case checks that the
 //! statement returns exactly what `db::users::search` returns, so drifted arguments stop
@@ -17,9 +17,9 @@ use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 
 use super::search::normalise;
-use crate::db;
+use goim::db;
 
-use crate::db::users::{SEARCH_CANDIDATES, SEARCH_SQL, SearchArguments, SearchTier};
+use goim::db::users::{SEARCH_CANDIDATES, SEARCH_SQL, SearchArguments, SearchTier};
 
 const STATEMENT: &str = "goim_bench_search";
 

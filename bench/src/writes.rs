@@ -19,6 +19,12 @@ use std::{
 };
 
 use anyhow::Context;
+use goim::{
+    config::Config,
+    domain::{ConversationId, MessageInput, NewMessage, UserId},
+    events::EventBus,
+    writer::{MessageWriter, PendingMessage},
+};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -31,12 +37,7 @@ use super::{
     stats::{Latencies, median},
     write_json,
 };
-use crate::{
-    config::{Config, WritesBenchArgs},
-    domain::{ConversationId, MessageInput, NewMessage, UserId},
-    events::EventBus,
-    writer::{MessageWriter, PendingMessage},
-};
+use crate::args::WritesBenchArgs;
 
 const SENDERS: i64 = 64;
 const CONVERSATIONS_PER_SENDER: i64 = 16;
@@ -107,7 +108,7 @@ pub async fn run(config: Config, pool: PgPool, args: &WritesBenchArgs) -> anyhow
     let writer = MessageWriter::start(
         pool.clone(),
         EventBus::new(),
-        std::sync::Arc::new(crate::metrics::Metrics::new()),
+        std::sync::Arc::new(goim::metrics::Metrics::new()),
         &tasks,
         config.writer_lanes as usize,
         config.writer_queue as usize,
@@ -374,8 +375,8 @@ impl Drop for TempDir {
 }
 
 fn find_pgbench(config: &Config) -> anyhow::Result<PathBuf> {
-    let dir = crate::pg::find_bin_dir(config.pg_bin.as_deref())?;
-    let path = crate::pg::binaries::executable(&dir, "pgbench");
+    let dir = goim::pg::find_bin_dir(config.pg_bin.as_deref())?;
+    let path = goim::pg::binaries::executable(&dir, "pgbench");
     anyhow::ensure!(path.is_file(), "pgbench not found next to initdb in {}", dir.display());
     Ok(path)
 }

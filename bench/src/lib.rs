@@ -1,6 +1,7 @@
-//! `goim bench`: the load generator. Each workload (one module per workload) seeds what
-//! it needs, runs the real application in-process on a loopback port and drives it over
-//! real HTTP, and reports one summary line per figure plus a JSON file.
+//! `goim-bench`: the load generator, a separate binary so that the server ships without
+//! it. Each workload (one module per workload) seeds what it needs, runs the real
+//! application in-process on a loopback port and drives it over real HTTP, and reports
+//! one summary line per figure plus a JSON file.
 //!
 //! Rules every workload keeps, because the machines are small, shared and noisy:
 //! every measurement is repeated and the figure is the median across runs; every figure
@@ -8,7 +9,11 @@
 //! same hash without the request); and CPU time per operation (GOIM's process plus
 //! PostgreSQL's) is reported beside latency.
 //!
-//! Called by [`crate::cli`] with a pool opened exactly as `serve` opens it.
+//! It uses `goim` through its public API only: the command line flattens
+//! [`goim::config::Config`], [`run`] opens the database with [`goim::cli::open_database`]
+//! exactly as `serve` does, and the server under test is [`goim::startup::Application`].
+
+pub mod args;
 
 mod accounts;
 mod chat;
@@ -22,26 +27,77 @@ mod writes;
 use std::{
     net::{Ipv4Addr, SocketAddr},
     path::Path,
+    process::ExitCode,
     time::Duration,
 };
 
 use anyhow::Context;
+use goim::{cli, config::Config, pg, startup::Application, telemetry};
 use serde::Serialize;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    config::{BenchArgs, BenchWorkload, Config},
-    startup::Application,
-};
+use crate::args::{BenchArgs, BenchCommand, BenchWorkload};
 
 /// Every request the bench makes is bounded by this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Exit status for a configuration error (as clap and `goim` use).
+const EXIT_CONFIG: u8 = 2;
+
+/// Runs the parsed command line: checks the configuration as `goim` does, opens the
+/// database as `serve` does (managed cluster or `DATABASE_URL`, then migrations), runs
+/// the workload, and stops the managed cluster again.
+pub fn run(args: BenchArgs) -> ExitCode {
+    let BenchArgs { mut config, command } = args;
+    let workload = match command {
+        BenchCommand::Workload(workload) => workload,
+        BenchCommand::PgGuard(args) => {
+            return match pg::guard::run(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("goim-bench pg-guard: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
+    if let Err(message) = config.validate() {
+        eprintln!("goim-bench: invalid configuration: {message}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    if let Err(message) = telemetry::init(&config.log, config.log_format) {
+        eprintln!("goim-bench: invalid configuration: {message}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("goim-bench: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        config.jwt_secret = Some(cli::jwt_secret(&config)?);
+        let (pool, managed) = cli::open_database(&config).await?;
+        let result = run_workload(config, pool, workload).await;
+        cli::stop_managed(managed).await;
+        result
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "goim-bench stopped with an error");
+            eprintln!("goim-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the chosen workload against `pool`.
-pub async fn run(config: Config, pool: PgPool, args: BenchArgs) -> anyhow::Result<()> {
-    match args.workload {
+async fn run_workload(config: Config, pool: PgPool, workload: BenchWorkload) -> anyhow::Result<()> {
+    match workload {
         BenchWorkload::Accounts(args) => accounts::run(config, pool, &args).await,
         BenchWorkload::Writes(args) => writes::run(config, pool, &args).await,
         BenchWorkload::Chat(args) => chat::run(config, pool, &args).await,
@@ -110,6 +166,7 @@ impl Machine {
             memory_total_bytes: memory_total_bytes(),
             postgres_version,
             postgres_shared_buffers,
+            // goim-bench takes its version from the workspace, as goim does.
             goim_version: env!("CARGO_PKG_VERSION"),
         })
     }

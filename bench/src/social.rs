@@ -7,12 +7,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use goim::{db::friends, domain::UserId};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 use sqlx::PgPool;
 
 use super::{Machine, load_average, stats::Latencies, write_json};
-use crate::{config::SocialBenchArgs, db::friends, domain::UserId};
+use crate::args::SocialBenchArgs;
 
 #[derive(Serialize)]
 struct Report {
