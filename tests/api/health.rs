@@ -42,7 +42,18 @@ async fn metrics_count_requests_by_route_and_status_and_show_the_pool() {
     assert!(text.contains(r#"goim_http_requests_total{method="GET",route="/healthz",status="200"} 2"#), "{text}");
     assert!(text.contains(r#"route="unmatched",status="404"} 1"#), "{text}");
     assert!(text.contains("goim_http_request_duration_seconds_bucket"), "{text}");
-    assert!(text.contains(r#"goim_db_pool_connections{state="max"} 5"#), "{text}");
+    assert!(text.contains(r#"goim_db_pool_connections{pool="main",state="max"} 5"#), "{text}");
+    assert!(text.contains(r#"goim_db_pool_connections{pool="writer",state="max"}"#), "{text}");
+    assert!(text.contains(r#"goim_build_info{version=""#), "{text}");
+    assert!(text.contains("process_start_time_seconds"), "{text}");
+    if cfg!(target_os = "linux") {
+        let rss = text
+            .lines()
+            .find_map(|line| line.strip_prefix("process_resident_memory_bytes "))
+            .and_then(|value| value.trim().parse::<f64>().ok());
+        assert!(rss.is_some_and(|bytes| bytes > 1e6), "RSS reported: {text}");
+        assert!(text.contains("process_cpu_seconds_total"), "{text}");
+    }
 }
 
 #[tokio::test]
