@@ -120,7 +120,7 @@ impl Metrics {
         registry.register("logins", "Logins by outcome", logins.clone());
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
-        registry.register("build", "The running build (always 1)", build_info);
+        registry.register("build_info", "The running build (always 1)", build_info);
         Self {
             registry: root,
             messages_stored,
