@@ -34,7 +34,7 @@ pub fn run(cli: Cli) -> ExitCode {
         eprintln!("goim: invalid configuration: {message}");
         return ExitCode::from(EXIT_CONFIG);
     }
-    if let Err(message) = telemetry::init(&config.log, config.log_format) {
+    if let Err(message) = telemetry::init(&config.server.log, config.server.log_format) {
         eprintln!("goim: invalid configuration: {message}");
         return ExitCode::from(EXIT_CONFIG);
     }
@@ -115,7 +115,7 @@ fn setting_name(command: &clap::Command, arg: &str) -> String {
 }
 
 async fn serve(mut config: Config) -> anyhow::Result<()> {
-    config.jwt_secret = Some(jwt_secret(&config)?);
+    config.auth.jwt_secret = Some(jwt_secret(&config)?);
     let (pool, managed) = open_database(&config).await?;
     let result = serve_with(config, pool).await;
     stop_managed(managed).await;
@@ -144,21 +144,21 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
 /// because `goim-bench` opens its database exactly as `serve` does; the caller passes the
 /// cluster to [`stop_managed`] when done.
 pub async fn open_database(config: &Config) -> anyhow::Result<(PgPool, Option<ManagedPostgres>)> {
-    let (options, managed) = match &config.database_url {
+    let (options, managed) = match &config.database.database_url {
         Some(url) => (db::parse_url(url)?, None),
         None => {
-            let bin_dir = pg::find_bin_dir(config.pg_bin.as_deref())?;
+            let bin_dir = pg::find_bin_dir(config.managed.pg_bin.as_deref())?;
             let managed = ManagedPostgres::start(ClusterOptions {
-                data_dir: config.data_dir.clone(),
+                data_dir: config.managed.data_dir.clone(),
                 bin_dir,
-                pg_user: config.pg_user.clone(),
+                pg_user: config.managed.pg_user.clone(),
                 max_connections: 100,
-                unsafe_fast: config.pg_unsafe_fast,
+                unsafe_fast: config.managed.pg_unsafe_fast,
                 guard_exe: std::env::current_exe().ok(),
                 remove_on_exit: false,
             })
             .await?;
-            (managed.connect_options(&config.db_name), Some(managed))
+            (managed.connect_options(&config.managed.db_name), Some(managed))
         }
     };
     let opened = async {
@@ -192,16 +192,16 @@ pub async fn stop_managed(managed: Option<ManagedPostgres>) {
 /// directory, so tokens stay valid across restarts. Public for `goim-bench`, whose
 /// in-process server signs tokens as `serve` would.
 pub fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
-    if let Some(secret) = &config.jwt_secret {
+    if let Some(secret) = &config.auth.jwt_secret {
         return Ok(secret.clone());
     }
-    if config.database_url.is_some() {
+    if config.database.database_url.is_some() {
         tracing::warn!(
             "GOIM_JWT_SECRET is not set; using a secret generated in the data dir. \
              Instances that share a database must share GOIM_JWT_SECRET"
         );
     }
-    load_or_create_secret(&config.data_dir.join("jwt-secret"))
+    load_or_create_secret(&config.managed.data_dir.join("jwt-secret"))
 }
 
 fn load_or_create_secret(path: &Path) -> anyhow::Result<Secret> {

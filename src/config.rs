@@ -64,29 +64,61 @@ pub enum LogFormat {
 /// variable names can say their unit.
 #[derive(Clone, Args)]
 pub struct Config {
+    #[command(flatten)]
+    pub server: ServerConfig,
+
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+
+    #[command(flatten)]
+    pub managed: ManagedPgConfig,
+
+    #[command(flatten)]
+    pub auth: AuthConfig,
+
+    #[command(flatten)]
+    pub chat: ChatConfig,
+
+    #[command(flatten)]
+    pub websocket: WebSocketConfig,
+}
+
+/// HTTP serving, logging and shutdown.
+#[derive(Clone, Args)]
+#[command(next_help_heading = "server")]
+pub struct ServerConfig {
     /// Address the HTTP and WebSocket server listens on.
     #[arg(long, env = "GOIM_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
 
+    /// HTTP worker threads (0: one per CPU core).
+    #[arg(long, env = "GOIM_HTTP_WORKERS", default_value_t = 0)]
+    pub http_workers: usize,
+
+    /// Seconds in-flight work may take to finish after a shutdown signal.
+    #[arg(long, env = "GOIM_SHUTDOWN_TIMEOUT_SECS", default_value = "10", value_parser = parse_secs)]
+    pub shutdown_timeout: Duration,
+
+    /// Largest accepted HTTP request body, bytes.
+    #[arg(long, env = "GOIM_MAX_REQUEST_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_request_bytes: u32,
+
+    /// Log filter, in `tracing` EnvFilter syntax (e.g. `info,goim=debug`).
+    #[arg(long, env = "GOIM_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log line format.
+    #[arg(long, env = "GOIM_LOG_FORMAT", value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+}
+
+/// Which PostgreSQL, and the pools GOIM opens on it.
+#[derive(Clone, Args)]
+#[command(next_help_heading = "database")]
+pub struct DatabaseConfig {
     /// PostgreSQL to use. Unset: GOIM runs its own managed cluster under the data dir.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
-
-    /// Directory for GOIM's state: the managed cluster, generated secrets.
-    #[arg(long, env = "GOIM_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-
-    /// Folder with the PostgreSQL server binaries (initdb, pg_ctl, postgres).
-    #[arg(long, env = "PG_BIN")]
-    pub pg_bin: Option<PathBuf>,
-
-    /// Unprivileged system user that runs the managed cluster when GOIM runs as root.
-    #[arg(long, env = "GOIM_PG_USER", default_value = "postgres")]
-    pub pg_user: String,
-
-    /// Database name GOIM uses in the managed cluster.
-    #[arg(long, env = "GOIM_DB_NAME", default_value = "goim", value_parser = parse_identifier)]
-    pub db_name: String,
 
     /// Maximum connections in the pool.
     #[arg(long, env = "GOIM_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -108,6 +140,45 @@ pub struct Config {
     #[arg(long, env = "GOIM_DB_STATEMENT_TIMEOUT_SECS", default_value = "30", value_parser = parse_secs_or_zero)]
     pub db_statement_timeout: Duration,
 
+    /// Message writer lanes (tasks that batch concurrent sends into shared commits).
+    #[arg(long, env = "GOIM_WRITER_LANES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub writer_lanes: u32,
+
+    /// Messages each writer lane may queue before senders wait (then get 503).
+    #[arg(long, env = "GOIM_WRITER_QUEUE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub writer_queue: u32,
+}
+
+/// The managed local cluster (used when `DATABASE_URL` is unset) and GOIM's data directory.
+#[derive(Clone, Args)]
+#[command(next_help_heading = "managed")]
+pub struct ManagedPgConfig {
+    /// Directory for GOIM's state: the managed cluster, generated secrets.
+    #[arg(long, env = "GOIM_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Folder with the PostgreSQL server binaries (initdb, pg_ctl, postgres).
+    #[arg(long, env = "PG_BIN")]
+    pub pg_bin: Option<PathBuf>,
+
+    /// Unprivileged system user that runs the managed cluster when GOIM runs as root.
+    #[arg(long, env = "GOIM_PG_USER", default_value = "postgres")]
+    pub pg_user: String,
+
+    /// Database name GOIM uses in the managed cluster.
+    #[arg(long, env = "GOIM_DB_NAME", default_value = "goim", value_parser = parse_identifier)]
+    pub db_name: String,
+
+    /// Managed cluster only: trade durability for speed (fsync off). For throwaway test
+    /// clusters; never set it for data you want to keep.
+    #[arg(long, env = "GOIM_PG_UNSAFE_FAST", default_value_t = false, hide = true)]
+    pub pg_unsafe_fast: bool,
+}
+
+/// Tokens and login limits.
+#[derive(Clone, Args)]
+#[command(next_help_heading = "auth")]
+pub struct AuthConfig {
     /// HMAC secret for access tokens (at least 32 bytes). Unset: generated once and kept
     /// in the data dir.
     #[arg(long, env = "GOIM_JWT_SECRET", hide_env_values = true)]
@@ -128,7 +199,12 @@ pub struct Config {
     /// Login and registration attempts refilled per minute, per client IP and per username.
     #[arg(long, env = "GOIM_AUTH_RATE_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_rate_per_minute: u32,
+}
 
+/// Messaging and group rules.
+#[derive(Clone, Args)]
+#[command(next_help_heading = "chat")]
+pub struct ChatConfig {
     /// Largest member limit a group may have; also the default limit of new groups.
     #[arg(long, env = "GOIM_GROUP_MAX_MEMBERS", default_value_t = 500, value_parser = clap::value_parser!(u32).range(2..=100_000))]
     pub group_max_members: u32,
@@ -145,14 +221,15 @@ pub struct Config {
     #[arg(long, env = "GOIM_RECALL_WINDOW_SECS", default_value = "120", value_parser = parse_secs)]
     pub recall_window: Duration,
 
-    /// Message writer lanes (tasks that batch concurrent sends into shared commits).
-    #[arg(long, env = "GOIM_WRITER_LANES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub writer_lanes: u32,
+    /// Largest text message body, bytes.
+    #[arg(long, env = "GOIM_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_message_bytes: u32,
+}
 
-    /// Messages each writer lane may queue before senders wait (then get 503).
-    #[arg(long, env = "GOIM_WRITER_QUEUE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
-    pub writer_queue: u32,
-
+/// The real-time gateway.
+#[derive(Clone, Args)]
+#[command(next_help_heading = "websocket")]
+pub struct WebSocketConfig {
     /// Seconds between WebSocket pings from the server.
     #[arg(long, env = "GOIM_WS_PING_SECS", default_value = "25", value_parser = parse_secs)]
     pub ws_ping_interval: Duration,
@@ -187,39 +264,10 @@ pub struct Config {
     #[arg(long, env = "GOIM_PRESENCE_GRACE_MS", default_value_t = 5000)]
     pub presence_grace_ms: u64,
 
-    /// Log filter, in `tracing` EnvFilter syntax (e.g. `info,goim=debug`).
-    #[arg(long, env = "GOIM_LOG", default_value = "info")]
-    pub log: String,
-
-    /// Log line format.
-    #[arg(long, env = "GOIM_LOG_FORMAT", value_enum, default_value = "human")]
-    pub log_format: LogFormat,
-
-    /// Largest accepted HTTP request body, bytes.
-    #[arg(long, env = "GOIM_MAX_REQUEST_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
-    pub max_request_bytes: u32,
-
-    /// Largest text message body, bytes.
-    #[arg(long, env = "GOIM_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_message_bytes: u32,
-
     /// Origins allowed to open a WebSocket, comma separated. Empty: only the server's own
     /// origin. Clients that send no Origin (non-browsers) are always allowed.
     #[arg(long, env = "GOIM_WS_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "")]
     pub ws_allowed_origins: Vec<String>,
-
-    /// HTTP worker threads (0: one per CPU core).
-    #[arg(long, env = "GOIM_HTTP_WORKERS", default_value_t = 0)]
-    pub http_workers: usize,
-
-    /// Seconds in-flight work may take to finish after a shutdown signal.
-    #[arg(long, env = "GOIM_SHUTDOWN_TIMEOUT_SECS", default_value = "10", value_parser = parse_secs)]
-    pub shutdown_timeout: Duration,
-
-    /// Managed cluster only: trade durability for speed (fsync off). For throwaway test
-    /// clusters; never set it for data you want to keep.
-    #[arg(long, env = "GOIM_PG_UNSAFE_FAST", default_value_t = false, hide = true)]
-    pub pg_unsafe_fast: bool,
 }
 
 impl Config {
@@ -231,16 +279,16 @@ impl Config {
 
     /// Checks that need more than one field.
     pub fn validate(&self) -> Result<(), String> {
-        if self.db_min_connections > self.db_max_connections {
+        if self.database.db_min_connections > self.database.db_max_connections {
             return Err(format!(
                 "GOIM_DB_MIN_CONNECTIONS ({}) must not exceed GOIM_DB_MAX_CONNECTIONS ({})",
-                self.db_min_connections, self.db_max_connections
+                self.database.db_min_connections, self.database.db_max_connections
             ));
         }
-        if let Some(secret) = &self.jwt_secret {
+        if let Some(secret) = &self.auth.jwt_secret {
             secret.check_jwt_strength().map_err(|e| format!("GOIM_JWT_SECRET: {e}"))?;
         }
-        if self.access_token_ttl >= self.refresh_token_ttl {
+        if self.auth.access_token_ttl >= self.auth.refresh_token_ttl {
             return Err("GOIM_ACCESS_TOKEN_TTL_SECS must be shorter than GOIM_REFRESH_TOKEN_TTL_SECS".into());
         }
         Ok(())
@@ -288,14 +336,14 @@ impl std::str::FromStr for Secret {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("bind", &self.bind)
-            .field("database_url", &self.database_url.as_ref().map(|u| redact_url(u)))
-            .field("data_dir", &self.data_dir)
-            .field("pg_bin", &self.pg_bin)
-            .field("db_name", &self.db_name)
-            .field("db_max_connections", &self.db_max_connections)
-            .field("jwt_secret", &self.jwt_secret)
-            .field("log_format", &self.log_format)
+            .field("bind", &self.server.bind)
+            .field("database_url", &self.database.database_url.as_ref().map(|u| redact_url(u)))
+            .field("data_dir", &self.managed.data_dir)
+            .field("pg_bin", &self.managed.pg_bin)
+            .field("db_name", &self.managed.db_name)
+            .field("db_max_connections", &self.database.db_max_connections)
+            .field("jwt_secret", &self.auth.jwt_secret)
+            .field("log_format", &self.server.log_format)
             .finish_non_exhaustive()
     }
 }

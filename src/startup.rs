@@ -31,14 +31,14 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds `config.bind` and prepares the server; nothing is served until
+    /// Binds `config.server.bind` and prepares the server; nothing is served until
     /// [`Application::run_until_stopped`].
     pub fn build(config: Config, pool: PgPool) -> anyhow::Result<Self> {
-        let listener =
-            TcpListener::bind(config.bind).with_context(|| format!("cannot listen on GOIM_BIND={}", config.bind))?;
+        let listener = TcpListener::bind(config.server.bind)
+            .with_context(|| format!("cannot listen on GOIM_BIND={}", config.server.bind))?;
         let port = listener.local_addr()?.port();
-        let secret = config.jwt_secret.clone().context("no JWT secret configured (GOIM_JWT_SECRET)")?;
-        let tokens = TokenKeys::new(&secret, config.access_token_ttl);
+        let secret = config.auth.jwt_secret.clone().context("no JWT secret configured (GOIM_JWT_SECRET)")?;
+        let tokens = TokenKeys::new(&secret, config.auth.access_token_ttl);
         let hashing_concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
         let events = EventBus::new();
         let tasks = TaskTracker::new();
@@ -48,14 +48,14 @@ impl Application {
             events.clone(),
             metrics.clone(),
             &tasks,
-            config.writer_lanes as usize,
-            config.writer_queue as usize,
+            config.database.writer_lanes as usize,
+            config.database.writer_queue as usize,
         );
         let presence = Presence::new(
             pool.clone(),
             events.clone(),
             tasks.clone(),
-            std::time::Duration::from_millis(config.presence_grace_ms),
+            std::time::Duration::from_millis(config.websocket.presence_grace_ms),
         );
         let hub = Hub::new(presence, metrics.clone());
         let shutdown = CancellationToken::new();
@@ -67,7 +67,7 @@ impl Application {
             writer,
             tokens: Arc::new(tokens),
             hasher: PasswordHasher::new(hashing_concurrency),
-            rate_limits: Arc::new(RateLimits::new(config.auth_rate_burst, config.auth_rate_per_minute)),
+            rate_limits: Arc::new(RateLimits::new(config.auth.auth_rate_burst, config.auth.auth_rate_per_minute)),
             config: Arc::new(config),
             metrics,
             events,
@@ -88,9 +88,9 @@ impl Application {
         })
         // GOIM handles signals itself so that shutdown runs in its own order.
         .disable_signals()
-        .shutdown_timeout(state.config.shutdown_timeout.as_secs());
-        if state.config.http_workers > 0 {
-            server = server.workers(state.config.http_workers);
+        .shutdown_timeout(state.config.server.shutdown_timeout.as_secs());
+        if state.config.server.http_workers > 0 {
+            server = server.workers(state.config.server.http_workers);
         }
         let server = server.listen(listener)?.run();
         Ok(Self { port, server, state })
@@ -112,7 +112,7 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self { server, state, port } = self;
-        tracing::info!(address = %format!("{}:{port}", state.config.bind.ip()), "GOIM is listening");
+        tracing::info!(address = %format!("{}:{port}", state.config.server.bind.ip()), "GOIM is listening");
         let handle = server.handle();
         let mut serving = tokio::spawn(server);
         tokio::select! {
@@ -131,7 +131,7 @@ impl Application {
         // what is queued and its lanes end (tracked below).
         state.writer.shutdown();
         state.tasks.close();
-        if tokio::time::timeout(state.config.shutdown_timeout, state.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(state.config.server.shutdown_timeout, state.tasks.wait()).await.is_err() {
             tracing::warn!("unclean shutdown: background tasks did not finish within the timeout");
         }
         state.pool.close().await;

@@ -51,13 +51,13 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
     let load_before = load_average();
     let machine = Machine::probe(&pool).await?;
     println!("machine: {}", machine.describe());
-    let secret = config.jwt_secret.clone().context("no JWT secret")?;
+    let secret = config.auth.jwt_secret.clone().context("no JWT secret")?;
     let keys = TokenKeys::new(&secret, Duration::from_secs(3600));
     let pairs = seed(&pool, args.pairs).await?;
     let mut server_config = config.clone();
-    server_config.ws_rate_burst = 1_000_000;
-    server_config.ws_rate_per_sec = 1_000_000;
-    server_config.ws_outbound_queue = 4096;
+    server_config.websocket.ws_rate_burst = 1_000_000;
+    server_config.websocket.ws_rate_per_sec = 1_000_000;
+    server_config.websocket.ws_outbound_queue = 4096;
     let server = BenchServer::start(server_config, pool.clone())?;
     let http = http_client()?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();

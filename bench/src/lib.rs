@@ -67,7 +67,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
         eprintln!("goim-bench: invalid configuration: {message}");
         return ExitCode::from(EXIT_CONFIG);
     }
-    if let Err(message) = telemetry::init(&config.log, config.log_format) {
+    if let Err(message) = telemetry::init(&config.server.log, config.server.log_format) {
         eprintln!("goim-bench: invalid configuration: {message}");
         return ExitCode::from(EXIT_CONFIG);
     }
@@ -79,7 +79,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        config.jwt_secret = Some(cli::jwt_secret(&config)?);
+        config.auth.jwt_secret = Some(cli::jwt_secret(&config)?);
         let (pool, managed) = cli::open_database(&config).await?;
         let result = run_workload(config, pool, workload).await;
         cli::stop_managed(managed).await;
@@ -115,11 +115,11 @@ struct BenchServer {
 
 impl BenchServer {
     fn start(mut config: Config, pool: PgPool) -> anyhow::Result<Self> {
-        config.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        config.server.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         // The bench logs in hundreds of times from one address; the login limits would
         // otherwise measure the limiter's 429s instead of logins.
-        config.auth_rate_burst = 1_000_000;
-        config.auth_rate_per_minute = 1_000_000;
+        config.auth.auth_rate_burst = 1_000_000;
+        config.auth.auth_rate_per_minute = 1_000_000;
         let app = Application::build(config, pool)?;
         let base_url = format!("http://127.0.0.1:{}", app.port());
         let shutdown = app.shutdown_token();

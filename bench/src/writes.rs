@@ -110,8 +110,8 @@ pub async fn run(config: Config, pool: PgPool, args: &WritesBenchArgs) -> anyhow
         EventBus::new(),
         std::sync::Arc::new(goim::metrics::Metrics::new()),
         &tasks,
-        config.writer_lanes as usize,
-        config.writer_queue as usize,
+        config.database.writer_lanes as usize,
+        config.database.writer_queue as usize,
     );
 
     let mut figures = Vec::new();
@@ -375,7 +375,7 @@ impl Drop for TempDir {
 }
 
 fn find_pgbench(config: &Config) -> anyhow::Result<PathBuf> {
-    let dir = goim::pg::find_bin_dir(config.pg_bin.as_deref())?;
+    let dir = goim::pg::find_bin_dir(config.managed.pg_bin.as_deref())?;
     let path = goim::pg::binaries::executable(&dir, "pgbench");
     anyhow::ensure!(path.is_file(), "pgbench not found next to initdb in {}", dir.display());
     Ok(path)
@@ -383,10 +383,10 @@ fn find_pgbench(config: &Config) -> anyhow::Result<PathBuf> {
 
 /// The password for pgbench: from `DATABASE_URL`, or the managed cluster's file.
 fn database_password(config: &Config) -> anyhow::Result<Option<String>> {
-    match &config.database_url {
+    match &config.database.database_url {
         Some(url) => Ok(url::Url::parse(url).ok().and_then(|u| u.password().map(str::to_owned))),
         None => {
-            let path = config.data_dir.join("postgres-password");
+            let path = config.managed.data_dir.join("postgres-password");
             Ok(Some(
                 std::fs::read_to_string(&path)
                     .with_context(|| format!("cannot read {}", path.display()))?

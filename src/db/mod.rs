@@ -41,15 +41,15 @@ pub async fn connect(config: &Config, options: PgConnectOptions) -> sqlx::Result
         .application_name("goim")
         .log_statements(tracing::log::LevelFilter::Trace)
         .options([("random_page_cost", "1.1")]);
-    if !config.db_statement_timeout.is_zero() {
-        let millis = config.db_statement_timeout.as_millis().to_string();
+    if !config.database.db_statement_timeout.is_zero() {
+        let millis = config.database.db_statement_timeout.as_millis().to_string();
         options = options.options([("statement_timeout", millis.as_str())]);
     }
     PgPoolOptions::new()
-        .max_connections(config.db_max_connections)
-        .min_connections(config.db_min_connections)
-        .acquire_timeout(config.db_acquire_timeout)
-        .idle_timeout(Some(config.db_idle_timeout))
+        .max_connections(config.database.db_max_connections)
+        .min_connections(config.database.db_min_connections)
+        .acquire_timeout(config.database.db_acquire_timeout)
+        .idle_timeout(Some(config.database.db_idle_timeout))
         .connect_with(options)
         .await
 }

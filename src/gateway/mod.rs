@@ -73,7 +73,7 @@ pub async fn connect(
     query: web::Query<ConnectQuery>,
 ) -> Result<HttpResponse, ApiError> {
     check_subprotocol(&req)?;
-    check_origin(&req, &state.config.ws_allowed_origins)?;
+    check_origin(&req, &state.config.websocket.ws_allowed_origins)?;
     let (user, session) = match &query.ticket {
         Some(ticket) => redeem_ticket(&state, ticket).await?,
         None => {
@@ -90,12 +90,17 @@ pub async fn connect(
     let config = &state.config;
     let (registration, outbound) = state
         .hub
-        .register(user, session, config.ws_max_connections_per_user as usize, config.ws_outbound_queue as usize)
+        .register(
+            user,
+            session,
+            config.websocket.ws_max_connections_per_user as usize,
+            config.websocket.ws_outbound_queue as usize,
+        )
         .map_err(|_| too_many_connections())?;
     let (mut response, ws_session, stream) =
         actix_ws::handle(&req, body).map_err(|e| ApiError::bad_request("websocket_handshake_failed", e.to_string()))?;
     response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol::SUBPROTOCOL));
-    let stream = stream.max_frame_size(config.ws_max_frame_bytes as usize);
+    let stream = stream.max_frame_size(config.websocket.ws_max_frame_bytes as usize);
     let connection = session::Connection { state: state.get_ref().clone(), user, session, registration };
     let span = tracing::info_span!("ws", %user, connection = connection.registration.id());
     let task = state.tasks.track_future(session::run(connection, ws_session, stream, outbound).instrument(span));

@@ -67,7 +67,7 @@ enum Flow {
 
 pub async fn run(connection: Connection, socket: Session, stream: MessageStream, outbound: mpsc::Receiver<Frame>) {
     let Connection { state, user, session, registration } = connection;
-    let bucket = Bucket::new(state.config.ws_rate_burst, state.config.ws_rate_per_sec);
+    let bucket = Bucket::new(state.config.websocket.ws_rate_burst, state.config.websocket.ws_rate_per_sec);
     let session = SocketSession {
         state,
         user,
@@ -85,7 +85,7 @@ pub async fn run(connection: Connection, socket: Session, stream: MessageStream,
 
 impl SocketSession {
     async fn run(mut self, mut stream: MessageStream, mut outbound: mpsc::Receiver<Frame>) {
-        let mut heartbeat = tokio::time::interval(self.state.config.ws_ping_interval);
+        let mut heartbeat = tokio::time::interval(self.state.config.websocket.ws_ping_interval);
         heartbeat.tick().await;
         let shutdown = self.state.shutdown.clone();
         let kill = self.registration.kill.clone();
@@ -121,7 +121,7 @@ impl SocketSession {
 
     /// Closes a silent peer, ends a revoked or expired session, and pings.
     async fn heartbeat(&mut self) -> Flow {
-        if self.last_heard.elapsed() > self.state.config.ws_timeout {
+        if self.last_heard.elapsed() > self.state.config.websocket.ws_timeout {
             return Flow::Close(Some(reason(CloseCode::Normal, "heartbeat timeout")));
         }
         if !db::sessions::is_active(&self.state.pool, self.user, self.session).await.unwrap_or(true) {
@@ -217,7 +217,7 @@ impl SocketSession {
     /// Lets running requests finish and delivers their replies (acks), then closes.
     async fn close(mut self, close: Option<CloseReason>, mut outbound: mpsc::Receiver<Frame>) {
         self.requests.close();
-        let _ = tokio::time::timeout(self.state.config.shutdown_timeout, self.requests.wait()).await;
+        let _ = tokio::time::timeout(self.state.config.server.shutdown_timeout, self.requests.wait()).await;
         while let Ok(frame) = outbound.try_recv() {
             if self.socket.text(frame.to_string()).await.is_err() {
                 break;

@@ -23,7 +23,7 @@ pub use observe::observe_request;
 
 /// Registers every route and the extractor configuration.
 pub fn configure(state: &AppState) -> impl FnOnce(&mut web::ServiceConfig) + use<> {
-    let limit = state.config.max_request_bytes as usize;
+    let limit = state.config.server.max_request_bytes as usize;
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(errors::json_config(limit))
             .app_data(web::PayloadConfig::new(limit))

@@ -186,5 +186,5 @@ fn issue(
 }
 
 fn session_expiry(state: &AppState) -> OffsetDateTime {
-    OffsetDateTime::now_utc() + state.config.refresh_token_ttl
+    OffsetDateTime::now_utc() + state.config.auth.refresh_token_ttl
 }

@@ -49,7 +49,7 @@ pub struct GroupUpdate {
 }
 
 pub async fn create(state: &AppState, caller: UserId, settings: NewGroupSettings) -> Result<GroupRow, ApiError> {
-    let member_limit = settings.member_limit.unwrap_or(state.config.group_max_members as i32);
+    let member_limit = settings.member_limit.unwrap_or(state.config.chat.group_max_members as i32);
     check_member_limit(state, member_limit, 1)?;
     let announcement = settings.announcement.as_str();
     let mut tx = state.pool.begin().await?;
@@ -530,7 +530,7 @@ async fn has_pending_invitation(state: &AppState, id: GroupId, user: UserId) -> 
 }
 
 fn check_member_limit(state: &AppState, limit: i32, current_members: i32) -> Result<(), ApiError> {
-    let max = state.config.group_max_members as i32;
+    let max = state.config.chat.group_max_members as i32;
     if limit < 2 || limit > max {
         return Err(ApiError::validation("member_limit", format!("must be 2–{max}")));
     }

@@ -21,14 +21,14 @@ pub const HISTORY_DEFAULT_LIMIT: i64 = 50;
 /// Validates and stores a message; the ack comes only after commit. A retry with the
 /// same `client_msg_id` returns the original ack.
 pub async fn send(state: &AppState, sender: UserId, id: ConversationId, input: MessageInput) -> Result<Ack, ApiError> {
-    let message = NewMessage::parse(input, state.config.max_message_bytes as usize)?;
+    let message = NewMessage::parse(input, state.config.chat.max_message_bytes as usize)?;
     let context = db::conversations::send_context(&state.pool, id, sender, message.client_msg_id)
         .await?
         .ok_or_else(policy::conversation_not_found)?;
     if let Some(ack) = earlier_ack(&context, &message)? {
         return Ok(ack);
     }
-    let (access, role) = policy::check_send(state.config.direct_messages, &context, sender)?;
+    let (access, role) = policy::check_send(state.config.chat.direct_messages, &context, sender)?;
     if let Some(reply) = message.reply_to_seq
         && (reply > access.conversation.last_seq || reply <= access.member.visible_from_seq)
     {
@@ -139,7 +139,7 @@ pub async fn edit(
     seq: i64,
     body: String,
 ) -> Result<MessageView, ApiError> {
-    let max = state.config.max_message_bytes as usize;
+    let max = state.config.chat.max_message_bytes as usize;
     if body.trim().is_empty() || body.len() > max || crate::domain::has_forbidden_controls(&body, true) {
         return Err(ApiError::validation("body", format!("must be 1–{max} bytes without control characters")));
     }
@@ -155,7 +155,7 @@ pub async fn edit(
     if MessageKind::parse(&message.kind) != Some(MessageKind::Text) && message.body.is_none() {
         return Err(ApiError::conflict("not_editable", "this message has no text to edit"));
     }
-    if OffsetDateTime::now_utc() - message.created_at > state.config.edit_window {
+    if OffsetDateTime::now_utc() - message.created_at > state.config.chat.edit_window {
         return Err(ApiError::forbidden("edit_window_passed", "this message is too old to edit"));
     }
     let edited = db::messages::edit(&mut tx, id, seq, &body).await?;
@@ -185,7 +185,7 @@ pub async fn delete(state: &AppState, caller: UserId, id: ConversationId, seq: i
         if message.sender_id != caller {
             return Err(ApiError::forbidden("not_your_message", "you can only recall your own messages"));
         }
-        if OffsetDateTime::now_utc() - message.created_at > state.config.recall_window {
+        if OffsetDateTime::now_utc() - message.created_at > state.config.chat.recall_window {
             return Err(ApiError::forbidden("recall_window_passed", "this message is too old to recall"));
         }
     }

@@ -71,9 +71,9 @@ pub fn check_send(
 /// unless the server allows direct messages between anyone.
 pub async fn check_direct(state: &AppState, a: UserId, b: UserId) -> Result<(), ApiError> {
     let blocked = db::blocks::exists_either_way(&state.pool, a, b).await?;
-    let friends = state.config.direct_messages == DirectMessagePolicy::Anyone
+    let friends = state.config.chat.direct_messages == DirectMessagePolicy::Anyone
         || db::friends::are_friends(&state.pool, a, b).await?;
-    direct_allowed(state.config.direct_messages, blocked, friends)
+    direct_allowed(state.config.chat.direct_messages, blocked, friends)
 }
 
 fn direct_allowed(policy: DirectMessagePolicy, blocked: bool, friends: bool) -> Result<(), ApiError> {

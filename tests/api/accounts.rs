@@ -119,7 +119,7 @@ fn craft_token(claims: &Value, secret: &str) -> String {
 async fn expired_tampered_foreign_and_unsigned_tokens_are_refused() {
     let app = spawn_app().await;
     let dave = app.register("dave").await;
-    let secret = crate::support::test_config().jwt_secret.unwrap().expose().to_owned();
+    let secret = crate::support::test_config().auth.jwt_secret.unwrap().expose().to_owned();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let claims = |iat: i64, exp: i64, aud: &str, iss: &str| json!({ "sub": dave.id.to_string(), "sid": dave.session_id, "iat": iat, "exp": exp, "aud": aud, "iss": iss });
 
@@ -262,10 +262,10 @@ async fn changing_the_password_needs_the_current_one_and_signs_out_other_session
 #[tokio::test]
 async fn login_attempts_are_rate_limited_and_recover() {
     let app = spawn_app_with(|config| {
-        config.auth_rate_burst = 2;
+        config.auth.auth_rate_burst = 2;
         // One attempt back per second: slow enough that three quick attempts cannot
         // refill in between, even with Argon2 on a loaded machine.
-        config.auth_rate_per_minute = 60;
+        config.auth.auth_rate_per_minute = 60;
     })
     .await;
     app.register("jack").await;
@@ -283,8 +283,8 @@ async fn login_attempts_are_rate_limited_and_recover() {
 #[tokio::test]
 async fn registrations_are_rate_limited_per_ip() {
     let app = spawn_app_with(|config| {
-        config.auth_rate_burst = 1;
-        config.auth_rate_per_minute = 1;
+        config.auth.auth_rate_burst = 1;
+        config.auth.auth_rate_per_minute = 1;
     })
     .await;
     app.register("kate").await;

@@ -180,7 +180,7 @@ async fn typing_reaches_the_peer_expires_and_is_never_stored() {
 
 #[tokio::test]
 async fn presence_goes_online_and_offline_after_a_grace_period_for_friends_only() {
-    let app = spawn_app_with(|config| config.presence_grace_ms = 300).await;
+    let app = spawn_app_with(|config| config.websocket.presence_grace_ms = 300).await;
     let (gus, hal, _) = friends_with_conversation(&app, "ws_gus", "ws_hal").await;
     let stranger = app.register("ws_stranger").await;
     let mut hal_ws = app.connect(&hal).await;
@@ -215,7 +215,7 @@ async fn presence_goes_online_and_offline_after_a_grace_period_for_friends_only(
 
 #[tokio::test]
 async fn a_block_hides_presence_and_stops_messages() {
-    let app = spawn_app_with(|config| config.presence_grace_ms = 200).await;
+    let app = spawn_app_with(|config| config.websocket.presence_grace_ms = 200).await;
     let (ida, jon, conversation) = friends_with_conversation(&app, "ws_ida", "ws_jon").await;
     app.send_as(Method::PUT, &ida.access_token, &format!("/api/v1/blocks/{}", jon.id), None).await;
     let mut ida_ws = app.connect(&ida).await;
@@ -233,8 +233,8 @@ async fn a_block_hides_presence_and_stops_messages() {
 #[tokio::test]
 async fn a_reconnect_after_a_gap_of_1000_messages_catches_up_exactly() {
     let app = spawn_app_with(|config| {
-        config.ws_rate_burst = 2000;
-        config.ws_rate_per_sec = 2000;
+        config.websocket.ws_rate_burst = 2000;
+        config.websocket.ws_rate_per_sec = 2000;
     })
     .await;
     let (kim, lou, conversation) = friends_with_conversation(&app, "ws_kim", "ws_lou").await;
@@ -344,7 +344,7 @@ async fn bad_frames_get_error_replies_and_the_socket_stays_open() {
 
 #[tokio::test]
 async fn oversize_frames_and_invalid_utf8_close_with_the_documented_codes() {
-    let app = spawn_app_with(|config| config.ws_max_frame_bytes = 2048).await;
+    let app = spawn_app_with(|config| config.websocket.ws_max_frame_bytes = 2048).await;
     let user = app.register("ws_big").await;
     let mut ws = app.connect(&user).await;
     ws.send_raw(Message::text("x".repeat(4096))).await;
@@ -359,8 +359,8 @@ async fn oversize_frames_and_invalid_utf8_close_with_the_documented_codes() {
 #[tokio::test]
 async fn a_client_that_stops_answering_pings_is_closed() {
     let app = spawn_app_with(|config| {
-        config.ws_ping_interval = Duration::from_secs(1);
-        config.ws_timeout = Duration::from_secs(2);
+        config.websocket.ws_ping_interval = Duration::from_secs(1);
+        config.websocket.ws_timeout = Duration::from_secs(2);
     })
     .await;
     let user = app.register("ws_silent").await;
@@ -375,7 +375,7 @@ async fn a_client_that_stops_answering_pings_is_closed() {
 
 #[tokio::test]
 async fn a_revoked_session_is_closed_with_4001() {
-    let app = spawn_app_with(|config| config.ws_ping_interval = Duration::from_secs(1)).await;
+    let app = spawn_app_with(|config| config.websocket.ws_ping_interval = Duration::from_secs(1)).await;
     let user = app.register("ws_revoked").await;
     let mut ws = app.connect(&user).await;
     app.send_as(Method::POST, &user.access_token, "/api/v1/auth/logout", None).await;
@@ -385,8 +385,8 @@ async fn a_revoked_session_is_closed_with_4001() {
 #[tokio::test]
 async fn abusive_request_rates_get_refusals_then_4008() {
     let app = spawn_app_with(|config| {
-        config.ws_rate_burst = 5;
-        config.ws_rate_per_sec = 1;
+        config.websocket.ws_rate_burst = 5;
+        config.websocket.ws_rate_per_sec = 1;
     })
     .await;
     let user = app.register("ws_spammer").await;
@@ -416,9 +416,9 @@ async fn abusive_request_rates_get_refusals_then_4008() {
 #[tokio::test]
 async fn a_client_that_never_reads_is_cut_off_while_others_keep_receiving() {
     let app = spawn_app_with(|config| {
-        config.ws_outbound_queue = 8;
-        config.max_message_bytes = 60_000;
-        config.max_request_bytes = 128 * 1024;
+        config.websocket.ws_outbound_queue = 8;
+        config.chat.max_message_bytes = 60_000;
+        config.server.max_request_bytes = 128 * 1024;
     })
     .await;
     let (sender, reader) = (app.register("ws_sender").await, app.register("ws_reader").await);
@@ -498,7 +498,7 @@ async fn shutdown_closes_every_socket_with_1001() {
 
 #[tokio::test]
 async fn an_expired_session_is_closed_with_4001_at_the_next_heartbeat() {
-    let app = spawn_app_with(|config| config.ws_ping_interval = Duration::from_secs(1)).await;
+    let app = spawn_app_with(|config| config.websocket.ws_ping_interval = Duration::from_secs(1)).await;
     let user = app.register("ws_expiring").await;
     let mut ws = app.connect(&user).await;
     sqlx::query("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id = $1")
@@ -511,7 +511,7 @@ async fn an_expired_session_is_closed_with_4001_at_the_next_heartbeat() {
 
 #[tokio::test]
 async fn a_user_may_hold_only_so_many_sockets() {
-    let app = spawn_app_with(|config| config.ws_max_connections_per_user = 2).await;
+    let app = spawn_app_with(|config| config.websocket.ws_max_connections_per_user = 2).await;
     let user = app.register("ws_many").await;
     let _first = app.connect(&user).await;
     let _second = app.connect(&user).await;

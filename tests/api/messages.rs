@@ -106,7 +106,8 @@ async fn direct_conversations_need_friendship_by_default_and_never_cross_a_block
     assert_eq!(error_code(reopen, 403).await, "not_allowed");
     assert_eq!(message_count(&app).await, 1);
 
-    let open_app = spawn_app_with(|config| config.direct_messages = goim::config::DirectMessagePolicy::Anyone).await;
+    let open_app =
+        spawn_app_with(|config| config.chat.direct_messages = goim::config::DirectMessagePolicy::Anyone).await;
     let (x, y) = (open_app.register("x_open").await, open_app.register("y_open").await);
     let conversation = direct(&open_app, &x, &y).await;
     send_text(&open_app, &x, conversation, "hi stranger").await;
@@ -365,7 +366,7 @@ async fn history_pages_by_sequence_with_exact_boundaries() {
 
 #[tokio::test]
 async fn bad_messages_are_refused_and_nothing_is_stored() {
-    let app = spawn_app_with(|config| config.max_message_bytes = 64).await;
+    let app = spawn_app_with(|config| config.chat.max_message_bytes = 64).await;
     let users = app.seed_users("badmsg", 3).await;
     let (owner, member, outsider) = (&users[0], &users[1], &users[2]);
     let (_, conversation) = group_with(&app, owner, &[member], json!({})).await;

@@ -65,14 +65,14 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
 /// Defaults with everything the tests rely on pinned, whatever the environment says.
 pub fn test_config() -> Config {
     let mut config = Config::from_env().expect("the environment holds a valid GOIM configuration");
-    config.bind = "127.0.0.1:0".parse().expect("valid address");
-    config.database_url = None;
-    config.jwt_secret = Some(Secret::new("test-secret-".repeat(4)));
-    config.db_max_connections = 5;
-    config.db_min_connections = 0;
-    config.max_request_bytes = 64 * 1024;
-    config.http_workers = 1;
-    config.shutdown_timeout = Duration::from_secs(5);
+    config.server.bind = "127.0.0.1:0".parse().expect("valid address");
+    config.database.database_url = None;
+    config.auth.jwt_secret = Some(Secret::new("test-secret-".repeat(4)));
+    config.database.db_max_connections = 5;
+    config.database.db_min_connections = 0;
+    config.server.max_request_bytes = 64 * 1024;
+    config.server.http_workers = 1;
+    config.server.shutdown_timeout = Duration::from_secs(5);
     config
 }
 
@@ -180,7 +180,7 @@ impl TestApp {
         .await
         .expect("seed users");
         let keys = goim::auth::TokenKeys::new(
-            test_config().jwt_secret.as_ref().expect("test secret"),
+            test_config().auth.jwt_secret.as_ref().expect("test secret"),
             Duration::from_secs(900),
         );
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
