@@ -94,9 +94,22 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        // An exhausted pool, a lost connection or a timeout is trouble to wait out, not
-        // a bug: tell the client to come back.
-        if crate::db::is_unavailable(&error) { Self::Unavailable(error.into()) } else { Self::Internal(error.into()) }
+        Self::database(crate::db::is_unavailable(&error), error.into())
+    }
+}
+
+/// A database failure shared by every message of a failed writer batch.
+impl From<std::sync::Arc<sqlx::Error>> for ApiError {
+    fn from(error: std::sync::Arc<sqlx::Error>) -> Self {
+        Self::database(crate::db::is_unavailable(&error), anyhow::anyhow!("{error}"))
+    }
+}
+
+impl ApiError {
+    /// An exhausted pool, a lost connection or a timeout is trouble to wait out, not a
+    /// bug: 503 tells the client to come back. Anything else is a 500.
+    fn database(unavailable: bool, cause: anyhow::Error) -> Self {
+        if unavailable { Self::Unavailable(cause) } else { Self::Internal(cause) }
     }
 }
 

@@ -5,7 +5,7 @@
 //! - [`domain`]: values that exist only when valid (usernames, nicknames, ids…).
 //! - [`pg`]: the managed local PostgreSQL (find binaries, initdb, start, stop, recover).
 //! - [`db`]: the pool, database creation, migrations; one module per table group. **All
-//!   SQL lives here**, compile-checked against the schema (`sqlx::query!` and friends,
+//!   SQL lives here**, compile-checked against the schema (sqlx's `query!` macros and friends,
 //!   with the `.sqlx/` offline cache); the longer statements are files in `src/db/sql/`.
 //! - [`events`]: domain events published after commit, for the real-time gateway.
 //! - [`writer`]: the batching message writer: shared commits, acks after commit, drain on

@@ -174,41 +174,34 @@ impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let started = self.started.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
         let gauge = ConstGauge::new(started);
-        gauge.encode(encoder.encode_descriptor(
+        encode_one(
+            &mut encoder,
             "process_start_time_seconds",
             "Start time of the process since the Unix epoch",
-            None,
-            gauge.metric_type(),
-        )?)?;
+            &gauge,
+        )?;
         if let Some(seconds) = proc_cpu_seconds() {
             let counter = ConstCounter::new(seconds);
-            counter.encode(encoder.encode_descriptor(
-                "process_cpu_seconds",
-                "User and system CPU time of the process",
-                None,
-                counter.metric_type(),
-            )?)?;
+            encode_one(&mut encoder, "process_cpu_seconds", "User and system CPU time of the process", &counter)?;
         }
         if let Some(bytes) = proc_resident_bytes() {
-            let gauge = ConstGauge::new(bytes);
-            gauge.encode(encoder.encode_descriptor(
-                "process_resident_memory_bytes",
-                "Resident memory of the process",
-                None,
-                gauge.metric_type(),
-            )?)?;
+            encode_one(&mut encoder, "process_resident_memory_bytes", "Resident memory", &ConstGauge::new(bytes))?;
         }
         if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
             let gauge = ConstGauge::new(entries.count() as i64);
-            gauge.encode(encoder.encode_descriptor(
-                "process_open_fds",
-                "Open file descriptors",
-                None,
-                gauge.metric_type(),
-            )?)?;
+            encode_one(&mut encoder, "process_open_fds", "Open file descriptors", &gauge)?;
         }
         Ok(())
     }
+}
+
+fn encode_one(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: &impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
 /// utime + stime from `/proc/self/stat`, in clock ticks of 1/100 s (Linux's fixed

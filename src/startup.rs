@@ -10,7 +10,6 @@ use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
 use anyhow::Context;
 use sqlx::PgPool;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-
 use tracing::Instrument;
 
 use crate::{

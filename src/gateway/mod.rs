@@ -15,9 +15,8 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use utoipa::ToSchema;
-
 use tracing::Instrument;
+use utoipa::ToSchema;
 
 use crate::{
     auth::{Authenticated, extractor::authenticate},

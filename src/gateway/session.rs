@@ -219,7 +219,7 @@ impl SocketSession {
         self.requests.close();
         let _ = tokio::time::timeout(self.state.config.server.shutdown_timeout, self.requests.wait()).await;
         while let Ok(frame) = outbound.try_recv() {
-            if self.socket.text(frame.to_string()).await.is_err() {
+            if let Flow::Close(_) = self.write(&frame).await {
                 break;
             }
         }

@@ -67,10 +67,8 @@ pub fn write_error(error: WriteError) -> ApiError {
         WriteError::IdReused => ApiError::conflict("client_msg_id_reused", error.to_string()),
         WriteError::NotMember => policy::conversation_not_found(),
         WriteError::Overloaded | WriteError::ShuttingDown => ApiError::Unavailable(anyhow::anyhow!("{error}")),
-        WriteError::Database(cause) if crate::db::is_unavailable(&cause) => {
-            ApiError::Unavailable(anyhow::anyhow!("{cause}"))
-        }
-        WriteError::Database(_) | WriteError::Lost => ApiError::internal(anyhow::anyhow!("{error}")),
+        WriteError::Database(cause) => cause.into(),
+        WriteError::Lost => ApiError::internal(anyhow::anyhow!("{error}")),
     }
 }
 
