@@ -105,6 +105,11 @@ impl Application {
     }
 
     /// Cancelling this token starts the graceful shutdown.
+    /// The login and registration limits, whose clock tests move forward.
+    pub fn rate_limits(&self) -> Arc<RateLimits> {
+        self.state.rate_limits.clone()
+    }
+
     pub fn shutdown_token(&self) -> CancellationToken {
         self.state.shutdown.clone()
     }

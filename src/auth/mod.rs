@@ -8,5 +8,5 @@ pub mod token;
 
 pub use extractor::{Authenticated, SessionCheck, authenticate};
 pub use password::PasswordHasher;
-pub use rate_limit::{RateLimiter, RateLimits};
+pub use rate_limit::{Clock, RateLimiter, RateLimits};
 pub use token::{AccessClaims, RefreshToken, TokenError, TokenKeys};

@@ -5,7 +5,10 @@
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -53,11 +56,12 @@ impl RateLimiter {
     }
 }
 
-/// The limiters the auth endpoints use.
+/// The limiters the auth endpoints use, and the clock they read.
 pub struct RateLimits {
     pub login_by_ip: RateLimiter,
     pub login_by_username: RateLimiter,
     pub register_by_ip: RateLimiter,
+    pub clock: Clock,
 }
 
 impl RateLimits {
@@ -66,7 +70,27 @@ impl RateLimits {
             login_by_ip: RateLimiter::new(burst, per_minute),
             login_by_username: RateLimiter::new(burst, per_minute),
             register_by_ip: RateLimiter::new(burst, per_minute),
+            clock: Clock::default(),
         }
+    }
+}
+
+/// The time the limits read: the monotonic clock plus an offset that only moves
+/// forward. The server never moves it; tests do, to see a budget refill without
+/// sleeping.
+#[derive(Debug, Default)]
+pub struct Clock {
+    offset_millis: AtomicU64,
+}
+
+impl Clock {
+    pub fn now(&self) -> Instant {
+        Instant::now() + Duration::from_millis(self.offset_millis.load(Ordering::Relaxed))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let millis = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.offset_millis.fetch_add(millis, Ordering::Relaxed);
     }
 }
 

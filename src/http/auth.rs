@@ -1,7 +1,5 @@
 //! `/api/v1/auth/*`: register, login, refresh, logout, change password.
 
-use std::time::Instant;
-
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -73,7 +71,8 @@ pub async fn register(
     req: HttpRequest,
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    limit(&state.rate_limits.register_by_ip, &client_ip(&req))?;
+    let limits = &state.rate_limits;
+    limit(&limits.register_by_ip, &limits.clock, &client_ip(&req))?;
     let body = body.into_inner();
     let username = Username::parse(&body.username)?;
     let password = Password::parse(body.password, "password")?;
@@ -96,8 +95,9 @@ pub async fn login(
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    limit(&state.rate_limits.login_by_ip, &client_ip(&req))?;
-    limit(&state.rate_limits.login_by_username, &body.username.to_lowercase())?;
+    let limits = &state.rate_limits;
+    limit(&limits.login_by_ip, &limits.clock, &client_ip(&req))?;
+    limit(&limits.login_by_username, &limits.clock, &body.username.to_lowercase())?;
     let password = Password::parse_any(body.password, "password")?;
     let device = device(&req, body.device_name)?;
     let tokens = accounts::login(&state, &body.username, password, &device).await?;
@@ -143,8 +143,8 @@ pub async fn change_password(
     Ok(HttpResponse::NoContent().finish())
 }
 
-fn limit(limiter: &crate::auth::RateLimiter, key: &str) -> Result<(), ApiError> {
-    limiter.check(key, Instant::now()).map_err(|retry_after| ApiError::RateLimited { retry_after })
+fn limit(limiter: &crate::auth::RateLimiter, clock: &crate::auth::Clock, key: &str) -> Result<(), ApiError> {
+    limiter.check(key, clock.now()).map_err(|retry_after| ApiError::RateLimited { retry_after })
 }
 
 /// The TCP peer. GOIM does not trust `X-Forwarded-For` (it would let any client pick

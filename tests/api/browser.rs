@@ -8,10 +8,9 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use crate::support::{
-    TestApp, TestUser, spawn_app,
+    TestApp, send_text, spawn_app,
     webdriver::{ChromeDriver, Session, keys},
 };
 
@@ -222,7 +221,7 @@ async fn two_people_chat_in_real_browsers() {
     wait_message(&bob, "Hi hikers!").await;
     let group_chat =
         bob.execute("return Number(document.querySelector('[data-testid=chat]').dataset.conversationId)", vec![]).await;
-    send_rest(&app, &carol, group_chat.as_i64().unwrap(), "Carol here").await;
+    send_text(&app, &carol, group_chat.as_i64().unwrap(), "Carol here").await;
     wait_message(&alice, "Carol here").await;
     wait_message(&bob, "Carol here").await;
     alice
@@ -384,17 +383,4 @@ async fn message_count(session: &Session, text: &str) -> i64 {
         .await
         .as_i64()
         .unwrap()
-}
-
-async fn send_rest(app: &TestApp, user: &TestUser, conversation: i64, text: &str) {
-    let body = json!({ "client_msg_id": Uuid::new_v4(), "body": text });
-    let response = app
-        .send_as(
-            Method::POST,
-            &user.access_token,
-            &format!("/api/v1/conversations/{conversation}/messages"),
-            Some(&body),
-        )
-        .await;
-    assert_eq!(response.status(), 201, "{} sends {text:?}", user.username);
 }

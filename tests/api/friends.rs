@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, TestUser, error_code, spawn_app};
+use crate::support::{TestApp, TestUser, befriend, error_code, spawn_app};
 
 async fn send(app: &TestApp, from: &TestUser, to: i64) -> reqwest::Response {
     app.send_as(Method::POST, &from.access_token, "/api/v1/friend-requests", Some(&json!({ "to_user_id": to }))).await
@@ -18,12 +18,6 @@ async fn send_ok(app: &TestApp, from: &TestUser, to: &TestUser) -> i64 {
 
 async fn act(app: &TestApp, user: &TestUser, request_id: i64, action: &str) -> reqwest::Response {
     app.send_as(Method::POST, &user.access_token, &format!("/api/v1/friend-requests/{request_id}/{action}"), None).await
-}
-
-/// Makes two users friends through the public API.
-pub async fn befriend(app: &TestApp, a: &TestUser, b: &TestUser) {
-    let id = send_ok(app, a, b).await;
-    assert_eq!(act(app, b, id, "accept").await.status(), 200);
 }
 
 async fn friend_ids(app: &TestApp, user: &TestUser) -> Vec<i64> {

@@ -12,15 +12,12 @@ use tokio_tungstenite::tungstenite::{
 };
 use uuid::Uuid;
 
-use crate::support::{TestApp, TestUser, error_code, spawn_app, spawn_app_with};
+use crate::support::{TestApp, TestUser, befriend, error_code, open_direct, spawn_app, spawn_app_with};
 
 async fn friends_with_conversation(app: &TestApp, a: &str, b: &str) -> (TestUser, TestUser, i64) {
     let (a, b) = (app.register(a).await, app.register(b).await);
-    crate::friends::befriend(app, &a, &b).await;
-    let response = app
-        .send_as(Method::POST, &a.access_token, "/api/v1/conversations/direct", Some(&json!({ "user_id": b.id })))
-        .await;
-    let conversation = response.json::<Value>().await.unwrap()["conversation_id"].as_i64().unwrap();
+    befriend(app, &a, &b).await;
+    let conversation = open_direct(app, &a, &b).await;
     (a, b, conversation)
 }
 
@@ -365,12 +362,20 @@ async fn a_client_that_stops_answering_pings_is_closed() {
     .await;
     let user = app.register("ws_silent").await;
     let mut ws = app.connect(&user).await;
-    // Reading nothing means answering no pings.
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Reading nothing means answering no pings. The server's own count says when it
+    // has dropped the connection (within its 2 s timeout plus a ping interval).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut metrics = String::new();
+    while std::time::Instant::now() < deadline {
+        metrics = app.get("/metrics").await.text().await.unwrap();
+        if metrics.contains("goim_ws_connections 0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metrics.contains("goim_ws_connections 0"), "the server dropped the connection: {metrics}");
     let code = ws.closed_with().await;
     assert!(matches!(code, Some(1000) | None), "closed (with 1000 if the close frame got through): {code:?}");
-    let metrics = app.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains("goim_ws_connections 0"), "the server dropped the connection: {metrics}");
 }
 
 #[tokio::test]
@@ -422,16 +427,8 @@ async fn a_client_that_never_reads_is_cut_off_while_others_keep_receiving() {
     })
     .await;
     let (sender, reader) = (app.register("ws_sender").await, app.register("ws_reader").await);
-    crate::friends::befriend(&app, &sender, &reader).await;
-    let response = app
-        .send_as(
-            Method::POST,
-            &sender.access_token,
-            "/api/v1/conversations/direct",
-            Some(&json!({ "user_id": reader.id })),
-        )
-        .await;
-    let conversation = response.json::<Value>().await.unwrap()["conversation_id"].as_i64().unwrap();
+    befriend(&app, &sender, &reader).await;
+    let conversation = open_direct(&app, &sender, &reader).await;
     let mut stalled = app.connect(&reader).await; // never read from until the end
     let mut healthy = app.connect(&sender).await;
     let big = "x".repeat(59_000);

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, TestUser, error_code, spawn_app};
+use crate::support::{TestApp, TestUser, call, error_code, spawn_app};
 
 async fn create(app: &TestApp, owner: &TestUser, body: Value) -> i64 {
     let response = app.send_as(Method::POST, &owner.access_token, "/api/v1/groups", Some(&body)).await;
@@ -14,10 +14,6 @@ async fn create(app: &TestApp, owner: &TestUser, body: Value) -> i64 {
 
 async fn open_group(app: &TestApp, owner: &TestUser) -> i64 {
     create(app, owner, json!({ "name": "Open", "join_policy": "open" })).await
-}
-
-async fn call(app: &TestApp, user: &TestUser, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
-    app.send_as(method, &user.access_token, path, body.as_ref()).await
 }
 
 async fn join(app: &TestApp, user: &TestUser, group: i64) -> reqwest::Response {

@@ -4,30 +4,12 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::support::{TestApp, TestUser, error_code, spawn_app, spawn_app_with};
-
-async fn call(app: &TestApp, user: &TestUser, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
-    app.send_as(method, &user.access_token, path, body.as_ref()).await
-}
-
-async fn befriend(app: &TestApp, a: &TestUser, b: &TestUser) {
-    crate::friends::befriend(app, a, b).await;
-}
-
-async fn direct(app: &TestApp, a: &TestUser, b: &TestUser) -> i64 {
-    let response = call(app, a, Method::POST, "/api/v1/conversations/direct", Some(json!({ "user_id": b.id }))).await;
-    assert_eq!(response.status(), 200);
-    response.json::<Value>().await.unwrap()["conversation_id"].as_i64().unwrap()
-}
+use crate::support::{
+    TestApp, TestUser, befriend, call, error_code, open_direct as direct, send_text, spawn_app, spawn_app_with,
+};
 
 async fn send(app: &TestApp, user: &TestUser, conversation: i64, body: Value) -> reqwest::Response {
     call(app, user, Method::POST, &format!("/api/v1/conversations/{conversation}/messages"), Some(body)).await
-}
-
-async fn send_text(app: &TestApp, user: &TestUser, conversation: i64, text: &str) -> Value {
-    let response = send(app, user, conversation, json!({ "client_msg_id": Uuid::new_v4(), "body": text })).await;
-    assert_eq!(response.status(), 201, "send {text}");
-    response.json().await.unwrap()
 }
 
 async fn history(app: &TestApp, user: &TestUser, conversation: i64, query: &str) -> Value {

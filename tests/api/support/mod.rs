@@ -27,6 +27,8 @@ pub struct TestApp {
     pub db_options: sqlx::postgres::PgConnectOptions,
     /// The app's domain event bus.
     pub events: goim::events::EventBus,
+    /// The app's login limits; tests move their clock instead of sleeping.
+    pub rate_limits: std::sync::Arc<goim::auth::RateLimits>,
     /// The server task; ends after a graceful shutdown.
     #[allow(dead_code)]
     pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -50,6 +52,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     let port = app.port();
     let shutdown = app.shutdown_token();
     let events = app.events();
+    let rate_limits = app.rate_limits();
     let server = tokio::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
@@ -57,6 +60,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
         pool,
         db_options: options,
         events,
+        rate_limits,
         server,
         shutdown,
     }
@@ -206,4 +210,43 @@ impl TestApp {
         }
         users
     }
+}
+
+/// `method path` as `user`, with an optional JSON body.
+pub async fn call(
+    app: &TestApp,
+    user: &TestUser,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    app.send_as(method, &user.access_token, path, body.as_ref()).await
+}
+
+/// Makes two users friends through the public API: `a` asks, `b` accepts.
+pub async fn befriend(app: &TestApp, a: &TestUser, b: &TestUser) {
+    let body = serde_json::json!({ "to_user_id": b.id });
+    let asked = call(app, a, reqwest::Method::POST, "/api/v1/friend-requests", Some(body)).await;
+    assert_eq!(asked.status(), 201, "{} asks {}", a.username, b.username);
+    let request: Value = asked.json().await.expect("friend request body");
+    let id = request["request"]["id"].as_i64().expect("request.id");
+    let path = format!("/api/v1/friend-requests/{id}/accept");
+    assert_eq!(call(app, b, reqwest::Method::POST, &path, None).await.status(), 200, "{} accepts", b.username);
+}
+
+/// The direct conversation of `a` and `b`, opened by `a`.
+pub async fn open_direct(app: &TestApp, a: &TestUser, b: &TestUser) -> i64 {
+    let body = serde_json::json!({ "user_id": b.id });
+    let response = call(app, a, reqwest::Method::POST, "/api/v1/conversations/direct", Some(body)).await;
+    assert_eq!(response.status(), 200, "{} opens a conversation with {}", a.username, b.username);
+    response.json::<Value>().await.expect("conversation body")["conversation_id"].as_i64().expect("conversation_id")
+}
+
+/// Sends `text` over REST as `user` and returns the ack; asserts it was stored (201).
+pub async fn send_text(app: &TestApp, user: &TestUser, conversation: i64, text: &str) -> Value {
+    let body = serde_json::json!({ "client_msg_id": uuid::Uuid::new_v4(), "body": text });
+    let path = format!("/api/v1/conversations/{conversation}/messages");
+    let response = call(app, user, reqwest::Method::POST, &path, Some(body)).await;
+    assert_eq!(response.status(), 201, "{} sends {text:?}", user.username);
+    response.json().await.expect("ack body")
 }
