@@ -288,7 +288,7 @@ async fn dispatch(state: &AppState, user: UserId, request: ClientRequest) -> Res
                 _ => return Err(ApiError::validation("from", "from and to go together")),
             };
             let page = messages::history(
-                state,
+                &state.pool,
                 user,
                 ConversationId(conversation_id),
                 HistoryQuery { before, after, range, limit },
@@ -303,14 +303,15 @@ async fn dispatch(state: &AppState, user: UserId, request: ClientRequest) -> Res
             })
         }
         ClientRequest::Conversations { cursor, limit, archived } => {
-            let page = conversations::list(state, user, archived.unwrap_or(false), cursor.as_deref(), limit).await?;
+            let page =
+                conversations::list(&state.pool, user, archived.unwrap_or(false), cursor.as_deref(), limit).await?;
             to_json(&ConversationPage {
                 items: page.items.into_iter().map(ConversationView::from).collect(),
                 next_cursor: page.next_cursor,
             })
         }
         ClientRequest::Receipts { conversation_id } => {
-            let members = conversations::receipts(state, user, ConversationId(conversation_id)).await?;
+            let members = conversations::receipts(&state.pool, user, ConversationId(conversation_id)).await?;
             let members: Vec<Value> = members
                 .into_iter()
                 .map(|(user_id, read, delivered)| {
@@ -344,7 +345,7 @@ async fn dispatch(state: &AppState, user: UserId, request: ClientRequest) -> Res
                     key.parse().map_err(|_| ApiError::validation("cursors", "keys must be conversation ids"))?;
                 parsed.insert(ConversationId(id), version);
             }
-            let (changes, has_more) = conversations::sync(state, user, &parsed, limit.unwrap_or(200)).await?;
+            let (changes, has_more) = conversations::sync(&state.pool, user, &parsed, limit.unwrap_or(200)).await?;
             let conversations: Vec<Value> = changes
                 .into_iter()
                 .map(|c| {

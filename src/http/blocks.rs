@@ -36,7 +36,7 @@ pub async fn unblock_user(
     caller: Authenticated,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    blocks::unblock(&state, caller.user_id, UserId(path.into_inner())).await?;
+    blocks::unblock(&state.pool, caller.user_id, UserId(path.into_inner())).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -61,7 +61,7 @@ pub async fn list_blocks(
     caller: Authenticated,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = blocks::list(&state, caller.user_id, query.cursor.as_deref(), query.limit).await?;
+    let page = blocks::list(&state.pool, caller.user_id, query.cursor.as_deref(), query.limit).await?;
     let items = page
         .items
         .into_iter()

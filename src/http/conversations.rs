@@ -57,7 +57,7 @@ pub async fn group_conversation(
     caller: Authenticated,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = conversations::of_group(&state, caller.user_id, GroupId(path.into_inner())).await?;
+    let id = conversations::of_group(&state.pool, caller.user_id, GroupId(path.into_inner())).await?;
     Ok(HttpResponse::Ok().json(ConversationRef { conversation_id: id.0 }))
 }
 
@@ -82,7 +82,7 @@ pub async fn list_conversations(
     query: web::Query<ConversationListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = conversations::list(
-        &state,
+        &state.pool,
         caller.user_id,
         query.archived.unwrap_or(false),
         query.cursor.as_deref(),
@@ -148,7 +148,7 @@ pub async fn list_messages(
         _ => return Err(ApiError::validation("from", "from and to go together")),
     };
     let page = messages::history(
-        &state,
+        &state.pool,
         caller.user_id,
         ConversationId(path.into_inner()),
         HistoryQuery { before: query.before, after: query.after, range, limit: query.limit },
@@ -290,7 +290,7 @@ pub async fn update_settings(
 ) -> Result<HttpResponse, ApiError> {
     let change = SettingsChange { pinned: body.pinned, muted: body.muted, archived: body.archived };
     let settings =
-        conversations::update_settings(&state, caller.user_id, ConversationId(path.into_inner()), change).await?;
+        conversations::update_settings(&state.pool, caller.user_id, ConversationId(path.into_inner()), change).await?;
     Ok(HttpResponse::Ok().json(SettingsResponse {
         pinned: settings.pinned,
         muted: settings.muted,
@@ -326,7 +326,7 @@ pub async fn search_messages(
     query: web::Query<SearchParams>,
 ) -> Result<HttpResponse, ApiError> {
     let page = messages::search(
-        &state,
+        &state.pool,
         caller.user_id,
         &query.q,
         query.conversation_id.map(ConversationId),
@@ -359,7 +359,7 @@ pub async fn list_receipts(
     caller: Authenticated,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let members = conversations::receipts(&state, caller.user_id, ConversationId(path.into_inner())).await?;
+    let members = conversations::receipts(&state.pool, caller.user_id, ConversationId(path.into_inner())).await?;
     let members = members
         .into_iter()
         .map(|(user, read, delivered)| ReceiptView {

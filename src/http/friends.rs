@@ -118,7 +118,8 @@ pub async fn list_friend_requests(
     query: web::Query<RequestListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let incoming = query.direction.unwrap_or(Direction::Incoming) == Direction::Incoming;
-    let page = friends::list_requests(&state, caller.user_id, incoming, query.cursor.as_deref(), query.limit).await?;
+    let page =
+        friends::list_requests(&state.pool, caller.user_id, incoming, query.cursor.as_deref(), query.limit).await?;
     let items = page
         .items
         .into_iter()
@@ -205,7 +206,7 @@ pub async fn list_friends(
     caller: Authenticated,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = friends::list_friends(&state, caller.user_id, query.cursor.as_deref(), query.limit).await?;
+    let page = friends::list_friends(&state.pool, caller.user_id, query.cursor.as_deref(), query.limit).await?;
     let items = page
         .items
         .into_iter()
@@ -253,7 +254,7 @@ pub async fn update_friend(
         return Err(ApiError::validation("remark", "is required (null removes it)"));
     };
     let remark = remark.as_deref().map(Remark::parse).transpose()?;
-    friends::set_remark(&state, caller.user_id, UserId(path.into_inner()), remark).await?;
+    friends::set_remark(&state.pool, caller.user_id, UserId(path.into_inner()), remark).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -274,7 +275,8 @@ pub async fn list_mutual_friends(
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let other = UserId(path.into_inner());
-    let page = friends::mutual_friends(&state, caller.user_id, other, query.cursor.as_deref(), query.limit).await?;
+    let page =
+        friends::mutual_friends(&state.pool, caller.user_id, other, query.cursor.as_deref(), query.limit).await?;
     let items = page
         .items
         .into_iter()
@@ -305,7 +307,7 @@ pub async fn list_suggestions(
     caller: Authenticated,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = friends::suggestions(&state, caller.user_id, query.cursor.as_deref(), query.limit).await?;
+    let page = friends::suggestions(&state.pool, caller.user_id, query.cursor.as_deref(), query.limit).await?;
     let items = page
         .items
         .into_iter()

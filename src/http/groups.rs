@@ -115,7 +115,7 @@ pub async fn show_group(
     caller: Authenticated,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let (group, role) = groups::show(&state, caller.user_id, GroupId(path.into_inner())).await?;
+    let (group, role) = groups::show(&state.pool, caller.user_id, GroupId(path.into_inner())).await?;
     Ok(HttpResponse::Ok().json(GroupView::new(group, role)))
 }
 
@@ -163,7 +163,7 @@ pub async fn update_group(
     };
     let id = GroupId(path.into_inner());
     let group = groups::update(&state, caller.user_id, id, change).await?;
-    let (_, role) = groups::show(&state, caller.user_id, id).await?;
+    let (_, role) = groups::show(&state.pool, caller.user_id, id).await?;
     Ok(HttpResponse::Ok().json(GroupView::new(group, role)))
 }
 
@@ -260,9 +260,14 @@ pub async fn list_members(
     path: web::Path<i64>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page =
-        groups::list_members(&state, caller.user_id, GroupId(path.into_inner()), query.cursor.as_deref(), query.limit)
-            .await?;
+    let page = groups::list_members(
+        &state.pool,
+        caller.user_id,
+        GroupId(path.into_inner()),
+        query.cursor.as_deref(),
+        query.limit,
+    )
+    .await?;
     let items = page
         .items
         .into_iter()
@@ -468,7 +473,7 @@ pub async fn list_my_invitations(
     caller: Authenticated,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = groups::my_invitations(&state, caller.user_id, query.cursor.as_deref(), query.limit).await?;
+    let page = groups::my_invitations(&state.pool, caller.user_id, query.cursor.as_deref(), query.limit).await?;
     let items = page
         .items
         .into_iter()
@@ -498,7 +503,7 @@ pub async fn list_my_groups(
     caller: Authenticated,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = groups::my_groups(&state, caller.user_id, query.cursor.as_deref(), query.limit).await?;
+    let page = groups::my_groups(&state.pool, caller.user_id, query.cursor.as_deref(), query.limit).await?;
     let items = page.items.into_iter().map(|row| GroupView::new(row.group, Role::parse(&row.role))).collect();
     Ok(HttpResponse::Ok().json(GroupPage { items, next_cursor: page.next_cursor }))
 }
@@ -529,7 +534,8 @@ pub async fn list_join_requests(
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = GroupId(path.into_inner());
-    let page = groups::list_join_requests(&state, caller.user_id, id, query.cursor.as_deref(), query.limit).await?;
+    let page =
+        groups::list_join_requests(&state.pool, caller.user_id, id, query.cursor.as_deref(), query.limit).await?;
     let items = page
         .items
         .into_iter()
@@ -597,7 +603,7 @@ pub async fn list_announcements(
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = GroupId(path.into_inner());
-    let page = groups::announcements(&state, caller.user_id, id, query.cursor.as_deref(), query.limit).await?;
+    let page = groups::announcements(&state.pool, caller.user_id, id, query.cursor.as_deref(), query.limit).await?;
     let items = page
         .items
         .into_iter()

@@ -38,7 +38,7 @@ pub struct UpdateProfileRequest {
 #[utoipa::path(get, path = "/api/v1/me", tag = "profile", security(("bearer" = [])),
     responses((status = 200, body = OwnProfile), (status = 401, body = crate::dto::ErrorResponse)))]
 pub async fn show_me(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
-    let user = users::profile(&state, caller.user_id).await?;
+    let user = users::profile(&state.pool, caller.user_id).await?;
     Ok(HttpResponse::Ok().json(OwnProfile::from(user)))
 }
 
@@ -65,7 +65,7 @@ pub async fn update_me(
         birthday: body.birthday.map(|date| date.map(Birthday::parse_now).transpose()).transpose()?,
         bio: body.bio.map(|bio| Bio::parse(bio.as_deref().unwrap_or_default())).transpose()?,
     };
-    let user = users::update_profile(&state, caller.user_id, &change).await?;
+    let user = users::update_profile(&state.pool, caller.user_id, &change).await?;
     Ok(HttpResponse::Ok().json(OwnProfile::from(user)))
 }
 

@@ -19,7 +19,7 @@ pub async fn show_user(
     _caller: Authenticated,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = users::profile(&state, UserId(path.into_inner())).await?;
+    let user = users::profile(&state.pool, UserId(path.into_inner())).await?;
     Ok(HttpResponse::Ok().json(PublicProfile::from(user)))
 }
 
@@ -55,7 +55,7 @@ pub async fn search_users(
     query: web::Query<SearchQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(20);
-    let page = users::search(&state, &query.q, limit, query.cursor.as_deref()).await?;
+    let page = users::search(&state.pool, &query.q, limit, query.cursor.as_deref()).await?;
     let items = page
         .items
         .into_iter()

@@ -2,6 +2,8 @@
 //! both ways, under the same pair lock friend requests use.
 
 use super::page::{self, Page};
+use sqlx::PgPool;
+
 use crate::{
     db::{self, blocks::BlockedRow},
     domain::UserId,
@@ -34,8 +36,8 @@ pub async fn block(state: &AppState, caller: UserId, target: UserId) -> Result<(
     Ok(())
 }
 
-pub async fn unblock(state: &AppState, caller: UserId, target: UserId) -> Result<(), ApiError> {
-    if db::blocks::delete(&state.pool, caller, target).await? {
+pub async fn unblock(pool: &PgPool, caller: UserId, target: UserId) -> Result<(), ApiError> {
+    if db::blocks::delete(pool, caller, target).await? {
         Ok(())
     } else {
         Err(ApiError::not_found("not_blocked", "you have not blocked this user"))
@@ -43,13 +45,13 @@ pub async fn unblock(state: &AppState, caller: UserId, target: UserId) -> Result
 }
 
 pub async fn list(
-    state: &AppState,
+    pool: &PgPool,
     caller: UserId,
     cursor: Option<&str>,
     limit: Option<i64>,
 ) -> Result<Page<BlockedRow>, ApiError> {
     let limit = page::limit(limit, page::MAX_LIMIT)?;
     let after = page::decode_i64(cursor)?.map(UserId);
-    let rows = db::blocks::list(&state.pool, caller, after, limit + 1).await?;
+    let rows = db::blocks::list(pool, caller, after, limit + 1).await?;
     Ok(page::paginate(rows, limit, |row| row.id.to_string()))
 }

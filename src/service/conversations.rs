@@ -6,6 +6,8 @@ use super::{
     page::{self, Page},
     policy,
 };
+use sqlx::PgPool;
+
 use crate::{
     db::{
         self,
@@ -33,14 +35,14 @@ pub async fn open_direct(state: &AppState, caller: UserId, peer: UserId) -> Resu
 }
 
 /// A group's conversation, for its members.
-pub async fn of_group(state: &AppState, caller: UserId, group: GroupId) -> Result<ConversationId, ApiError> {
-    let id = db::conversations::for_group(&state.pool, group).await?.ok_or_else(policy::conversation_not_found)?;
-    policy::readable(state, id, caller).await?;
+pub async fn of_group(pool: &PgPool, caller: UserId, group: GroupId) -> Result<ConversationId, ApiError> {
+    let id = db::conversations::for_group(pool, group).await?.ok_or_else(policy::conversation_not_found)?;
+    policy::readable(pool, id, caller).await?;
     Ok(id)
 }
 
 pub async fn list(
-    state: &AppState,
+    pool: &PgPool,
     caller: UserId,
     archived: bool,
     cursor: Option<&str>,
@@ -48,7 +50,7 @@ pub async fn list(
 ) -> Result<Page<ListRow>, ApiError> {
     let limit = page::limit(limit, page::MAX_LIMIT)?;
     let after = cursor.map(decode_cursor).transpose()?;
-    let rows = db::conversations::list_for_user(&state.pool, caller, archived, after, limit + 1).await?;
+    let rows = db::conversations::list_for_user(pool, caller, archived, after, limit + 1).await?;
     Ok(page::paginate(rows, limit, |row| {
         format!("{}:{}:{}", u8::from(row.pinned), row.activity_at.unix_timestamp_nanos(), row.id)
     }))
@@ -76,7 +78,7 @@ pub async fn mark_read(state: &AppState, caller: UserId, id: ConversationId, seq
     if seq < 0 {
         return Err(ApiError::validation("seq", "must not be negative"));
     }
-    let before = policy::readable(state, id, caller).await?;
+    let before = policy::readable(&state.pool, id, caller).await?;
     let marker =
         db::conversations::mark_read(&state.pool, id, caller, seq).await?.ok_or_else(policy::conversation_not_found)?;
     if marker != before.member.last_read_seq {
@@ -94,7 +96,7 @@ pub async fn mark_delivered(state: &AppState, caller: UserId, id: ConversationId
     if seq < 0 {
         return Err(ApiError::validation("seq", "must not be negative"));
     }
-    policy::readable(state, id, caller).await?;
+    policy::readable(&state.pool, id, caller).await?;
     let moved = db::conversations::mark_delivered(&state.pool, id, caller, seq).await?;
     let (marker, changed) = moved.ok_or_else(policy::conversation_not_found)?;
     if changed {
@@ -108,19 +110,15 @@ pub async fn mark_delivered(state: &AppState, caller: UserId, id: ConversationId
 }
 
 /// Every member's read and delivery markers: group read receipts ("read by 7 of 9").
-pub async fn receipts(
-    state: &AppState,
-    caller: UserId,
-    id: ConversationId,
-) -> Result<Vec<(UserId, i64, i64)>, ApiError> {
-    policy::readable(state, id, caller).await?;
-    let receipts = db::conversations::receipts(&state.pool, id).await?;
+pub async fn receipts(pool: &PgPool, caller: UserId, id: ConversationId) -> Result<Vec<(UserId, i64, i64)>, ApiError> {
+    policy::readable(pool, id, caller).await?;
+    let receipts = db::conversations::receipts(pool, id).await?;
     Ok(receipts.into_iter().map(|r| (r.user_id, r.last_read_seq, r.last_delivered_seq)).collect())
 }
 
 /// Tells the other members that the caller is (or stopped) typing. Never stored.
 pub async fn typing(state: &AppState, caller: UserId, id: ConversationId, typing: bool) -> Result<(), ApiError> {
-    policy::readable(state, id, caller).await?;
+    policy::readable(&state.pool, id, caller).await?;
     let mut members = db::conversations::member_ids(&state.pool, id).await?;
     members.retain(|member| *member != caller);
     state.events.publish(
@@ -148,7 +146,7 @@ pub const SYNC_MAX_LIMIT: i64 = 500;
 /// cursor (missing = 0), the changed messages in version order, at most `limit` in
 /// all. Reads only changed rows.
 pub async fn sync(
-    state: &AppState,
+    pool: &PgPool,
     caller: UserId,
     cursors: &std::collections::HashMap<ConversationId, i64>,
     limit: i64,
@@ -156,7 +154,7 @@ pub async fn sync(
     if !(1..=SYNC_MAX_LIMIT).contains(&limit) {
         return Err(ApiError::validation("limit", format!("must be 1–{SYNC_MAX_LIMIT}")));
     }
-    let heads = db::conversations::heads(&state.pool, caller).await?;
+    let heads = db::conversations::heads(pool, caller).await?;
     let mut budget = limit;
     let mut result = Vec::new();
     let mut has_more = false;
@@ -176,13 +174,13 @@ pub async fn sync(
             has_more = true;
             break;
         }
-        let rows = db::messages::changed_since(&state.pool, id, cursor, visible_from, budget + 1).await?;
+        let rows = db::messages::changed_since(pool, id, cursor, visible_from, budget + 1).await?;
         let more = rows.len() as i64 > budget;
         let rows: Vec<_> = rows.into_iter().take(budget as usize).collect();
         budget -= rows.len() as i64;
         has_more |= more;
         let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-        let mut reactions = db::messages::reactions_for(&state.pool, id, &seqs, caller).await?;
+        let mut reactions = db::messages::reactions_for(pool, id, &seqs, caller).await?;
         let changes = rows
             .into_iter()
             .map(|row| {
@@ -206,14 +204,12 @@ pub async fn sync(
 }
 
 pub async fn update_settings(
-    state: &AppState,
+    pool: &PgPool,
     caller: UserId,
     id: ConversationId,
     change: SettingsChange,
 ) -> Result<MemberState, ApiError> {
-    db::conversations::update_settings(&state.pool, id, caller, change)
-        .await?
-        .ok_or_else(policy::conversation_not_found)
+    db::conversations::update_settings(pool, id, caller, change).await?.ok_or_else(policy::conversation_not_found)
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 use time::{Duration, OffsetDateTime};
 
 use super::page::{self, Page};
+use sqlx::PgPool;
+
 use crate::{
     db::{self, friends::FriendRequestRow, friends::FriendRow, friends::SuggestionRow, friends::UserSummaryRow},
     domain::{Remark, RequestNote, UserId},
@@ -127,13 +129,8 @@ pub async fn remove_friend(state: &AppState, caller: UserId, friend: UserId) -> 
     Ok(())
 }
 
-pub async fn set_remark(
-    state: &AppState,
-    caller: UserId,
-    friend: UserId,
-    remark: Option<Remark>,
-) -> Result<(), ApiError> {
-    if db::friends::set_remark(&state.pool, caller, friend, remark.as_ref().map(Remark::as_str)).await? {
+pub async fn set_remark(pool: &PgPool, caller: UserId, friend: UserId, remark: Option<Remark>) -> Result<(), ApiError> {
+    if db::friends::set_remark(pool, caller, friend, remark.as_ref().map(Remark::as_str)).await? {
         Ok(())
     } else {
         Err(not_friends())
@@ -141,35 +138,35 @@ pub async fn set_remark(
 }
 
 pub async fn list_friends(
-    state: &AppState,
+    pool: &PgPool,
     caller: UserId,
     cursor: Option<&str>,
     limit: Option<i64>,
 ) -> Result<Page<FriendRow>, ApiError> {
     let limit = page::limit(limit, page::MAX_LIMIT)?;
     let after = page::decode_i64(cursor)?.map(UserId);
-    let rows = db::friends::list(&state.pool, caller, after, limit + 1).await?;
+    let rows = db::friends::list(pool, caller, after, limit + 1).await?;
     Ok(page::paginate(rows, limit, |row| row.id.to_string()))
 }
 
 pub async fn mutual_friends(
-    state: &AppState,
+    pool: &PgPool,
     caller: UserId,
     other: UserId,
     cursor: Option<&str>,
     limit: Option<i64>,
 ) -> Result<Page<UserSummaryRow>, ApiError> {
     let limit = page::limit(limit, page::MAX_LIMIT)?;
-    if db::users::find(&state.pool, other).await?.is_none() {
+    if db::users::find(pool, other).await?.is_none() {
         return Err(ApiError::not_found("user_not_found", "no such user"));
     }
     let after = page::decode_i64(cursor)?.map(UserId);
-    let rows = db::friends::mutual(&state.pool, caller, other, after, limit + 1).await?;
+    let rows = db::friends::mutual(pool, caller, other, after, limit + 1).await?;
     Ok(page::paginate(rows, limit, |row| row.id.to_string()))
 }
 
 pub async fn suggestions(
-    state: &AppState,
+    pool: &PgPool,
     caller: UserId,
     cursor: Option<&str>,
     limit: Option<i64>,
@@ -184,12 +181,12 @@ pub async fn suggestions(
             Ok::<_, ApiError>((mutual, UserId(id)))
         })
         .transpose()?;
-    let rows = db::friends::suggestions(&state.pool, caller, after, limit + 1).await?;
+    let rows = db::friends::suggestions(pool, caller, after, limit + 1).await?;
     Ok(page::paginate(rows, limit, |row| format!("{}:{}", row.mutual_friends, row.id)))
 }
 
 pub async fn list_requests(
-    state: &AppState,
+    pool: &PgPool,
     caller: UserId,
     incoming: bool,
     cursor: Option<&str>,
@@ -197,7 +194,7 @@ pub async fn list_requests(
 ) -> Result<Page<db::friends::RequestListRow>, ApiError> {
     let limit = page::limit(limit, page::MAX_LIMIT)?;
     let before = page::decode_i64(cursor)?;
-    let rows = db::friends::list_pending(&state.pool, caller, incoming, before, limit + 1).await?;
+    let rows = db::friends::list_pending(pool, caller, incoming, before, limit + 1).await?;
     Ok(page::paginate(rows, limit, |row| row.id.to_string()))
 }
 

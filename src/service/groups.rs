@@ -8,6 +8,8 @@
 use time::{Duration, OffsetDateTime};
 
 use super::page::{self, Page};
+use sqlx::PgPool;
+
 use crate::{
     db::{
         self,
@@ -78,10 +80,10 @@ pub async fn create(state: &AppState, caller: UserId, settings: NewGroupSettings
 /// A group as `caller` may see it, with the caller's role if a member. Members see
 /// everything; others see open and approval groups (to decide whether to join), but
 /// not invite-only ones, which answer as if missing.
-pub async fn show(state: &AppState, caller: UserId, id: GroupId) -> Result<(GroupRow, Option<Role>), ApiError> {
-    let group = db::groups::find(&state.pool, id).await?.ok_or_else(group_not_found)?;
-    let role = db::groups::member(&state.pool, id, caller).await?.map(|m| m.role);
-    let invited = role.is_none() && has_pending_invitation(state, id, caller).await?;
+pub async fn show(pool: &PgPool, caller: UserId, id: GroupId) -> Result<(GroupRow, Option<Role>), ApiError> {
+    let group = db::groups::find(pool, id).await?.ok_or_else(group_not_found)?;
+    let role = db::groups::member(pool, id, caller).await?.map(|m| m.role);
+    let invited = role.is_none() && has_pending_invitation(pool, id, caller).await?;
     if role.is_none() && !invited && policy(&group) == JoinPolicy::InviteOnly {
         return Err(group_not_found());
     }
@@ -415,75 +417,75 @@ pub async fn decide_join_request(
 }
 
 pub async fn list_join_requests(
-    state: &AppState,
+    pool: &PgPool,
     caller: UserId,
     id: GroupId,
     cursor: Option<&str>,
     limit: Option<i64>,
 ) -> Result<Page<db::groups::JoinRequestListRow>, ApiError> {
     let limit = page::limit(limit, page::MAX_LIMIT)?;
-    let role = reading_member(state, id, caller).await?;
+    let role = reading_member(pool, id, caller).await?;
     require(role.is_admin_or_owner())?;
-    let rows = db::groups::list_join_requests(&state.pool, id, page::decode_i64(cursor)?, limit + 1).await?;
+    let rows = db::groups::list_join_requests(pool, id, page::decode_i64(cursor)?, limit + 1).await?;
     Ok(page::paginate(rows, limit, |row| row.id.to_string()))
 }
 
 pub async fn list_members(
-    state: &AppState,
+    pool: &PgPool,
     caller: UserId,
     id: GroupId,
     cursor: Option<&str>,
     limit: Option<i64>,
 ) -> Result<Page<db::groups::MemberListRow>, ApiError> {
     let limit = page::limit(limit, page::MAX_LIMIT)?;
-    reading_member(state, id, caller).await?;
+    reading_member(pool, id, caller).await?;
     let after = page::decode_i64(cursor)?.map(UserId);
-    let rows = db::groups::list_members(&state.pool, id, after, limit + 1).await?;
+    let rows = db::groups::list_members(pool, id, after, limit + 1).await?;
     Ok(page::paginate(rows, limit, |row| row.user_id.to_string()))
 }
 
 pub async fn announcements(
-    state: &AppState,
+    pool: &PgPool,
     caller: UserId,
     id: GroupId,
     cursor: Option<&str>,
     limit: Option<i64>,
 ) -> Result<Page<db::groups::AnnouncementRow>, ApiError> {
     let limit = page::limit(limit, page::MAX_LIMIT)?;
-    reading_member(state, id, caller).await?;
-    let rows = db::groups::announcements(&state.pool, id, page::decode_i64(cursor)?, limit + 1).await?;
+    reading_member(pool, id, caller).await?;
+    let rows = db::groups::announcements(pool, id, page::decode_i64(cursor)?, limit + 1).await?;
     Ok(page::paginate(rows, limit, |row| row.id.to_string()))
 }
 
 pub async fn my_groups(
-    state: &AppState,
+    pool: &PgPool,
     caller: UserId,
     cursor: Option<&str>,
     limit: Option<i64>,
 ) -> Result<Page<db::groups::MyGroupRow>, ApiError> {
     let limit = page::limit(limit, page::MAX_LIMIT)?;
     let after = page::decode_i64(cursor)?.map(GroupId);
-    let rows = db::groups::list_for_user(&state.pool, caller, after, limit + 1).await?;
+    let rows = db::groups::list_for_user(pool, caller, after, limit + 1).await?;
     Ok(page::paginate(rows, limit, |row| row.group.id.to_string()))
 }
 
 pub async fn my_invitations(
-    state: &AppState,
+    pool: &PgPool,
     caller: UserId,
     cursor: Option<&str>,
     limit: Option<i64>,
 ) -> Result<Page<db::groups::InvitationListRow>, ApiError> {
     let limit = page::limit(limit, page::MAX_LIMIT)?;
-    let rows = db::groups::list_invitations_for(&state.pool, caller, page::decode_i64(cursor)?, limit + 1).await?;
+    let rows = db::groups::list_invitations_for(pool, caller, page::decode_i64(cursor)?, limit + 1).await?;
     Ok(page::paginate(rows, limit, |row| row.id.to_string()))
 }
 
 /// The caller's role in a group, for reads. Disbanded groups stay readable.
-async fn reading_member(state: &AppState, id: GroupId, caller: UserId) -> Result<Role, ApiError> {
-    if db::groups::find(&state.pool, id).await?.is_none() {
+async fn reading_member(pool: &PgPool, id: GroupId, caller: UserId) -> Result<Role, ApiError> {
+    if db::groups::find(pool, id).await?.is_none() {
         return Err(group_not_found());
     }
-    db::groups::member(&state.pool, id, caller).await?.map(|m| m.role).ok_or_else(not_a_member)
+    db::groups::member(pool, id, caller).await?.map(|m| m.role).ok_or_else(not_a_member)
 }
 
 /// Locks the group and returns it with the caller's role; the caller must be a member
@@ -525,8 +527,8 @@ async fn admin_ids(tx: &mut sqlx::PgConnection, id: GroupId) -> Result<Vec<UserI
     Ok(db::groups::admin_ids(&mut *tx, id).await?)
 }
 
-async fn has_pending_invitation(state: &AppState, id: GroupId, user: UserId) -> Result<bool, ApiError> {
-    Ok(db::groups::has_pending_invitation(&state.pool, id, user).await?)
+async fn has_pending_invitation(pool: &PgPool, id: GroupId, user: UserId) -> Result<bool, ApiError> {
+    Ok(db::groups::has_pending_invitation(pool, id, user).await?)
 }
 
 fn check_member_limit(state: &AppState, limit: i32, current_members: i32) -> Result<(), ApiError> {

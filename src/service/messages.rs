@@ -6,6 +6,8 @@ use super::{
     page::{self, Page},
     policy::{self, Access},
 };
+use sqlx::PgPool;
+
 use crate::{
     db::{self, conversations::SendContext, messages::Window},
     domain::{ConversationId, Emoji, MessageInput, MessageKind, MessageView, NewMessage, Role, UserId},
@@ -92,7 +94,7 @@ pub struct HistoryPage {
 }
 
 pub async fn history(
-    state: &AppState,
+    pool: &PgPool,
     caller: UserId,
     id: ConversationId,
     query: HistoryQuery,
@@ -110,11 +112,11 @@ pub async fn history(
         (None, None, None) => Window::Before(i64::MAX),
         _ => return Err(ApiError::validation("before", "give at most one of before, after, or from/to")),
     };
-    let access = policy::readable(state, id, caller).await?;
-    let rows = db::messages::history(&state.pool, id, access.member.visible_from_seq, window, limit).await?;
+    let access = policy::readable(pool, id, caller).await?;
+    let rows = db::messages::history(pool, id, access.member.visible_from_seq, window, limit).await?;
     let mut messages: Vec<MessageView> = rows.into_iter().map(MessageView::from).collect();
     let seqs: Vec<i64> = messages.iter().map(|m| m.seq).collect();
-    let mut reactions = db::messages::reactions_for(&state.pool, id, &seqs, caller).await?;
+    let mut reactions = db::messages::reactions_for(pool, id, &seqs, caller).await?;
     for message in &mut messages {
         message.reactions = reactions.remove(&message.seq).unwrap_or_default();
     }
@@ -141,7 +143,7 @@ pub async fn edit(
     if body.trim().is_empty() || body.len() > max || crate::domain::has_forbidden_controls(&body, true) {
         return Err(ApiError::validation("body", format!("must be 1–{max} bytes without control characters")));
     }
-    let access = policy::readable(state, id, caller).await?;
+    let access = policy::readable(&state.pool, id, caller).await?;
     let mut tx = state.pool.begin().await?;
     let message = visible_message(&mut tx, &access, id, seq).await?;
     if message.sender_id != caller {
@@ -167,7 +169,7 @@ pub async fn edit(
 /// Recalls the caller's own message within the recall window, or removes any message
 /// as a group owner or admin. The message becomes a tombstone; its seq stays.
 pub async fn delete(state: &AppState, caller: UserId, id: ConversationId, seq: i64) -> Result<(), ApiError> {
-    let access = policy::readable(state, id, caller).await?;
+    let access = policy::readable(&state.pool, id, caller).await?;
     let moderator = match access.conversation.group_id {
         Some(group) => {
             db::groups::member(&state.pool, group, caller).await?.is_some_and(|m| m.role.is_admin_or_owner())
@@ -204,7 +206,7 @@ pub async fn react(
     emoji: Emoji,
     add: bool,
 ) -> Result<(), ApiError> {
-    let access = policy::readable(state, id, caller).await?;
+    let access = policy::readable(&state.pool, id, caller).await?;
     let mut tx = state.pool.begin().await?;
     let message = visible_message(&mut tx, &access, id, seq).await?;
     if message.deleted_at.is_some() {
@@ -239,7 +241,7 @@ pub const SEARCH_MAX_CHARS: usize = 100;
 
 /// Messages containing `query` in the caller's conversations, newest first.
 pub async fn search(
-    state: &AppState,
+    pool: &PgPool,
     caller: UserId,
     query: &str,
     conversation: Option<ConversationId>,
@@ -265,7 +267,7 @@ pub async fn search(
             parsed.ok_or_else(page::invalid_cursor)
         })
         .transpose()?;
-    let rows = db::message_search::search(&state.pool, caller, query, conversation, after, limit + 1).await?.0;
+    let rows = db::message_search::search(pool, caller, query, conversation, after, limit + 1).await?.0;
     let page = page::paginate(rows, limit, |row| {
         format!("{}:{}:{}", row.created_at.unix_timestamp_nanos(), row.conversation_id, row.seq)
     });

@@ -9,6 +9,8 @@
 
 use time::OffsetDateTime;
 
+use sqlx::PgPool;
+
 use crate::{
     config::DirectMessagePolicy,
     db::{
@@ -26,9 +28,9 @@ pub struct Access {
     pub member: MemberState,
 }
 
-pub async fn readable(state: &AppState, id: ConversationId, user: UserId) -> Result<Access, ApiError> {
-    let member = db::conversations::member_state(&state.pool, id, user).await?.ok_or_else(conversation_not_found)?;
-    let conversation = db::conversations::find(&state.pool, id).await?.ok_or_else(conversation_not_found)?;
+pub async fn readable(pool: &PgPool, id: ConversationId, user: UserId) -> Result<Access, ApiError> {
+    let member = db::conversations::member_state(pool, id, user).await?.ok_or_else(conversation_not_found)?;
+    let conversation = db::conversations::find(pool, id).await?.ok_or_else(conversation_not_found)?;
     Ok(Access { conversation, member })
 }
 

@@ -1,30 +1,26 @@
 //! Profiles and user search.
 
 use super::page::{self, Page};
+use sqlx::PgPool;
+
 use crate::{
     db::{self, users::ProfileChange, users::SearchHit, users::UserRow},
     domain::UserId,
     error::ApiError,
-    state::AppState,
 };
 
 pub const SEARCH_MAX_LIMIT: i64 = 50;
 pub const SEARCH_MAX_QUERY_CHARS: usize = 64;
 
-pub async fn profile(state: &AppState, id: UserId) -> Result<UserRow, ApiError> {
-    db::users::find(&state.pool, id).await?.ok_or_else(|| ApiError::not_found("user_not_found", "no such user"))
+pub async fn profile(pool: &PgPool, id: UserId) -> Result<UserRow, ApiError> {
+    db::users::find(pool, id).await?.ok_or_else(|| ApiError::not_found("user_not_found", "no such user"))
 }
 
-pub async fn update_profile(state: &AppState, id: UserId, change: &ProfileChange) -> Result<UserRow, ApiError> {
-    Ok(db::users::update_profile(&state.pool, id, change).await?)
+pub async fn update_profile(pool: &PgPool, id: UserId, change: &ProfileChange) -> Result<UserRow, ApiError> {
+    Ok(db::users::update_profile(pool, id, change).await?)
 }
 
-pub async fn search(
-    state: &AppState,
-    query: &str,
-    limit: i64,
-    cursor: Option<&str>,
-) -> Result<Page<SearchHit>, ApiError> {
+pub async fn search(pool: &PgPool, query: &str, limit: i64, cursor: Option<&str>) -> Result<Page<SearchHit>, ApiError> {
     let query = query.trim().to_lowercase();
     let chars = query.chars().count();
     if chars == 0 || chars > SEARCH_MAX_QUERY_CHARS {
@@ -32,7 +28,7 @@ pub async fn search(
     }
     let limit = page::limit(Some(limit), SEARCH_MAX_LIMIT)?;
     let after = cursor.map(decode_cursor).transpose()?;
-    let hits = db::users::search(&state.pool, &query, after, limit + 1).await?.0;
+    let hits = db::users::search(pool, &query, after, limit + 1).await?.0;
     Ok(page::paginate(hits, limit, |hit| format!("{}:{}", hit.score, hit.id)))
 }
 
