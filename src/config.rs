@@ -264,6 +264,11 @@ pub struct WebSocketConfig {
     #[arg(long, env = "GOIM_PRESENCE_GRACE_MS", default_value_t = 5000)]
     pub presence_grace_ms: u64,
 
+    /// Events the real-time fan-out may fall behind before it drops some and tells every
+    /// socket to resync.
+    #[arg(long, env = "GOIM_EVENT_BUS_CAPACITY", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub event_bus_capacity: u32,
+
     /// Origins allowed to open a WebSocket, comma separated. Empty: only the server's own
     /// origin. Clients that send no Origin (non-browsers) are always allowed.
     #[arg(long, env = "GOIM_WS_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "")]

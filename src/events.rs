@@ -4,7 +4,9 @@
 //! users who should hear of it. The real-time gateway subscribes and pushes events to
 //! those users' devices; the cross-instance fan-out will subscribe the same way. The bus
 //! is a bounded broadcast channel: a subscriber that falls behind loses the oldest
-//! events (and is told so by `RecvError::Lagged`) instead of growing memory.
+//! events (and is told so by `RecvError::Lagged`) instead of growing memory. Losing
+//! events is never silent: the gateway then sends every socket [`Event::Resync`], and
+//! clients catch up with `sync` (docs/protocol.md §5).
 
 use std::sync::Arc;
 
@@ -13,8 +15,8 @@ use tokio::sync::broadcast;
 
 use crate::domain::{ConversationId, GroupId, MessageView, Role, UserId};
 
-/// How many events a slow subscriber may fall behind before it loses some.
-const CAPACITY: usize = 4096;
+/// How many events a slow subscriber may fall behind before it loses some, by default.
+pub const DEFAULT_CAPACITY: usize = 4096;
 
 /// What happened, in the shape clients receive it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -141,6 +143,12 @@ pub enum Event {
         #[serde(with = "time::serde::rfc3339::option")]
         last_seen_at: Option<time::OffsetDateTime>,
     },
+    /// The server could not deliver some events to this socket (its fan-out fell
+    /// behind); the client must run `sync` from its cursors. Sent by the gateway, never
+    /// published on the bus.
+    Resync {
+        reason: &'static str,
+    },
 }
 
 /// An event and the users it is for.
@@ -163,7 +171,11 @@ impl Default for EventBus {
 
 impl EventBus {
     pub fn new() -> Self {
-        Self { sender: broadcast::channel(CAPACITY).0 }
+        Self::with_capacity(DEFAULT_CAPACITY)
+    }
+
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self { sender: broadcast::channel(capacity.max(1)).0 }
     }
 
     /// Call only after the change is committed. Having no subscriber is fine.

@@ -39,7 +39,7 @@ impl Application {
         let secret = config.auth.jwt_secret.clone().context("no JWT secret configured (GOIM_JWT_SECRET)")?;
         let tokens = TokenKeys::new(&secret, config.auth.access_token_ttl);
         let hashing_concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let events = EventBus::new();
+        let events = EventBus::with_capacity(config.websocket.event_bus_capacity as usize);
         let tasks = TaskTracker::new();
         let metrics = Arc::new(Metrics::new());
         let writer = MessageWriter::start(

@@ -2,9 +2,10 @@
 // receipts, and the actions that change them over REST or the WebSocket. Views read
 // `state` and subscribe to `bus`; they never talk to the network themselves for chat.
 //
-// Catch-up follows docs/protocol.md §5: per conversation we keep a lower bound of the
-// highest `version` seen; after every (re)connect a `sync` returns each message changed
-// since, and a message is applied only when it is newer than the copy we hold, so
+// Catch-up follows docs/protocol.md §5: per conversation we keep the `version` up to
+// which we hold every change. A live event moves it only when it is the next version; a
+// gap, a `resync` event and every (re)connect run a `sync`, which returns each message
+// changed since; a message is applied only when it is newer than the copy we hold, so
 // events racing the sync reply are neither lost nor shown twice.
 
 import { ApiError, api, currentUserId, query } from './api.js';
@@ -39,7 +40,7 @@ export const state = {
   conversationsLoaded: false,
   /** id → { messages: Map(seq → message), pending: Map(client_msg_id → local), hasOlder, loaded } */
   chats: new Map(),
-  /** id → a lower bound of the highest version this client has seen. */
+  /** id → the version up to which this client holds every change. */
   cursors: new Map(),
   /** user id → { online, last_seen_at } */
   presence: new Map(),
@@ -185,6 +186,45 @@ function raiseCursor(id, version) {
   if (version > (state.cursors.get(id) ?? -1)) state.cursors.set(id, version);
 }
 
+/**
+ * A live change with `version`: the cursor moves only onto the next version. A version
+ * further ahead means events were missed, and a sync fetches them (the cursor stays).
+ */
+function liveVersion(id, version) {
+  if (typeof version !== 'number') return;
+  const cursor = state.cursors.get(id);
+  if (cursor === undefined || version > cursor + 1) resyncSoon();
+  else if (version === cursor + 1) state.cursors.set(id, version);
+}
+
+let resyncTimer = null;
+let resyncRunning = false;
+let resyncAgain = false;
+
+/** Runs one `sync` shortly (gaps and `resync` events often come in bursts). */
+function resyncSoon() {
+  if (resyncRunning) {
+    resyncAgain = true;
+    return;
+  }
+  if (resyncTimer !== null || !realtime.isOpen) return;
+  resyncTimer = setTimeout(async () => {
+    resyncTimer = null;
+    resyncRunning = true;
+    try {
+      await syncChanges();
+    } catch {
+      // The socket dropped: the reconnect's catch-up syncs anyway.
+    } finally {
+      resyncRunning = false;
+      if (resyncAgain) {
+        resyncAgain = false;
+        resyncSoon();
+      }
+    }
+  }, 50);
+}
+
 function chatOf(id) {
   let chat = state.chats.get(id);
   if (!chat) {
@@ -205,9 +245,8 @@ export function chat(id) {
  * complete up to the message (events on an open socket, sync replies): only they may
  * raise the catch-up cursor; a REST page fetched while offline may not.
  */
-function applyMessage(message, live = false) {
+function applyMessage(message) {
   const id = message.conversation_id;
-  if (live) raiseCursor(id, message.version);
   const conversation = state.conversations.get(id);
   if (conversation) {
     if (message.seq >= conversation.last_seq) {
@@ -557,6 +596,20 @@ export function isOnline(userId) {
 
 /** Runs after every (re)connect, before the connection counts as online. */
 async function catchUp() {
+  await syncChanges();
+  refreshPresence();
+  if (state.active !== null) loadReceipts(state.active);
+  // Anything sent while disconnected goes out again with its original client_msg_id.
+  for (const chat of state.chats.values()) {
+    for (const local of chat.pending.values()) {
+      if (local.status === 'pending' || (local.status === 'failed' && local.transient)) setTimeout(() => deliver(local), 0);
+    }
+  }
+  countIncomingRequests().catch(() => {});
+}
+
+/** `sync` from the cursors until nothing is pending (docs/protocol.md §5). */
+async function syncChanges() {
   const cursors = new Map(state.cursors);
   for (const conversation of state.conversations.values()) {
     if (!cursors.has(conversation.id)) cursors.set(conversation.id, conversation.last_seq);
@@ -568,7 +621,7 @@ async function catchUp() {
       const id = entry.conversation_id;
       const conversation = state.conversations.get(id);
       if (!conversation) unknown = true;
-      for (const message of entry.changes || []) applyMessage(message, true);
+      for (const message of entry.changes || []) applyMessage(message);
       if (conversation) {
         conversation.last_seq = Math.max(conversation.last_seq, entry.last_seq ?? 0);
         if (typeof entry.last_read_seq === 'number') conversation.last_read_seq = Math.max(conversation.last_read_seq, entry.last_read_seq);
@@ -584,15 +637,6 @@ async function catchUp() {
     for (const id of state.chats.keys()) bus.emit('chat', { id });
     if (!data.has_more) break;
   }
-  refreshPresence();
-  if (state.active !== null) loadReceipts(state.active);
-  // Anything sent while disconnected goes out again with its original client_msg_id.
-  for (const chat of state.chats.values()) {
-    for (const local of chat.pending.values()) {
-      if (local.status === 'pending' || (local.status === 'failed' && local.transient)) setTimeout(() => deliver(local), 0);
-    }
-  }
-  countIncomingRequests().catch(() => {});
 }
 
 function handleEvent(event) {
@@ -603,7 +647,8 @@ function handleEvent(event) {
       const id = message.conversation_id;
       const conversation = state.conversations.get(id);
       const fresh = event.type === 'message_created' && conversation && message.seq > conversation.last_seq;
-      applyMessage(message, true);
+      applyMessage(message);
+      liveVersion(id, message.version);
       clearTyping(id, message.sender_id);
       if (fresh && !isMe(message.sender_id)) acknowledgeDelivery(id, message.seq);
       if (id === state.active) markRead(id);
@@ -612,12 +657,15 @@ function handleEvent(event) {
       break;
     }
     case 'message_deleted':
-      raiseCursor(event.conversation_id, event.version);
+      liveVersion(event.conversation_id, event.version);
       tombstone(event.conversation_id, event.seq, event.version);
       break;
     case 'reaction_added':
     case 'reaction_removed':
       applyReaction(event);
+      break;
+    case 'resync':
+      resyncSoon();
       break;
     case 'read_marker_moved': {
       const id = event.conversation_id;
@@ -664,7 +712,7 @@ function handleEvent(event) {
 }
 
 function applyReaction(event) {
-  raiseCursor(event.conversation_id, event.version);
+  liveVersion(event.conversation_id, event.version);
   const chat = state.chats.get(event.conversation_id);
   const message = chat && chat.messages.get(event.seq);
   if (!message) return;

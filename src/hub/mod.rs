@@ -182,18 +182,31 @@ impl Hub {
         let connections = self.inner.connections.read().unwrap_or_else(|p| p.into_inner());
         for user in recipients {
             for connection in connections.get(user).into_iter().flatten() {
-                match connection.outbound.try_send(frame.clone()) {
-                    Ok(()) => {
-                        self.inner.metrics.ws_frames_out.inc();
-                    }
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        // The client stopped reading: drop it rather than buffer more.
-                        self.inner.metrics.ws_slow_disconnects.inc();
-                        connection.kill.kill(KillReason::SlowConsumer);
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
-                }
+                self.offer(connection, frame);
             }
+        }
+    }
+
+    /// Offers `frame` to every socket on this instance.
+    pub fn deliver_to_all(&self, frame: &Frame) {
+        let connections = self.inner.connections.read().unwrap_or_else(|p| p.into_inner());
+        for connection in connections.values().flatten() {
+            self.offer(connection, frame);
+        }
+    }
+
+    fn offer(&self, connection: &Connection, frame: &Frame) {
+        match connection.outbound.try_send(frame.clone()) {
+            Ok(()) => {
+                self.inner.metrics.ws_frames_out.inc();
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                // The client stopped reading: drop it rather than buffer more (it
+                // catches up with `sync` when it reconnects).
+                self.inner.metrics.ws_slow_disconnects.inc();
+                connection.kill.kill(KillReason::SlowConsumer);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 }
@@ -213,9 +226,11 @@ pub async fn run_fanout(hub: Hub, events: EventBus, stop: CancellationToken) {
             received = receiver.recv() => match received {
                 Ok(published) => published,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    // Clients recover what they missed with `sync`.
-                    tracing::warn!(missed, "event fan-out fell behind; events dropped");
+                    // Whose events were lost is unknown, so every socket is told to
+                    // catch up with `sync`; a log line alone would leave gaps forever.
+                    tracing::warn!(missed, "event fan-out fell behind; every socket told to resync");
                     hub.inner.metrics.fanout_dropped.inc_by(missed);
+                    hub.deliver_to_all(&event_frame(&Event::Resync { reason: "events_dropped" }));
                     continue;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,

@@ -101,6 +101,20 @@ impl WsClient {
         }
     }
 
+    /// The next event of any kind, if one arrives within `wait`.
+    pub async fn next_event_within(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Some(event);
+            }
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Ok(Some(Ok(message))) => self.absorb(message),
+                _ => return None,
+            }
+        }
+    }
+
     /// Whether an event of `kind` arrives within `wait`.
     pub async fn sees_event_within(&mut self, kind: &str, wait: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + wait;
