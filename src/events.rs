@@ -10,16 +10,17 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::domain::{ConversationId, GroupId, MessageView, Role, UserId};
+use crate::domain::{ConversationId, GroupId, MessageView, Role, SessionId, UserId};
 
 /// How many events a slow subscriber may fall behind before it loses some, by default.
 pub const DEFAULT_CAPACITY: usize = 4096;
 
-/// What happened, in the shape clients receive it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What happened, in the shape clients receive it (and other instances, through the
+/// relay).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     FriendRequestReceived {
@@ -147,8 +148,22 @@ pub enum Event {
     /// behind); the client must run `sync` from its cursors. Sent by the gateway, never
     /// published on the bus.
     Resync {
-        reason: &'static str,
+        reason: String,
     },
+    /// Internal, never sent to a socket: the session was revoked (logout, refresh-token
+    /// reuse, password change, revoked by the user), so its sockets close with 4001 on
+    /// every instance.
+    SessionRevoked {
+        user_id: UserId,
+        session_id: SessionId,
+    },
+}
+
+impl Event {
+    /// The resync event for `reason`.
+    pub fn resync(reason: &str) -> Self {
+        Self::Resync { reason: reason.to_owned() }
+    }
 }
 
 /// An event and the users it is for.

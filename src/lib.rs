@@ -11,6 +11,8 @@
 //! - [`writer`]: the batching message writer: shared commits, acks after commit, drain on
 //!   shutdown. [`search_upkeep`] merges the search index's pending list beside it.
 //! - [`hub`]: who is connected where; event fan-out with bounded queues; presence.
+//! - [`relay`]: events to and from the other GOIM instances of the database
+//!   (LISTEN/NOTIFY).
 //! - [`auth`]: password hashing, access and refresh tokens, the `Authenticated`
 //!   extractor, login rate limits.
 //! - [`error`]: the one API error type and its JSON shape.
@@ -42,13 +44,14 @@
 //! | `search_upkeep` | `db` |
 //! | `writer` | `db`, `domain`, `events`, `metrics`, `search_upkeep` |
 //! | `hub` | `db`, `domain`, `events`, `metrics` |
+//! | `relay` | `db`, `domain`, `events`, `hub`, `metrics` |
 //! | `auth` | `config`, `db`, `domain`, `error` |
-//! | `state` | `auth`, `config`, `events`, `hub`, `metrics`, `writer` |
+//! | `state` | `auth`, `config`, `events`, `hub`, `metrics`, `relay`, `writer` |
 //! | `service` | `auth`, `config`, `db`, `domain`, `error`, `events`, `metrics`, `state`, `writer` |
 //! | `dto` | `db`, `domain`, `service`, `writer` |
 //! | `http` | `auth`, `db`, `domain`, `dto`, `error`, `service`, `state` |
 //! | `gateway` | `auth`, `db`, `domain`, `dto`, `error`, `hub`, `service`, `state` |
-//! | `startup` | `auth`, `config`, `events`, `gateway`, `http`, `hub`, `metrics`, `state`, `writer` |
+//! | `startup` | `auth`, `config`, `events`, `gateway`, `http`, `hub`, `metrics`, `relay`, `state`, `writer` |
 //! | `cli` | `config`, `db`, `pg`, `shutdown`, `startup`, `telemetry` |
 //!
 //! So `http` and `gateway` never import each other, `domain` knows nothing of the web,
@@ -68,6 +71,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod pg;
+pub mod relay;
 pub mod search_upkeep;
 pub mod service;
 pub mod shutdown;

@@ -64,6 +64,15 @@ pub struct Metrics {
     pub messages_stored: Counter,
     /// Logins by outcome (`ok`, `invalid_credentials`).
     pub logins: Family<OutcomeLabels, Counter>,
+    /// Notifications the relay sent to, and received from, other instances.
+    pub relay_notifications_sent: Counter,
+    pub relay_notifications_received: Counter,
+    /// Times the relay's listening connection was lost.
+    pub relay_reconnects: Counter,
+    /// Notifications the relay could not send.
+    pub relay_failures: Counter,
+    /// 1 while the relay listens for other instances' events.
+    pub relay_listening: Gauge,
     http_requests: Family<RequestLabels, Counter>,
     http_latency: HistogramFamily,
     pool_connections: Family<PoolLabels, Gauge>,
@@ -118,6 +127,24 @@ impl Metrics {
         registry.register("messages_stored", "Messages committed by the writer", messages_stored.clone());
         let logins = Family::<OutcomeLabels, Counter>::default();
         registry.register("logins", "Logins by outcome", logins.clone());
+        let relay_notifications_sent = Counter::default();
+        registry.register(
+            "relay_notifications_sent",
+            "Notifications sent to other instances",
+            relay_notifications_sent.clone(),
+        );
+        let relay_notifications_received = Counter::default();
+        registry.register(
+            "relay_notifications_received",
+            "Notifications received from instances (own included)",
+            relay_notifications_received.clone(),
+        );
+        let relay_reconnects = Counter::default();
+        registry.register("relay_reconnects", "Times the relay's LISTEN connection was lost", relay_reconnects.clone());
+        let relay_failures = Counter::default();
+        registry.register("relay_failures", "Notifications the relay could not send", relay_failures.clone());
+        let relay_listening = Gauge::default();
+        registry.register("relay_listening", "1 while the relay listens for other instances", relay_listening.clone());
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "The running build (always 1)", build_info);
@@ -125,6 +152,11 @@ impl Metrics {
             registry: root,
             messages_stored,
             logins,
+            relay_notifications_sent,
+            relay_notifications_received,
+            relay_reconnects,
+            relay_failures,
+            relay_listening,
             http_requests,
             http_latency,
             pool_connections,

@@ -19,6 +19,7 @@ use crate::{
     gateway, http,
     hub::{self, Hub, presence::Presence},
     metrics::Metrics,
+    relay,
     state::AppState,
     writer::MessageWriter,
 };
@@ -60,8 +61,18 @@ impl Application {
         let shutdown = CancellationToken::new();
         let fanout = hub::run_fanout(hub.clone(), events.clone(), shutdown.clone());
         tasks.spawn(fanout.instrument(tracing::info_span!("fanout")));
+        let relay = relay::start(
+            pool.clone(),
+            (*pool.connect_options()).clone(),
+            &events,
+            hub.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+            &tasks,
+        );
         let state = AppState {
             hub,
+            relay,
             pool,
             writer,
             tokens: Arc::new(tokens),

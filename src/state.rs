@@ -12,6 +12,7 @@ use crate::{
     events::EventBus,
     hub::Hub,
     metrics::Metrics,
+    relay::RelayStatus,
     writer::MessageWriter,
 };
 
@@ -26,6 +27,8 @@ pub struct AppState {
     pub writer: MessageWriter,
     /// Connected sockets and event fan-out.
     pub hub: Hub,
+    /// Whether events from other instances arrive (LISTEN/NOTIFY).
+    pub relay: RelayStatus,
     pub tokens: Arc<TokenKeys>,
     pub hasher: PasswordHasher,
     pub rate_limits: Arc<RateLimits>,

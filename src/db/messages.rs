@@ -127,6 +127,14 @@ pub async fn find(db: impl PgExecutor<'_>, conversation: ConversationId, seq: i6
     .await
 }
 
+/// One message as stored now, without locking it (the relay reads messages too large to
+/// travel inside a notification).
+pub async fn load(db: impl PgExecutor<'_>, conversation: ConversationId, seq: i64) -> sqlx::Result<Option<MessageRow>> {
+    message_rows!("SELECT ", " FROM messages m WHERE m.conversation_id = $1 AND m.seq = $2", conversation.0, seq)
+        .fetch_optional(db)
+        .await
+}
+
 /// Takes the conversation's next version for a change to an existing message, and
 /// stamps the message with it. Holds the conversation row lock until commit, so
 /// versions commit in order.

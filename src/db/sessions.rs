@@ -96,18 +96,23 @@ pub async fn revoke(db: impl PgExecutor<'_>, user: UserId, session: SessionId, r
     Ok(result.rows_affected() == 1)
 }
 
-/// Revokes every active session of `user` except `keep`.
-pub async fn revoke_others(db: impl PgExecutor<'_>, user: UserId, keep: SessionId, reason: &str) -> sqlx::Result<u64> {
-    let result = sqlx::query!(
-        "UPDATE sessions SET revoked_at = now(), revoked_reason = $3
-          WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL",
+/// Revokes every active session of `user` except `keep`; returns the ones it revoked.
+pub async fn revoke_others(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+    keep: SessionId,
+    reason: &str,
+) -> sqlx::Result<Vec<SessionId>> {
+    sqlx::query_scalar!(
+        r#"UPDATE sessions SET revoked_at = now(), revoked_reason = $3
+            WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL
+        RETURNING id AS "id: SessionId""#,
         user.0,
         keep.0,
         reason
     )
-    .execute(db)
-    .await?;
-    Ok(result.rows_affected())
+    .fetch_all(db)
+    .await
 }
 
 /// Whether `session` of `user` may still be used: not revoked, not expired.

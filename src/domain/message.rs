@@ -256,7 +256,7 @@ fn validate_link(raw: serde_json::Value) -> Result<serde_json::Value, Invalid> {
 
 /// A stored message as clients see it (history, search, events). A recalled or
 /// removed message is a tombstone: `deleted` with no body or content.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MessageView {
     pub conversation_id: ConversationId,
     pub seq: i64,
@@ -277,11 +277,11 @@ pub struct MessageView {
     pub edited_at: Option<OffsetDateTime>,
     pub deleted: bool,
     /// Reactions by emoji; filled in history pages.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<ReactionCount>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReactionCount {
     pub emoji: String,
     pub count: i64,

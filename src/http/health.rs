@@ -21,9 +21,15 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     }
     let ping = crate::db::ping(&state.pool);
     match tokio::time::timeout(READINESS_TIMEOUT, ping).await {
-        Ok(Ok(_)) => Ok(HttpResponse::Ok().json(json!({ "status": "ready" }))),
-        Ok(Err(error)) => Err(ApiError::Unavailable(anyhow::anyhow!("database unreachable: {error}"))),
-        Err(_) => Err(ApiError::Unavailable(anyhow::anyhow!("database did not answer within 2 s"))),
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => return Err(ApiError::Unavailable(anyhow::anyhow!("database unreachable: {error}"))),
+        Err(_) => return Err(ApiError::Unavailable(anyhow::anyhow!("database did not answer within 2 s"))),
+    }
+    // Without its LISTEN connection this instance would miss other instances' events. It
+    // connects within milliseconds of start and reconnects with backoff, so wait a little.
+    match tokio::time::timeout(READINESS_TIMEOUT, state.relay.listening()).await {
+        Ok(()) => Ok(HttpResponse::Ok().json(json!({ "status": "ready", "relay": "listening" }))),
+        Err(_) => Err(ApiError::Unavailable(anyhow::anyhow!("not listening for other instances' events"))),
     }
 }
 

@@ -230,17 +230,29 @@ pub async fn run_fanout(hub: Hub, events: EventBus, stop: CancellationToken) {
                     // catch up with `sync`; a log line alone would leave gaps forever.
                     tracing::warn!(missed, "event fan-out fell behind; every socket told to resync");
                     hub.inner.metrics.fanout_dropped.inc_by(missed);
-                    hub.deliver_to_all(&event_frame(&Event::Resync { reason: "events_dropped" }));
+                    hub.deliver_to_all(&event_frame(&Event::resync("events_dropped")));
                     continue;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         };
-        if let Event::MessageCreated { message } = &published.event {
-            let age = time::OffsetDateTime::now_utc() - message.created_at;
-            hub.inner.metrics.delivery_latency.observe(age.as_seconds_f64().max(0.0));
+        hub.dispatch(&published.recipients, &published.event);
+    }
+}
+
+impl Hub {
+    /// Acts on one event for this instance's sockets: a revoked session's sockets are
+    /// closed; anything else is serialised once and offered to the recipients' sockets.
+    /// Local events and those relayed from other instances both come through here.
+    pub fn dispatch(&self, recipients: &[UserId], event: &Event) {
+        match event {
+            Event::SessionRevoked { user_id, session_id } => self.kill_session(*user_id, *session_id),
+            Event::MessageCreated { message } => {
+                let age = time::OffsetDateTime::now_utc() - message.created_at;
+                self.inner.metrics.delivery_latency.observe(age.as_seconds_f64().max(0.0));
+                self.deliver(recipients, &event_frame(event));
+            }
+            _ => self.deliver(recipients, &event_frame(event)),
         }
-        let frame = event_frame(&published.event);
-        hub.deliver(&published.recipients, &frame);
     }
 }

@@ -8,6 +8,7 @@ use crate::{
     db::{self, sessions::NewSession, users::NewUser, users::UserRow},
     domain::{Nickname, Password, SessionId, UserId, Username},
     error::ApiError,
+    events::Event,
     metrics::OutcomeLabels,
     state::AppState,
 };
@@ -92,6 +93,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<IssuedToke
     if token.used {
         db::sessions::revoke(&mut *tx, token.user_id, token.session_id, "refresh_token_reuse").await?;
         tx.commit().await?;
+        announce_revoked(state, token.user_id, &[token.session_id]);
         tracing::warn!(user_id = %token.user_id, session_id = %token.session_id, "refresh token reuse; session revoked");
         return Err(ApiError::unauthorized(
             "refresh_token_reused",
@@ -111,9 +113,16 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<IssuedToke
 
 pub async fn logout(state: &AppState, caller: Authenticated) -> Result<(), ApiError> {
     db::sessions::revoke(&state.pool, caller.user_id, caller.session_id, "logout").await?;
-    // This instance's sockets of the session close now (4001); others within a heartbeat.
-    state.hub.kill_session(caller.user_id, caller.session_id);
+    announce_revoked(state, caller.user_id, &[caller.session_id]);
     Ok(())
+}
+
+/// Closes the revoked sessions' sockets (4001) on every instance: the event reaches this
+/// instance's hub directly and the others through the relay.
+fn announce_revoked(state: &AppState, user: UserId, sessions: &[SessionId]) {
+    for &session_id in sessions {
+        state.events.publish(Vec::new(), Event::SessionRevoked { user_id: user, session_id });
+    }
 }
 
 /// Requires the current password; signs out every other session.
@@ -131,8 +140,9 @@ pub async fn change_password(
     let new_hash = state.hasher.hash(&new).await.map_err(ApiError::internal)?;
     let mut tx = state.pool.begin().await?;
     db::users::set_password_hash(&mut *tx, caller.user_id, &new_hash).await?;
-    db::sessions::revoke_others(&mut *tx, caller.user_id, caller.session_id, "password_changed").await?;
+    let revoked = db::sessions::revoke_others(&mut *tx, caller.user_id, caller.session_id, "password_changed").await?;
     tx.commit().await?;
+    announce_revoked(state, caller.user_id, &revoked);
     Ok(())
 }
 
@@ -140,7 +150,7 @@ pub async fn change_password(
 /// like an unknown one.
 pub async fn revoke_session(state: &AppState, caller: Authenticated, session: SessionId) -> Result<(), ApiError> {
     if db::sessions::revoke(&state.pool, caller.user_id, session, "revoked_by_user").await? {
-        state.hub.kill_session(caller.user_id, session);
+        announce_revoked(state, caller.user_id, &[session]);
         Ok(())
     } else {
         Err(ApiError::not_found("session_not_found", "no such active session"))

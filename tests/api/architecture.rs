@@ -22,13 +22,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("search_upkeep", &["db"]),
     ("writer", &["db", "domain", "events", "metrics", "search_upkeep"]),
     ("hub", &["db", "domain", "events", "metrics"]),
+    ("relay", &["db", "domain", "events", "hub", "metrics"]),
     ("auth", &["config", "db", "domain", "error"]),
-    ("state", &["auth", "config", "events", "hub", "metrics", "writer"]),
+    ("state", &["auth", "config", "events", "hub", "metrics", "relay", "writer"]),
     ("service", &["auth", "config", "db", "domain", "error", "events", "metrics", "state", "writer"]),
     ("dto", &["db", "domain", "service", "writer"]),
     ("http", &["auth", "db", "domain", "dto", "error", "service", "state"]),
     ("gateway", &["auth", "db", "domain", "dto", "error", "hub", "service", "state"]),
-    ("startup", &["auth", "config", "events", "gateway", "http", "hub", "metrics", "state", "writer"]),
+    ("startup", &["auth", "config", "events", "gateway", "http", "hub", "metrics", "relay", "state", "writer"]),
     ("cli", &["config", "db", "pg", "shutdown", "startup", "telemetry"]),
 ];
 

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::{
 };
 use uuid::Uuid;
 
-use crate::support::{TestApp, TestUser, befriend, error_code, open_direct, spawn_app, spawn_app_with};
+use crate::support::{TestApp, TestUser, befriend, error_code, open_direct, spawn_app, spawn_app_with, ws::Follower};
 
 async fn friends_with_conversation(app: &TestApp, a: &str, b: &str) -> (TestUser, TestUser, i64) {
     let (a, b) = (app.register(a).await, app.register(b).await);
@@ -517,86 +517,15 @@ async fn a_user_may_hold_only_so_many_sockets() {
     assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_connections")));
 }
 
-/// A client that keeps its cursor exactly as docs/protocol.md §5 says: it advances only
-/// over contiguous versions, and a gap or a `resync` event makes it run `sync`.
-struct Follower {
-    ws: crate::support::ws::WsClient,
-    conversation: i64,
-    cursor: i64,
-    held: std::collections::BTreeSet<i64>,
-    resyncs: u32,
-    gaps: u32,
-}
-
-impl Follower {
-    async fn new(app: &TestApp, user: &TestUser, conversation: i64) -> Self {
-        let ws = app.connect(user).await;
-        Self { ws, conversation, cursor: 0, held: Default::default(), resyncs: 0, gaps: 0 }
-    }
-
-    async fn sync(&mut self) {
-        loop {
-            let cursors = json!({ self.conversation.to_string(): self.cursor });
-            let reply = self.ws.request("sync", json!({ "cursors": cursors, "limit": 500 })).await;
-            assert_eq!(reply["ok"], true, "{reply}");
-            let mut more = false;
-            for entry in reply["data"]["conversations"].as_array().unwrap() {
-                for change in entry["changes"].as_array().unwrap() {
-                    self.held.insert(change["seq"].as_i64().unwrap());
-                }
-                more |= entry["has_more"] == true;
-                let reached = match entry["changes"].as_array().unwrap().last() {
-                    Some(last) if entry["has_more"] == true => last["version"].as_i64().unwrap(),
-                    _ => entry["version"].as_i64().unwrap(),
-                };
-                self.cursor = self.cursor.max(reached);
-            }
-            if !more {
-                return;
-            }
-        }
-    }
-
-    /// Follows events until it holds seqs 1..=`count`; fails after `wait` without them.
-    async fn follow_until(&mut self, count: i64, wait: Duration) {
-        let deadline = std::time::Instant::now() + wait;
-        while (1..=count).any(|seq| !self.held.contains(&seq)) {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            assert!(!left.is_zero(), "missing messages after {wait:?}: holds {} of {count}", self.held.len());
-            let Some(event) = self.ws.next_event_within(left.min(Duration::from_millis(500))).await else {
-                continue;
-            };
-            match event["type"].as_str() {
-                Some("resync") => {
-                    self.resyncs += 1;
-                    self.sync().await;
-                }
-                Some("message_created") => {
-                    let message = &event["message"];
-                    self.held.insert(message["seq"].as_i64().unwrap());
-                    let version = message["version"].as_i64().unwrap();
-                    if version == self.cursor + 1 {
-                        self.cursor = version;
-                    } else if version > self.cursor + 1 {
-                        self.gaps += 1;
-                        self.sync().await;
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn when_the_fan_out_falls_behind_every_socket_is_told_to_resync_and_every_client_ends_with_every_message() {
     // A one-event bus: a writer batch of two or more messages outruns the fan-out.
     let app = spawn_app_with(|config| config.websocket.event_bus_capacity = 1).await;
     let (ann, ben, conversation) = friends_with_conversation(&app, "lag_ann", "lag_ben").await;
     let mut followers = vec![
-        Follower::new(&app, &ann, conversation).await,
-        Follower::new(&app, &ben, conversation).await,
-        Follower::new(&app, &ben, conversation).await,
+        Follower::connect(&app, &ann, conversation).await,
+        Follower::connect(&app, &ben, conversation).await,
+        Follower::connect(&app, &ben, conversation).await,
     ];
     const MESSAGES: i64 = 200;
     let mut senders = Vec::new();

@@ -13,6 +13,7 @@ mod gateway;
 mod groups;
 mod health;
 mod http_errors;
+mod instances;
 mod managed_pg;
 mod messages;
 mod profiles;

@@ -66,6 +66,45 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     }
 }
 
+/// Another GOIM instance on the same database as `app` (same secret, own port, own hub):
+/// the shape of a multi-instance deployment.
+pub async fn spawn_peer(app: &TestApp) -> TestApp {
+    let config = test_config();
+    let pool = db::connect(&config, app.db_options.clone()).await.expect("test database accepts connections");
+    let peer = Application::build(config, pool.clone()).expect("application builds");
+    let port = peer.port();
+    let shutdown = peer.shutdown_token();
+    let events = peer.events();
+    let rate_limits = peer.rate_limits();
+    let server = tokio::spawn(peer.run_until_stopped());
+    let peer = TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::builder().timeout(TIMEOUT).build().expect("reqwest client builds"),
+        pool,
+        db_options: app.db_options.clone(),
+        events,
+        rate_limits,
+        server,
+        shutdown,
+    };
+    peer.wait_until_ready().await;
+    peer
+}
+
+impl TestApp {
+    /// Waits until `/readyz` answers 200 (the relay listens), at most 10 s.
+    pub async fn wait_until_ready(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if self.get("/readyz").await.status() == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{} never became ready", self.address);
+    }
+}
+
 /// Defaults with everything the tests rely on pinned, whatever the environment says.
 pub fn test_config() -> Config {
     let mut config = Config::from_env().expect("the environment holds a valid GOIM configuration");

@@ -163,3 +163,74 @@ impl WsClient {
         }
     }
 }
+
+/// A client that keeps its cursor exactly as docs/protocol.md §5 says: it advances only
+/// over contiguous versions, and a gap or a `resync` event makes it run `sync`.
+pub struct Follower {
+    pub ws: WsClient,
+    conversation: i64,
+    cursor: i64,
+    pub held: std::collections::BTreeSet<i64>,
+    pub resyncs: u32,
+    pub gaps: u32,
+}
+
+impl Follower {
+    pub async fn connect(app: &TestApp, user: &TestUser, conversation: i64) -> Self {
+        let ws = app.connect(user).await;
+        Self { ws, conversation, cursor: 0, held: Default::default(), resyncs: 0, gaps: 0 }
+    }
+
+    pub async fn sync(&mut self) {
+        loop {
+            let cursors = json!({ self.conversation.to_string(): self.cursor });
+            let reply = self.ws.request("sync", json!({ "cursors": cursors, "limit": 500 })).await;
+            assert_eq!(reply["ok"], true, "{reply}");
+            let mut more = false;
+            for entry in reply["data"]["conversations"].as_array().unwrap() {
+                for change in entry["changes"].as_array().unwrap() {
+                    self.held.insert(change["seq"].as_i64().unwrap());
+                }
+                more |= entry["has_more"] == true;
+                let reached = match entry["changes"].as_array().unwrap().last() {
+                    Some(last) if entry["has_more"] == true => last["version"].as_i64().unwrap(),
+                    _ => entry["version"].as_i64().unwrap(),
+                };
+                self.cursor = self.cursor.max(reached);
+            }
+            if !more {
+                return;
+            }
+        }
+    }
+
+    /// Follows events until it holds seqs 1..=`count`; fails after `wait` without them.
+    pub async fn follow_until(&mut self, count: i64, wait: Duration) {
+        let deadline = std::time::Instant::now() + wait;
+        while (1..=count).any(|seq| !self.held.contains(&seq)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(!left.is_zero(), "missing messages after {wait:?}: holds {} of {count}", self.held.len());
+            let Some(event) = self.ws.next_event_within(left.min(Duration::from_millis(500))).await else {
+                continue;
+            };
+            match event["type"].as_str() {
+                Some("resync") => {
+                    self.resyncs += 1;
+                    self.sync().await;
+                }
+                Some("message_created") => {
+                    let message = &event["message"];
+                    self.held.insert(message["seq"].as_i64().unwrap());
+                    let version = message["version"].as_i64().unwrap();
+                    if version == self.cursor + 1 {
+                        self.cursor = version;
+                    } else if version > self.cursor + 1 {
+                        self.gaps += 1;
+                        self.sync().await;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}

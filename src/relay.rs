@@ -1,0 +1,312 @@
+//! The cross-instance relay: every event published on this instance reaches the sockets
+//! connected to every other instance of the same database, through PostgreSQL's
+//! `LISTEN/NOTIFY` and no broker.
+//!
+//! - The **notifier** subscribes to the local event bus and sends what it receives, in
+//!   publish order, as `NOTIFY goim_events` payloads: as many events per notification as
+//!   fit under [`db::relay::MAX_PAYLOAD`], after the transactions that caused them
+//!   committed (never inside a writer transaction, whose commit would then serialise on
+//!   PostgreSQL's notify lock). A message too large to travel inline travels as a
+//!   reference (conversation, seq) that each receiving instance reads once.
+//! - The **listener** holds one dedicated connection with `LISTEN goim_events`, skips its
+//!   own notifications, and hands the others' events to the local hub, which resolves its
+//!   own recipients (one notification serves a whole group).
+//!
+//! Nothing is lost silently. When the notifier falls behind the bus, or the listener's
+//! connection drops (it reconnects with backoff), the affected sockets are told to
+//! `resync` (docs/protocol.md §5): the notifier asks every other instance to do so, the
+//! listener tells its own sockets after reconnecting. A crash between a commit and its
+//! notification leaves the same kind of gap, which the next event (a version jump) or the
+//! client's reconnect reveals.
+
+use std::{sync::Arc, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, postgres::PgConnectOptions};
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{
+    db,
+    domain::{ConversationId, MessageView, UserId},
+    events::{Event, EventBus, Published},
+    hub::Hub,
+    metrics::Metrics,
+};
+
+/// Longest wait between attempts to re-establish the listener.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Events larger than this (a long message) travel by reference.
+const MAX_INLINE_EVENT: usize = 4000;
+
+/// One relayed item: an event inline, a message by reference, or a request to resync.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Item {
+    Event {
+        recipients: Vec<UserId>,
+        event: Event,
+    },
+    /// `message_created` / `message_edited` too large to inline.
+    Message {
+        recipients: Vec<UserId>,
+        edited: bool,
+        conversation_id: ConversationId,
+        seq: i64,
+    },
+    /// The sending instance lost events before relaying them.
+    Resync,
+}
+
+/// One notification: the sending instance and its items, in publish order.
+#[derive(Debug, Deserialize)]
+struct Payload {
+    origin: Uuid,
+    items: Vec<Item>,
+}
+
+/// Whether the listener is connected, for `/readyz`.
+#[derive(Debug, Clone)]
+pub struct RelayStatus {
+    listening: Arc<watch::Sender<bool>>,
+}
+
+impl Default for RelayStatus {
+    fn default() -> Self {
+        Self { listening: Arc::new(watch::channel(false).0) }
+    }
+}
+
+impl RelayStatus {
+    pub fn is_listening(&self) -> bool {
+        *self.listening.borrow()
+    }
+
+    /// Resolves once the listener is connected (at once if it is).
+    pub async fn listening(&self) {
+        let mut receiver = self.listening.subscribe();
+        let _ = receiver.wait_for(|listening| *listening).await;
+    }
+
+    fn set(&self, listening: bool, metrics: &Metrics) {
+        self.listening.send_replace(listening);
+        metrics.relay_listening.set(i64::from(listening));
+    }
+}
+
+/// Starts the notifier and the listener; both end when `stop` is cancelled.
+pub fn start(
+    pool: PgPool,
+    options: PgConnectOptions,
+    events: &EventBus,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
+) -> RelayStatus {
+    let origin = Uuid::new_v4();
+    let status = RelayStatus::default();
+    let notifier = notify_loop(origin, pool.clone(), events.subscribe(), metrics.clone(), stop.clone());
+    tasks.spawn(tracing::Instrument::instrument(notifier, tracing::info_span!("relay_notifier")));
+    let listener = listen_loop(origin, pool, options, hub, metrics, status.clone(), stop);
+    tasks.spawn(tracing::Instrument::instrument(listener, tracing::info_span!("relay_listener")));
+    status
+}
+
+async fn notify_loop(
+    origin: Uuid,
+    pool: PgPool,
+    mut bus: broadcast::Receiver<Arc<Published>>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => return,
+            received = bus.recv() => received,
+        };
+        let mut items = Vec::new();
+        match first {
+            Ok(published) => items.extend(items_of(&published)),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "the relay fell behind the event bus; other instances told to resync");
+                items.push(Item::Resync);
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+        // Everything already queued goes out with it, a notification's worth at a time.
+        while items.len() < 64 {
+            match bus.try_recv() {
+                Ok(published) => items.extend(items_of(&published)),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => items.push(Item::Resync),
+                Err(_) => break,
+            }
+        }
+        for payload in payloads(origin, &items) {
+            if let Err(error) = db::relay::notify(&pool, &payload).await {
+                // The other instances' sockets miss these events; tell them once it works.
+                tracing::warn!(%error, "relaying events failed");
+                metrics.relay_failures.inc();
+                if let Some(resync) = payloads(origin, &[Item::Resync]).first() {
+                    let _ = db::relay::notify(&pool, resync).await;
+                }
+            } else {
+                metrics.relay_notifications_sent.inc();
+            }
+        }
+    }
+}
+
+/// The items that carry one published event: inline, or by reference for a message too
+/// large to inline; and split by recipients when a huge group's list would not fit one
+/// notification.
+fn items_of(published: &Published) -> Vec<Item> {
+    let event_bytes = serde_json::to_string(&published.event).map_or(usize::MAX, |json| json.len());
+    let by_reference = match &published.event {
+        Event::MessageCreated { message } | Event::MessageEdited { message } if event_bytes > MAX_INLINE_EVENT => {
+            Some((matches!(published.event, Event::MessageEdited { .. }), message.conversation_id, message.seq))
+        }
+        _ => None,
+    };
+    let make = |recipients: Vec<UserId>| match by_reference {
+        Some((edited, conversation_id, seq)) => Item::Message { recipients, edited, conversation_id, seq },
+        None => Item::Event { recipients, event: published.event.clone() },
+    };
+    let budget = db::relay::MAX_PAYLOAD.saturating_sub(event_bytes.min(MAX_INLINE_EVENT) + 200);
+    let mut items = Vec::new();
+    let mut chunk = Vec::new();
+    let mut chunk_bytes = 0;
+    for &recipient in &published.recipients {
+        let bytes = recipient.0.to_string().len() + 1;
+        if chunk_bytes + bytes > budget && !chunk.is_empty() {
+            items.push(make(std::mem::take(&mut chunk)));
+            chunk_bytes = 0;
+        }
+        chunk.push(recipient);
+        chunk_bytes += bytes;
+    }
+    if !chunk.is_empty() || items.is_empty() {
+        items.push(make(chunk));
+    }
+    items
+}
+
+/// Packs items, in order, into as few payloads as fit under the limit.
+fn payloads(origin: Uuid, items: &[Item]) -> Vec<String> {
+    let head = format!(r#"{{"origin":"{origin}","items":["#);
+    let mut out = Vec::new();
+    let mut current = head.clone();
+    let mut count = 0;
+    for item in items {
+        let Ok(json) = serde_json::to_string(item) else { continue };
+        if count > 0 && current.len() + json.len() + 3 > db::relay::MAX_PAYLOAD {
+            current.push_str("]}");
+            out.push(std::mem::replace(&mut current, head.clone()));
+            count = 0;
+        }
+        if count > 0 {
+            current.push(',');
+        }
+        current.push_str(&json);
+        count += 1;
+    }
+    if count > 0 {
+        current.push_str("]}");
+        out.push(current);
+    }
+    out
+}
+
+async fn listen_loop(
+    origin: Uuid,
+    pool: PgPool,
+    options: PgConnectOptions,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    status: RelayStatus,
+    stop: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut connected_before = false;
+    loop {
+        let listener = tokio::select! {
+            _ = stop.cancelled() => return,
+            listener = db::relay::listen(&options) => listener,
+        };
+        let mut listener = match listener {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, ?backoff, "cannot listen for other instances' events; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        listener.eager_reconnect(false);
+        status.set(true, &metrics);
+        backoff = Duration::from_millis(100);
+        if connected_before {
+            // Whatever was notified while we were away is gone: local sockets catch up.
+            tracing::info!("listening for other instances' events again; local sockets told to resync");
+            hub.deliver_to_all(&crate::hub::event_frame(&Event::resync("relay_reconnected")));
+        }
+        connected_before = true;
+        loop {
+            let received = tokio::select! {
+                _ = stop.cancelled() => return,
+                received = listener.try_recv() => received,
+            };
+            match received {
+                Ok(Some(notification)) => {
+                    metrics.relay_notifications_received.inc();
+                    receive(origin, &pool, &hub, notification.payload()).await;
+                }
+                Ok(None) | Err(_) => {
+                    tracing::warn!("lost the connection that listens for other instances' events; reconnecting");
+                    metrics.relay_reconnects.inc();
+                    status.set(false, &metrics);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn receive(origin: Uuid, pool: &PgPool, hub: &Hub, payload: &str) {
+    let payload: Payload = match serde_json::from_str(payload) {
+        Ok(payload) => payload,
+        Err(error) => {
+            tracing::warn!(%error, "ignoring a relayed notification that does not parse");
+            return;
+        }
+    };
+    if payload.origin == origin {
+        return;
+    }
+    for item in payload.items {
+        match item {
+            Item::Event { recipients, event } => hub.dispatch(&recipients, &event),
+            Item::Message { recipients, edited, conversation_id, seq } => {
+                match db::messages::load(pool, conversation_id, seq).await {
+                    Ok(Some(row)) => {
+                        let message = Box::new(MessageView::from(row));
+                        let event =
+                            if edited { Event::MessageEdited { message } } else { Event::MessageCreated { message } };
+                        hub.dispatch(&recipients, &event);
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read a relayed message; its recipients told to resync");
+                        hub.deliver(&recipients, &crate::hub::event_frame(&Event::resync("relay_read_failed")));
+                    }
+                }
+            }
+            Item::Resync => hub.deliver_to_all(&crate::hub::event_frame(&Event::resync("events_dropped"))),
+        }
+    }
+}
