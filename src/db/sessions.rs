@@ -127,6 +127,22 @@ pub async fn is_active(db: impl PgExecutor<'_>, user: UserId, session: SessionId
     .await
 }
 
+/// Until when `session` of `user` may be used (it slides forward on refresh); `None`
+/// when it is revoked, expired or unknown.
+pub async fn active_until(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+    session: SessionId,
+) -> sqlx::Result<Option<OffsetDateTime>> {
+    sqlx::query_scalar!(
+        "SELECT expires_at FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > now()",
+        session.0,
+        user.0
+    )
+    .fetch_optional(db)
+    .await
+}
+
 pub async fn list_active(db: impl PgExecutor<'_>, user: UserId) -> sqlx::Result<Vec<SessionRow>> {
     sqlx::query_as!(
         SessionRow,

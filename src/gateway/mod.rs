@@ -86,6 +86,10 @@ pub async fn connect(
             (caller.user_id, caller.session_id)
         }
     };
+    // The socket closes by itself when the session expires; revocations are pushed.
+    let session_expires_at = db::sessions::active_until(&state.pool, user, session)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("session_revoked", "this session has been signed out"))?;
     let config = &state.config;
     let (registration, outbound) = state
         .hub
@@ -100,7 +104,8 @@ pub async fn connect(
         actix_ws::handle(&req, body).map_err(|e| ApiError::bad_request("websocket_handshake_failed", e.to_string()))?;
     response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol::SUBPROTOCOL));
     let stream = stream.max_frame_size(config.websocket.ws_max_frame_bytes as usize);
-    let connection = session::Connection { state: state.get_ref().clone(), user, session, registration };
+    let connection =
+        session::Connection { state: state.get_ref().clone(), user, session, session_expires_at, registration };
     let span = tracing::info_span!("ws", %user, connection = connection.registration.id());
     let task = state.tasks.track_future(session::run(connection, ws_session, stream, outbound).instrument(span));
     actix_web::rt::spawn(task);
@@ -113,12 +118,7 @@ fn too_many_connections() -> ApiError {
 
 async fn redeem_ticket(state: &AppState, ticket: &str) -> Result<(UserId, SessionId), ApiError> {
     let found = db::ws_tickets::redeem(&state.pool, &Sha256::digest(ticket.as_bytes())).await?;
-    let (user, session) =
-        found.ok_or_else(|| ApiError::unauthorized("invalid_ticket", "the ticket is unknown, used or expired"))?;
-    if !db::sessions::is_active(&state.pool, user, session).await? {
-        return Err(ApiError::unauthorized("session_revoked", "this session has been signed out"));
-    }
-    Ok((user, session))
+    found.ok_or_else(|| ApiError::unauthorized("invalid_ticket", "the ticket is unknown, used or expired"))
 }
 
 fn check_subprotocol(req: &HttpRequest) -> Result<(), ApiError> {

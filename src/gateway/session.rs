@@ -11,6 +11,7 @@ use std::{
 
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, ProtocolError, Session};
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
@@ -32,6 +33,8 @@ pub struct Connection {
     pub state: AppState,
     pub user: UserId,
     pub session: SessionId,
+    /// When the login session expires unless refreshed meanwhile.
+    pub session_expires_at: OffsetDateTime,
     pub registration: Registration,
 }
 
@@ -40,6 +43,9 @@ const ABUSE_LIMIT: u32 = 50;
 /// Forwarded typing indicators per conversation per socket.
 const TYPING_INTERVAL: Duration = Duration::from_secs(1);
 const CLOSE_SESSION_REVOKED: u16 = 4001;
+/// How often a socket re-reads its session even before it expires: a safety net for a
+/// revocation whose push was lost (revocations are pushed to every instance).
+const SESSION_RECHECK: Duration = Duration::from_secs(600);
 const CLOSE_RATE_LIMITED: u16 = 4008;
 
 /// One socket's session: reads requests, dispatches them, writes replies and events,
@@ -48,6 +54,8 @@ struct SocketSession {
     state: AppState,
     user: UserId,
     session: SessionId,
+    session_expires_at: OffsetDateTime,
+    session_checked: Instant,
     registration: Registration,
     socket: Session,
     /// Requests in flight, so their replies (acks) go out before the socket closes.
@@ -66,12 +74,14 @@ enum Flow {
 }
 
 pub async fn run(connection: Connection, socket: Session, stream: MessageStream, outbound: mpsc::Receiver<Frame>) {
-    let Connection { state, user, session, registration } = connection;
+    let Connection { state, user, session, session_expires_at, registration } = connection;
     let bucket = Bucket::new(state.config.websocket.ws_rate_burst, state.config.websocket.ws_rate_per_sec);
     let session = SocketSession {
         state,
         user,
         session,
+        session_expires_at,
+        session_checked: Instant::now(),
         registration,
         socket,
         requests: TaskTracker::new(),
@@ -119,13 +129,27 @@ impl SocketSession {
         }
     }
 
-    /// Closes a silent peer, ends a revoked or expired session, and pings.
+    /// Closes a silent peer and an expired session, and pings. The database is read only
+    /// when the session's known expiry has passed (a refresh may have moved it) or every
+    /// [`SESSION_RECHECK`], not on every heartbeat.
     async fn heartbeat(&mut self) -> Flow {
         if self.last_heard.elapsed() > self.state.config.websocket.ws_timeout {
             return Flow::Close(Some(reason(CloseCode::Normal, "heartbeat timeout")));
         }
-        if !db::sessions::is_active(&self.state.pool, self.user, self.session).await.unwrap_or(true) {
-            return Flow::Close(Some(reason(CloseCode::Other(CLOSE_SESSION_REVOKED), "session revoked or expired")));
+        let expired = OffsetDateTime::now_utc() >= self.session_expires_at;
+        if expired || self.session_checked.elapsed() >= SESSION_RECHECK {
+            match db::sessions::active_until(&self.state.pool, self.user, self.session).await {
+                Ok(Some(until)) => {
+                    self.session_expires_at = until;
+                    self.session_checked = Instant::now();
+                }
+                Ok(None) => {
+                    let why = "session revoked or expired";
+                    return Flow::Close(Some(reason(CloseCode::Other(CLOSE_SESSION_REVOKED), why)));
+                }
+                // Database trouble is not a reason to drop a client; try next time.
+                Err(_) => {}
+            }
         }
         match self.socket.ping(b"goim").await {
             Ok(()) => Flow::Continue,

@@ -388,6 +388,45 @@ async fn a_revoked_session_is_closed_with_4001() {
 }
 
 #[tokio::test]
+async fn revocations_are_pushed_to_sockets_at_once_not_found_by_a_heartbeat() {
+    // Heartbeats far apart: a close within seconds can only come from the push.
+    let app = spawn_app_with(|config| config.websocket.ws_ping_interval = Duration::from_secs(3600)).await;
+    let user = app.register("ws_pushed").await;
+    let other_device = crate::support::login_token(&app, "ws_pushed").await;
+    let mut on_other_device = app.connect_with_token(&other_device).await;
+    let changed = app
+        .send_as(
+            Method::POST,
+            &user.access_token,
+            "/api/v1/auth/password",
+            Some(&json!({ "current_password": user.password, "new_password": "a brand new passphrase" })),
+        )
+        .await;
+    assert_eq!(changed.status(), 204);
+    assert_eq!(on_other_device.closed_with().await, Some(4001), "a password change signs other devices out");
+
+    // A refresh token presented twice revokes its session: its socket closes too.
+    let mut on_this_device = app.connect(&user).await;
+    let refresh = json!({ "refresh_token": user.refresh_token });
+    assert_eq!(app.post_json("/api/v1/auth/refresh", &refresh).await.status(), 200);
+    assert_eq!(app.post_json("/api/v1/auth/refresh", &refresh).await.status(), 401);
+    assert_eq!(on_this_device.closed_with().await, Some(4001), "refresh-token reuse signs the session out");
+}
+
+#[tokio::test]
+async fn a_socket_closes_when_its_session_expires() {
+    let app = spawn_app_with(|config| {
+        config.websocket.ws_ping_interval = Duration::from_secs(1);
+        config.auth.access_token_ttl = Duration::from_secs(1);
+        config.auth.refresh_token_ttl = Duration::from_secs(2);
+    })
+    .await;
+    let user = app.register("ws_expiring").await;
+    let mut ws = app.connect(&user).await;
+    assert_eq!(ws.closed_with().await, Some(4001));
+}
+
+#[tokio::test]
 async fn abusive_request_rates_get_refusals_then_4008() {
     let app = spawn_app_with(|config| {
         config.websocket.ws_rate_burst = 5;
@@ -491,19 +530,6 @@ async fn shutdown_closes_every_socket_with_1001() {
     app.shutdown.cancel();
     assert_eq!(a.closed_with().await, Some(1001));
     assert_eq!(b.closed_with().await, Some(1001));
-}
-
-#[tokio::test]
-async fn an_expired_session_is_closed_with_4001_at_the_next_heartbeat() {
-    let app = spawn_app_with(|config| config.websocket.ws_ping_interval = Duration::from_secs(1)).await;
-    let user = app.register("ws_expiring").await;
-    let mut ws = app.connect(&user).await;
-    sqlx::query("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id = $1")
-        .bind(user.id)
-        .execute(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(ws.closed_with().await, Some(4001));
 }
 
 #[tokio::test]

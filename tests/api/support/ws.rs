@@ -26,7 +26,11 @@ pub struct WsClient {
 
 impl TestApp {
     pub async fn ticket(&self, user: &TestUser) -> String {
-        let response = self.send_as(reqwest::Method::POST, &user.access_token, "/api/v1/ws/ticket", None).await;
+        self.ticket_for(&user.access_token).await
+    }
+
+    async fn ticket_for(&self, access_token: &str) -> String {
+        let response = self.send_as(reqwest::Method::POST, access_token, "/api/v1/ws/ticket", None).await;
         assert_eq!(response.status(), 200, "ticket");
         response.json::<Value>().await.unwrap()["ticket"].as_str().unwrap().to_owned()
     }
@@ -37,7 +41,12 @@ impl TestApp {
 
     /// Opens a socket for `user` with a fresh ticket.
     pub async fn connect(&self, user: &TestUser) -> WsClient {
-        let url = self.ws_url(&format!("?ticket={}", self.ticket(user).await));
+        self.connect_with_token(&user.access_token).await
+    }
+
+    /// Opens a socket for the session of `access_token`, with a fresh ticket.
+    pub async fn connect_with_token(&self, access_token: &str) -> WsClient {
+        let url = self.ws_url(&format!("?ticket={}", self.ticket_for(access_token).await));
         let mut request = url.into_client_request().unwrap();
         request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("goim.v1"));
         let (socket, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
@@ -130,10 +139,11 @@ impl WsClient {
         }
     }
 
-    /// Reads until the server closes; returns the close code.
+    /// Reads until the server closes (within [`WAIT`] in all); returns the close code.
     pub async fn closed_with(&mut self) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            match tokio::time::timeout(WAIT, self.socket.next()).await.expect("server closes in time") {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await.expect("server closes in time") {
                 Some(Ok(Message::Close(frame))) => return frame.map(|f: CloseFrame| f.code.into()),
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => return None,
