@@ -575,11 +575,7 @@ async fn when_the_fan_out_falls_behind_every_socket_is_told_to_resync_and_every_
         assert_eq!(follower.held.len() as i64, MESSAGES);
     }
     let metrics = app.get("/metrics").await.text().await.unwrap();
-    let dropped = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("goim_fanout_dropped_total "))
-        .and_then(|value| value.trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let dropped = crate::support::metric_value(&metrics, "goim_fanout_dropped_total");
     assert!(dropped > 0.0, "the test must make the fan-out fall behind: {metrics}");
     // A gap shows only when a later event arrives; losing the last events would go
     // unnoticed, so the server tells every socket.

@@ -47,11 +47,8 @@ async fn metrics_count_requests_by_route_and_status_and_show_the_pool() {
     assert!(text.contains(r#"goim_build_info{version=""#), "{text}");
     assert!(text.contains("process_start_time_seconds"), "{text}");
     if cfg!(target_os = "linux") {
-        let rss = text
-            .lines()
-            .find_map(|line| line.strip_prefix("process_resident_memory_bytes "))
-            .and_then(|value| value.trim().parse::<f64>().ok());
-        assert!(rss.is_some_and(|bytes| bytes > 1e6), "RSS reported: {text}");
+        let rss = crate::support::metric_value(&text, "process_resident_memory_bytes");
+        assert!(rss > 1e6, "RSS reported: {text}");
         assert!(text.contains("process_cpu_seconds_total"), "{text}");
     }
 }

@@ -7,21 +7,15 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::support::{TestApp, TestUser, befriend, call, open_direct, send_text, spawn_app, spawn_peer, ws::Follower};
+use crate::support::{
+    TestApp, TestUser, befriend, call, metric_value, open_direct, send_text, spawn_app, spawn_peer, ws::Follower,
+};
 
 async fn friends_with_conversation(app: &TestApp, a: &str, b: &str) -> (TestUser, TestUser, i64) {
     let (a, b) = (app.register(a).await, app.register(b).await);
     befriend(app, &a, &b).await;
     let conversation = open_direct(app, &a, &b).await;
     (a, b, conversation)
-}
-
-fn counter(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test]
@@ -68,8 +62,8 @@ async fn messages_typing_and_receipts_cross_instances_in_order() {
     assert_eq!(event["message"]["body"].as_str().unwrap(), long);
 
     let metrics = b.get("/metrics").await.text().await.unwrap();
-    assert!(counter(&metrics, "goim_relay_notifications_received_total") > 0.0, "{metrics}");
-    assert_eq!(counter(&metrics, "goim_relay_listening"), 1.0, "{metrics}");
+    assert!(metric_value(&metrics, "goim_relay_notifications_received_total") > 0.0, "{metrics}");
+    assert_eq!(metric_value(&metrics, "goim_relay_listening"), 1.0, "{metrics}");
 }
 
 #[tokio::test]
@@ -111,7 +105,7 @@ async fn when_the_listening_connection_is_killed_it_reconnects_and_clients_lose_
     assert!(follower.resyncs >= 1, "the reconnected relay told its sockets to resync");
     b.wait_until_ready().await;
     let metrics = b.get("/metrics").await.text().await.unwrap();
-    assert!(counter(&metrics, "goim_relay_reconnects_total") >= 1.0, "{metrics}");
+    assert!(metric_value(&metrics, "goim_relay_reconnects_total") >= 1.0, "{metrics}");
     // After the reconnect the relay works again: a new message crosses live.
     let ack: Value = send_text(&a, &ann, conversation, "after").await;
     let event = follower.ws.event("message_created", |e| e["message"]["body"] == "after").await;

@@ -46,7 +46,19 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config();
     customise(&mut config);
-    let options = cluster().create_database().await;
+    serve(config, cluster().create_database().await).await
+}
+
+/// Another GOIM instance on the same database as `app` (same secret, own port, own hub):
+/// the shape of a multi-instance deployment.
+pub async fn spawn_peer(app: &TestApp) -> TestApp {
+    let peer = serve(test_config(), app.db_options.clone()).await;
+    peer.wait_until_ready().await;
+    peer
+}
+
+/// Runs the application with `config` on the database at `options`.
+async fn serve(config: Config, options: sqlx::postgres::PgConnectOptions) -> TestApp {
     let pool = db::connect(&config, options.clone()).await.expect("test database accepts connections");
     let app = Application::build(config, pool.clone()).expect("application builds");
     let port = app.port();
@@ -66,29 +78,13 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     }
 }
 
-/// Another GOIM instance on the same database as `app` (same secret, own port, own hub):
-/// the shape of a multi-instance deployment.
-pub async fn spawn_peer(app: &TestApp) -> TestApp {
-    let config = test_config();
-    let pool = db::connect(&config, app.db_options.clone()).await.expect("test database accepts connections");
-    let peer = Application::build(config, pool.clone()).expect("application builds");
-    let port = peer.port();
-    let shutdown = peer.shutdown_token();
-    let events = peer.events();
-    let rate_limits = peer.rate_limits();
-    let server = tokio::spawn(peer.run_until_stopped());
-    let peer = TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        client: reqwest::Client::builder().timeout(TIMEOUT).build().expect("reqwest client builds"),
-        pool,
-        db_options: app.db_options.clone(),
-        events,
-        rate_limits,
-        server,
-        shutdown,
-    };
-    peer.wait_until_ready().await;
-    peer
+/// The value of the metric line `name <value>` in a `/metrics` text (0 when absent).
+pub fn metric_value(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 impl TestApp {
