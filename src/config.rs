@@ -264,6 +264,11 @@ pub struct WebSocketConfig {
     #[arg(long, env = "GOIM_PRESENCE_GRACE_MS", default_value_t = 5000)]
     pub presence_grace_ms: u64,
 
+    /// Milliseconds between an instance's presence heartbeats. An instance that misses
+    /// three in a row counts as dead: peers announce its users offline.
+    #[arg(long, env = "GOIM_INSTANCE_HEARTBEAT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(50..))]
+    pub instance_heartbeat_ms: u64,
+
     /// Events the real-time fan-out may fall behind before it drops some and tells every
     /// socket to resync.
     #[arg(long, env = "GOIM_EVENT_BUS_CAPACITY", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]

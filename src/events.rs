@@ -157,6 +157,12 @@ pub enum Event {
         user_id: UserId,
         session_id: SessionId,
     },
+    /// Internal, published with no recipients: a peer instance died, and events it
+    /// committed but never relayed may be missing anywhere, so every socket on every
+    /// instance is told to resync.
+    InstanceLost {
+        instance_id: uuid::Uuid,
+    },
 }
 
 impl Event {

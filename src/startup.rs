@@ -51,14 +51,17 @@ impl Application {
             config.database.writer_lanes as usize,
             config.database.writer_queue as usize,
         );
+        let shutdown = CancellationToken::new();
         let presence = Presence::new(
             pool.clone(),
             events.clone(),
             tasks.clone(),
             std::time::Duration::from_millis(config.websocket.presence_grace_ms),
+            std::time::Duration::from_millis(config.websocket.instance_heartbeat_ms),
+            shutdown.clone(),
         );
+        tasks.spawn(presence.clone().run().instrument(tracing::info_span!("presence")));
         let hub = Hub::new(presence, metrics.clone());
-        let shutdown = CancellationToken::new();
         let fanout = hub::run_fanout(hub.clone(), events.clone(), shutdown.clone());
         tasks.spawn(fanout.instrument(tracing::info_span!("fanout")));
         let relay = relay::start(

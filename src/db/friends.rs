@@ -36,21 +36,33 @@ pub async fn ids_of(db: impl PgExecutor<'_>, user: UserId) -> sqlx::Result<Vec<U
         .await
 }
 
-/// Those of `candidates` who are friends of `user`, with when each was last connected.
-pub async fn last_seen_among(
+/// A friend's presence: online on any live instance (see `db::presence`), and when they
+/// were last connected.
+#[derive(Debug)]
+pub struct FriendPresence {
+    pub id: UserId,
+    pub online: bool,
+    pub last_seen_at: Option<OffsetDateTime>,
+}
+
+/// The presence of those of `candidates` who are friends of `user`.
+pub async fn presence_among(
     db: impl PgExecutor<'_>,
     user: UserId,
     candidates: &[i64],
-) -> sqlx::Result<Vec<(UserId, Option<OffsetDateTime>)>> {
-    let rows = sqlx::query!(
-        r#"SELECT u.id AS "id: UserId", u.last_seen_at FROM friendships f JOIN users u ON u.id = f.friend_id
+) -> sqlx::Result<Vec<FriendPresence>> {
+    sqlx::query_as!(
+        FriendPresence,
+        r#"SELECT u.id AS "id: UserId", u.last_seen_at,
+                  EXISTS (SELECT 1 FROM instance_users iu JOIN instances i ON i.id = iu.instance_id
+                           WHERE iu.user_id = u.id AND i.expires_at > now()) AS "online!"
+             FROM friendships f JOIN users u ON u.id = f.friend_id
             WHERE f.user_id = $1 AND f.friend_id = ANY($2)"#,
         user.0,
         candidates
     )
     .fetch_all(db)
-    .await?;
-    Ok(rows.into_iter().map(|row| (row.id, row.last_seen_at)).collect())
+    .await
 }
 
 /// Makes `a` and `b` friends (both directions). Already friends: no change.

@@ -7,6 +7,7 @@ pub mod friends;
 pub mod groups;
 pub mod message_search;
 pub mod messages;
+pub mod presence;
 pub mod relay;
 pub mod sessions;
 pub mod users;

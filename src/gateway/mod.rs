@@ -3,6 +3,7 @@
 //! written down in docs/protocol.md; [`protocol`] parses and renders its frames.
 //! Every operation calls the same service functions as the REST API.
 
+mod peer_watch;
 pub mod protocol;
 mod session;
 
@@ -15,6 +16,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use utoipa::ToSchema;
 
@@ -25,6 +27,7 @@ use crate::{
     error::ApiError,
     state::AppState,
 };
+use peer_watch::WatchedBody;
 
 /// How long a ticket may wait before it is redeemed.
 pub const TICKET_TTL_SECS: i64 = 30;
@@ -104,8 +107,16 @@ pub async fn connect(
         actix_ws::handle(&req, body).map_err(|e| ApiError::bad_request("websocket_handshake_failed", e.to_string()))?;
     response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol::SUBPROTOCOL));
     let stream = stream.max_frame_size(config.websocket.ws_max_frame_bytes as usize);
-    let connection =
-        session::Connection { state: state.get_ref().clone(), user, session, session_expires_at, registration };
+    let peer_gone = CancellationToken::new();
+    let response = response.map_body(|_, body| WatchedBody::new(body, peer_gone.clone())).map_into_boxed_body();
+    let connection = session::Connection {
+        state: state.get_ref().clone(),
+        user,
+        session,
+        session_expires_at,
+        registration,
+        peer_gone,
+    };
     let span = tracing::info_span!("ws", %user, connection = connection.registration.id());
     let task = state.tasks.track_future(session::run(connection, ws_session, stream, outbound).instrument(span));
     actix_web::rt::spawn(task);

@@ -13,7 +13,7 @@ use actix_ws::{CloseCode, CloseReason, Message, MessageStream, ProtocolError, Se
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
-use tokio_util::task::TaskTracker;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::protocol::{self, ClientRequest};
 use crate::{
@@ -36,6 +36,8 @@ pub struct Connection {
     /// When the login session expires unless refreshed meanwhile.
     pub session_expires_at: OffsetDateTime,
     pub registration: Registration,
+    /// Cancelled when the server dropped the connection (see `peer_watch`).
+    pub peer_gone: CancellationToken,
 }
 
 /// Consecutive rate-limited requests after which the socket is closed with 4008.
@@ -74,7 +76,7 @@ enum Flow {
 }
 
 pub async fn run(connection: Connection, socket: Session, stream: MessageStream, outbound: mpsc::Receiver<Frame>) {
-    let Connection { state, user, session, session_expires_at, registration } = connection;
+    let Connection { state, user, session, session_expires_at, registration, peer_gone } = connection;
     let bucket = Bucket::new(state.config.websocket.ws_rate_burst, state.config.websocket.ws_rate_per_sec);
     let session = SocketSession {
         state,
@@ -90,11 +92,16 @@ pub async fn run(connection: Connection, socket: Session, stream: MessageStream,
         refused_in_a_row: 0,
         last_typing: HashMap::new(),
     };
-    session.run(stream, outbound).await;
+    session.run(stream, outbound, peer_gone).await;
 }
 
 impl SocketSession {
-    async fn run(mut self, mut stream: MessageStream, mut outbound: mpsc::Receiver<Frame>) {
+    async fn run(
+        mut self,
+        mut stream: MessageStream,
+        mut outbound: mpsc::Receiver<Frame>,
+        peer_gone: CancellationToken,
+    ) {
         let mut heartbeat = tokio::time::interval(self.state.config.websocket.ws_ping_interval);
         heartbeat.tick().await;
         let shutdown = self.state.shutdown.clone();
@@ -103,6 +110,7 @@ impl SocketSession {
             let flow = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => Flow::Close(Some(reason(CloseCode::Away, "server shutting down"))),
+                _ = peer_gone.cancelled() => Flow::Close(None),
                 killed = kill.killed() => Flow::Close(Some(match killed {
                     KillReason::SlowConsumer => reason(CloseCode::Again, "too slow: outbound queue full"),
                     KillReason::SessionRevoked => reason(CloseCode::Other(CLOSE_SESSION_REVOKED), "session revoked"),
@@ -349,14 +357,14 @@ async fn dispatch(state: &AppState, user: UserId, request: ClientRequest) -> Res
                 return Err(ApiError::validation("user_ids", "at most 200 users"));
             }
             let ids: Vec<i64> = user_ids;
-            let friends = db::friends::last_seen_among(&state.pool, user, &ids).await?;
+            let friends = db::friends::presence_among(&state.pool, user, &ids).await?;
             let users: Vec<Value> = friends
                 .into_iter()
-                .map(|(friend, last_seen)| {
+                .map(|friend| {
                     json!({
-                        "user_id": friend,
-                        "online": state.hub.presence().is_online(friend),
-                        "last_seen_at": last_seen.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+                        "user_id": friend.id,
+                        "online": friend.online,
+                        "last_seen_at": friend.last_seen_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
                     })
                 })
                 .collect();

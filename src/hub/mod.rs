@@ -165,10 +165,6 @@ impl Hub {
         }
     }
 
-    pub fn presence(&self) -> &presence::Presence {
-        &self.inner.presence
-    }
-
     /// Closes every socket of a revoked session (4001 is sent by the session loop).
     pub fn kill_session(&self, user: UserId, session: SessionId) {
         let connections = self.inner.connections.read().unwrap_or_else(|p| p.into_inner());
@@ -247,6 +243,7 @@ impl Hub {
     pub fn dispatch(&self, recipients: &[UserId], event: &Event) {
         match event {
             Event::SessionRevoked { user_id, session_id } => self.kill_session(*user_id, *session_id),
+            Event::InstanceLost { .. } => self.deliver_to_all(&event_frame(&Event::resync("instance_lost"))),
             Event::MessageCreated { message } => {
                 let age = time::OffsetDateTime::now_utc() - message.created_at;
                 self.inner.metrics.delivery_latency.observe(age.as_seconds_f64().max(0.0));

@@ -1,20 +1,33 @@
-//! Presence: online while at least one socket is connected (on this instance),
-//! offline `grace` after the last one closes, so a quick reconnect does not flap.
-//! `last_seen_at` is written once, when the user goes offline — never per heartbeat.
-//! Changes go to the user's friends (blocking ends a friendship, so blocked users
-//! never see presence).
+//! Presence: a user is online while any live instance holds a socket of theirs, and
+//! offline `grace` after the last one closes, so a quick reconnect (to this or another
+//! instance) does not flap.
+//!
+//! Each instance records which users it holds in the database (`db::presence`) and
+//! heartbeats its own row; an instance that stops heartbeating (killed, partitioned) is
+//! reaped by whichever peer notices first, which announces its users offline unless they
+//! are connected elsewhere. `last_seen_at` is written when a user goes offline, never per
+//! heartbeat. Changes go to the user's friends through the event bus, so the relay takes
+//! them to every instance (blocking ends a friendship, so blocked users never see
+//! presence).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use sqlx::PgPool;
-use time::OffsetDateTime;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use uuid::Uuid;
 
-use crate::{db, domain::UserId, events::Event, events::EventBus};
+use crate::{
+    db::{self, presence::Transition},
+    domain::UserId,
+    events::{Event, EventBus},
+};
+
+/// Heartbeats an instance may miss before peers count it as dead.
+const MISSED_HEARTBEATS: u32 = 3;
 
 #[derive(Clone)]
 pub struct Presence {
@@ -24,24 +37,46 @@ pub struct Presence {
     /// The main runtime: sockets live on actix worker threads whose runtimes end before
     /// shutdown finishes, and presence timers must outlive them.
     runtime: tokio::runtime::Handle,
+    instance: Uuid,
     grace: Duration,
-    /// Users whose last socket closed, with the timer that will make them offline.
+    heartbeat: Duration,
+    /// Users whose last local socket closed, with the timer that will take them offline.
     pending_offline: Arc<Mutex<HashMap<UserId, CancellationToken>>>,
-    online: Arc<Mutex<HashMap<UserId, ()>>>,
+    /// Users with a socket on this instance (or within their grace period).
+    here: Arc<Mutex<HashSet<UserId>>>,
+    stop: CancellationToken,
 }
 
 impl Presence {
-    /// Must be called inside the main runtime.
-    pub fn new(pool: PgPool, events: EventBus, tasks: TaskTracker, grace: Duration) -> Self {
-        let runtime = tokio::runtime::Handle::current();
-        Self { pool, events, tasks, runtime, grace, pending_offline: Arc::default(), online: Arc::default() }
+    /// Must be called inside the main runtime. Pending offline timers end with `stop`:
+    /// a stopping instance hands its users to the peers' reaper instead (see [`Self::run`]).
+    pub fn new(
+        pool: PgPool,
+        events: EventBus,
+        tasks: TaskTracker,
+        grace: Duration,
+        heartbeat: Duration,
+        stop: CancellationToken,
+    ) -> Self {
+        Self {
+            pool,
+            events,
+            tasks,
+            runtime: tokio::runtime::Handle::current(),
+            instance: Uuid::new_v4(),
+            grace,
+            heartbeat,
+            pending_offline: Arc::default(),
+            here: Arc::default(),
+            stop,
+        }
     }
 
-    pub fn is_online(&self, user: UserId) -> bool {
-        self.online.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&user)
+    fn is_here(&self, user: UserId) -> bool {
+        self.here.lock().unwrap_or_else(|p| p.into_inner()).contains(&user)
     }
 
-    /// The user's first socket opened.
+    /// The user's first socket on this instance opened.
     pub fn connected(&self, user: UserId) {
         let pending = self.pending_offline.lock().unwrap_or_else(|p| p.into_inner()).remove(&user);
         if let Some(timer) = pending {
@@ -49,14 +84,13 @@ impl Presence {
             timer.cancel();
             return;
         }
-        let newly_online = self.online.lock().unwrap_or_else(|p| p.into_inner()).insert(user, ()).is_none();
-        if newly_online {
-            let (pool, events) = (self.pool.clone(), self.events.clone());
-            self.tasks.spawn_on(async move { announce(&pool, &events, user, true, None).await }, &self.runtime);
+        if self.here.lock().unwrap_or_else(|p| p.into_inner()).insert(user) {
+            let this = self.clone();
+            self.tasks.spawn_on(async move { this.settle(&[user]).await }, &self.runtime);
         }
     }
 
-    /// The user's last socket closed.
+    /// The user's last socket on this instance closed.
     pub fn disconnected(&self, user: UserId) {
         let timer = CancellationToken::new();
         self.pending_offline.lock().unwrap_or_else(|p| p.into_inner()).insert(user, timer.clone());
@@ -65,6 +99,7 @@ impl Presence {
             async move {
                 tokio::select! {
                     _ = timer.cancelled() => {}
+                    _ = this.stop.cancelled() => {}
                     _ = tokio::time::sleep(this.grace) => {
                         let still_pending = {
                             let mut pending = this.pending_offline.lock().unwrap_or_else(|p| p.into_inner());
@@ -74,12 +109,8 @@ impl Presence {
                             }
                         };
                         if still_pending {
-                            this.online.lock().unwrap_or_else(|p| p.into_inner()).remove(&user);
-                            let now = OffsetDateTime::now_utc();
-                            if let Err(error) = db::users::set_last_seen(&this.pool, user, now).await {
-                                tracing::warn!(%error, "cannot store last_seen_at");
-                            }
-                            announce(&this.pool, &this.events, user, false, Some(now)).await;
+                            this.here.lock().unwrap_or_else(|p| p.into_inner()).remove(&user);
+                            this.settle(&[user]).await;
                         }
                     }
                 }
@@ -87,14 +118,79 @@ impl Presence {
             &self.runtime,
         );
     }
-}
 
-async fn announce(pool: &PgPool, events: &EventBus, user: UserId, online: bool, last_seen_at: Option<OffsetDateTime>) {
-    match db::friends::ids_of(pool, user).await {
-        Ok(friends) if !friends.is_empty() => {
-            events.publish(friends, Event::Presence { user_id: user, online, last_seen_at });
+    /// Records in the database whether this instance holds `users` (as of now) and
+    /// announces whatever changed for everyone.
+    async fn settle(&self, users: &[UserId]) {
+        match db::presence::settle(&self.pool, self.instance, users, |user| self.is_here(user)).await {
+            Ok(transitions) => self.announce(transitions).await,
+            Err(error) => tracing::warn!(%error, "cannot record presence; the next heartbeat retries"),
         }
-        Ok(_) => {}
-        Err(error) => tracing::warn!(%error, "cannot load friends for a presence change"),
+    }
+
+    async fn announce(&self, transitions: Vec<Transition>) {
+        for Transition { user, online, last_seen_at } in transitions {
+            match db::friends::ids_of(&self.pool, user).await {
+                Ok(friends) if !friends.is_empty() => {
+                    self.events.publish(friends, Event::Presence { user_id: user, online, last_seen_at });
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "cannot load friends for a presence change"),
+            }
+        }
+    }
+
+    /// Heartbeats this instance's row and reaps dead peers until `stop`, then hands the
+    /// instance's users off: its row expires `grace` later, so users who reconnect
+    /// elsewhere by then never flap, and the others go offline through the peers' (or the
+    /// next start's) reaper.
+    pub async fn run(self) {
+        let ttl = self.heartbeat * MISSED_HEARTBEATS;
+        let mut ticks = tokio::time::interval(self.heartbeat);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => break,
+                _ = ticks.tick() => {}
+            }
+            let beat = async {
+                if !db::presence::heartbeat(&self.pool, self.instance, ttl).await? {
+                    // First beat, or peers reaped this instance while it was cut off: its
+                    // users' rows are gone, so record (and announce) them again.
+                    let users: Vec<UserId> =
+                        self.here.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+                    if !users.is_empty() {
+                        self.announce(
+                            db::presence::settle(&self.pool, self.instance, &users, |u| self.is_here(u)).await?,
+                        )
+                        .await;
+                    }
+                }
+                let reaped = db::presence::reap(&self.pool).await?;
+                for instance_id in reaped.crashed {
+                    tracing::warn!(%instance_id, "a peer instance stopped heartbeating; every socket told to resync");
+                    self.events.publish(Vec::new(), Event::InstanceLost { instance_id });
+                }
+                self.announce(reaped.offline).await;
+                Ok::<_, sqlx::Error>(())
+            };
+            match beat.await {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("presence heartbeat recovered");
+                }
+                Ok(()) => {}
+                // Logged once per outage, not every beat.
+                Err(error) if !failing => {
+                    failing = true;
+                    tracing::warn!(%error, "presence heartbeat failed; peers expire this instance if it lasts");
+                }
+                Err(_) => {}
+            }
+        }
+        if let Err(error) = db::presence::hand_off(&self.pool, self.instance, self.grace).await {
+            tracing::warn!(%error, "cannot hand presence off; peers expire this instance by its heartbeat");
+        }
     }
 }

@@ -135,6 +135,17 @@ impl ManagedPostgres {
             .database(database)
     }
 
+    /// The same as [`Self::connect_options`], as a `DATABASE_URL` for another process
+    /// (the password is alphanumeric, so it needs no escaping).
+    pub fn url(&self, database: &str) -> Secret {
+        Secret::new(format!(
+            "postgres://{SUPERUSER}:{}@{}:{}/{database}",
+            self.password.expose(),
+            Ipv4Addr::LOCALHOST,
+            self.port
+        ))
+    }
+
     /// Stops the cluster with a fast shutdown (open transactions roll back, committed
     /// data is flushed) and waits for the postmaster and the guard to exit.
     pub async fn stop(mut self) -> Result<(), PgError> {

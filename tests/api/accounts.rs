@@ -276,7 +276,7 @@ async fn login_attempts_are_rate_limited_and_recover() {
     assert_eq!(limited.headers().get("retry-after").unwrap(), "1");
     assert_eq!(error_code(limited, 429).await, "rate_limited");
 
-    app.rate_limits.clock.advance(std::time::Duration::from_secs(1));
+    app.local().rate_limits.clock.advance(std::time::Duration::from_secs(1));
     assert_eq!(login(&app, "jack", TEST_PASSWORD).await.status(), 200, "the budget refills");
 }
 

@@ -43,7 +43,7 @@ async fn pending_ids(app: &TestApp, user: &TestUser, direction: &str) -> Vec<i64
 async fn a_request_is_listed_both_ways_and_accepting_makes_both_friends() {
     let app = spawn_app().await;
     let (ann, ben) = (app.register("ann").await, app.register("ben").await);
-    let mut events = app.events.subscribe();
+    let mut events = app.local().events.subscribe();
     let response = app
         .send_as(
             Method::POST,

@@ -527,7 +527,7 @@ async fn shutdown_closes_every_socket_with_1001() {
     // stops in that instant (seen once under load).
     a.request("conversations", json!({})).await;
     b.request("conversations", json!({})).await;
-    app.shutdown.cancel();
+    app.local().shutdown.cancel();
     assert_eq!(a.closed_with().await, Some(1001));
     assert_eq!(b.closed_with().await, Some(1001));
 }
@@ -584,4 +584,30 @@ async fn when_the_fan_out_falls_behind_every_socket_is_told_to_resync_and_every_
         "every socket was told to resync (resyncs, gaps seen): {:?}",
         followers.iter().map(|f| (f.resyncs, f.gaps)).collect::<Vec<_>>()
     );
+}
+
+/// A client whose connection is reset (no close frame, no FIN) is noticed at once, not
+/// at the next ping: its friends see it go offline after the grace period alone.
+#[tokio::test]
+async fn a_reset_connection_is_noticed_at_once() {
+    let app = spawn_app_with(|config| {
+        config.websocket.presence_grace_ms = 100;
+        config.websocket.ws_ping_interval = Duration::from_secs(60);
+    })
+    .await;
+    let (kim, lee, _) = friends_with_conversation(&app, "reset_kim", "reset_lee").await;
+    let mut lee_watching = app.connect(&lee).await;
+    let kim_socket = app.connect(&kim).await;
+    let online = lee_watching.event("presence", |e| e["user_id"] == kim.id).await;
+    assert_eq!(online["online"], true);
+
+    let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = kim_socket.socket.get_ref() else {
+        panic!("tests use plain TCP");
+    };
+    tcp.set_zero_linger().unwrap();
+    drop(kim_socket); // closes with RST
+    let offline = lee_watching.event("presence", |e| e["user_id"] == kim.id).await;
+    assert_eq!(offline["online"], false, "{offline}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(crate::support::metric_value(&metrics, "goim_ws_connections"), 1.0, "{metrics}");
 }

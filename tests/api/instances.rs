@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::{
-    TestApp, TestUser, befriend, call, metric_value, open_direct, send_text, spawn_app, spawn_peer, ws::Follower,
+    TestApp, TestUser, befriend, call, metric_value, open_direct, send_text, spawn_app, spawn_app_with, spawn_peer,
+    spawn_peer_with,
+    ws::{Follower, WsClient},
 };
 
 async fn friends_with_conversation(app: &TestApp, a: &str, b: &str) -> (TestUser, TestUser, i64) {
@@ -162,5 +164,146 @@ async fn a_group_chat_spread_over_three_instances_delivers_every_message_to_ever
             assert!(own.windows(2).all(|pair| pair[0] < pair[1]), "sender {sender}'s messages in order: {own:?}");
         }
         assert!(!socket.sees_event_within("message_created", Duration::from_millis(300)).await, "no duplicates");
+    }
+}
+
+/// The `presence` reply for `user` as seen by `watcher`'s socket.
+async fn presence_of(watcher: &mut WsClient, user: &TestUser) -> Value {
+    let reply = watcher.request("presence", json!({ "user_ids": [user.id] })).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    reply["data"]["users"][0].clone()
+}
+
+#[tokio::test]
+async fn a_user_on_two_instances_stays_online_until_the_last_socket_closes() {
+    let quick_grace = |config: &mut goim::config::Config| config.websocket.presence_grace_ms = 200;
+    let a = spawn_app_with(quick_grace).await;
+    a.wait_until_ready().await;
+    let b = spawn_peer_with(&a, quick_grace).await;
+    let (fay, gus) = (a.register("pres_fay").await, a.register("pres_gus").await);
+    befriend(&a, &fay, &gus).await;
+    let mut gus_on_a = a.connect(&gus).await;
+
+    let fay_on_a = a.connect(&fay).await;
+    let online = gus_on_a.event("presence", |e| e["user_id"] == fay.id).await;
+    assert_eq!(online["online"], true, "{online}");
+    let fay_on_b = b.connect(&fay).await;
+    assert_eq!(presence_of(&mut gus_on_a, &fay).await["online"], true);
+
+    // Her socket on A closes; the one on B keeps her online, well past the grace period.
+    drop(fay_on_a);
+    for _ in 0..50 {
+        let m = a.get("/metrics").await.text().await.unwrap();
+        eprintln!("CONNS {}", metric_value(&m, "goim_ws_connections"));
+        if metric_value(&m, "goim_ws_connections") == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!gus_on_a.sees_event_within("presence", Duration::from_millis(1000)).await, "no offline flap");
+    assert_eq!(presence_of(&mut gus_on_a, &fay).await["online"], true, "online through instance B");
+
+    // The last one closes: offline everywhere, with a last-seen time.
+    drop(fay_on_b);
+    let offline = gus_on_a.event("presence", |e| e["user_id"] == fay.id).await;
+    assert_eq!(offline["online"], false, "{offline}");
+    assert!(offline["last_seen_at"].is_string(), "{offline}");
+    let seen = presence_of(&mut gus_on_a, &fay).await;
+    assert_eq!(seen["online"], false, "{seen}");
+    assert_eq!(seen["last_seen_at"], offline["last_seen_at"]);
+}
+
+/// kill -9 of an instance in the middle of traffic: every message it acknowledged is
+/// stored and reaches the other side, its clients catch up on another instance, and its
+/// users who do not come back go offline for their friends once its heartbeat expires —
+/// while a user who reconnected elsewhere never flaps.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_killed_instances_clients_catch_up_elsewhere_and_its_users_go_offline() {
+    use crate::support::{binary::RunningGoim, cluster};
+
+    let beat = |config: &mut goim::config::Config| config.websocket.instance_heartbeat_ms = 500;
+    let a = spawn_app_with(beat).await;
+    a.wait_until_ready().await;
+    let work_dir = tempfile::tempdir().unwrap();
+    let database_url = cluster().database_url(&a.db_options);
+    let secret = crate::support::test_config().auth.jwt_secret.unwrap();
+    let mut doomed = RunningGoim::start_with(
+        work_dir.path(),
+        &[
+            ("DATABASE_URL", database_url.as_str()),
+            ("GOIM_JWT_SECRET", secret.expose()),
+            ("GOIM_INSTANCE_HEARTBEAT_MS", "500"),
+            ("GOIM_PRESENCE_GRACE_MS", "200"),
+            ("GOIM_WS_RATE_BURST", "1000"),
+        ],
+    );
+    let b = doomed.app(&a);
+    b.wait_until_ready().await;
+
+    let (hal, ida, conversation) = friends_with_conversation(&a, "kill_hal", "kill_ida").await;
+    let jon = a.register("kill_jon").await;
+    befriend(&a, &jon, &ida).await;
+    let mut ida_watching = a.connect(&ida).await;
+    let mut ida_reading = Follower::connect(&a, &ida, conversation).await;
+    let mut hal_on_b = b.connect(&hal).await;
+    let _jon_on_b = b.connect(&jon).await;
+    for user in [&hal, &jon] {
+        let online = ida_watching.event("presence", |e| e["user_id"] == user.id).await;
+        assert_eq!(online["online"], true, "{online}");
+    }
+
+    // Hal pipelines sends into B; B dies with some acknowledged and some not.
+    let mut sent = std::collections::HashMap::new();
+    for n in 0..60 {
+        let client_msg_id = Uuid::new_v4();
+        let message = json!({ "client_msg_id": client_msg_id, "body": format!("k{n}") });
+        sent.insert(
+            hal_on_b.send("send", json!({ "conversation_id": conversation, "message": message })).await,
+            client_msg_id,
+        );
+    }
+    let first = hal_on_b.any_reply().await;
+    assert_eq!(first["ok"], true, "{first}");
+    doomed.child.kill().expect("kill -9 the instance");
+    let killed_at = time::OffsetDateTime::now_utc();
+    let mut acked: Vec<Uuid> = vec![sent[first["id"].as_str().unwrap()]];
+    for reply in hal_on_b.replies_until_closed().await {
+        if reply["ok"] == true {
+            acked.push(sent[reply["id"].as_str().unwrap()]);
+        }
+    }
+
+    // Hal comes back on A at once and catches up from his cursor.
+    let stored: Vec<Uuid> = sqlx::query_scalar("SELECT client_msg_id FROM messages WHERE conversation_id = $1")
+        .bind(conversation)
+        .fetch_all(&a.pool)
+        .await
+        .unwrap();
+    for id in &acked {
+        assert!(stored.contains(id), "acknowledged message {id} was stored");
+    }
+    let count = stored.len() as i64;
+    let mut hal_on_a = Follower::connect(&a, &hal, conversation).await;
+    hal_on_a.sync().await;
+    hal_on_a.follow_until(count, Duration::from_secs(20)).await;
+    ida_reading.follow_until(count, Duration::from_secs(20)).await;
+    assert_eq!(ida_reading.held.len() as i64, count, "the reader holds every stored message once");
+
+    // Jon did not come back: offline for Ida once B's heartbeat expires (3 × 500 ms) and
+    // A reaps it. Hal reconnected: never offline.
+    let offline = ida_watching.event("presence", |e| e["online"] == false).await;
+    assert_eq!(offline["user_id"], jon.id, "only the user who did not come back goes offline: {offline}");
+    let last_seen = time::OffsetDateTime::parse(
+        offline["last_seen_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(last_seen <= killed_at, "last seen when B was last alive ({last_seen}), not when it was reaped");
+    assert_eq!(presence_of(&mut ida_watching, &jon).await["online"], false);
+    assert_eq!(presence_of(&mut ida_watching, &hal).await["online"], true);
+    assert!(ida_reading.resyncs >= 1, "the dead instance's peers told every socket to resync");
+    while let Some(event) = ida_watching.next_event_within(Duration::from_millis(1000)).await {
+        assert!(event["type"] != "presence" || event["user_id"] != hal.id, "Hal never flapped: {event}");
     }
 }

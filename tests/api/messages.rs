@@ -634,14 +634,14 @@ async fn every_acknowledged_message_survives_a_shutdown_with_queued_writes() {
     while message_count(&app).await < 20 && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    app.shutdown.cancel();
+    app.local().shutdown.cancel();
     let mut acked = Vec::new();
     for task in tasks {
         if let Some(seq) = task.await.unwrap() {
             acked.push(seq);
         }
     }
-    app.server.await.unwrap().unwrap();
+    app.in_process.expect("in process").server.await.unwrap().unwrap();
     assert!(!acked.is_empty(), "some sends were acknowledged before the shutdown");
     // The app closed its pool on the way out; look with a connection of our own.
     let mut check = <sqlx::PgConnection as sqlx::Connection>::connect_with(&app.db_options).await.unwrap();

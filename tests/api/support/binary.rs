@@ -11,6 +11,8 @@ use std::{
 
 use serde_json::Value;
 
+use super::TestApp;
+
 pub const GOIM: &str = env!("CARGO_BIN_EXE_goim");
 
 /// `goim` with only PATH (and PG_BIN / GOIM_PG_USER, if set) from our environment.
@@ -43,11 +45,17 @@ pub struct RunningGoim {
 impl RunningGoim {
     /// Starts `goim` on a random port with `data_dir`, waiting for "GOIM is listening".
     pub fn start(data_dir: &Path) -> RunningGoim {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Like [`Self::start`], with more settings in the environment.
+    pub fn start_with(data_dir: &Path, settings: &[(&str, &str)]) -> RunningGoim {
         let mut child = goim_command(data_dir)
             .env("GOIM_DATA_DIR", data_dir)
             .env("GOIM_BIND", "127.0.0.1:0")
             .env("GOIM_LOG_FORMAT", "json")
             .env("GOIM_SHUTDOWN_TIMEOUT_SECS", "5")
+            .envs(settings.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -118,6 +126,18 @@ impl RunningGoim {
                 panic!("goim did not exit within {timeout:?}; logs: {:?}", self.logs);
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A [`TestApp`] that talks to this process over HTTP, and to the database of `peer`
+    /// (which this process must share) for assertions.
+    pub fn app(&self, peer: &TestApp) -> TestApp {
+        TestApp {
+            address: self.address.clone(),
+            client: super::test_client(),
+            pool: peer.pool.clone(),
+            db_options: peer.db_options.clone(),
+            in_process: None,
         }
     }
 

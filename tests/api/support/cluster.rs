@@ -75,6 +75,12 @@ fn start() -> Result<TestCluster, String> {
 }
 
 impl TestCluster {
+    /// The `DATABASE_URL` of the test database at `options`, for a `goim` process.
+    pub fn database_url(&self, options: &PgConnectOptions) -> String {
+        let database = options.get_database().expect("a test database is named");
+        self.pg.url(database).expose().to_owned()
+    }
+
     /// A new database cloned from the migrated template.
     pub async fn create_database(&self) -> PgConnectOptions {
         let name = format!("test_{}", uuid::Uuid::new_v4().simple());

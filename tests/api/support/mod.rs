@@ -25,6 +25,13 @@ pub struct TestApp {
     /// How to reach the app's database (for checks after the app closed its pool).
     #[allow(dead_code)]
     pub db_options: sqlx::postgres::PgConnectOptions,
+    /// Handles into the server when it runs inside the test process; `None` for a
+    /// `goim` binary in a process of its own (see [`binary::RunningGoim::app`]).
+    pub in_process: Option<InProcess>,
+}
+
+/// What a test can reach inside a server that runs in the test process.
+pub struct InProcess {
     /// The app's domain event bus.
     pub events: goim::events::EventBus,
     /// The app's login limits; tests move their clock instead of sleeping.
@@ -52,7 +59,14 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
 /// Another GOIM instance on the same database as `app` (same secret, own port, own hub):
 /// the shape of a multi-instance deployment.
 pub async fn spawn_peer(app: &TestApp) -> TestApp {
-    let peer = serve(test_config(), app.db_options.clone()).await;
+    spawn_peer_with(app, |_| {}).await
+}
+
+/// Like [`spawn_peer`], with the configuration adjusted first.
+pub async fn spawn_peer_with(app: &TestApp, customise: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = test_config();
+    customise(&mut config);
+    let peer = serve(config, app.db_options.clone()).await;
     peer.wait_until_ready().await;
     peer
 }
@@ -68,14 +82,15 @@ async fn serve(config: Config, options: sqlx::postgres::PgConnectOptions) -> Tes
     let server = tokio::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
-        client: reqwest::Client::builder().timeout(TIMEOUT).build().expect("reqwest client builds"),
+        client: test_client(),
         pool,
         db_options: options,
-        events,
-        rate_limits,
-        server,
-        shutdown,
+        in_process: Some(InProcess { events, rate_limits, server, shutdown }),
     }
+}
+
+pub fn test_client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(TIMEOUT).build().expect("reqwest client builds")
 }
 
 /// The value of the metric line `name <value>` in a `/metrics` text (0 when absent).
@@ -88,6 +103,11 @@ pub fn metric_value(metrics: &str, name: &str) -> f64 {
 }
 
 impl TestApp {
+    /// The handles of a server running in this process.
+    pub fn local(&self) -> &InProcess {
+        self.in_process.as_ref().expect("the app runs in the test process")
+    }
+
     /// Waits until `/readyz` answers 200 (the relay listens), at most 10 s.
     pub async fn wait_until_ready(&self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -151,6 +151,24 @@ impl WsClient {
         }
     }
 
+    /// Every reply (buffered, then arriving) until the connection ends, whichever way:
+    /// for a server that dies mid-conversation. Bounded by [`WAIT`].
+    pub async fn replies_until_closed(&mut self) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await.expect("the connection ends in time") {
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(&text).expect("server frames are JSON");
+                    if value["type"] == "reply" {
+                        self.replies.push_back(value);
+                    }
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return self.replies.drain(..).collect(),
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
     async fn read_one(&mut self) {
         let message = tokio::time::timeout(WAIT, self.socket.next())
             .await
