@@ -38,7 +38,7 @@ use crate::{
 /// Longest wait between attempts to re-establish the listener.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Events larger than this (a long message) travel by reference.
+/// Events larger than this travel by reference (a long message, a long announcement).
 const MAX_INLINE_EVENT: usize = 4000;
 
 /// One relayed item: an event inline, a message by reference, or a request to resync.
@@ -56,8 +56,20 @@ enum Item {
         conversation_id: ConversationId,
         seq: i64,
     },
+    /// Any other event too large to inline, stored in `relay_spill`.
+    Spilled {
+        recipients: Vec<UserId>,
+        id: i64,
+    },
     /// The sending instance lost events before relaying them.
     Resync,
+}
+
+/// How one published event travels.
+enum Body {
+    Inline(Event),
+    Message { edited: bool, conversation_id: ConversationId, seq: i64 },
+    Spilled(i64),
 }
 
 /// One notification: the sending instance and its items, in publish order.
@@ -128,20 +140,32 @@ async fn notify_loop(
             received = bus.recv() => received,
         };
         let mut items = Vec::new();
-        match first {
-            Ok(published) => items.extend(items_of(&published)),
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "the relay fell behind the event bus; other instances told to resync");
-                items.push(Item::Resync);
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
+        let mut received = vec![first];
         // Everything already queued goes out with it, a notification's worth at a time.
-        while items.len() < 64 {
+        while received.len() < 64 {
             match bus.try_recv() {
-                Ok(published) => items.extend(items_of(&published)),
-                Err(broadcast::error::TryRecvError::Lagged(_)) => items.push(Item::Resync),
+                Ok(published) => received.push(Ok(published)),
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                    received.push(Err(broadcast::error::RecvError::Lagged(missed)))
+                }
                 Err(_) => break,
+            }
+        }
+        for next in received {
+            match next {
+                Ok(published) => match body_of(&pool, &published.event).await {
+                    Ok((body, bytes)) => items.extend(items_of(&published.recipients, body, bytes)),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot store a large event for the relay; other instances told to resync");
+                        metrics.relay_failures.inc();
+                        items.push(Item::Resync);
+                    }
+                },
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "the relay fell behind the event bus; other instances told to resync");
+                    items.push(Item::Resync);
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
             }
         }
         for payload in payloads(origin, &items) {
@@ -159,26 +183,39 @@ async fn notify_loop(
     }
 }
 
-/// The items that carry one published event: inline, or by reference for a message too
-/// large to inline; and split by recipients when a huge group's list would not fit one
-/// notification.
-fn items_of(published: &Published) -> Vec<Item> {
-    let event_bytes = serde_json::to_string(&published.event).map_or(usize::MAX, |json| json.len());
-    let by_reference = match &published.event {
-        Event::MessageCreated { message } | Event::MessageEdited { message } if event_bytes > MAX_INLINE_EVENT => {
-            Some((matches!(published.event, Event::MessageEdited { .. }), message.conversation_id, message.seq))
-        }
-        _ => None,
+/// How `event` travels, and the bytes it takes in an item: inline when small; a large
+/// message by reference to its row; anything else large through `relay_spill`.
+async fn body_of(pool: &PgPool, event: &Event) -> sqlx::Result<(Body, usize)> {
+    let json = serde_json::to_string(event).unwrap_or_default();
+    if json.len() <= MAX_INLINE_EVENT {
+        return Ok((Body::Inline(event.clone()), json.len()));
+    }
+    let body = match event {
+        Event::MessageCreated { message } | Event::MessageEdited { message } => Body::Message {
+            edited: matches!(event, Event::MessageEdited { .. }),
+            conversation_id: message.conversation_id,
+            seq: message.seq,
+        },
+        _ => Body::Spilled(db::relay::spill(pool, &json).await?),
     };
-    let make = |recipients: Vec<UserId>| match by_reference {
-        Some((edited, conversation_id, seq)) => Item::Message { recipients, edited, conversation_id, seq },
-        None => Item::Event { recipients, event: published.event.clone() },
+    Ok((body, 100))
+}
+
+/// The items that carry one published event, split by recipients when a huge group's
+/// list would not fit one notification.
+fn items_of(recipients: &[UserId], body: Body, event_bytes: usize) -> Vec<Item> {
+    let make = |recipients: Vec<UserId>| match &body {
+        Body::Inline(event) => Item::Event { recipients, event: event.clone() },
+        Body::Message { edited, conversation_id, seq } => {
+            Item::Message { recipients, edited: *edited, conversation_id: *conversation_id, seq: *seq }
+        }
+        Body::Spilled(id) => Item::Spilled { recipients, id: *id },
     };
     let budget = db::relay::MAX_PAYLOAD.saturating_sub(event_bytes.min(MAX_INLINE_EVENT) + 200);
     let mut items = Vec::new();
     let mut chunk = Vec::new();
     let mut chunk_bytes = 0;
-    for &recipient in &published.recipients {
+    for &recipient in recipients {
         let bytes = recipient.0.to_string().len() + 1;
         if chunk_bytes + bytes > budget && !chunk.is_empty() {
             items.push(make(std::mem::take(&mut chunk)));
@@ -306,6 +343,20 @@ async fn receive(origin: Uuid, pool: &PgPool, hub: &Hub, payload: &str) {
                     }
                 }
             }
+            Item::Spilled { recipients, id } => match db::relay::unspill(pool, id).await {
+                Ok(Some(json)) => match serde_json::from_str::<Event>(&json) {
+                    Ok(event) => hub.dispatch(&recipients, &event),
+                    Err(error) => tracing::warn!(%error, "ignoring a spilled event that does not parse"),
+                },
+                Ok(None) => {
+                    tracing::warn!(id, "a spilled event is gone; its recipients told to resync");
+                    hub.deliver(&recipients, &crate::hub::event_frame(&Event::resync("relay_read_failed")));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read a spilled event; its recipients told to resync");
+                    hub.deliver(&recipients, &crate::hub::event_frame(&Event::resync("relay_read_failed")));
+                }
+            },
             Item::Resync => hub.deliver_to_all(&crate::hub::event_frame(&Event::resync("events_dropped"))),
         }
     }

@@ -29,3 +29,15 @@ pub async fn listen(options: &PgConnectOptions) -> sqlx::Result<PgListener> {
     listener.listen(CHANNEL).await?;
     Ok(listener)
 }
+
+/// Stores an event too large to notify inline and returns its id; rows older than five
+/// minutes go at the same time (every receiver read them long ago).
+pub async fn spill(db: &sqlx::PgPool, event_json: &str) -> sqlx::Result<i64> {
+    sqlx::query!("DELETE FROM relay_spill WHERE created_at < now() - interval '5 minutes'").execute(db).await?;
+    sqlx::query_scalar!("INSERT INTO relay_spill (event) VALUES ($1) RETURNING id", event_json).fetch_one(db).await
+}
+
+/// A spilled event's JSON, if it is still there.
+pub async fn unspill(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!("SELECT event FROM relay_spill WHERE id = $1", id).fetch_optional(db).await
+}

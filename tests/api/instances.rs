@@ -165,6 +165,17 @@ async fn a_group_chat_spread_over_three_instances_delivers_every_message_to_ever
         }
         assert!(!socket.sees_event_within("message_created", Duration::from_millis(300)).await, "no duplicates");
     }
+
+    // The longest announcement (2,000 emoji, 8,000 bytes) exceeds any notification; it
+    // crosses through the spill table, intact, to members on the other instances.
+    let announcement = "🎉".repeat(2000);
+    let path = format!("/api/v1/groups/{group}");
+    let patched = call(&a, &owner, reqwest::Method::PATCH, &path, Some(json!({ "announcement": announcement }))).await;
+    assert_eq!(patched.status(), 200);
+    for socket in &mut sockets[1..] {
+        let event = socket.event("group_announcement_updated", |e| e["group_id"] == group).await;
+        assert_eq!(event["announcement"].as_str().unwrap(), announcement);
+    }
 }
 
 /// The `presence` reply for `user` as seen by `watcher`'s socket.
