@@ -120,7 +120,10 @@ pub fn start(
 ) -> RelayStatus {
     let origin = Uuid::new_v4();
     let status = RelayStatus::default();
-    let notifier = notify_loop(origin, pool.clone(), events.subscribe(), metrics.clone(), stop.clone());
+    // The notifier has a connection of its own: behind the request path's queries in the
+    // shared pool it fell seconds behind the bus under load (measured with W5).
+    let notifier_pool = db::relay::own_connection(&options);
+    let notifier = notify_loop(origin, notifier_pool, events.subscribe(), metrics.clone(), stop.clone());
     tasks.spawn(tracing::Instrument::instrument(notifier, tracing::info_span!("relay_notifier")));
     let listener = listen_loop(origin, pool, options, hub, metrics, status.clone(), stop);
     tasks.spawn(tracing::Instrument::instrument(listener, tracing::info_span!("relay_listener")));

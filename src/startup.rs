@@ -99,6 +99,15 @@ impl Application {
                 .wrap(http::json_error_handlers())
                 .wrap(from_fn(http::observe_request))
         })
+        // Replies and acks are small writes that must leave at once; with Nagle's algorithm
+        // an ack waits for the client's delayed ACK (~40 ms) behind the previous frame.
+        .on_connect(|connection, _| {
+            if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
+                && let Err(error) = tcp.set_nodelay(true)
+            {
+                tracing::debug!(%error, "cannot disable Nagle's algorithm on a connection");
+            }
+        })
         // GOIM handles signals itself so that shutdown runs in its own order.
         .disable_signals()
         .shutdown_timeout(state.config.server.shutdown_timeout.as_secs());

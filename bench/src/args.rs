@@ -118,6 +118,11 @@ pub struct ChatBenchArgs {
     /// Unacknowledged messages a sender may have in flight.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub in_flight: u32,
+    /// GOIM instances on the one database. With 2 (W5), every sender is connected to the
+    /// first and every receiver to the second, so each message crosses through
+    /// LISTEN/NOTIFY.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub instances: u32,
     /// Where the machine-readable results go (JSON).
     #[arg(long, default_value = "bench-results/chat.json")]
     pub out: PathBuf,

@@ -33,6 +33,7 @@ struct Report {
     load_before: Option<String>,
     load_after: Option<String>,
     pairs: u32,
+    instances: u32,
     messages_per_sender: u32,
     in_flight: u32,
     delivered: u64,
@@ -47,6 +48,23 @@ struct Report {
     duplicates_or_out_of_order: u64,
 }
 
+/// Waits until every instance's `/readyz` is 200 (its relay listens), at most 10 s.
+async fn wait_ready(servers: &[BenchServer]) -> anyhow::Result<()> {
+    let http = http_client()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for server in servers {
+        loop {
+            let ready = http.get(server.url("/readyz")).send().await.is_ok_and(|r| r.status().is_success());
+            if ready {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "{} never became ready", server.url(""));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::Result<()> {
     let load_before = load_average();
     let machine = Machine::probe(&pool).await?;
@@ -58,14 +76,20 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
     server_config.websocket.ws_rate_burst = 1_000_000;
     server_config.websocket.ws_rate_per_sec = 1_000_000;
     server_config.websocket.ws_outbound_queue = 4096;
-    let server = BenchServer::start(server_config, pool.clone())?;
+    let mut servers = Vec::new();
+    for _ in 0..args.instances {
+        // Each instance has its own pool, as separate processes would.
+        let own_pool = goim::db::connect(&server_config, (*pool.connect_options()).clone()).await?;
+        servers.push(BenchServer::start(server_config.clone(), own_pool)?);
+    }
+    wait_ready(&servers).await?;
     let http = http_client()?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
 
     // Connect every user first: W1 has everyone online before the first send.
     let mut sockets = Vec::new();
     for pair in &pairs {
-        for user in [pair.sender, pair.receiver] {
+        for (user, server) in [(pair.sender, &servers[0]), (pair.receiver, &servers[servers.len() - 1])] {
             let session = SessionId(uuid::Uuid::new_v4());
             sqlx::query("INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + interval '1 day')")
                 .bind(session)
@@ -182,7 +206,9 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
         .bind(&conversations)
         .fetch_one(&pool)
         .await?;
-    server.stop().await?;
+    for server in servers {
+        server.stop().await?;
+    }
 
     let ms = |l: &Latencies, q: f64| l.percentile(q).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
     let report = Report {
@@ -191,6 +217,7 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
         load_before,
         load_after: load_average(),
         pairs: args.pairs,
+        instances: args.instances,
         messages_per_sender: args.messages,
         in_flight: args.in_flight,
         delivered: received.len() as u64,
@@ -205,7 +232,9 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
         duplicates_or_out_of_order: anomalies,
     };
     println!(
-        "W1: {} pairs × {} msgs: {:.0} msgs/s delivered; ack p50 {:.1} ms p99 {:.1} ms; receive p50 {:.1} ms p99 {:.1} ms; cpu {:.0} µs/msg; delivered {} stored {} anomalies {}",
+        "{} ({} instance(s)): {} pairs × {} msgs: {:.0} msgs/s delivered; ack p50 {:.1} ms p99 {:.1} ms; receive p50 {:.1} ms p99 {:.1} ms; cpu {:.0} µs/msg; delivered {} stored {} anomalies {}",
+        if args.instances > 1 { "W5" } else { "W1" },
+        args.instances,
         report.pairs,
         report.messages_per_sender,
         report.delivered_per_sec,

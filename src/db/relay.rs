@@ -20,12 +20,17 @@ pub async fn notify(db: impl PgExecutor<'_>, payload: &str) -> sqlx::Result<()> 
     sqlx::query!("SELECT pg_notify('goim_events', $1)", payload).execute(db).await.map(|_| ())
 }
 
+/// A pool of one connection outside the application pool (opened on first use, and
+/// again after it breaks), for work that must not queue behind requests.
+pub fn own_connection(options: &PgConnectOptions) -> sqlx::PgPool {
+    PgPoolOptions::new().max_connections(1).min_connections(0).connect_lazy_with(options.clone())
+}
+
 /// A listener on [`CHANNEL`] over a connection of its own (a pool of one, outside the
 /// application pool): LISTEN holds its connection for as long as it listens, so it needs
 /// a direct or session-mode connection, never transaction-mode pooling.
 pub async fn listen(options: &PgConnectOptions) -> sqlx::Result<PgListener> {
-    let pool = PgPoolOptions::new().max_connections(1).min_connections(0).connect_lazy_with(options.clone());
-    let mut listener = PgListener::connect_with(&pool).await?;
+    let mut listener = PgListener::connect_with(&own_connection(options)).await?;
     listener.listen(CHANNEL).await?;
     Ok(listener)
 }

@@ -9,4 +9,5 @@ pub mod groups;
 pub mod messages;
 pub mod page;
 pub mod policy;
+pub mod turn;
 pub mod users;
