@@ -135,6 +135,16 @@ impl MessageWriter {
 
     /// Stores `pending` and returns its ack once committed.
     pub async fn submit(&self, pending: PendingMessage) -> Result<Ack, WriteError> {
+        self.enqueue(pending).await?.await
+    }
+
+    /// Queues `pending` and returns at once; the returned future resolves to its ack
+    /// once committed. Messages queued one after another for one conversation are
+    /// stored in that order (one lane per conversation, first in, first out).
+    pub async fn enqueue(
+        &self,
+        pending: PendingMessage,
+    ) -> Result<impl Future<Output = Result<Ack, WriteError>> + use<>, WriteError> {
         if self.stop.is_cancelled() {
             return Err(WriteError::ShuttingDown);
         }
@@ -147,7 +157,7 @@ impl MessageWriter {
             Ok(Err(_)) => return Err(WriteError::ShuttingDown),
             Err(_) => return Err(WriteError::Overloaded),
         }
-        ack.await.unwrap_or(Err(WriteError::ShuttingDown))
+        Ok(async move { ack.await.unwrap_or(Err(WriteError::ShuttingDown)) })
     }
 
     /// The lanes' connection pool.

@@ -72,6 +72,22 @@ pub enum ClientRequest {
     },
 }
 
+impl ClientRequest {
+    /// Requests whose effects must follow the order the client sent them in
+    /// (`service::turn`); typing is ephemeral and reads never change anything.
+    pub fn changes_state(&self) -> bool {
+        matches!(
+            self,
+            Self::Send { .. }
+                | Self::Edit { .. }
+                | Self::Recall { .. }
+                | Self::React { .. }
+                | Self::Read { .. }
+                | Self::Delivered { .. }
+        )
+    }
+}
+
 const KNOWN_TYPES: [&str; 13] = [
     "ping",
     "send",

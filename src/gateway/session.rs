@@ -25,6 +25,7 @@ use crate::{
     service::{
         conversations,
         messages::{self, HistoryQuery},
+        turn::{Turn, TurnQueue},
     },
     state::AppState,
 };
@@ -66,6 +67,8 @@ struct SocketSession {
     bucket: Bucket,
     refused_in_a_row: u32,
     last_typing: HashMap<i64, (Instant, bool)>,
+    /// Orders the state-changing requests.
+    turns: TurnQueue,
 }
 
 /// What the session loop does after a step.
@@ -91,6 +94,7 @@ pub async fn run(connection: Connection, socket: Session, stream: MessageStream,
         bucket,
         refused_in_a_row: 0,
         last_typing: HashMap::new(),
+        turns: TurnQueue::default(),
     };
     session.run(stream, outbound, peer_gone).await;
 }
@@ -228,12 +232,14 @@ impl SocketSession {
         renewal
     }
 
-    /// Runs a request on its own task; its reply joins the outbound queue.
-    fn dispatch(&self, id: String, request: ClientRequest) {
+    /// Runs a request on its own task; its reply joins the outbound queue. A request
+    /// that changes state takes its turn first, so it takes effect in arrival order.
+    fn dispatch(&mut self, id: String, request: ClientRequest) {
+        let turn = if request.changes_state() { self.turns.take_turn() } else { Turn::alone() };
         let (state, user) = (self.state.clone(), self.user);
         let (outbound, kill) = (self.registration.outbound.clone(), self.registration.kill.clone());
         actix_web::rt::spawn(self.requests.track_future(async move {
-            let reply = handle(&state, user, &id, request).await;
+            let reply = handle(&state, user, &id, request, turn).await;
             if outbound.try_send(Arc::from(reply)).is_err() {
                 kill.kill(KillReason::SlowConsumer);
             }
@@ -275,19 +281,24 @@ fn protocol_error_reason(error: &ProtocolError) -> CloseReason {
 }
 
 /// Runs one request and renders its reply.
-async fn handle(state: &AppState, user: UserId, id: &str, request: ClientRequest) -> String {
-    match dispatch(state, user, request).await {
+async fn handle(state: &AppState, user: UserId, id: &str, request: ClientRequest, turn: Turn) -> String {
+    match dispatch(state, user, request, turn).await {
         Ok(data) => protocol::ok_reply(id, data),
         Err(error) => protocol::api_error_reply(id, &error),
     }
 }
 
-async fn dispatch(state: &AppState, user: UserId, request: ClientRequest) -> Result<Value, ApiError> {
+/// Runs one request. A send passes its turn once its message is queued for the writer;
+/// any other request waits for its turn before it starts and passes it when it ends.
+async fn dispatch(state: &AppState, user: UserId, request: ClientRequest, mut turn: Turn) -> Result<Value, ApiError> {
     let to_json = |value: &dyn erased::ToJson| value.to_json();
+    if !matches!(request, ClientRequest::Send { .. }) {
+        turn.wait().await;
+    }
     Ok(match request {
         ClientRequest::Ping {} => json!({ "pong": true, "server_time": now_rfc3339() }),
         ClientRequest::Send { conversation_id, message } => {
-            let ack = messages::send(state, user, ConversationId(conversation_id), message).await?;
+            let ack = messages::send_in_turn(state, user, ConversationId(conversation_id), message, turn).await?;
             to_json(&AckView::from(ack))
         }
         ClientRequest::Edit { conversation_id, seq, body } => {

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 use super::{
     page::{self, Page},
     policy::{self, Access},
+    turn::Turn,
 };
 use sqlx::PgPool;
 
@@ -23,6 +24,18 @@ pub const HISTORY_DEFAULT_LIMIT: i64 = 50;
 /// Validates and stores a message; the ack comes only after commit. A retry with the
 /// same `client_msg_id` returns the original ack.
 pub async fn send(state: &AppState, sender: UserId, id: ConversationId, input: MessageInput) -> Result<Ack, ApiError> {
+    send_in_turn(state, sender, id, input, Turn::alone()).await
+}
+
+/// [`send`] for a client whose state-changing requests take effect in the order it sent
+/// them: the checks run at once, the message enters the writer's queue in its turn.
+pub async fn send_in_turn(
+    state: &AppState,
+    sender: UserId,
+    id: ConversationId,
+    input: MessageInput,
+    mut turn: Turn,
+) -> Result<Ack, ApiError> {
     let message = NewMessage::parse(input, state.config.chat.max_message_bytes as usize)?;
     let context = db::conversations::send_context(&state.pool, id, sender, message.client_msg_id)
         .await?
@@ -45,7 +58,10 @@ pub async fn send(state: &AppState, sender: UserId, id: ConversationId, input: M
     if message.mention_all && !role.is_some_and(Role::is_admin_or_owner) {
         return Err(ApiError::forbidden("insufficient_role", "only group owners and admins can mention everyone"));
     }
-    state.writer.submit(PendingMessage { conversation_id: id, sender_id: sender, message }).await.map_err(write_error)
+    turn.wait().await;
+    let ack = state.writer.enqueue(PendingMessage { conversation_id: id, sender_id: sender, message }).await;
+    turn.pass();
+    ack.map_err(write_error)?.await.map_err(write_error)
 }
 
 /// The original ack, when this sender already stored this request under this

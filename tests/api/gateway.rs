@@ -611,3 +611,39 @@ async fn a_reset_connection_is_noticed_at_once() {
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert_eq!(crate::support::metric_value(&metrics, "goim_ws_connections"), 1.0, "{metrics}");
 }
+
+/// A burst of pipelined sends on one socket is stored in the order sent: each message's
+/// `seq` is higher than the one sent before it, though the server checks them
+/// concurrently.
+#[tokio::test]
+async fn pipelined_sends_are_stored_in_the_order_sent() {
+    let app = spawn_app_with(|config| config.websocket.ws_rate_burst = 1000).await;
+    let (mia, ned, conversation) = friends_with_conversation(&app, "order_mia", "order_ned").await;
+    let mut mia_socket = app.connect(&mia).await;
+    let _ = ned;
+    const BURST: usize = 100;
+    let mut ids = Vec::with_capacity(BURST);
+    for n in 0..BURST {
+        let message = json!({ "client_msg_id": Uuid::new_v4(), "body": format!("burst {n}") });
+        ids.push(mia_socket.send("send", json!({ "conversation_id": conversation, "message": message })).await);
+    }
+    let mut seqs = Vec::with_capacity(BURST);
+    for id in &ids {
+        let reply = mia_socket.reply(id).await;
+        assert_eq!(reply["ok"], true, "{reply}");
+        seqs.push(reply["data"]["seq"].as_i64().unwrap());
+    }
+    assert_eq!(seqs, (1..=BURST as i64).collect::<Vec<_>>(), "seq follows the order sent");
+    let history = app
+        .get_as(&mia.access_token, &format!("/api/v1/conversations/{conversation}/messages?limit=100"))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    let stored = history["items"].as_array().unwrap();
+    for message in stored {
+        let seq = message["seq"].as_i64().unwrap();
+        assert_eq!(message["body"], format!("burst {}", seq - 1), "the body sent in position {seq}");
+    }
+    assert_eq!(stored.len(), BURST);
+}
