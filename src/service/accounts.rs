@@ -35,7 +35,7 @@ pub async fn register(
     nickname: Option<Nickname>,
     device: &Device,
 ) -> Result<(UserRow, IssuedTokens), ApiError> {
-    let password_hash = state.hasher.hash(&password).await.map_err(ApiError::internal)?;
+    let password_hash = state.hasher.hash(&password).await?;
     let nickname = match nickname {
         Some(nickname) => nickname,
         None => Nickname::parse(username.as_str())?,
@@ -63,11 +63,7 @@ pub async fn login(
     device: &Device,
 ) -> Result<IssuedTokens, ApiError> {
     let credentials = db::users::credentials(&state.pool, username).await?;
-    let verified = state
-        .hasher
-        .verify(&password, credentials.as_ref().map(|(_, hash)| hash.as_str()))
-        .await
-        .map_err(ApiError::internal)?;
+    let verified = state.hasher.verify(&password, credentials.as_ref().map(|(_, hash)| hash.as_str())).await?;
     let user_id = match credentials {
         Some((user_id, _)) if verified => user_id,
         _ => {
@@ -133,11 +129,11 @@ pub async fn change_password(
     new: Password,
 ) -> Result<(), ApiError> {
     let stored = db::users::password_hash(&state.pool, caller.user_id).await?;
-    let verified = state.hasher.verify(&current, stored.as_deref()).await.map_err(ApiError::internal)?;
+    let verified = state.hasher.verify(&current, stored.as_deref()).await?;
     if !verified {
         return Err(ApiError::forbidden("wrong_password", "the current password is wrong"));
     }
-    let new_hash = state.hasher.hash(&new).await.map_err(ApiError::internal)?;
+    let new_hash = state.hasher.hash(&new).await?;
     let mut tx = state.pool.begin().await?;
     db::users::set_password_hash(&mut *tx, caller.user_id, &new_hash).await?;
     let revoked = db::sessions::revoke_others(&mut *tx, caller.user_id, caller.session_id, "password_changed").await?;
