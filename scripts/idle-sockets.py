@@ -1,6 +1,9 @@
 """Idle-socket cost from outside the server's process (docs/benchmarks.md, "Idle sockets").
 
 Usage: idle-sockets.py <goim binary> <port> <database name> <sockets> <label>
+Reports GOIM's resident memory per idle socket too (RSS with the sockets open minus RSS just before
+opening them, over the number of sockets). Sockets come from 127.0.0.1–127.0.0.8 in turn, so tens of
+thousands do not run out of ephemeral ports.
 Needs: a PostgreSQL whose superuser `goim` accepts 127.0.0.1:55432 (PGDATA in $GOIM_IDLE_PGDATA, to sum
 its processes' CPU), Python's `requests` and `websockets`. Creates the database, starts GOIM on it, registers
 sockets/100 users, opens the sockets with bearer tokens, then reads /proc for GOIM's and PostgreSQL's CPU over
@@ -39,10 +42,13 @@ def rss(pid):
         if l.startswith("VmRSS:"): return int(l.split()[1])
 async def main():
     socks=[]
+    await asyncio.sleep(2)
+    rss_before=rss(p.pid)
     for i in range(n_sockets):
         tok=users[i%len(users)]
-        socks.append(await websockets.connect(f"ws://127.0.0.1:{port}/api/v1/ws",subprotocols=["goim.v1"],additional_headers={"Authorization":"Bearer "+tok},ping_interval=None))
+        socks.append(await websockets.connect(f"ws://127.0.0.1:{port}/api/v1/ws",subprotocols=["goim.v1"],additional_headers={"Authorization":"Bearer "+tok},ping_interval=None,local_addr=(f"127.0.0.{1+i%8}",0)))
     await asyncio.sleep(5)
+    rss_open=rss(p.pid)
     g0,pg0,t0=cpu_ticks(p.pid),pg_ticks(),time.time()
     # idle: the client library answers server pings by itself
     async def drain(s):
@@ -53,7 +59,7 @@ async def main():
     await asyncio.sleep(60)
     g1,pg1,t1=cpu_ticks(p.pid),pg_ticks(),time.time()
     secs=t1-t0
-    print(f"{label}: {n_sockets} idle sockets, {secs:.0f} s: GOIM {10*(g1-g0)/secs:.1f} ms CPU/s, PostgreSQL {10*(pg1-pg0)/secs:.1f} ms CPU/s, GOIM RSS {rss(p.pid)/1024:.1f} MiB")
+    print(f"{label}: {n_sockets} idle sockets, {secs:.0f} s: GOIM {10*(g1-g0)/secs:.1f} ms CPU/s, PostgreSQL {10*(pg1-pg0)/secs:.1f} ms CPU/s, GOIM RSS {rss(p.pid)/1024:.1f} MiB ({rss_before/1024:.1f} before the sockets; {(rss_open-rss_before)/n_sockets:.2f} KiB per socket)")
     for t in tasks: t.cancel()
 asyncio.run(main())
 p.terminate(); p.wait(30)
