@@ -115,6 +115,9 @@ fn setting_name(command: &clap::Command, arg: &str) -> String {
 }
 
 async fn serve(mut config: Config) -> anyhow::Result<()> {
+    if let Some(limit) = crate::startup::raise_open_file_limit() {
+        tracing::debug!(limit, "open-file limit");
+    }
     config.auth.jwt_secret = Some(jwt_secret(&config)?);
     let (pool, managed) = open_database(&config).await?;
     let result = serve_with(config, pool).await;
@@ -123,10 +126,11 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve_with(config: Config, pool: PgPool) -> anyhow::Result<()> {
+    let stop_requested = shutdown::signal();
     let app = Application::build(config, pool)?;
     let token = app.shutdown_token();
     tokio::spawn(async move {
-        shutdown::signal().await;
+        stop_requested.await;
         token.cancel();
     });
     app.run_until_stopped().await

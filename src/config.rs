@@ -99,6 +99,17 @@ pub struct ServerConfig {
     #[arg(long, env = "GOIM_SHUTDOWN_TIMEOUT_SECS", default_value = "10", value_parser = parse_secs)]
     pub shutdown_timeout: Duration,
 
+    /// Seconds a request body may take to arrive in full (408 after that); a body that
+    /// trickles would otherwise hold its connection forever.
+    #[arg(long, env = "GOIM_BODY_TIMEOUT_SECS", default_value = "10", value_parser = parse_secs)]
+    pub body_timeout: Duration,
+
+    /// Open HTTP and WebSocket connections at most, over all workers; further
+    /// connections wait in the kernel's accept queue. Also capped below the process's
+    /// open-file limit, so the accept loop never runs out of descriptors.
+    #[arg(long, env = "GOIM_MAX_CONNECTIONS", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
     /// Largest accepted HTTP request body, bytes.
     #[arg(long, env = "GOIM_MAX_REQUEST_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
     pub max_request_bytes: u32,

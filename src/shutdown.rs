@@ -1,40 +1,38 @@
 //! Waiting for the operator's stop signal: Ctrl+C everywhere, SIGTERM on Unix,
 //! Ctrl+Break on Windows.
 
-/// Resolves when the process is asked to stop.
-pub async fn signal() {
+use std::future::Future;
+
+/// Installs the handlers now and returns a future that resolves when the process is
+/// asked to stop. Installing eagerly matters: a handler installed only when a spawned
+/// task first runs leaves a window after start-up in which SIGTERM still kills the
+/// process outright (no graceful shutdown, managed PostgreSQL left to its guard).
+pub fn signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    {
+    let handlers = {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl+C stops GOIM");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    };
     #[cfg(windows)]
-    {
-        match tokio::signal::windows::ctrl_break() {
-            Ok(mut ctrl_break) => {
+    let handlers = (tokio::signal::windows::ctrl_break(), tokio::signal::windows::ctrl_c());
+    async move {
+        #[cfg(any(unix, windows))]
+        match handlers {
+            (Ok(mut stop), Ok(mut interrupt)) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = ctrl_break.recv() => {}
+                    _ = stop.recv() => {}
+                    _ = interrupt.recv() => {}
                 }
             }
-            Err(_) => {
+            (stop, interrupt) => {
+                let error = stop.err().or(interrupt.err()).map(|e| e.to_string()).unwrap_or_default();
+                tracing::warn!(%error, "cannot install every stop signal handler; only Ctrl+C stops GOIM");
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
-    }
-    #[cfg(not(any(unix, windows)))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(any(unix, windows)))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

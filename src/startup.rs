@@ -24,6 +24,46 @@ use crate::{
     writer::MessageWriter,
 };
 
+/// Descriptors kept free for the pools, the listener, logs and PostgreSQL's children.
+#[cfg(unix)]
+const RESERVED_FILES: u64 = 256;
+
+/// Raises the soft open-file limit to the hard limit (many platforms start processes
+/// at 1,024, which a few hundred idle sockets exhaust) and returns the new soft limit.
+#[cfg(unix)]
+pub fn raise_open_file_limit() -> Option<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return Some(hard);
+    }
+    Some(soft)
+}
+
+#[cfg(not(unix))]
+pub fn raise_open_file_limit() -> Option<u64> {
+    None
+}
+
+/// `wanted` connections, but never so many that accepting them would exhaust the
+/// process's file descriptors (then the accept loop fails and nobody gets in).
+fn connection_cap(wanted: usize) -> usize {
+    #[cfg(unix)]
+    if let Ok((soft, _)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        let room = soft.saturating_sub(RESERVED_FILES).max(64);
+        if (room as usize) < wanted {
+            tracing::info!(
+                wanted,
+                open_file_limit = soft,
+                cap = room,
+                "connections capped below the open-file limit (raise `ulimit -n` for more)"
+            );
+            return room as usize;
+        }
+    }
+    wanted
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -96,6 +136,7 @@ impl Application {
                 .configure(gateway::routes)
                 .configure(http::configure(&app_state))
                 .default_service(web::to(http::no_route))
+                .wrap(from_fn(http::body_deadline))
                 .wrap(http::json_error_handlers())
                 .wrap(from_fn(http::observe_request))
         })
@@ -111,9 +152,13 @@ impl Application {
         // GOIM handles signals itself so that shutdown runs in its own order.
         .disable_signals()
         .shutdown_timeout(state.config.server.shutdown_timeout.as_secs());
-        if state.config.server.http_workers > 0 {
-            server = server.workers(state.config.server.http_workers);
-        }
+        let workers = match state.config.server.http_workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let cap = connection_cap(state.config.server.max_connections as usize);
+        // actix counts connections per worker.
+        server = server.workers(workers).max_connections(cap.div_ceil(workers));
         let server = server.listen(listener)?.run();
         Ok(Self { port, server, state })
     }

@@ -27,6 +27,9 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
             JsonPayloadError::Deserialize(cause) => {
                 ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {cause}"))
             }
+            JsonPayloadError::Payload(payload) if super::body_deadline::is_body_timeout(payload) => {
+                ApiError::BodyTimeout { limit: body_timeout(_req) }
+            }
             other => ApiError::bad_request("invalid_body", other.to_string()),
         };
         api_error.into()
@@ -47,6 +50,11 @@ pub fn path_config() -> web::PathConfig {
 
 /// Rewrites any error response that is not already JSON (actix's 404/405/413 and
 /// friends come as plain text or empty bodies) into the standard shape.
+fn body_timeout(req: &HttpRequest) -> std::time::Duration {
+    req.app_data::<web::Data<crate::state::AppState>>()
+        .map_or(std::time::Duration::ZERO, |state| state.config.server.body_timeout)
+}
+
 pub fn json_error_handlers<B: 'static>() -> ErrorHandlers<B> {
     ErrorHandlers::new().default_handler(rewrite_as_json)
 }

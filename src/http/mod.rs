@@ -3,6 +3,7 @@
 
 mod auth;
 mod blocks;
+mod body_deadline;
 pub mod conversations;
 mod errors;
 mod friends;
@@ -18,6 +19,7 @@ use actix_web::web;
 
 use crate::{error::ApiError, state::AppState};
 
+pub use body_deadline::body_deadline;
 pub use errors::json_error_handlers;
 pub use observe::observe_request;
 

@@ -122,6 +122,25 @@ mod signals {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// Started with the usual soft limit of 1,024 open files, GOIM raises it to the hard
+    /// limit, so a few hundred idle sockets cannot starve its accept loop.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_soft_open_file_limit_is_raised_to_the_hard_limit() {
+        let dir = new_data_dir();
+        let mut goim = RunningGoim::start_with_file_limit(&dir, 256);
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", goim.child.id())).unwrap();
+        let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap().to_owned();
+        let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+        assert_eq!(numbers[0], numbers[1], "soft limit equals the hard limit: {line}");
+        assert_ne!(numbers[0], "256", "{line}");
+        send_signal(&goim.child, Signal::SIGTERM);
+        let status = goim.wait_exit(Duration::from_secs(30));
+        assert_eq!(status.code(), Some(0), "{status:?}; logs: {:?}", goim.logs);
+        drop(goim);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     #[test]
     fn a_killed_goim_leaves_no_postgres_behind_and_the_next_start_recovers() {
         let dir = new_data_dir();

@@ -12,6 +12,7 @@ mod friends;
 mod gateway;
 mod groups;
 mod health;
+mod hostile;
 mod http_errors;
 mod instances;
 mod managed_pg;

@@ -50,7 +50,20 @@ impl RunningGoim {
 
     /// Like [`Self::start`], with more settings in the environment.
     pub fn start_with(data_dir: &Path, settings: &[(&str, &str)]) -> RunningGoim {
-        let mut child = goim_command(data_dir)
+        Self::spawn(goim_command(data_dir), data_dir, settings)
+    }
+
+    /// Like [`Self::start`], with the soft open-file limit lowered to `soft` first (as
+    /// many systems start processes): through `sh`, whose `exec` leaves goim's pid.
+    #[cfg(unix)]
+    pub fn start_with_file_limit(data_dir: &Path, soft: u64) -> RunningGoim {
+        let mut command = clean_command(Path::new("sh"), data_dir);
+        command.args(["-c", &format!("ulimit -Sn {soft} && exec \"$0\" serve"), GOIM]);
+        Self::spawn(command, data_dir, &[])
+    }
+
+    fn spawn(mut command: Command, data_dir: &Path, settings: &[(&str, &str)]) -> RunningGoim {
+        let mut child = command
             .env("GOIM_DATA_DIR", data_dir)
             .env("GOIM_BIND", "127.0.0.1:0")
             .env("GOIM_LOG_FORMAT", "json")

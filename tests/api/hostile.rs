@@ -1,0 +1,83 @@
+//! Clients built to misbehave, over raw TCP: what they cost the server is bounded in
+//! time and in connections.
+
+use std::time::Duration;
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use crate::support::{TestApp, spawn_app_with};
+
+async fn raw(app: &TestApp) -> TcpStream {
+    TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap()
+}
+
+/// Reads until the server closes or `wait` passes; returns what arrived and whether the
+/// connection was closed.
+async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> (String, bool) {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&received).into_owned(), true),
+            Ok(Ok(n)) => received.extend_from_slice(&buffer[..n]),
+            Err(_) => return (String::from_utf8_lossy(&received).into_owned(), false),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_is_answered_408_and_its_connection_closed() {
+    let app = spawn_app_with(|config| config.server.body_timeout = Duration::from_secs(1)).await;
+    let mut stream = raw(&app).await;
+    let head = "POST /api/v1/auth/login HTTP/1.1\r\nHost: goim\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // One more byte now and then, never the whole body.
+    let trickle = async {
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if stream.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(1500), trickle).await;
+    let (response, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("\"code\":\"request_timeout\""), "{response}");
+    assert!(closed, "the connection is closed after the 408");
+    // A whole body within the deadline is fine.
+    let ok = app
+        .post_json("/api/v1/auth/login", &serde_json::json!({ "username": "nobody", "password": "wrong horse" }))
+        .await;
+    assert_eq!(ok.status(), 401);
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_until_one_closes() {
+    let app = spawn_app_with(|config| {
+        config.server.max_connections = 3;
+        config.server.http_workers = 1;
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut stream = raw(&app).await;
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: goim\r\n\r\n").await.unwrap();
+        let mut buffer = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await.unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"));
+        held.push(stream); // kept alive, idle
+    }
+    let mut fourth = raw(&app).await;
+    fourth.write_all(b"GET /healthz HTTP/1.1\r\nHost: goim\r\n\r\n").await.unwrap();
+    let mut buffer = [0u8; 1024];
+    let early = tokio::time::timeout(Duration::from_millis(1000), fourth.read(&mut buffer)).await;
+    assert!(early.is_err(), "a fourth connection is not served while three are open");
+    drop(held.pop());
+    let n = tokio::time::timeout(Duration::from_secs(10), fourth.read(&mut buffer)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"), "served once one closed");
+}
