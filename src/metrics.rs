@@ -54,7 +54,8 @@ pub struct Metrics {
     pub ws_connections: Gauge,
     pub ws_frames_in: Counter,
     pub ws_frames_out: Counter,
-    /// Sockets closed because their outbound queue was full (1013).
+    /// Sockets closed because their client stopped reading (1013): a full outbound
+    /// queue, or no room to write for 5 s.
     pub ws_slow_disconnects: Counter,
     /// Events the fan-out skipped because it fell behind the event bus.
     pub fanout_dropped: Counter,

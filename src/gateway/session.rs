@@ -50,6 +50,8 @@ const CLOSE_SESSION_REVOKED: u16 = 4001;
 /// revocation whose push was lost (revocations are pushed to every instance).
 const SESSION_RECHECK: Duration = Duration::from_secs(600);
 const CLOSE_RATE_LIMITED: u16 = 4008;
+/// Longest wait for room to write one frame before the client counts as not reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One socket's session: reads requests, dispatches them, writes replies and events,
 /// keeps the heartbeat, and closes with the right code.
@@ -115,10 +117,12 @@ impl SocketSession {
                 biased;
                 _ = shutdown.cancelled() => Flow::Close(Some(reason(CloseCode::Away, "server shutting down"))),
                 _ = peer_gone.cancelled() => Flow::Close(None),
-                killed = kill.killed() => Flow::Close(Some(match killed {
-                    KillReason::SlowConsumer => reason(CloseCode::Again, "too slow: outbound queue full"),
-                    KillReason::SessionRevoked => reason(CloseCode::Other(CLOSE_SESSION_REVOKED), "session revoked"),
-                })),
+                killed = kill.killed() => match killed {
+                    KillReason::SlowConsumer => Flow::Close(Some(reason(CloseCode::Again, "too slow: outbound queue full"))),
+                    KillReason::SessionRevoked => {
+                        Flow::Close(Some(reason(CloseCode::Other(CLOSE_SESSION_REVOKED), "session revoked")))
+                    }
+                },
                 frame = outbound.recv() => match frame {
                     Some(frame) => self.write(&frame).await,
                     None => Flow::Close(None),
@@ -130,14 +134,27 @@ impl SocketSession {
                 break close;
             }
         };
+        if close.as_ref().is_some_and(|close| close.code == CloseCode::Again) {
+            self.state.metrics.ws_slow_disconnects.inc();
+        }
         self.close(close, outbound).await;
     }
 
-    /// Writes one frame; a failed write means the peer is gone.
+    /// Writes one frame; a failed write means the peer is gone, and a write that cannot
+    /// start within [`WRITE_TIMEOUT`] means it stopped reading (the connection's queue
+    /// is full), so nothing else in the loop would ever run for it again.
     async fn write(&mut self, frame: &str) -> Flow {
-        match self.socket.text(frame.to_owned()).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Close(None),
+        self.bounded(|socket| socket.text(frame.to_owned())).await
+    }
+
+    async fn bounded<'a, F>(&'a mut self, write: impl FnOnce(&'a mut Session) -> F) -> Flow
+    where
+        F: Future<Output = Result<(), actix_ws::Closed>> + 'a,
+    {
+        match tokio::time::timeout(WRITE_TIMEOUT, write(&mut self.socket)).await {
+            Ok(Ok(())) => Flow::Continue,
+            Ok(Err(_)) => Flow::Close(None),
+            Err(_) => Flow::Close(Some(reason(CloseCode::Again, "too slow: not reading"))),
         }
     }
 
@@ -163,10 +180,7 @@ impl SocketSession {
                 Err(_) => {}
             }
         }
-        match self.socket.ping(b"goim").await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Close(None),
-        }
+        self.bounded(|socket| socket.ping(b"goim")).await
     }
 
     /// Handles one frame from the client.
@@ -184,10 +198,7 @@ impl SocketSession {
                 self.queue(protocol::error_reply(None, "binary_frames_unsupported", "send JSON text frames", None));
                 Flow::Continue
             }
-            Message::Ping(bytes) => match self.socket.pong(&bytes).await {
-                Ok(()) => Flow::Continue,
-                Err(_) => Flow::Close(None),
-            },
+            Message::Ping(bytes) => self.bounded(|socket| socket.pong(&bytes)).await,
             Message::Pong(_) | Message::Nop | Message::Continuation(_) => Flow::Continue,
             Message::Close(_) => Flow::Close(None),
         }

@@ -198,8 +198,8 @@ impl Hub {
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 // The client stopped reading: drop it rather than buffer more (it
-                // catches up with `sync` when it reconnects).
-                self.inner.metrics.ws_slow_disconnects.inc();
+                // catches up with `sync` when it reconnects). The session counts the
+                // disconnect, once.
                 connection.kill.kill(KillReason::SlowConsumer);
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}

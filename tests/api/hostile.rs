@@ -81,3 +81,48 @@ async fn connections_past_the_cap_wait_until_one_closes() {
     let n = tokio::time::timeout(Duration::from_secs(10), fourth.read(&mut buffer)).await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"), "served once one closed");
 }
+
+/// A client that stops reading (a tiny receive buffer, never drained) while events pour
+/// in is cut off within seconds: its socket is unregistered, it goes offline, and the
+/// disconnect is counted once, not once per dropped frame.
+#[tokio::test]
+async fn a_client_that_never_reads_is_cut_off_within_seconds() {
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
+
+    use crate::support::{befriend, metric_value, open_direct, send_text};
+
+    let app = spawn_app_with(|config| config.websocket.ws_rate_burst = 1000).await;
+    let (ola, pat) = (app.register("stall_ola").await, app.register("stall_pat").await);
+    befriend(&app, &ola, &pat).await;
+    let conversation = open_direct(&app, &ola, &pat).await;
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    let tcp = socket.connect(app.address.trim_start_matches("http://").parse().unwrap()).await.unwrap();
+    let url = app.ws_url(&format!("?ticket={}", app.ticket(&pat).await));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("goim.v1"));
+    let (stalled, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+
+    let connections = |metrics: &str| metric_value(metrics, "goim_ws_connections");
+    assert_eq!(connections(&app.get("/metrics").await.text().await.unwrap()), 1.0);
+    // About 6 MB of events for Pat, who reads none of them.
+    let body = "x".repeat(15_000);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut cut_off = false;
+    for _ in 0..400 {
+        send_text(&app, &ola, conversation, &body).await;
+        if connections(&app.get("/metrics").await.text().await.unwrap()) == 0.0 {
+            cut_off = true;
+            break;
+        }
+    }
+    while !cut_off && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cut_off = connections(&app.get("/metrics").await.text().await.unwrap()) == 0.0;
+    }
+    assert!(cut_off, "the stalled socket is still registered");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(metric_value(&metrics, "goim_ws_slow_disconnects_total"), 1.0, "{metrics}");
+    drop(stalled);
+}
