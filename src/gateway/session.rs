@@ -50,6 +50,8 @@ const CLOSE_SESSION_REVOKED: u16 = 4001;
 /// revocation whose push was lost (revocations are pushed to every instance).
 const SESSION_RECHECK: Duration = Duration::from_secs(600);
 const CLOSE_RATE_LIMITED: u16 = 4008;
+/// After a server-initiated close, how long the client may take to answer it.
+const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 /// Longest wait for room to write one frame before the client counts as not reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -137,7 +139,7 @@ impl SocketSession {
         if close.as_ref().is_some_and(|close| close.code == CloseCode::Again) {
             self.state.metrics.ws_slow_disconnects.inc();
         }
-        self.close(close, outbound).await;
+        self.close(close, outbound, stream).await;
     }
 
     /// Writes one frame; a failed write means the peer is gone, and a write that cannot
@@ -264,7 +266,17 @@ impl SocketSession {
     }
 
     /// Lets running requests finish and delivers their replies (acks), then closes.
-    async fn close(mut self, close: Option<CloseReason>, mut outbound: mpsc::Receiver<Frame>) {
+    /// Ends the socket: replies in flight go out first, then the close frame. When the
+    /// server closes (rather than the peer), it keeps reading, and discarding, until the
+    /// client's own close frame or [`CLOSE_DRAIN`]: closing a TCP connection with unread
+    /// data sends a reset, and a client still sending would see 1006 and lose the replies
+    /// already on their way.
+    async fn close(
+        mut self,
+        close: Option<CloseReason>,
+        mut outbound: mpsc::Receiver<Frame>,
+        mut stream: MessageStream,
+    ) {
         self.requests.close();
         let _ = tokio::time::timeout(self.state.config.server.shutdown_timeout, self.requests.wait()).await;
         while let Ok(frame) = outbound.try_recv() {
@@ -273,7 +285,21 @@ impl SocketSession {
             }
         }
         drop(self.registration);
+        let we_close = close.is_some();
+        // The response stays open while this clone lives.
+        let keep_open = self.socket.clone();
         let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.close(close)).await;
+        if we_close {
+            let _ = tokio::time::timeout(CLOSE_DRAIN, async {
+                while let Some(Ok(message)) = stream.recv().await {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        drop(keep_open);
     }
 }
 

@@ -126,3 +126,35 @@ async fn a_client_that_never_reads_is_cut_off_within_seconds() {
     assert_eq!(metric_value(&metrics, "goim_ws_slow_disconnects_total"), 1.0, "{metrics}");
     drop(stalled);
 }
+
+/// The rate-limit close reaches a client that still has requests in flight as a close
+/// frame (4008), after the replies already sent, not as a connection reset.
+#[tokio::test]
+async fn a_rate_limited_client_gets_its_replies_and_a_clean_4008() {
+    use tokio_tungstenite::tungstenite::Message;
+
+    let app = spawn_app_with(|config| {
+        config.websocket.ws_rate_burst = 5;
+        config.websocket.ws_rate_per_sec = 1;
+    })
+    .await;
+    let quinn = app.register("flood_quinn").await;
+    let mut socket = app.connect(&quinn).await;
+    for n in 0..300 {
+        socket.send_raw(Message::text(format!(r#"{{"id":"{n}","type":"ping"}}"#))).await;
+    }
+    let mut replies = 0;
+    let close = loop {
+        use futures_util::StreamExt;
+        match tokio::time::timeout(Duration::from_secs(10), socket.socket.next()).await.expect("the server closes") {
+            Some(Ok(Message::Text(_))) => replies += 1,
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            Some(Err(error)) => panic!("the connection broke instead of closing ({replies} replies): {error}"),
+            None => panic!("the connection ended without a close frame ({replies} replies)"),
+        }
+    };
+    assert_eq!(close, Some(4008));
+    // Five within the burst, then 49 refusals; the 50th refusal is the close.
+    assert!(replies >= 54, "the replies sent before the close arrived: {replies}");
+}
