@@ -3,13 +3,17 @@
 //! written down in docs/protocol.md; [`protocol`] parses and renders its frames.
 //! Every operation calls the same service functions as the REST API.
 
+mod frame_guard;
 mod peer_watch;
 pub mod protocol;
 mod session;
 
 use actix_web::{
-    HttpRequest, HttpResponse,
+    HttpMessage as _, HttpRequest, HttpResponse,
+    body::MessageBody,
+    dev::{Payload, ServiceRequest, ServiceResponse},
     http::header::{self, HeaderValue},
+    middleware::{Next, from_fn},
     web,
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -44,7 +48,7 @@ pub struct TicketResponse {
 /// `/api/v1` scope would otherwise answer 404 for them).
 pub fn routes(cfg: &mut actix_web::web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/ws/ticket").route(web::post().to(create_ticket)))
-        .service(web::resource("/api/v1/ws").route(web::get().to(connect)));
+        .service(web::resource("/api/v1/ws").wrap(from_fn(guard_frames)).route(web::get().to(connect)));
 }
 
 /// A one-time ticket for opening a WebSocket (browsers cannot send an Authorization
@@ -121,6 +125,19 @@ pub async fn connect(
     let task = state.tasks.track_future(session::run(connection, ws_session, stream, outbound).instrument(span));
     actix_web::rt::spawn(task);
     Ok(response)
+}
+
+/// Puts [`frame_guard::FrameGuard`] between the connection and the WebSocket codec.
+async fn guard_frames(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if let Some(state) = req.app_data::<web::Data<AppState>>() {
+        let max_frame = u64::from(state.config.websocket.ws_max_frame_bytes);
+        let guarded = frame_guard::FrameGuard::new(req.take_payload(), max_frame);
+        req.set_payload(Payload::Stream { payload: Box::pin(guarded) });
+    }
+    next.call(req).await
 }
 
 fn too_many_connections() -> ApiError {

@@ -310,6 +310,9 @@ fn reason(code: CloseCode, description: &str) -> CloseReason {
 fn protocol_error_reason(error: &ProtocolError) -> CloseReason {
     match error {
         ProtocolError::Overflow => reason(CloseCode::Size, "frame too large"),
+        ProtocolError::Io(io) if io.get_ref().is_some_and(|inner| super::frame_guard::is_overflow(inner)) => {
+            reason(CloseCode::Size, "frame too large")
+        }
         ProtocolError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
             reason(CloseCode::Invalid, "text frame is not valid UTF-8")
         }

@@ -158,3 +158,33 @@ async fn a_rate_limited_client_gets_its_replies_and_a_clean_4008() {
     // Five within the burst, then 49 refusals; the 50th refusal is the close.
     assert!(replies >= 54, "the replies sent before the close arrived: {replies}");
 }
+
+/// A frame header that declares 1 GiB is refused when the header arrives (1009), not
+/// after the server has buffered the gigabyte.
+#[tokio::test]
+async fn a_frame_declaring_a_gigabyte_is_refused_at_its_header() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+
+    let app = spawn_app_with(|_| {}).await;
+    let rita = app.register("huge_rita").await;
+    let tcp = raw(&app).await;
+    let url = app.ws_url(&format!("?ticket={}", app.ticket(&rita).await));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("goim.v1"));
+    let (mut socket, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+
+    // FIN + text, masked, 64-bit length 2^30, a mask key, then the first MiB of payload.
+    let mut bytes = vec![0x81, 0xFF, 0, 0, 0, 0, 0x40, 0, 0, 0, 1, 2, 3, 4];
+    bytes.extend(std::iter::repeat_n(b'a', 1024 * 1024));
+    let _ = socket.get_mut().write_all(&bytes).await;
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("refused within seconds") {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            Some(Err(error)) => panic!("no close frame: {error}"),
+            None => panic!("the connection ended without a close frame"),
+        }
+    };
+    assert_eq!(close, Some(1009));
+}

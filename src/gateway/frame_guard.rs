@@ -1,0 +1,155 @@
+//! Refuses a WebSocket frame by its declared length, as soon as its header arrives.
+//! actix-http's frame parser checks the size limit only once a whole frame is buffered,
+//! and actix-ws keeps appending to its buffer meanwhile: one header declaring 1 GiB,
+//! followed by a steady stream of bytes, made GOIM buffer all of it before answering
+//! 1009. [`FrameGuard`] reads the frame headers in the raw byte stream (without copying
+//! it) and fails the stream with `PayloadError::Overflow` the moment a header declares
+//! more than the limit; the session then closes with 1009.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use actix_web::{dev::Payload, error::PayloadError, web::Bytes};
+use futures_util::Stream;
+
+/// Where the scanner is in the client's frame stream.
+#[derive(Debug)]
+enum Scan {
+    /// Inside a header: the bytes seen so far (a header is at most 14 bytes).
+    Header { bytes: [u8; 14], have: usize },
+    /// Inside a payload: how many bytes of it are still to come.
+    Payload { left: u64 },
+}
+
+pub struct FrameGuard {
+    inner: Payload,
+    max_frame: u64,
+    scan: Scan,
+    failed: bool,
+}
+
+impl FrameGuard {
+    pub fn new(inner: Payload, max_frame: u64) -> Self {
+        Self { inner, max_frame, scan: Scan::Header { bytes: [0; 14], have: 0 }, failed: false }
+    }
+
+    /// Advances over `chunk`; `Err` when a header declares a frame over the limit.
+    fn observe(&mut self, mut chunk: &[u8]) -> Result<(), PayloadError> {
+        while !chunk.is_empty() {
+            match &mut self.scan {
+                Scan::Payload { left } => {
+                    let skipped = (*left).min(chunk.len() as u64);
+                    *left -= skipped;
+                    chunk = &chunk[skipped as usize..];
+                    if *left == 0 {
+                        self.scan = Scan::Header { bytes: [0; 14], have: 0 };
+                    }
+                }
+                Scan::Header { bytes, have } => {
+                    bytes[*have] = chunk[0];
+                    *have += 1;
+                    chunk = &chunk[1..];
+                    if let Some((length, header_length)) = declared_length(&bytes[..*have]) {
+                        if length > self.max_frame {
+                            return Err(PayloadError::Overflow);
+                        }
+                        if *have == header_length {
+                            self.scan = if length == 0 {
+                                Scan::Header { bytes: [0; 14], have: 0 }
+                            } else {
+                                Scan::Payload { left: length }
+                            };
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The payload length a frame header declares and the header's full length, as soon
+/// as the length bytes are in (the mask key may still be on its way); `None` before.
+/// (RFC 6455 §5.2: 7-bit length, or 126 + 16-bit, or 127 + 64-bit, then a 4-byte mask
+/// key when the mask bit is set.)
+fn declared_length(header: &[u8]) -> Option<(u64, usize)> {
+    if header.len() < 2 {
+        return None;
+    }
+    let masked = header[1] & 0x80 != 0;
+    let (extended, short) = match header[1] & 0x7f {
+        126 => (2, None),
+        127 => (8, None),
+        short => (0, Some(u64::from(short))),
+    };
+    if header.len() < 2 + extended {
+        return None;
+    }
+    let length =
+        short.unwrap_or_else(|| header[2..2 + extended].iter().fold(0u64, |n, byte| (n << 8) | u64::from(*byte)));
+    Some((length, 2 + extended + if masked { 4 } else { 0 }))
+}
+
+impl Stream for FrameGuard {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => match this.observe(&chunk) {
+                Ok(()) => Poll::Ready(Some(Ok(chunk))),
+                Err(error) => {
+                    this.failed = true;
+                    Poll::Ready(Some(Err(error)))
+                }
+            },
+            other => other,
+        }
+    }
+}
+
+/// Whether a stream error came from [`FrameGuard`] (or actix's own size check).
+pub fn is_overflow(error: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(error.downcast_ref::<PayloadError>(), Some(PayloadError::Overflow))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(max: u64) -> FrameGuard {
+        FrameGuard::new(Payload::None, max)
+    }
+
+    #[test]
+    fn lengths_in_all_three_encodings_are_read_across_chunk_boundaries() {
+        // A masked 5-byte text frame, a masked 300-byte frame (16-bit length) split
+        // mid-header, then a 64-bit length of 70,000.
+        let mut frames = vec![0x81, 0x85, 1, 2, 3, 4];
+        frames.extend_from_slice(b"hello");
+        frames.extend_from_slice(&[0x82, 0xFE, 0x01, 0x2C, 1, 2, 3, 4]);
+        frames.extend(std::iter::repeat_n(0u8, 300));
+        let mut g = guard(1000);
+        for piece in frames.chunks(3) {
+            g.observe(piece).unwrap();
+        }
+        assert!(matches!(g.scan, Scan::Header { have: 0, .. }), "{:?}", g.scan);
+        let big = [0x82, 0xFF, 0, 0, 0, 0, 0, 1, 0x11, 0x70, 1, 2, 3, 4];
+        assert!(matches!(g.observe(&big[..9]), Ok(())), "not refused before the length is known");
+        assert!(matches!(g.observe(&big[9..10]), Err(PayloadError::Overflow)), "refused at the header");
+    }
+
+    #[test]
+    fn a_gigabyte_header_is_refused_before_its_mask_arrives_in_full() {
+        let mut g = guard(64 * 1024);
+        let header = [0x81, 0xFF, 0, 0, 0, 0, 0x40, 0, 0, 0];
+        assert!(matches!(g.observe(&header), Err(PayloadError::Overflow)), "refused before the mask key");
+        let mut at_limit = guard(126);
+        assert!(at_limit.observe(&[0x81, 0xFE, 0, 126, 1, 2, 3, 4]).is_ok(), "a frame at the limit passes");
+    }
+}
