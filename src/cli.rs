@@ -166,7 +166,7 @@ pub async fn open_database(config: &Config) -> anyhow::Result<(PgPool, Option<Ma
         }
     };
     let opened = async {
-        db::ensure_database(&options).await?;
+        db::ensure_database(&options, config.database.db_acquire_timeout).await?;
         let pool = db::connect(config, options).await.context("cannot connect to PostgreSQL")?;
         db::migrate(&pool).await?;
         anyhow::Ok(pool)

@@ -13,7 +13,7 @@ pub mod sessions;
 pub mod users;
 pub mod ws_tickets;
 
-use std::str::FromStr;
+use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;
 use sqlx::{
@@ -56,17 +56,35 @@ pub async fn connect(config: &Config, options: PgConnectOptions) -> sqlx::Result
         .await
 }
 
+/// One connection, given up after `timeout` (the outer error): a host that accepts TCP
+/// and never answers would otherwise hold the start-up forever, silently.
+async fn connect_within(
+    options: &PgConnectOptions,
+    timeout: Duration,
+) -> anyhow::Result<Result<PgConnection, sqlx::Error>> {
+    match tokio::time::timeout(timeout, PgConnection::connect_with(options)).await {
+        Ok(connection) => Ok(connection),
+        Err(_) => anyhow::bail!(
+            "PostgreSQL at {}:{} did not answer within {} s (is DATABASE_URL pointing at a PostgreSQL server?)",
+            options.get_host(),
+            options.get_port(),
+            timeout.as_secs()
+        ),
+    }
+}
+
 /// Creates the target database when it is missing and the role may create databases.
-/// A role that may not, but whose database exists, is fine.
-pub async fn ensure_database(target: &PgConnectOptions) -> anyhow::Result<()> {
+/// A role that may not, but whose database exists, is fine. Every connection attempt
+/// gives up after `timeout`.
+pub async fn ensure_database(target: &PgConnectOptions, timeout: Duration) -> anyhow::Result<()> {
     let Some(name) = target.get_database().map(str::to_owned) else {
         return Ok(());
     };
-    if PgConnection::connect_with(target).await.is_ok() {
+    if connect_within(target, timeout).await?.is_ok() {
         return Ok(());
     }
-    let mut admin = PgConnection::connect_with(&target.clone().database("postgres"))
-        .await
+    let mut admin = connect_within(&target.clone().database("postgres"), timeout)
+        .await?
         .with_context(|| format!("cannot connect to database {name:?} nor to \"postgres\" to create it"))?;
     let exists =
         sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#, name)

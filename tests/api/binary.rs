@@ -159,3 +159,39 @@ mod signals {
         std::fs::remove_dir_all(&dir).ok();
     }
 }
+
+/// A `DATABASE_URL` whose host accepts connections and never answers stops the start
+/// within the acquire timeout, with one line that says so.
+#[test]
+fn a_database_that_never_answers_stops_the_start_with_one_line() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let held = std::thread::spawn(move || {
+        // Accept and hold, saying nothing, until the test ends.
+        let mut accepted = Vec::new();
+        listener.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((stream, _)) => accepted.push(stream),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        accepted.len()
+    });
+    let started = std::time::Instant::now();
+    let url = format!("postgres://goim@127.0.0.1:{port}/goim");
+    let (code, stderr) = run_with_env(&[
+        ("DATABASE_URL", url.as_str()),
+        ("GOIM_JWT_SECRET", "a-secret-long-enough-for-the-test-only"),
+        ("GOIM_DB_ACQUIRE_TIMEOUT_SECS", "2"),
+    ]);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(stderr.contains("did not answer within 2 s"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(held.join().unwrap() >= 1, "goim did connect");
+}
