@@ -74,7 +74,7 @@ impl ManagedPostgres {
             let port = free_loopback_port()?;
             let log_offset = log_len(&prepared.log_path);
             let mut child = prepared.spawn_postgres(&options, port)?;
-            match wait_until_ready(&mut child, port, &prepared.password, &prepared.log_path, log_offset).await {
+            match wait_until_ready(&mut child, port, &prepared, log_offset).await {
                 Ok(()) => {
                     let guard = match &options.guard_exe {
                         Some(exe) => Some(spawn_guard(exe, &prepared, &options)?),
@@ -173,6 +173,7 @@ impl ManagedPostgres {
 /// Everything done before `postgres` starts: lock, run-as account, initdb, recovery.
 struct Prepared {
     pgdata: PathBuf,
+    password_path: PathBuf,
     bin_dir: PathBuf,
     run_as: Option<RunAs>,
     password: Secret,
@@ -201,6 +202,7 @@ impl Prepared {
         }
         let password = read_password(&password_path)?;
         Ok(Self {
+            password_path: password_path.clone(),
             run_as: os::run_as_owner_of(&pgdata).or(run_as),
             pgdata,
             bin_dir: options.bin_dir.clone(),
@@ -411,13 +413,8 @@ fn free_loopback_port() -> Result<u16, PgError> {
     listener.local_addr().map(|addr| addr.port()).map_err(PgError::io("cannot find a free port"))
 }
 
-async fn wait_until_ready(
-    child: &mut Child,
-    port: u16,
-    password: &Secret,
-    log_path: &Path,
-    log_offset: u64,
-) -> Result<(), PgError> {
+async fn wait_until_ready(child: &mut Child, port: u16, prepared: &Prepared, log_offset: u64) -> Result<(), PgError> {
+    let (password, log_path) = (&prepared.password, &prepared.log_path);
     let options = PgConnectOptions::new()
         .host(&Ipv4Addr::LOCALHOST.to_string())
         .port(port)
@@ -430,9 +427,22 @@ async fn wait_until_ready(
             return Err(PgError::ExitedEarly { log_tail: log_tail(log_path, log_offset) });
         }
         let attempt = tokio::time::timeout(Duration::from_secs(2), sqlx::PgConnection::connect_with(&options)).await;
-        if let Ok(Ok(conn)) = attempt {
-            let _ = conn.close().await;
-            return Ok(());
+        match attempt {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                return Ok(());
+            }
+            // The server is up and says the password is wrong: retrying only fills its
+            // log with failed logins.
+            Ok(Err(sqlx::Error::Database(error)))
+                if error.code().is_some_and(|code| code == "28P01" || code == "28000") =>
+            {
+                return Err(PgError::PasswordRejected {
+                    password_file: prepared.password_path.clone(),
+                    pgdata: prepared.pgdata.clone(),
+                });
+            }
+            _ => {}
         }
         if Instant::now() > deadline {
             return Err(PgError::NotReady { secs: READY_TIMEOUT.as_secs(), log_tail: log_tail(log_path, log_offset) });

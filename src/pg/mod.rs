@@ -36,6 +36,12 @@ pub enum PgError {
     Tool { tool: &'static str, detail: String },
     #[error("postgres did not become ready within {secs} s; last log lines:\n{log_tail}")]
     NotReady { secs: u64, log_tail: String },
+    #[error(
+        "the managed PostgreSQL rejected the password in {}: restore that file, or move {} away to start a new, empty cluster",
+        password_file.display(),
+        pgdata.display()
+    )]
+    PasswordRejected { password_file: PathBuf, pgdata: PathBuf },
     #[error("postgres exited during start-up; last log lines:\n{log_tail}")]
     ExitedEarly { log_tail: String },
     #[error("{context}: {source}")]

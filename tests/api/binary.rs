@@ -141,6 +141,46 @@ mod signals {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// A managed cluster whose password file no longer matches stops the start at the
+    /// first rejected login, with one line that says what to do.
+    #[test]
+    fn a_wrong_cluster_password_stops_the_start_at_once_with_one_line() {
+        let dir = new_data_dir();
+        let mut goim = RunningGoim::start(&dir);
+        send_signal(&goim.child, Signal::SIGTERM);
+        assert_eq!(goim.wait_exit(Duration::from_secs(30)).code(), Some(0));
+        drop(goim);
+        std::fs::write(dir.join("postgres-password"), "not-the-password").unwrap();
+
+        let started = std::time::Instant::now();
+        let mut child = goim_command(&dir)
+            .env("GOIM_DATA_DIR", &dir)
+            .env("GOIM_BIND", "127.0.0.1:0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("goim kept trying with a wrong password");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert_ne!(status.code(), Some(0), "{stderr}");
+        assert!(stderr.contains("rejected the password"), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        if let Some(postmaster) = postmaster_pid(&dir) {
+            assert!(wait_process_gone(postmaster, Duration::from_secs(10)), "postgres {postmaster} left running");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     #[test]
     fn a_killed_goim_leaves_no_postgres_behind_and_the_next_start_recovers() {
         let dir = new_data_dir();
