@@ -97,6 +97,9 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
+        if crate::db::is_unstorable_text(&error) {
+            return unstorable_text();
+        }
         Self::database(crate::db::is_unavailable(&error), error.into())
     }
 }
@@ -104,8 +107,17 @@ impl From<sqlx::Error> for ApiError {
 /// A database failure shared by every message of a failed writer batch.
 impl From<std::sync::Arc<sqlx::Error>> for ApiError {
     fn from(error: std::sync::Arc<sqlx::Error>) -> Self {
+        if crate::db::is_unstorable_text(&error) {
+            return unstorable_text();
+        }
         Self::database(crate::db::is_unavailable(&error), anyhow::anyhow!("{error}"))
     }
+}
+
+/// Text PostgreSQL refuses to store or compare: a NUL character (in `text` or `jsonb`).
+/// Its statement failed, so nothing changed; the client sent something no field allows.
+fn unstorable_text() -> ApiError {
+    ApiError::bad_request("invalid_text", "text must not contain NUL (\\u0000) characters")
 }
 
 impl ApiError {

@@ -141,6 +141,15 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether PostgreSQL refused a value as text it cannot hold: NUL in `text` (22021,
+/// invalid byte sequence) or in `jsonb` (22P05, untranslatable character).
+pub fn is_unstorable_text(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db_error) => db_error.code().is_some_and(|code| code == "22021" || code == "22P05"),
+        _ => false,
+    }
+}
+
 /// `"name"` with embedded quotes doubled, for the few statements that cannot bind.
 pub fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
