@@ -49,7 +49,7 @@
 //! | `state` | `auth`, `config`, `events`, `hub`, `metrics`, `relay`, `writer` |
 //! | `service` | `auth`, `config`, `db`, `domain`, `error`, `events`, `metrics`, `state`, `writer` |
 //! | `dto` | `db`, `domain`, `service`, `writer` |
-//! | `http` | `auth`, `db`, `domain`, `dto`, `error`, `service`, `state` |
+//! | `http` | `auth`, `db`, `domain`, `dto`, `error`, `metrics`, `service`, `state` |
 //! | `gateway` | `auth`, `db`, `domain`, `dto`, `error`, `hub`, `service`, `state` |
 //! | `startup` | `auth`, `config`, `events`, `gateway`, `http`, `hub`, `metrics`, `relay`, `state`, `writer` |
 //! | `cli` | `config`, `db`, `pg`, `shutdown`, `startup`, `telemetry` |

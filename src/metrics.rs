@@ -50,8 +50,10 @@ type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
     registry: Registry,
-    /// Open WebSockets on this instance.
+    /// Open WebSockets on this instance (until their close handshake ends).
     pub ws_connections: Gauge,
+    /// HTTP requests being handled now (shutdown waits for them).
+    pub http_in_flight: Gauge,
     pub ws_frames_in: Counter,
     pub ws_frames_out: Counter,
     /// Sockets closed because their client stopped reading (1013): a full outbound
@@ -106,6 +108,8 @@ impl Metrics {
         );
         let ws_connections = Gauge::default();
         registry.register("ws_connections", "Open WebSocket connections", ws_connections.clone());
+        let http_in_flight = Gauge::default();
+        registry.register("http_in_flight", "HTTP requests being handled", http_in_flight.clone());
         let ws_frames_in = Counter::default();
         registry.register("ws_frames_in", "WebSocket frames received from clients", ws_frames_in.clone());
         let ws_frames_out = Counter::default();
@@ -162,6 +166,7 @@ impl Metrics {
             http_latency,
             pool_connections,
             ws_connections,
+            http_in_flight,
             ws_frames_in,
             ws_frames_out,
             ws_slow_disconnects,

@@ -194,7 +194,18 @@ impl Application {
             }
             _ = state.shutdown.cancelled() => {
                 tracing::info!("shutdown requested; draining");
-                handle.stop(true).await;
+                // No new connections; requests in flight finish and every socket closes
+                // (the token tells them). actix's own graceful stop would also wait for
+                // every idle keep-alive connection to time out (5 s), so once nothing is
+                // in flight the remaining connections are dropped instead.
+                handle.pause().await;
+                let deadline = tokio::time::Instant::now() + state.config.server.shutdown_timeout;
+                while tokio::time::Instant::now() < deadline
+                    && (state.metrics.http_in_flight.get() > 0 || state.metrics.ws_connections.get() > 0)
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                handle.stop(false).await;
                 let _ = serving.await;
             }
         }

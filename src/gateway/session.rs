@@ -284,7 +284,6 @@ impl SocketSession {
                 break;
             }
         }
-        drop(self.registration);
         let we_close = close.is_some();
         // The response stays open while this clone lives.
         let keep_open = self.socket.clone();
@@ -300,6 +299,8 @@ impl SocketSession {
             .await;
         }
         drop(keep_open);
+        // Last: the connection counts as open (and shutdown waits for it) until here.
+        drop(self.registration);
     }
 }
 

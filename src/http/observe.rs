@@ -19,6 +19,23 @@ use crate::state::AppState;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Counts a request as in flight until dropped (also when the client goes away and
+/// the request's future is dropped half-way).
+struct InFlight(std::sync::Arc<crate::metrics::Metrics>);
+
+impl InFlight {
+    fn enter(metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        metrics.http_in_flight.inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.http_in_flight.dec();
+    }
+}
+
 pub async fn observe_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -30,7 +47,9 @@ pub async fn observe_request(
     let metrics = req.app_data::<web::Data<AppState>>().map(|state| state.metrics.clone());
     let started = Instant::now();
 
+    let in_flight = metrics.clone().map(InFlight::enter);
     let result = next.call(req).instrument(span.clone()).await;
+    drop(in_flight);
     let elapsed = started.elapsed();
     let mut response = match result {
         Ok(response) => response,
