@@ -56,6 +56,7 @@ pub fn routes(cfg: &mut actix_web::web::ServiceConfig) {
 #[utoipa::path(post, path = "/api/v1/ws/ticket", tag = "realtime", security(("bearer" = [])),
     responses((status = 200, body = TicketResponse), (status = 401, body = crate::dto::ErrorResponse)))]
 pub async fn create_ticket(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
+    refuse_while_stopping(&state)?;
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let ticket = URL_SAFE_NO_PAD.encode(bytes);
@@ -78,6 +79,7 @@ pub async fn connect(
     body: web::Payload,
     query: web::Query<ConnectQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    refuse_while_stopping(&state)?;
     check_subprotocol(&req)?;
     check_origin(&req, &state.config.websocket.ws_allowed_origins)?;
     let (user, session) = match &query.ticket {
@@ -138,6 +140,15 @@ async fn guard_frames(
         req.set_payload(Payload::Stream { payload: Box::pin(guarded) });
     }
     next.call(req).await
+}
+
+/// A stopping instance hands out no tickets and opens no sockets: they would be closed
+/// with 1001 at once. 503 sends the client (or the load balancer) to another instance.
+fn refuse_while_stopping(state: &AppState) -> Result<(), ApiError> {
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::Unavailable(anyhow::anyhow!("this instance is shutting down")));
+    }
+    Ok(())
 }
 
 fn too_many_connections() -> ApiError {

@@ -528,6 +528,10 @@ async fn shutdown_closes_every_socket_with_1001() {
     a.request("conversations", json!({})).await;
     b.request("conversations", json!({})).await;
     app.local().shutdown.cancel();
+    // While the sockets close (these clients have not answered yet), the instance hands
+    // out no new tickets: a kept-alive connection still reaches it, and gets 503.
+    let refused = app.send_as(reqwest::Method::POST, &oli.access_token, "/api/v1/ws/ticket", None).await;
+    assert_eq!(error_code(refused, 503).await, "service_unavailable");
     assert_eq!(a.closed_with().await, Some(1001));
     assert_eq!(b.closed_with().await, Some(1001));
 }
