@@ -50,6 +50,7 @@ const CLOSE_SESSION_REVOKED: u16 = 4001;
 /// revocation whose push was lost (revocations are pushed to every instance).
 const SESSION_RECHECK: Duration = Duration::from_secs(600);
 const CLOSE_RATE_LIMITED: u16 = 4008;
+const CLOSE_REPLACED: u16 = 4009;
 /// After a server-initiated close, how long the client may take to answer it.
 const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 /// Longest wait for room to write one frame before the client counts as not reading.
@@ -123,6 +124,9 @@ impl SocketSession {
                     KillReason::SlowConsumer => Flow::Close(Some(reason(CloseCode::Again, "too slow: outbound queue full"))),
                     KillReason::SessionRevoked => {
                         Flow::Close(Some(reason(CloseCode::Other(CLOSE_SESSION_REVOKED), "session revoked")))
+                    }
+                    KillReason::Replaced => {
+                        Flow::Close(Some(reason(CloseCode::Other(CLOSE_REPLACED), "replaced by a newer socket of this session")))
                     }
                 },
                 frame = outbound.recv() => match frame {

@@ -45,6 +45,9 @@ pub enum KillReason {
     SlowConsumer,
     /// Its login session was revoked (logout, theft, password change).
     SessionRevoked,
+    /// A newer socket of the same login session took its place at the per-user limit
+    /// (most often this one's network died without a reset).
+    Replaced,
 }
 
 /// Tells a connection to go, and why. The first reason given is the one that counts.
@@ -58,6 +61,10 @@ impl KillSwitch {
     pub fn kill(&self, reason: KillReason) {
         let _ = self.reason.set(reason);
         self.token.cancel();
+    }
+
+    pub fn is_killed(&self) -> bool {
+        self.token.is_cancelled()
     }
 
     /// Resolves once the connection is killed, with the reason.
@@ -133,8 +140,16 @@ impl Hub {
         let first = {
             let mut connections = self.inner.connections.write().unwrap_or_else(|p| p.into_inner());
             let mine = connections.entry(user).or_default();
-            if mine.len() >= max_per_user {
-                return Err(TooManyConnections);
+            // Connections already told to go are on their way out and do not count.
+            if mine.iter().filter(|c| !c.kill.is_killed()).count() >= max_per_user {
+                // At the limit, a new socket of a session that has one replaces the
+                // oldest: the client is reconnecting, so that one is most likely dead.
+                // Another session's socket is refused.
+                let oldest = mine.iter().find(|c| c.session == session && !c.kill.is_killed());
+                match oldest {
+                    Some(oldest) => oldest.kill.kill(KillReason::Replaced),
+                    None => return Err(TooManyConnections),
+                }
             }
             mine.push(Connection { id, session, outbound: outbound.clone(), kill: kill.clone() });
             mine.len() == 1

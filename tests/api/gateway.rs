@@ -542,9 +542,29 @@ async fn a_user_may_hold_only_so_many_sockets() {
     let user = app.register("ws_many").await;
     let _first = app.connect(&user).await;
     let _second = app.connect(&user).await;
-    let ticket = app.ticket(&user).await;
+    // A socket of another login session of the same user is refused.
+    let other_session = crate::support::login_token(&app, "ws_many").await;
+    let ticket = app.send_as(Method::POST, &other_session, "/api/v1/ws/ticket", None).await;
+    let ticket = ticket.json::<Value>().await.unwrap()["ticket"].as_str().unwrap().to_owned();
     let (status, body) = handshake_status(&app, &format!("?ticket={ticket}"), Some("goim.v1"), None).await;
     assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_connections")));
+}
+
+/// At the limit, a new socket of a session that already has one replaces that
+/// session's oldest (a client reconnecting after its network died without a reset
+/// would otherwise lock itself out until the dead socket's heartbeat times out).
+#[tokio::test]
+async fn a_new_socket_of_the_same_session_replaces_its_oldest_at_the_limit() {
+    let app = spawn_app_with(|config| config.websocket.ws_max_connections_per_user = 2).await;
+    let user = app.register("ws_again").await;
+    let mut first = app.connect(&user).await;
+    let mut second = app.connect(&user).await;
+    let mut third = app.connect(&user).await;
+    assert_eq!(first.closed_with().await, Some(4009));
+    for socket in [&mut second, &mut third] {
+        let reply = socket.request("ping", json!({})).await;
+        assert_eq!(reply["ok"], true, "{reply}");
+    }
 }
 
 #[tokio::test]
