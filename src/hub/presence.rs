@@ -44,6 +44,9 @@ pub struct Presence {
     pending_offline: Arc<Mutex<HashMap<UserId, CancellationToken>>>,
     /// Users with a socket on this instance (or within their grace period).
     here: Arc<Mutex<HashSet<UserId>>>,
+    /// Users whose last change could not be recorded (database trouble); the heartbeat
+    /// settles them again.
+    unsettled: Arc<Mutex<HashSet<UserId>>>,
     stop: CancellationToken,
 }
 
@@ -68,6 +71,7 @@ impl Presence {
             heartbeat,
             pending_offline: Arc::default(),
             here: Arc::default(),
+            unsettled: Arc::default(),
             stop,
         }
     }
@@ -124,7 +128,10 @@ impl Presence {
     async fn settle(&self, users: &[UserId]) {
         match db::presence::settle(&self.pool, self.instance, users, |user| self.is_here(user)).await {
             Ok(transitions) => self.announce(transitions).await,
-            Err(error) => tracing::warn!(%error, "cannot record presence; the next heartbeat retries"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot record presence; the next heartbeat retries");
+                self.unsettled.lock().unwrap_or_else(|p| p.into_inner()).extend(users.iter().copied());
+            }
         }
     }
 
@@ -155,16 +162,22 @@ impl Presence {
                 _ = ticks.tick() => {}
             }
             let beat = async {
-                if !db::presence::heartbeat(&self.pool, self.instance, ttl).await? {
-                    // First beat, or peers reaped this instance while it was cut off: its
-                    // users' rows are gone, so record (and announce) them again.
-                    let users: Vec<UserId> =
-                        self.here.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
-                    if !users.is_empty() {
-                        self.announce(
-                            db::presence::settle(&self.pool, self.instance, &users, |u| self.is_here(u)).await?,
-                        )
-                        .await;
+                let registered = db::presence::heartbeat(&self.pool, self.instance, ttl).await?;
+                // Users whose last change failed to record; and, on the first beat or
+                // after peers reaped this instance while it was cut off (its rows are
+                // gone), every user it holds.
+                let mut users = std::mem::take(&mut *self.unsettled.lock().unwrap_or_else(|p| p.into_inner()));
+                if !registered {
+                    users.extend(self.here.lock().unwrap_or_else(|p| p.into_inner()).iter().copied());
+                }
+                if !users.is_empty() {
+                    let users: Vec<UserId> = users.into_iter().collect();
+                    match db::presence::settle(&self.pool, self.instance, &users, |u| self.is_here(u)).await {
+                        Ok(transitions) => self.announce(transitions).await,
+                        Err(error) => {
+                            self.unsettled.lock().unwrap_or_else(|p| p.into_inner()).extend(users);
+                            return Err(error);
+                        }
                     }
                 }
                 let reaped = db::presence::reap(&self.pool).await?;
