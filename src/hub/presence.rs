@@ -90,7 +90,7 @@ impl Presence {
         }
         if self.here.lock().unwrap_or_else(|p| p.into_inner()).insert(user) {
             let this = self.clone();
-            self.tasks.spawn_on(async move { this.settle(&[user]).await }, &self.runtime);
+            self.tasks.spawn_on(async move { this.settle_one(user).await }, &self.runtime);
         }
     }
 
@@ -114,7 +114,7 @@ impl Presence {
                         };
                         if still_pending {
                             this.here.lock().unwrap_or_else(|p| p.into_inner()).remove(&user);
-                            this.settle(&[user]).await;
+                            this.settle_one(user).await;
                         }
                     }
                 }
@@ -124,14 +124,25 @@ impl Presence {
     }
 
     /// Records in the database whether this instance holds `users` (as of now) and
-    /// announces whatever changed for everyone.
-    async fn settle(&self, users: &[UserId]) {
+    /// announces whatever changed for everyone. Users whose change could not be
+    /// recorded are kept for the next heartbeat to settle again.
+    async fn settle(&self, users: &[UserId]) -> sqlx::Result<()> {
         match db::presence::settle(&self.pool, self.instance, users, |user| self.is_here(user)).await {
-            Ok(transitions) => self.announce(transitions).await,
-            Err(error) => {
-                tracing::warn!(%error, "cannot record presence; the next heartbeat retries");
-                self.unsettled.lock().unwrap_or_else(|p| p.into_inner()).extend(users.iter().copied());
+            Ok(transitions) => {
+                self.announce(transitions).await;
+                Ok(())
             }
+            Err(error) => {
+                self.unsettled.lock().unwrap_or_else(|p| p.into_inner()).extend(users.iter().copied());
+                Err(error)
+            }
+        }
+    }
+
+    /// [`Self::settle`] for one user, from a socket event: a failure is logged here.
+    async fn settle_one(&self, user: UserId) {
+        if let Err(error) = self.settle(&[user]).await {
+            tracing::warn!(%error, "cannot record presence; the next heartbeat retries");
         }
     }
 
@@ -171,14 +182,7 @@ impl Presence {
                     users.extend(self.here.lock().unwrap_or_else(|p| p.into_inner()).iter().copied());
                 }
                 if !users.is_empty() {
-                    let users: Vec<UserId> = users.into_iter().collect();
-                    match db::presence::settle(&self.pool, self.instance, &users, |u| self.is_here(u)).await {
-                        Ok(transitions) => self.announce(transitions).await,
-                        Err(error) => {
-                            self.unsettled.lock().unwrap_or_else(|p| p.into_inner()).extend(users);
-                            return Err(error);
-                        }
-                    }
+                    self.settle(&users.into_iter().collect::<Vec<_>>()).await?;
                 }
                 let reaped = db::presence::reap(&self.pool).await?;
                 for instance_id in reaped.crashed {

@@ -3,15 +3,37 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
+use tokio_tungstenite::{WebSocketStream, tungstenite::Message};
 
-use crate::support::{TestApp, spawn_app_with};
+use crate::support::{TestApp, TestUser, spawn_app_with};
 
 async fn raw(app: &TestApp) -> TcpStream {
     TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap()
+}
+
+/// A WebSocket of `user` over `tcp` (a connection the test shaped itself).
+async fn ws_over(app: &TestApp, user: &TestUser, tcp: TcpStream) -> WebSocketStream<TcpStream> {
+    tokio_tungstenite::client_async(app.ws_request(&user.access_token).await, tcp).await.unwrap().0
+}
+
+/// Reads frames until the server's close frame and returns its code, counting the
+/// text frames before it; panics on a reset or an end without a close frame.
+async fn close_code(socket: &mut WebSocketStream<impl AsyncRead + AsyncWrite + Unpin>) -> (Option<u16>, usize) {
+    let mut texts = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("the server closes in time") {
+            Some(Ok(Message::Text(_))) => texts += 1,
+            Some(Ok(Message::Close(frame))) => return (frame.map(|f| u16::from(f.code)), texts),
+            Some(Ok(_)) => {}
+            Some(Err(error)) => panic!("the connection broke instead of closing ({texts} text frames): {error}"),
+            None => panic!("the connection ended without a close frame ({texts} text frames)"),
+        }
+    }
 }
 
 /// Reads until the server closes or `wait` passes; returns what arrived and whether the
@@ -87,8 +109,6 @@ async fn connections_past_the_cap_wait_until_one_closes() {
 /// disconnect is counted once, not once per dropped frame.
 #[tokio::test]
 async fn a_client_that_never_reads_is_cut_off_within_seconds() {
-    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
-
     use crate::support::{befriend, metric_value, open_direct, send_text};
 
     let app = spawn_app_with(|config| config.websocket.ws_rate_burst = 1000).await;
@@ -99,10 +119,7 @@ async fn a_client_that_never_reads_is_cut_off_within_seconds() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(2048).unwrap();
     let tcp = socket.connect(app.address.trim_start_matches("http://").parse().unwrap()).await.unwrap();
-    let url = app.ws_url(&format!("?ticket={}", app.ticket(&pat).await));
-    let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("goim.v1"));
-    let (stalled, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+    let stalled = ws_over(&app, &pat, tcp).await;
 
     let connections = |metrics: &str| metric_value(metrics, "goim_ws_connections");
     assert_eq!(connections(&app.get("/metrics").await.text().await.unwrap()), 1.0);
@@ -131,8 +148,6 @@ async fn a_client_that_never_reads_is_cut_off_within_seconds() {
 /// frame (4008), after the replies already sent, not as a connection reset.
 #[tokio::test]
 async fn a_rate_limited_client_gets_its_replies_and_a_clean_4008() {
-    use tokio_tungstenite::tungstenite::Message;
-
     let app = spawn_app_with(|config| {
         config.websocket.ws_rate_burst = 5;
         config.websocket.ws_rate_per_sec = 1;
@@ -143,17 +158,7 @@ async fn a_rate_limited_client_gets_its_replies_and_a_clean_4008() {
     for n in 0..300 {
         socket.send_raw(Message::text(format!(r#"{{"id":"{n}","type":"ping"}}"#))).await;
     }
-    let mut replies = 0;
-    let close = loop {
-        use futures_util::StreamExt;
-        match tokio::time::timeout(Duration::from_secs(10), socket.socket.next()).await.expect("the server closes") {
-            Some(Ok(Message::Text(_))) => replies += 1,
-            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
-            Some(Ok(_)) => {}
-            Some(Err(error)) => panic!("the connection broke instead of closing ({replies} replies): {error}"),
-            None => panic!("the connection ended without a close frame ({replies} replies)"),
-        }
-    };
+    let (close, replies) = close_code(&mut socket.socket).await;
     assert_eq!(close, Some(4008));
     // Five within the burst, then 49 refusals; the 50th refusal is the close.
     assert!(replies >= 54, "the replies sent before the close arrived: {replies}");
@@ -163,28 +168,14 @@ async fn a_rate_limited_client_gets_its_replies_and_a_clean_4008() {
 /// after the server has buffered the gigabyte.
 #[tokio::test]
 async fn a_frame_declaring_a_gigabyte_is_refused_at_its_header() {
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
-
     let app = spawn_app_with(|_| {}).await;
     let rita = app.register("huge_rita").await;
-    let tcp = raw(&app).await;
-    let url = app.ws_url(&format!("?ticket={}", app.ticket(&rita).await));
-    let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("goim.v1"));
-    let (mut socket, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+    let mut socket = ws_over(&app, &rita, raw(&app).await).await;
 
     // FIN + text, masked, 64-bit length 2^30, a mask key, then the first MiB of payload.
     let mut bytes = vec![0x81, 0xFF, 0, 0, 0, 0, 0x40, 0, 0, 0, 1, 2, 3, 4];
     bytes.extend(std::iter::repeat_n(b'a', 1024 * 1024));
     let _ = socket.get_mut().write_all(&bytes).await;
-    let close = loop {
-        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("refused within seconds") {
-            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
-            Some(Ok(_)) => {}
-            Some(Err(error)) => panic!("no close frame: {error}"),
-            None => panic!("the connection ended without a close frame"),
-        }
-    };
+    let (close, _) = close_code(&mut socket).await;
     assert_eq!(close, Some(1009));
 }

@@ -44,11 +44,18 @@ impl TestApp {
         self.connect_with_token(&user.access_token).await
     }
 
-    /// Opens a socket for the session of `access_token`, with a fresh ticket.
-    pub async fn connect_with_token(&self, access_token: &str) -> WsClient {
+    /// The handshake request for a socket of `access_token`'s session: a fresh ticket
+    /// and the `goim.v1` subprotocol.
+    pub async fn ws_request(&self, access_token: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
         let url = self.ws_url(&format!("?ticket={}", self.ticket_for(access_token).await));
         let mut request = url.into_client_request().unwrap();
         request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("goim.v1"));
+        request
+    }
+
+    /// Opens a socket for the session of `access_token`, with a fresh ticket.
+    pub async fn connect_with_token(&self, access_token: &str) -> WsClient {
+        let request = self.ws_request(access_token).await;
         let (socket, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
             .await
             .expect("connect in time")
