@@ -54,7 +54,8 @@ pub fn routes(cfg: &mut actix_web::web::ServiceConfig) {
 /// A one-time ticket for opening a WebSocket (browsers cannot send an Authorization
 /// header on the handshake, and access tokens must not travel in URLs).
 #[utoipa::path(post, path = "/api/v1/ws/ticket", tag = "realtime", security(("bearer" = [])),
-    responses((status = 200, body = TicketResponse), (status = 401, body = crate::dto::ErrorResponse)))]
+    responses((status = 200, body = TicketResponse), (status = 401, body = crate::dto::ErrorResponse),
+        (status = 503, description = "the instance is shutting down", body = crate::dto::ErrorResponse)))]
 pub async fn create_ticket(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
     refuse_while_stopping(&state)?;
     let mut bytes = [0u8; 32];
