@@ -315,12 +315,12 @@ pub async fn list_for_user(
     .await
 }
 
-/// Everything the send policy and the retry check need, read in one round trip: the
-/// conversation, the sender's membership, for direct conversations whether a block
-/// stands either way and whether the two are friends, for group conversations the group
-/// and the sender's role in it, and an earlier message with the same `client_msg_id`.
+/// Everything the conversation policy needs, read in one round trip: the conversation,
+/// the user's membership, for direct conversations whether a block stands either way
+/// and whether the two are friends, for group conversations the group and the user's
+/// role in it; for a send, also an earlier message with the same `client_msg_id`.
 #[derive(Debug, Clone)]
-pub struct SendContext {
+pub struct ConversationContext {
     pub conversation: ConversationRow,
     pub member_last_read_seq: Option<i64>,
     pub member_visible_from_seq: Option<i64>,
@@ -338,7 +338,7 @@ pub struct SendContext {
     pub earlier_request_hash: Option<Vec<u8>>,
 }
 
-impl SendContext {
+impl ConversationContext {
     /// The sender's membership, if they are a member.
     pub fn member(&self) -> Option<MemberState> {
         Some(MemberState {
@@ -351,12 +351,12 @@ impl SendContext {
     }
 }
 
-pub async fn send_context(
+pub async fn context(
     db: impl PgExecutor<'_>,
     id: ConversationId,
-    sender: UserId,
-    client_msg_id: uuid::Uuid,
-) -> sqlx::Result<Option<SendContext>> {
+    user: UserId,
+    client_msg_id: Option<uuid::Uuid>,
+) -> sqlx::Result<Option<ConversationContext>> {
     let row = sqlx::query!(
         r#"SELECT c.id AS "id: ConversationId", c.kind, c.group_id AS "group_id: GroupId",
                   c.user_low AS "user_low: UserId", c.user_high AS "user_high: UserId", c.last_seq, c.last_version,
@@ -379,12 +379,12 @@ pub async fn send_context(
              LEFT JOIN messages m ON m.conversation_id = c.id AND m.sender_id = $2 AND m.client_msg_id = $3
             WHERE c.id = $1"#,
         id.0,
-        sender.0,
+        user.0,
         client_msg_id
     )
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|row| SendContext {
+    Ok(row.map(|row| ConversationContext {
         conversation: ConversationRow {
             id: row.id,
             kind: row.kind,

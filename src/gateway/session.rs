@@ -45,6 +45,8 @@ pub struct Connection {
 const ABUSE_LIMIT: u32 = 50;
 /// Forwarded typing indicators per conversation per socket.
 const TYPING_INTERVAL: Duration = Duration::from_secs(1);
+/// How many conversations a socket remembers typing in before forgetting stale entries.
+const TYPING_TRACKED_MAX: usize = 64;
 const CLOSE_SESSION_REVOKED: u16 = 4001;
 /// How often a socket re-reads its session even before it expires: a safety net for a
 /// revocation whose push was lost (revocations are pushed to every instance).
@@ -244,6 +246,11 @@ impl SocketSession {
         let now = Instant::now();
         let renewal = matches!(self.last_typing.get(conversation_id), Some((at, true)) if *typing && now.duration_since(*at) < TYPING_INTERVAL);
         if !renewal {
+            // Only entries younger than the interval matter; dropping the rest keeps a
+            // client naming endless conversation ids from growing the map.
+            if self.last_typing.len() >= TYPING_TRACKED_MAX {
+                self.last_typing.retain(|_, (at, _)| now.duration_since(*at) < TYPING_INTERVAL);
+            }
             self.last_typing.insert(*conversation_id, (now, *typing));
         }
         renewal

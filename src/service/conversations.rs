@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 
 use super::{
     page::{self, Page},
-    policy,
+    policy::{self, Action},
 };
 use sqlx::PgPool;
 
@@ -78,7 +78,7 @@ pub async fn mark_read(state: &AppState, caller: UserId, id: ConversationId, seq
     if seq < 0 {
         return Err(ApiError::validation("seq", "must not be negative"));
     }
-    let before = policy::readable(&state.pool, id, caller).await?;
+    let before = policy::authorize(state, caller, id, Action::Read).await?.access;
     let marker =
         db::conversations::mark_read(&state.pool, id, caller, seq).await?.ok_or_else(policy::conversation_not_found)?;
     if marker != before.member.last_read_seq {
@@ -96,7 +96,7 @@ pub async fn mark_delivered(state: &AppState, caller: UserId, id: ConversationId
     if seq < 0 {
         return Err(ApiError::validation("seq", "must not be negative"));
     }
-    policy::readable(&state.pool, id, caller).await?;
+    policy::authorize(state, caller, id, Action::Delivered).await?;
     let moved = db::conversations::mark_delivered(&state.pool, id, caller, seq).await?;
     let (marker, changed) = moved.ok_or_else(policy::conversation_not_found)?;
     if changed {
@@ -118,7 +118,7 @@ pub async fn receipts(pool: &PgPool, caller: UserId, id: ConversationId) -> Resu
 
 /// Tells the other members that the caller is (or stopped) typing. Never stored.
 pub async fn typing(state: &AppState, caller: UserId, id: ConversationId, typing: bool) -> Result<(), ApiError> {
-    policy::readable(&state.pool, id, caller).await?;
+    policy::authorize(state, caller, id, Action::Typing).await?;
     let mut members = db::conversations::member_ids(&state.pool, id).await?;
     members.retain(|member| *member != caller);
     state.events.publish(

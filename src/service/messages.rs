@@ -4,13 +4,13 @@ use time::OffsetDateTime;
 
 use super::{
     page::{self, Page},
-    policy::{self, Access},
+    policy::{self, Access, Action, Allowed},
     turn::Turn,
 };
 use sqlx::PgPool;
 
 use crate::{
-    db::{self, conversations::SendContext, messages::Window},
+    db::{self, conversations::ConversationContext, messages::Window},
     domain::{ConversationId, Emoji, MessageInput, MessageKind, MessageView, NewMessage, Role, UserId},
     error::ApiError,
     events::Event,
@@ -37,13 +37,13 @@ pub async fn send_in_turn(
     mut turn: Turn,
 ) -> Result<Ack, ApiError> {
     let message = NewMessage::parse(input, state.config.chat.max_message_bytes as usize)?;
-    let context = db::conversations::send_context(&state.pool, id, sender, message.client_msg_id)
+    let context = db::conversations::context(&state.pool, id, sender, Some(message.client_msg_id))
         .await?
         .ok_or_else(policy::conversation_not_found)?;
     if let Some(ack) = earlier_ack(&context, &message)? {
         return Ok(ack);
     }
-    let (access, role) = policy::check_send(state.config.chat.direct_messages, &context, sender)?;
+    let Allowed { access, role } = policy::check(state.config.chat.direct_messages, &context, sender, Action::Send)?;
     if let Some(reply) = message.reply_to_seq
         && (reply > access.conversation.last_seq || reply <= access.member.visible_from_seq)
     {
@@ -66,7 +66,7 @@ pub async fn send_in_turn(
 
 /// The original ack, when this sender already stored this request under this
 /// `client_msg_id` (even before a restart); an error when the id was used for another.
-fn earlier_ack(context: &SendContext, message: &NewMessage) -> Result<Option<Ack>, ApiError> {
+fn earlier_ack(context: &ConversationContext, message: &NewMessage) -> Result<Option<Ack>, ApiError> {
     match (context.earlier_seq, context.earlier_created_at, &context.earlier_request_hash) {
         (Some(seq), Some(created_at), Some(hash)) if *hash == message.request_hash() => Ok(Some(Ack {
             conversation_id: context.conversation.id,
@@ -159,7 +159,7 @@ pub async fn edit(
     if body.trim().is_empty() || body.len() > max || crate::domain::has_forbidden_controls(&body, true) {
         return Err(ApiError::validation("body", format!("must be 1–{max} bytes without control characters")));
     }
-    let access = policy::readable(&state.pool, id, caller).await?;
+    let access = policy::authorize(state, caller, id, Action::Edit).await?.access;
     let mut tx = state.pool.begin().await?;
     let message = visible_message(&mut tx, &access, id, seq).await?;
     if message.sender_id != caller {
@@ -185,13 +185,8 @@ pub async fn edit(
 /// Recalls the caller's own message within the recall window, or removes any message
 /// as a group owner or admin. The message becomes a tombstone; its seq stays.
 pub async fn delete(state: &AppState, caller: UserId, id: ConversationId, seq: i64) -> Result<(), ApiError> {
-    let access = policy::readable(&state.pool, id, caller).await?;
-    let moderator = match access.conversation.group_id {
-        Some(group) => {
-            db::groups::member(&state.pool, group, caller).await?.is_some_and(|m| m.role.is_admin_or_owner())
-        }
-        None => false,
-    };
+    let Allowed { access, role } = policy::authorize(state, caller, id, Action::Recall).await?;
+    let moderator = role.is_some_and(Role::is_admin_or_owner);
     let mut tx = state.pool.begin().await?;
     let message = visible_message(&mut tx, &access, id, seq).await?;
     if message.deleted_at.is_some() {
@@ -222,7 +217,7 @@ pub async fn react(
     emoji: Emoji,
     add: bool,
 ) -> Result<(), ApiError> {
-    let access = policy::readable(&state.pool, id, caller).await?;
+    let access = policy::authorize(state, caller, id, Action::React).await?.access;
     let mut tx = state.pool.begin().await?;
     let message = visible_message(&mut tx, &access, id, seq).await?;
     if message.deleted_at.is_some() {

@@ -1,11 +1,15 @@
-//! Who may read and send in a conversation: the one place these rules live. REST,
-//! the WebSocket gateway and the writer all go through it.
+//! What a user may do in a conversation: the one place these rules live. REST, the
+//! WebSocket gateway and the writer all go through it.
 //!
-//! - Reading: members only. A conversation the caller is not in answers exactly like a
-//!   missing one (404), so ids reveal nothing.
-//! - Sending: members; in direct conversations no block either way, and friendship when
-//!   `GOIM_DIRECT_MESSAGES=friends`; in groups not muted and not disbanded. Membership
-//!   is checked again inside the writer's transaction.
+//! - Viewing (history, receipts, search): members only. A conversation the caller is
+//!   not in answers exactly like a missing one (404), so ids reveal nothing.
+//! - Every [`Action`] (send, edit, recall, react, typing, read, delivered) reaches the
+//!   other members, so each follows the rules of sending: members only; in direct
+//!   conversations no block either way, and friendship when
+//!   `GOIM_DIRECT_MESSAGES=friends`; in groups not disbanded (410). A muted group member
+//!   may still recall, read and confirm delivery, but not put anything new in front of
+//!   the others (send, edit, react, typing). Membership is checked again inside the
+//!   writer's transaction.
 
 use time::OffsetDateTime;
 
@@ -15,7 +19,7 @@ use crate::{
     config::DirectMessagePolicy,
     db::{
         self,
-        conversations::{ConversationRow, MemberState, SendContext},
+        conversations::{ConversationContext, ConversationRow, MemberState},
     },
     domain::{ConversationId, Role, UserId},
     error::ApiError,
@@ -28,26 +32,61 @@ pub struct Access {
     pub member: MemberState,
 }
 
+/// What the policy allowed: the member's view and, in a group, their role.
+pub struct Allowed {
+    pub access: Access,
+    pub role: Option<Role>,
+}
+
+/// Something a member does in a conversation that the other members see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Send,
+    Edit,
+    Recall,
+    React,
+    Typing,
+    Read,
+    Delivered,
+}
+
+impl Action {
+    /// Whether the action puts something new in front of the others, which a mute stops.
+    fn speaks(self) -> bool {
+        matches!(self, Action::Send | Action::Edit | Action::React | Action::Typing)
+    }
+}
+
 pub async fn readable(pool: &PgPool, id: ConversationId, user: UserId) -> Result<Access, ApiError> {
     let member = db::conversations::member_state(pool, id, user).await?.ok_or_else(conversation_not_found)?;
     let conversation = db::conversations::find(pool, id).await?.ok_or_else(conversation_not_found)?;
     Ok(Access { conversation, member })
 }
 
-/// Whether `user` may send to the conversation now, decided from the facts
-/// [`db::conversations::send_context`] read in one round trip; returns what the sender
-/// may see of the conversation and their group role, if any.
-pub fn check_send(
-    direct_messages: DirectMessagePolicy,
-    context: &SendContext,
+/// Whether `user` may do `action` in the conversation now (one round trip).
+pub async fn authorize(
+    state: &AppState,
     user: UserId,
-) -> Result<(Access, Option<Role>), ApiError> {
+    id: ConversationId,
+    action: Action,
+) -> Result<Allowed, ApiError> {
+    let context = db::conversations::context(&state.pool, id, user, None).await?.ok_or_else(conversation_not_found)?;
+    check(state.config.chat.direct_messages, &context, user, action)
+}
+
+/// [`authorize`] decided from facts already read with [`db::conversations::context`].
+pub fn check(
+    direct_messages: DirectMessagePolicy,
+    context: &ConversationContext,
+    user: UserId,
+    action: Action,
+) -> Result<Allowed, ApiError> {
     let member = context.member().ok_or_else(conversation_not_found)?;
     let access = Access { conversation: context.conversation.clone(), member };
     match (access.conversation.peer_of(user), access.conversation.group_id) {
         (Some(_), _) => {
             direct_allowed(direct_messages, context.blocked_either_way, context.friends)?;
-            Ok((access, None))
+            Ok(Allowed { access, role: None })
         }
         (None, Some(_)) => {
             if !context.group_exists {
@@ -60,17 +99,16 @@ pub fn check_send(
                 });
             }
             let role = context.group_role.as_deref().and_then(Role::parse).ok_or_else(conversation_not_found)?;
-            if context.group_muted_until.is_some_and(|until| until > OffsetDateTime::now_utc()) {
+            if action.speaks() && context.group_muted_until.is_some_and(|until| until > OffsetDateTime::now_utc()) {
                 return Err(ApiError::forbidden("muted", "you are muted in this group"));
             }
-            Ok((access, Some(role)))
+            Ok(Allowed { access, role: Some(role) })
         }
         (None, None) => Err(conversation_not_found()),
     }
 }
 
-/// Whether `a` may talk to `b` directly: never across a block; friendship required
-/// unless the server allows direct messages between anyone.
+/// Whether `a` may open a direct conversation with `b`: the rules of sending.
 pub async fn check_direct(state: &AppState, a: UserId, b: UserId) -> Result<(), ApiError> {
     let blocked = db::blocks::exists_either_way(&state.pool, a, b).await?;
     let friends = state.config.chat.direct_messages == DirectMessagePolicy::Anyone

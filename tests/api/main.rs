@@ -17,6 +17,7 @@ mod http_errors;
 mod instances;
 mod managed_pg;
 mod messages;
+mod policy;
 mod profiles;
 mod search;
 mod support;
