@@ -88,7 +88,8 @@ impl ClientRequest {
     }
 }
 
-const KNOWN_TYPES: [&str; 13] = [
+/// Every request type a client may send; the authorisation matrix test walks this list.
+pub const REQUEST_TYPES: [&str; 13] = [
     "ping",
     "send",
     "edit",
@@ -129,7 +130,7 @@ pub fn parse(text: &str) -> Result<(String, ClientRequest), FrameError> {
         Some(Value::String(kind)) => kind.clone(),
         _ => return Err(malformed(Some(id), "missing \"type\"")),
     };
-    if !KNOWN_TYPES.contains(&kind.as_str()) {
+    if !REQUEST_TYPES.contains(&kind.as_str()) {
         return Err(FrameError {
             id: Some(id),
             code: "unknown_type",
