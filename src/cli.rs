@@ -30,6 +30,9 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         };
     }
+    if let Some(Command::Openapi) = &command {
+        return print_openapi();
+    }
     if let Err(message) = config.validate() {
         eprintln!("goim: invalid configuration: {message}");
         return ExitCode::from(EXIT_CONFIG);
@@ -49,7 +52,7 @@ pub fn run(cli: Cli) -> ExitCode {
         match command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
-            Command::PgGuard(_) => Ok(()),
+            Command::PgGuard(_) | Command::Openapi => Ok(()),
         }
     });
     match result {
@@ -57,6 +60,21 @@ pub fn run(cli: Cli) -> ExitCode {
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "goim stopped with an error");
             eprintln!("goim: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Needs no configuration or database: client authors and CI validate the contract
+/// without running a server.
+fn print_openapi() -> ExitCode {
+    match crate::http::openapi::document() {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("goim openapi: {error}");
             ExitCode::FAILURE
         }
     }

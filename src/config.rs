@@ -25,6 +25,8 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations, then exit.
     Migrate,
+    /// Print the REST API's OpenAPI document (as served at /api/openapi.json), then exit.
+    Openapi,
     /// Internal: stop a managed PostgreSQL once standard input closes.
     ///
     /// Started by GOIM next to the managed cluster so that a GOIM that dies without
@@ -88,38 +90,38 @@ pub struct Config {
 #[command(next_help_heading = "server")]
 pub struct ServerConfig {
     /// Address the HTTP and WebSocket server listens on.
-    #[arg(long, env = "GOIM_BIND", default_value = "127.0.0.1:8080")]
+    #[arg(long, global = true, env = "GOIM_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
 
     /// HTTP worker threads (0: one per CPU core).
-    #[arg(long, env = "GOIM_HTTP_WORKERS", default_value_t = 0)]
+    #[arg(long, global = true, env = "GOIM_HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,
 
     /// Seconds in-flight work may take to finish after a shutdown signal.
-    #[arg(long, env = "GOIM_SHUTDOWN_TIMEOUT_SECS", default_value = "10", value_parser = parse_secs)]
+    #[arg(long, global = true, env = "GOIM_SHUTDOWN_TIMEOUT_SECS", default_value = "10", value_parser = parse_secs)]
     pub shutdown_timeout: Duration,
 
     /// Seconds a request body may take to arrive in full (408 after that); a body that
     /// trickles would otherwise hold its connection forever.
-    #[arg(long, env = "GOIM_BODY_TIMEOUT_SECS", default_value = "10", value_parser = parse_secs)]
+    #[arg(long, global = true, env = "GOIM_BODY_TIMEOUT_SECS", default_value = "10", value_parser = parse_secs)]
     pub body_timeout: Duration,
 
     /// Open HTTP and WebSocket connections at most, over all workers; further
     /// connections wait in the kernel's accept queue. Also capped below the process's
     /// open-file limit, so the accept loop never runs out of descriptors.
-    #[arg(long, env = "GOIM_MAX_CONNECTIONS", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, global = true, env = "GOIM_MAX_CONNECTIONS", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
     /// Largest accepted HTTP request body, bytes.
-    #[arg(long, env = "GOIM_MAX_REQUEST_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
+    #[arg(long, global = true, env = "GOIM_MAX_REQUEST_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
     pub max_request_bytes: u32,
 
     /// Log filter, in `tracing` EnvFilter syntax (e.g. `info,goim=debug`).
-    #[arg(long, env = "GOIM_LOG", default_value = "info")]
+    #[arg(long, global = true, env = "GOIM_LOG", default_value = "info")]
     pub log: String,
 
     /// Log line format.
-    #[arg(long, env = "GOIM_LOG_FORMAT", value_enum, default_value = "human")]
+    #[arg(long, global = true, env = "GOIM_LOG_FORMAT", value_enum, default_value = "human")]
     pub log_format: LogFormat,
 }
 
@@ -128,35 +130,35 @@ pub struct ServerConfig {
 #[command(next_help_heading = "database")]
 pub struct DatabaseConfig {
     /// PostgreSQL to use. Unset: GOIM runs its own managed cluster under the data dir.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// Maximum connections in the pool.
-    #[arg(long, env = "GOIM_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, global = true, env = "GOIM_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: u32,
 
     /// Connections the pool keeps open when idle.
-    #[arg(long, env = "GOIM_DB_MIN_CONNECTIONS", default_value_t = 1)]
+    #[arg(long, global = true, env = "GOIM_DB_MIN_CONNECTIONS", default_value_t = 1)]
     pub db_min_connections: u32,
 
     /// Seconds a request waits for a pooled connection before failing with 503.
-    #[arg(long, env = "GOIM_DB_ACQUIRE_TIMEOUT_SECS", default_value = "5", value_parser = parse_secs)]
+    #[arg(long, global = true, env = "GOIM_DB_ACQUIRE_TIMEOUT_SECS", default_value = "5", value_parser = parse_secs)]
     pub db_acquire_timeout: Duration,
 
     /// Seconds an idle pooled connection is kept.
-    #[arg(long, env = "GOIM_DB_IDLE_TIMEOUT_SECS", default_value = "600", value_parser = parse_secs)]
+    #[arg(long, global = true, env = "GOIM_DB_IDLE_TIMEOUT_SECS", default_value = "600", value_parser = parse_secs)]
     pub db_idle_timeout: Duration,
 
     /// Server-side statement timeout in seconds (0 disables it).
-    #[arg(long, env = "GOIM_DB_STATEMENT_TIMEOUT_SECS", default_value = "30", value_parser = parse_secs_or_zero)]
+    #[arg(long, global = true, env = "GOIM_DB_STATEMENT_TIMEOUT_SECS", default_value = "30", value_parser = parse_secs_or_zero)]
     pub db_statement_timeout: Duration,
 
     /// Message writer lanes (tasks that batch concurrent sends into shared commits).
-    #[arg(long, env = "GOIM_WRITER_LANES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, global = true, env = "GOIM_WRITER_LANES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub writer_lanes: u32,
 
     /// Messages each writer lane may queue before senders wait (then get 503).
-    #[arg(long, env = "GOIM_WRITER_QUEUE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, global = true, env = "GOIM_WRITER_QUEUE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub writer_queue: u32,
 }
 
@@ -165,24 +167,24 @@ pub struct DatabaseConfig {
 #[command(next_help_heading = "managed")]
 pub struct ManagedPgConfig {
     /// Directory for GOIM's state: the managed cluster, generated secrets.
-    #[arg(long, env = "GOIM_DATA_DIR", default_value = "./data")]
+    #[arg(long, global = true, env = "GOIM_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
     /// Folder with the PostgreSQL server binaries (initdb, pg_ctl, postgres).
-    #[arg(long, env = "PG_BIN")]
+    #[arg(long, global = true, env = "PG_BIN")]
     pub pg_bin: Option<PathBuf>,
 
     /// Unprivileged system user that runs the managed cluster when GOIM runs as root.
-    #[arg(long, env = "GOIM_PG_USER", default_value = "postgres")]
+    #[arg(long, global = true, env = "GOIM_PG_USER", default_value = "postgres")]
     pub pg_user: String,
 
     /// Database name GOIM uses in the managed cluster.
-    #[arg(long, env = "GOIM_DB_NAME", default_value = "goim", value_parser = parse_identifier)]
+    #[arg(long, global = true, env = "GOIM_DB_NAME", default_value = "goim", value_parser = parse_identifier)]
     pub db_name: String,
 
     /// Managed cluster only: trade durability for speed (fsync off). For throwaway test
     /// clusters; never set it for data you want to keep.
-    #[arg(long, env = "GOIM_PG_UNSAFE_FAST", default_value_t = false, hide = true)]
+    #[arg(long, global = true, env = "GOIM_PG_UNSAFE_FAST", default_value_t = false, hide = true)]
     pub pg_unsafe_fast: bool,
 }
 
@@ -192,23 +194,23 @@ pub struct ManagedPgConfig {
 pub struct AuthConfig {
     /// HMAC secret for access tokens (at least 32 bytes). Unset: generated once and kept
     /// in the data dir.
-    #[arg(long, env = "GOIM_JWT_SECRET", hide_env_values = true)]
+    #[arg(long, global = true, env = "GOIM_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
 
     /// Lifetime of an access token, seconds.
-    #[arg(long, env = "GOIM_ACCESS_TOKEN_TTL_SECS", default_value = "900", value_parser = parse_secs)]
+    #[arg(long, global = true, env = "GOIM_ACCESS_TOKEN_TTL_SECS", default_value = "900", value_parser = parse_secs)]
     pub access_token_ttl: Duration,
 
     /// Lifetime of a refresh token (an idle session), seconds.
-    #[arg(long, env = "GOIM_REFRESH_TOKEN_TTL_SECS", default_value = "2592000", value_parser = parse_secs)]
+    #[arg(long, global = true, env = "GOIM_REFRESH_TOKEN_TTL_SECS", default_value = "2592000", value_parser = parse_secs)]
     pub refresh_token_ttl: Duration,
 
     /// Login and registration attempts allowed at once, per client IP and per username.
-    #[arg(long, env = "GOIM_AUTH_RATE_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, global = true, env = "GOIM_AUTH_RATE_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_rate_burst: u32,
 
     /// Login and registration attempts refilled per minute, per client IP and per username.
-    #[arg(long, env = "GOIM_AUTH_RATE_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, global = true, env = "GOIM_AUTH_RATE_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_rate_per_minute: u32,
 }
 
@@ -217,23 +219,23 @@ pub struct AuthConfig {
 #[command(next_help_heading = "chat")]
 pub struct ChatConfig {
     /// Largest member limit a group may have; also the default limit of new groups.
-    #[arg(long, env = "GOIM_GROUP_MAX_MEMBERS", default_value_t = 500, value_parser = clap::value_parser!(u32).range(2..=100_000))]
+    #[arg(long, global = true, env = "GOIM_GROUP_MAX_MEMBERS", default_value_t = 500, value_parser = clap::value_parser!(u32).range(2..=100_000))]
     pub group_max_members: u32,
 
     /// Who may open a direct conversation: `friends` (default) or `anyone`. Never across a block.
-    #[arg(long, env = "GOIM_DIRECT_MESSAGES", value_enum, default_value = "friends")]
+    #[arg(long, global = true, env = "GOIM_DIRECT_MESSAGES", value_enum, default_value = "friends")]
     pub direct_messages: DirectMessagePolicy,
 
     /// Seconds after sending during which the sender may edit a message.
-    #[arg(long, env = "GOIM_EDIT_WINDOW_SECS", default_value = "86400", value_parser = parse_secs)]
+    #[arg(long, global = true, env = "GOIM_EDIT_WINDOW_SECS", default_value = "86400", value_parser = parse_secs)]
     pub edit_window: Duration,
 
     /// Seconds after sending during which the sender may recall a message.
-    #[arg(long, env = "GOIM_RECALL_WINDOW_SECS", default_value = "120", value_parser = parse_secs)]
+    #[arg(long, global = true, env = "GOIM_RECALL_WINDOW_SECS", default_value = "120", value_parser = parse_secs)]
     pub recall_window: Duration,
 
     /// Largest text message body, bytes.
-    #[arg(long, env = "GOIM_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, global = true, env = "GOIM_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_message_bytes: u32,
 }
 
@@ -242,52 +244,52 @@ pub struct ChatConfig {
 #[command(next_help_heading = "websocket")]
 pub struct WebSocketConfig {
     /// Seconds between WebSocket pings from the server.
-    #[arg(long, env = "GOIM_WS_PING_SECS", default_value = "25", value_parser = parse_secs)]
+    #[arg(long, global = true, env = "GOIM_WS_PING_SECS", default_value = "25", value_parser = parse_secs)]
     pub ws_ping_interval: Duration,
 
     /// Seconds of silence (no frame, no pong) after which a WebSocket is closed.
-    #[arg(long, env = "GOIM_WS_TIMEOUT_SECS", default_value = "60", value_parser = parse_secs)]
+    #[arg(long, global = true, env = "GOIM_WS_TIMEOUT_SECS", default_value = "60", value_parser = parse_secs)]
     pub ws_timeout: Duration,
 
     /// Frames a socket may have waiting to be written before it counts as a slow
     /// client and is closed with 1013.
-    #[arg(long, env = "GOIM_WS_OUTBOUND_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, global = true, env = "GOIM_WS_OUTBOUND_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub ws_outbound_queue: u32,
 
     /// Largest WebSocket frame a client may send, bytes (1009 above).
-    #[arg(long, env = "GOIM_WS_MAX_FRAME_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
+    #[arg(long, global = true, env = "GOIM_WS_MAX_FRAME_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
     pub ws_max_frame_bytes: u32,
 
     /// Open WebSockets per user (429 above).
-    #[arg(long, env = "GOIM_WS_MAX_CONNECTIONS_PER_USER", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, global = true, env = "GOIM_WS_MAX_CONNECTIONS_PER_USER", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub ws_max_connections_per_user: u32,
 
     /// Requests per second a socket may send on average.
-    #[arg(long, env = "GOIM_WS_RATE_PER_SEC", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, global = true, env = "GOIM_WS_RATE_PER_SEC", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub ws_rate_per_sec: u32,
 
     /// Requests a socket may send in a burst.
-    #[arg(long, env = "GOIM_WS_RATE_BURST", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, global = true, env = "GOIM_WS_RATE_BURST", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
     pub ws_rate_burst: u32,
 
     /// Milliseconds a user stays "online" after their last socket closes, so that a
     /// quick reconnect does not flap.
-    #[arg(long, env = "GOIM_PRESENCE_GRACE_MS", default_value_t = 5000)]
+    #[arg(long, global = true, env = "GOIM_PRESENCE_GRACE_MS", default_value_t = 5000)]
     pub presence_grace_ms: u64,
 
     /// Milliseconds between an instance's presence heartbeats. An instance that misses
     /// three in a row counts as dead: peers announce its users offline.
-    #[arg(long, env = "GOIM_INSTANCE_HEARTBEAT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(50..))]
+    #[arg(long, global = true, env = "GOIM_INSTANCE_HEARTBEAT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(50..))]
     pub instance_heartbeat_ms: u64,
 
     /// Events the real-time fan-out may fall behind before it drops some and tells every
     /// socket to resync.
-    #[arg(long, env = "GOIM_EVENT_BUS_CAPACITY", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, global = true, env = "GOIM_EVENT_BUS_CAPACITY", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub event_bus_capacity: u32,
 
     /// Origins allowed to open a WebSocket, comma separated. Empty: only the server's own
     /// origin. Clients that send no Origin (non-browsers) are always allowed.
-    #[arg(long, env = "GOIM_WS_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "")]
+    #[arg(long, global = true, env = "GOIM_WS_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "")]
     pub ws_allowed_origins: Vec<String>,
 }
 

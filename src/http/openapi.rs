@@ -59,6 +59,11 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The document as pretty-printed JSON.
+pub fn document() -> serde_json::Result<String> {
+    ApiDoc::openapi().to_pretty_json()
+}
+
 pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
 }
