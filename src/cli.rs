@@ -68,7 +68,7 @@ pub fn run(cli: Cli) -> ExitCode {
 /// Needs no configuration or database: client authors and CI validate the contract
 /// without running a server.
 fn print_openapi() -> ExitCode {
-    match crate::http::openapi::document() {
+    match serde_json::to_string_pretty(&crate::openapi::json()) {
         Ok(json) => {
             println!("{json}");
             ExitCode::SUCCESS

@@ -20,7 +20,7 @@ pub const DEFAULT_CAPACITY: usize = 4096;
 
 /// What happened, in the shape clients receive it (and other instances, through the
 /// relay).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     FriendRequestReceived {

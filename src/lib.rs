@@ -22,6 +22,7 @@
 //! - [`http`]: the REST route table, thin handlers, request middleware.
 //! - [`gateway`]: the WebSocket handshake and one session per socket (docs/protocol.md);
 //!   registers its own routes.
+//! - [`openapi`]: the served OpenAPI document, REST and WebSocket halves merged.
 //! - [`startup`]: [`startup::Application`] wires state, routes and shutdown.
 //! - [`cli`]: the subcommands `main` dispatches to (`serve`, `migrate`, internal `pg-guard`),
 //!   and the database opening the bench shares.
@@ -51,8 +52,9 @@
 //! | `dto` | `db`, `domain`, `service`, `writer` |
 //! | `http` | `auth`, `db`, `domain`, `dto`, `error`, `metrics`, `service`, `state` |
 //! | `gateway` | `auth`, `db`, `domain`, `dto`, `error`, `hub`, `service`, `state` |
-//! | `startup` | `auth`, `config`, `events`, `gateway`, `http`, `hub`, `metrics`, `relay`, `state`, `writer` |
-//! | `cli` | `config`, `db`, `pg`, `shutdown`, `startup`, `telemetry` |
+//! | `openapi` | `events`, `gateway`, `http` |
+//! | `startup` | `auth`, `config`, `events`, `gateway`, `http`, `hub`, `metrics`, `openapi`, `relay`, `state`, `writer` |
+//! | `cli` | `config`, `db`, `openapi`, `pg`, `shutdown`, `startup`, `telemetry` |
 //!
 //! So `http` and `gateway` never import each other, `domain` knows nothing of the web,
 //! and handlers never reach for globals: everything arrives through [`state::AppState`]
@@ -70,6 +72,7 @@ pub mod gateway;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod openapi;
 pub mod pg;
 pub mod relay;
 pub mod search_upkeep;

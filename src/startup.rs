@@ -134,6 +134,7 @@ impl Application {
                 .app_data(web::Data::new(app_state.clone()))
                 .app_data(web::Data::new(session_check.clone()))
                 .configure(gateway::routes)
+                .configure(crate::openapi::routes)
                 .configure(http::configure(&app_state))
                 .default_service(web::to(http::no_route))
                 .wrap(from_fn(http::body_deadline))

@@ -5,7 +5,9 @@ use utoipa::ToSchema;
 
 use super::{Invalid, has_forbidden_controls};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+)]
 #[sqlx(transparent)]
 #[serde(transparent)]
 pub struct GroupId(pub i64);

@@ -44,6 +44,12 @@ pub struct TicketResponse {
     pub expires_in: i64,
 }
 
+/// The WebSocket half of the OpenAPI document: the ticket, the handshake and the
+/// request shapes (events are described with `crate::events::Event`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create_ticket, connect), components(schemas(protocol::ClientRequest)))]
+pub struct ApiDoc;
+
 /// The WebSocket routes. Registered by `crate::startup` ahead of the REST routes (whose
 /// `/api/v1` scope would otherwise answer 404 for them).
 pub fn routes(cfg: &mut actix_web::web::ServiceConfig) {
@@ -67,13 +73,32 @@ pub async fn create_ticket(state: web::Data<AppState>, caller: Authenticated) ->
     Ok(HttpResponse::Ok().json(TicketResponse { ticket, expires_in: TICKET_TTL_SECS }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConnectQuery {
+    /// A ticket from `POST /api/v1/ws/ticket` (browsers); other clients may send
+    /// `Authorization: Bearer` instead.
     ticket: Option<String>,
 }
 
-/// The WebSocket endpoint. Everything that can be refused is refused here, before the
-/// upgrade, with the standard JSON error.
+/// Open the WebSocket (subprotocol `goim.v1`, docs/protocol.md). Frames from the client
+/// are `ClientRequest`s with an `id`; the server answers each with a reply and pushes
+/// `{"type":"event","event":Event}`.
+///
+/// Everything that can be refused is refused here, before the upgrade, with the
+/// standard JSON error.
+#[utoipa::path(get, path = "/api/v1/ws", tag = "realtime", security((), ("bearer" = [])),
+    params(ConnectQuery,
+        ("Sec-WebSocket-Protocol" = String, Header, description = "Must offer `goim.v1`."),
+        ("Origin" = Option<String>, Header, description = "Browsers: must be this server or one of GOIM_WS_ALLOWED_ORIGINS.")),
+    responses(
+        (status = 101, description = "switched to the WebSocket protocol `goim.v1`"),
+        (status = 400, description = "subprotocol_required, unsupported_subprotocol, websocket_handshake_failed (not a WebSocket upgrade)", body = crate::dto::ErrorResponse),
+        (status = 401, description = "missing_token, invalid_ticket (unknown, used or expired)", body = crate::dto::ErrorResponse),
+        (status = 403, description = "origin_not_allowed", body = crate::dto::ErrorResponse),
+        (status = 429, description = "too_many_connections for this user", body = crate::dto::ErrorResponse),
+        (status = 503, description = "the instance is shutting down", body = crate::dto::ErrorResponse),
+    ))]
 pub async fn connect(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -12,7 +12,7 @@ pub const SUBPROTOCOL: &str = "goim.v1";
 const MAX_ID_CHARS: usize = 64;
 
 /// A client request, without its `id`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientRequest {
     Ping {},

@@ -90,6 +90,7 @@ pub async fn send_friend_request(
 #[serde(deny_unknown_fields)]
 pub struct RequestListQuery {
     /// `incoming` (default) or `outgoing`.
+    #[param(inline)]
     pub direction: Option<Direction>,
     pub cursor: Option<String>,
     pub limit: Option<i64>,

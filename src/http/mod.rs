@@ -34,7 +34,6 @@ pub fn configure(state: &AppState) -> impl FnOnce(&mut web::ServiceConfig) + use
             .service(web::resource("/healthz").route(web::get().to(health::healthz)))
             .service(web::resource("/readyz").route(web::get().to(health::readyz)))
             .service(web::resource("/metrics").route(web::get().to(health::metrics)))
-            .service(web::resource("/api/openapi.json").route(web::get().to(openapi::openapi_json)))
             .configure(web_client::routes)
             .service(
                 web::scope("/api/v1")

@@ -1,7 +1,6 @@
-//! The OpenAPI 3 document, generated from the handlers' annotations so it cannot
-//! drift from the code. Served at `/api/openapi.json`.
+//! The REST half of the OpenAPI document, generated from the handlers' annotations so
+//! it cannot drift from the code; `crate::openapi` adds the WebSocket half.
 
-use actix_web::HttpResponse;
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -31,6 +30,7 @@ use crate::dto;
         conversations::send_message, conversations::list_messages, conversations::edit_message,
         conversations::delete_message, conversations::add_reaction, conversations::remove_reaction,
         conversations::mark_read, conversations::update_settings, conversations::search_messages,
+        conversations::list_receipts,
     ),
     components(schemas(dto::ErrorResponse, dto::ErrorObject)),
     modifiers(&BearerAuth),
@@ -42,6 +42,7 @@ use crate::dto;
         (name = "blocks", description = "Blocking users"),
         (name = "groups", description = "Groups, members, roles, join requests, invitations"),
         (name = "messages", description = "Conversations, messages, read markers, reactions, search"),
+        (name = "realtime", description = "The WebSocket (docs/protocol.md): tickets and the handshake"),
     )
 )]
 pub struct ApiDoc;
@@ -62,8 +63,4 @@ impl Modify for BearerAuth {
 /// The document as pretty-printed JSON.
 pub fn document() -> serde_json::Result<String> {
     ApiDoc::openapi().to_pretty_json()
-}
-
-pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
 }

@@ -29,8 +29,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("dto", &["db", "domain", "service", "writer"]),
     ("http", &["auth", "db", "domain", "dto", "error", "metrics", "service", "state"]),
     ("gateway", &["auth", "db", "domain", "dto", "error", "hub", "service", "state"]),
-    ("startup", &["auth", "config", "events", "gateway", "http", "hub", "metrics", "relay", "state", "writer"]),
-    ("cli", &["config", "db", "pg", "shutdown", "startup", "telemetry"]),
+    ("openapi", &["events", "gateway", "http"]),
+    (
+        "startup",
+        &["auth", "config", "events", "gateway", "http", "hub", "metrics", "openapi", "relay", "state", "writer"],
+    ),
+    ("cli", &["config", "db", "openapi", "pg", "shutdown", "startup", "telemetry"]),
 ];
 
 fn src() -> PathBuf {
