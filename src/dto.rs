@@ -1,6 +1,8 @@
 //! Request and reply shapes shared by the REST handlers (`crate::http`) and the WebSocket
 //! protocol (`crate::gateway`), so neither imports the other.
 
+pub mod strict_json;
+
 use serde::{Deserialize, Deserializer, Serialize};
 use time::{Date, OffsetDateTime};
 use utoipa::ToSchema;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{domain::MessageInput, error::ApiError};
+use crate::{domain::MessageInput, dto::strict_json::StrictObject, error::ApiError};
 
 pub const SUBPROTOCOL: &str = "goim.v1";
 const MAX_ID_CHARS: usize = 64;
@@ -117,13 +117,10 @@ pub struct FrameError {
 pub fn parse(text: &str) -> Result<(String, ClientRequest), FrameError> {
     let malformed =
         |id: Option<String>, message: &str| FrameError { id, code: "malformed_frame", message: message.into() };
-    let mut value: Value = serde_json::from_str(text).map_err(|e| malformed(None, &format!("not JSON: {e}")))?;
-    let Some(object) = value.as_object_mut() else {
-        return Err(malformed(None, "a frame must be a JSON object"));
-    };
+    let StrictObject(mut object) =
+        serde_json::from_str(text).map_err(|e| malformed(None, &format!("not a JSON object: {e}")))?;
     let id = match object.remove("id") {
         Some(Value::String(id)) if !id.is_empty() && id.chars().count() <= MAX_ID_CHARS => id,
-        Some(Value::Number(n)) => n.to_string(),
         _ => return Err(malformed(None, "every request needs an \"id\": a string of 1–64 characters")),
     };
     let kind = match object.get("type") {
@@ -137,7 +134,7 @@ pub fn parse(text: &str) -> Result<(String, ClientRequest), FrameError> {
             message: format!("unknown request type {kind:?}"),
         });
     }
-    match serde_json::from_value::<ClientRequest>(value) {
+    match StrictObject(object).into_request::<ClientRequest>() {
         Ok(request) => Ok((id, request)),
         Err(e) => Err(FrameError { id: Some(id), code: "invalid_request", message: e.to_string() }),
     }

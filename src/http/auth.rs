@@ -1,5 +1,6 @@
 //! `/api/v1/auth/*`: register, login, refresh, logout, change password.
 
+use super::json::Json;
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -69,7 +70,7 @@ pub struct RegisterResponse {
 pub async fn register(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<RegisterRequest>,
+    body: Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let limits = &state.rate_limits;
     limit(&limits.register_by_ip, &limits.clock, &client_ip(&req))?;
@@ -92,7 +93,7 @@ pub async fn register(
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<LoginRequest>,
+    body: Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let limits = &state.rate_limits;
@@ -110,7 +111,7 @@ pub async fn login(
         (status = 200, body = TokenResponse),
         (status = 401, description = "invalid_refresh_token, refresh_token_reused (the session is revoked), session_revoked", body = crate::dto::ErrorResponse),
     ))]
-pub async fn refresh(state: web::Data<AppState>, body: web::Json<RefreshRequest>) -> Result<HttpResponse, ApiError> {
+pub async fn refresh(state: web::Data<AppState>, body: Json<RefreshRequest>) -> Result<HttpResponse, ApiError> {
     let tokens = accounts::refresh(&state, &body.refresh_token).await?;
     Ok(HttpResponse::Ok().json(TokenResponse::from(tokens)))
 }
@@ -134,7 +135,7 @@ pub async fn logout(state: web::Data<AppState>, caller: Authenticated) -> Result
 pub async fn change_password(
     state: web::Data<AppState>,
     caller: Authenticated,
-    body: web::Json<ChangePasswordRequest>,
+    body: Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let current = Password::parse_any(body.current_password, "current_password")?;

@@ -12,7 +12,7 @@ use crate::{auth::Authenticated, domain::UserId, error::ApiError, service::block
 /// blocked user can no longer send you requests or direct messages and does not see
 /// your presence. Blocking twice is fine.
 #[utoipa::path(put, path = "/api/v1/blocks/{user_id}", tag = "blocks", security(("bearer" = [])),
-    params(("user_id" = i64, Path)),
+    params(("user_id" = i64, Path, minimum = 1)),
     responses(
         (status = 204),
         (status = 400, description = "cannot_block_self", body = ErrorResponse),
@@ -29,7 +29,7 @@ pub async fn block_user(
 
 /// Unblock a user. Friendship is not restored.
 #[utoipa::path(delete, path = "/api/v1/blocks/{user_id}", tag = "blocks", security(("bearer" = [])),
-    params(("user_id" = i64, Path)),
+    params(("user_id" = i64, Path, minimum = 1)),
     responses((status = 204), (status = 404, description = "not_blocked", body = ErrorResponse)))]
 pub async fn unblock_user(
     state: web::Data<AppState>,

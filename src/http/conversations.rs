@@ -1,6 +1,7 @@
 //! `/api/v1/conversations*` and `/api/v1/messages/search`: conversations, messages,
 //! read markers, reactions, search.
 
+use super::json::Json;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -42,7 +43,7 @@ pub struct ConversationRef {
 pub async fn open_direct(
     state: web::Data<AppState>,
     caller: Authenticated,
-    body: web::Json<OpenDirectRequest>,
+    body: Json<OpenDirectRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = conversations::open_direct(&state, caller.user_id, UserId(body.user_id)).await?;
     Ok(HttpResponse::Ok().json(ConversationRef { conversation_id: id.0 }))
@@ -50,7 +51,7 @@ pub async fn open_direct(
 
 /// A group's conversation (members only).
 #[utoipa::path(get, path = "/api/v1/groups/{group_id}/conversation", tag = "messages", security(("bearer" = [])),
-    params(("group_id" = i64, Path)),
+    params(("group_id" = i64, Path, minimum = 1)),
     responses((status = 200, body = ConversationRef), (status = 404, description = "conversation_not_found", body = ErrorResponse)))]
 pub async fn group_conversation(
     state: web::Data<AppState>,
@@ -96,7 +97,7 @@ pub async fn list_conversations(
 /// Send a message. The answer (the ack) comes only after the message is committed;
 /// retrying with the same `client_msg_id` returns the original ack (200).
 #[utoipa::path(post, path = "/api/v1/conversations/{conversation_id}/messages", tag = "messages", security(("bearer" = [])),
-    params(("conversation_id" = i64, Path)), request_body = MessageInput,
+    params(("conversation_id" = i64, Path, minimum = 1)), request_body = MessageInput,
     responses(
         (status = 201, description = "stored", body = AckView),
         (status = 200, description = "a retry: the original ack", body = AckView),
@@ -111,7 +112,7 @@ pub async fn send_message(
     state: web::Data<AppState>,
     caller: Authenticated,
     path: web::Path<i64>,
-    body: web::Json<MessageInput>,
+    body: Json<MessageInput>,
 ) -> Result<HttpResponse, ApiError> {
     let ack = messages::send(&state, caller.user_id, ConversationId(path.into_inner()), body.into_inner()).await?;
     let mut response = if ack.duplicate { HttpResponse::Ok() } else { HttpResponse::Created() };
@@ -134,7 +135,7 @@ pub struct HistoryParams {
 
 /// A page of history by sequence number.
 #[utoipa::path(get, path = "/api/v1/conversations/{conversation_id}/messages", tag = "messages", security(("bearer" = [])),
-    params(("conversation_id" = i64, Path), HistoryParams),
+    params(("conversation_id" = i64, Path, minimum = 1), HistoryParams),
     responses((status = 200, body = HistoryResponse), (status = 400, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
 pub async fn list_messages(
     state: web::Data<AppState>,
@@ -171,7 +172,7 @@ pub struct EditMessageRequest {
 
 /// Edit your own message within the edit window (default 24 h).
 #[utoipa::path(patch, path = "/api/v1/conversations/{conversation_id}/messages/{seq}", tag = "messages", security(("bearer" = [])),
-    params(("conversation_id" = i64, Path), ("seq" = i64, Path)), request_body = EditMessageRequest,
+    params(("conversation_id" = i64, Path, minimum = 1), ("seq" = i64, Path, minimum = 1)), request_body = EditMessageRequest,
     responses(
         (status = 200, body = MessageView),
         (status = 403, description = "not_your_message, edit_window_passed", body = ErrorResponse),
@@ -182,7 +183,7 @@ pub async fn edit_message(
     state: web::Data<AppState>,
     caller: Authenticated,
     path: web::Path<(i64, i64)>,
-    body: web::Json<EditMessageRequest>,
+    body: Json<EditMessageRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (conversation, seq) = path.into_inner();
     let view =
@@ -193,7 +194,7 @@ pub async fn edit_message(
 /// Recall your own message within the recall window (default 2 min), or remove any
 /// message as a group owner or admin. It stays as a tombstone.
 #[utoipa::path(delete, path = "/api/v1/conversations/{conversation_id}/messages/{seq}", tag = "messages", security(("bearer" = [])),
-    params(("conversation_id" = i64, Path), ("seq" = i64, Path)),
+    params(("conversation_id" = i64, Path, minimum = 1), ("seq" = i64, Path, minimum = 1)),
     responses((status = 204), (status = 403, description = "not_your_message, recall_window_passed", body = ErrorResponse), (status = 404, body = ErrorResponse)))]
 pub async fn delete_message(
     state: web::Data<AppState>,
@@ -207,7 +208,7 @@ pub async fn delete_message(
 
 /// Add a reaction (idempotent).
 #[utoipa::path(put, path = "/api/v1/conversations/{conversation_id}/messages/{seq}/reactions/{emoji}", tag = "messages", security(("bearer" = [])),
-    params(("conversation_id" = i64, Path), ("seq" = i64, Path), ("emoji" = String, Path)),
+    params(("conversation_id" = i64, Path, minimum = 1), ("seq" = i64, Path, minimum = 1), ("emoji" = String, Path)),
     responses((status = 204), (status = 400, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
 pub async fn add_reaction(
     state: web::Data<AppState>,
@@ -222,7 +223,7 @@ pub async fn add_reaction(
 
 /// Remove your reaction.
 #[utoipa::path(delete, path = "/api/v1/conversations/{conversation_id}/messages/{seq}/reactions/{emoji}", tag = "messages", security(("bearer" = [])),
-    params(("conversation_id" = i64, Path), ("seq" = i64, Path), ("emoji" = String, Path)),
+    params(("conversation_id" = i64, Path, minimum = 1), ("seq" = i64, Path, minimum = 1), ("emoji" = String, Path)),
     responses((status = 204), (status = 404, description = "reaction_not_found", body = ErrorResponse)))]
 pub async fn remove_reaction(
     state: web::Data<AppState>,
@@ -249,13 +250,13 @@ pub struct MarkReadResponse {
 
 /// Move your read marker forward.
 #[utoipa::path(post, path = "/api/v1/conversations/{conversation_id}/read", tag = "messages", security(("bearer" = [])),
-    params(("conversation_id" = i64, Path)), request_body = MarkReadRequest,
+    params(("conversation_id" = i64, Path, minimum = 1)), request_body = MarkReadRequest,
     responses((status = 200, body = MarkReadResponse), (status = 404, body = ErrorResponse)))]
 pub async fn mark_read(
     state: web::Data<AppState>,
     caller: Authenticated,
     path: web::Path<i64>,
-    body: web::Json<MarkReadRequest>,
+    body: Json<MarkReadRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let marker = conversations::mark_read(&state, caller.user_id, ConversationId(path.into_inner()), body.seq).await?;
     Ok(HttpResponse::Ok().json(MarkReadResponse { last_read_seq: marker }))
@@ -280,13 +281,13 @@ pub struct SettingsResponse {
 
 /// Your own settings for a conversation.
 #[utoipa::path(patch, path = "/api/v1/conversations/{conversation_id}/settings", tag = "messages", security(("bearer" = [])),
-    params(("conversation_id" = i64, Path)), request_body = SettingsRequest,
+    params(("conversation_id" = i64, Path, minimum = 1)), request_body = SettingsRequest,
     responses((status = 200, body = SettingsResponse), (status = 404, body = ErrorResponse)))]
 pub async fn update_settings(
     state: web::Data<AppState>,
     caller: Authenticated,
     path: web::Path<i64>,
-    body: web::Json<SettingsRequest>,
+    body: Json<SettingsRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let change = SettingsChange { pinned: body.pinned, muted: body.muted, archived: body.archived };
     let settings =
@@ -352,7 +353,7 @@ pub struct ReceiptsResponse {
 /// Every member's read and delivery markers (group read receipts: a message with
 /// `seq ≤ last_read_seq` has been read by that member).
 #[utoipa::path(get, path = "/api/v1/conversations/{conversation_id}/receipts", tag = "messages", security(("bearer" = [])),
-    params(("conversation_id" = i64, Path)),
+    params(("conversation_id" = i64, Path, minimum = 1)),
     responses((status = 200, body = ReceiptsResponse), (status = 404, body = ErrorResponse)))]
 pub async fn list_receipts(
     state: web::Data<AppState>,

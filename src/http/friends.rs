@@ -1,5 +1,6 @@
 //! `/api/v1/friend-requests*`, `/api/v1/friends*` and mutual friends.
 
+use super::json::Json;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -62,7 +63,7 @@ pub struct SendFriendRequestResponse {
 pub async fn send_friend_request(
     state: web::Data<AppState>,
     caller: Authenticated,
-    body: web::Json<SendFriendRequest>,
+    body: Json<SendFriendRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let note = RequestNote::parse(body.note.as_deref().unwrap_or_default())?;
     match friends::send_request(&state, caller.user_id, UserId(body.to_user_id), note).await? {
@@ -138,7 +139,7 @@ pub async fn list_friend_requests(
 
 /// Accept a request addressed to you.
 #[utoipa::path(post, path = "/api/v1/friend-requests/{request_id}/accept", tag = "friends", security(("bearer" = [])),
-    params(("request_id" = i64, Path)),
+    params(("request_id" = i64, Path, minimum = 1)),
     responses(
         (status = 200, body = SendFriendRequestResponse),
         (status = 404, description = "friend_request_not_found (also for requests addressed to someone else)", body = ErrorResponse),
@@ -159,7 +160,7 @@ pub async fn accept_friend_request(
 
 /// Decline a request addressed to you. The sender may ask again after 24 hours.
 #[utoipa::path(post, path = "/api/v1/friend-requests/{request_id}/decline", tag = "friends", security(("bearer" = [])),
-    params(("request_id" = i64, Path)),
+    params(("request_id" = i64, Path, minimum = 1)),
     responses((status = 204), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
 pub async fn decline_friend_request(
     state: web::Data<AppState>,
@@ -172,7 +173,7 @@ pub async fn decline_friend_request(
 
 /// Withdraw a request you sent.
 #[utoipa::path(post, path = "/api/v1/friend-requests/{request_id}/cancel", tag = "friends", security(("bearer" = [])),
-    params(("request_id" = i64, Path)),
+    params(("request_id" = i64, Path, minimum = 1)),
     responses((status = 204), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
 pub async fn cancel_friend_request(
     state: web::Data<AppState>,
@@ -222,7 +223,7 @@ pub async fn list_friends(
 
 /// End a friendship (both sides).
 #[utoipa::path(delete, path = "/api/v1/friends/{user_id}", tag = "friends", security(("bearer" = [])),
-    params(("user_id" = i64, Path)),
+    params(("user_id" = i64, Path, minimum = 1)),
     responses((status = 204), (status = 404, description = "not_friends", body = ErrorResponse)))]
 pub async fn remove_friend(
     state: web::Data<AppState>,
@@ -243,13 +244,13 @@ pub struct UpdateFriendRequest {
 
 /// Set or clear your private remark (alias) for a friend.
 #[utoipa::path(patch, path = "/api/v1/friends/{user_id}", tag = "friends", security(("bearer" = [])),
-    params(("user_id" = i64, Path)), request_body = UpdateFriendRequest,
+    params(("user_id" = i64, Path, minimum = 1)), request_body = UpdateFriendRequest,
     responses((status = 204), (status = 400, body = ErrorResponse), (status = 404, description = "not_friends", body = ErrorResponse)))]
 pub async fn update_friend(
     state: web::Data<AppState>,
     caller: Authenticated,
     path: web::Path<i64>,
-    body: web::Json<UpdateFriendRequest>,
+    body: Json<UpdateFriendRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let Some(remark) = &body.remark else {
         return Err(ApiError::validation("remark", "is required (null removes it)"));
@@ -267,7 +268,7 @@ pub struct UserPage {
 
 /// Friends the caller and another user have in common, by user id.
 #[utoipa::path(get, path = "/api/v1/users/{user_id}/mutual-friends", tag = "friends", security(("bearer" = [])),
-    params(("user_id" = i64, Path), PageQuery),
+    params(("user_id" = i64, Path, minimum = 1), PageQuery),
     responses((status = 200, body = UserPage), (status = 404, description = "user_not_found", body = ErrorResponse)))]
 pub async fn list_mutual_friends(
     state: web::Data<AppState>,

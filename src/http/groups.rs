@@ -1,6 +1,7 @@
 //! `/api/v1/groups*`, `/api/v1/me/groups`, `/api/v1/me/group-invitations`,
 //! `/api/v1/group-invitations*`.
 
+use super::json::Json;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -89,7 +90,7 @@ pub struct CreateGroupRequest {
 pub async fn create_group(
     state: web::Data<AppState>,
     caller: Authenticated,
-    body: web::Json<CreateGroupRequest>,
+    body: Json<CreateGroupRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let settings = NewGroupSettings {
@@ -108,7 +109,7 @@ pub async fn create_group(
 /// A group. Non-members see open and approval groups without the announcement;
 /// invite-only groups are visible to members and invitees only.
 #[utoipa::path(get, path = "/api/v1/groups/{group_id}", tag = "groups", security(("bearer" = [])),
-    params(("group_id" = i64, Path)),
+    params(("group_id" = i64, Path, minimum = 1)),
     responses((status = 200, body = GroupView), (status = 404, description = "group_not_found", body = ErrorResponse)))]
 pub async fn show_group(
     state: web::Data<AppState>,
@@ -139,7 +140,7 @@ pub struct UpdateGroupRequest {
 
 /// Update a group (owner and admins; policy, visibility and limit: owner only).
 #[utoipa::path(patch, path = "/api/v1/groups/{group_id}", tag = "groups", security(("bearer" = [])),
-    params(("group_id" = i64, Path)), request_body = UpdateGroupRequest,
+    params(("group_id" = i64, Path, minimum = 1)), request_body = UpdateGroupRequest,
     responses(
         (status = 200, body = GroupView),
         (status = 403, description = "not_a_member, insufficient_role, owner_only", body = ErrorResponse),
@@ -149,7 +150,7 @@ pub async fn update_group(
     state: web::Data<AppState>,
     caller: Authenticated,
     path: web::Path<i64>,
-    body: web::Json<UpdateGroupRequest>,
+    body: Json<UpdateGroupRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let change = GroupUpdate {
@@ -170,7 +171,7 @@ pub async fn update_group(
 /// Disband the group (owner). Members keep read access to its history; every change
 /// is refused afterwards with 410.
 #[utoipa::path(delete, path = "/api/v1/groups/{group_id}", tag = "groups", security(("bearer" = [])),
-    params(("group_id" = i64, Path)),
+    params(("group_id" = i64, Path, minimum = 1)),
     responses((status = 204), (status = 403, description = "owner_only", body = ErrorResponse)))]
 pub async fn disband_group(
     state: web::Data<AppState>,
@@ -197,7 +198,7 @@ pub struct JoinGroupResponse {
 
 /// Join an open group, or ask to join an approval group.
 #[utoipa::path(post, path = "/api/v1/groups/{group_id}/join", tag = "groups", security(("bearer" = [])),
-    params(("group_id" = i64, Path)), request_body(content = Option<JoinGroupRequest>),
+    params(("group_id" = i64, Path, minimum = 1)), request_body(content = Option<JoinGroupRequest>),
     responses(
         (status = 200, description = "joined", body = JoinGroupResponse),
         (status = 202, description = "join request created", body = JoinGroupResponse),
@@ -208,9 +209,9 @@ pub async fn join_group(
     state: web::Data<AppState>,
     caller: Authenticated,
     path: web::Path<i64>,
-    body: Option<web::Json<JoinGroupRequest>>,
+    body: Option<Json<JoinGroupRequest>>,
 ) -> Result<HttpResponse, ApiError> {
-    let message = body.map(web::Json::into_inner).unwrap_or_default().message;
+    let message = body.map(Json::into_inner).unwrap_or_default().message;
     let message = ShortMessage::parse(message.as_deref().unwrap_or_default())?;
     match groups::join(&state, caller.user_id, GroupId(path.into_inner()), message).await? {
         JoinOutcome::Joined => Ok(HttpResponse::Ok().json(JoinGroupResponse { status: "joined", request_id: None })),
@@ -223,7 +224,7 @@ pub async fn join_group(
 /// Leave a group. The owner's leaving hands ownership to the longest-standing admin
 /// (else member); the last member leaving disbands the group.
 #[utoipa::path(post, path = "/api/v1/groups/{group_id}/leave", tag = "groups", security(("bearer" = [])),
-    params(("group_id" = i64, Path)),
+    params(("group_id" = i64, Path, minimum = 1)),
     responses((status = 204), (status = 403, description = "not_a_member", body = ErrorResponse)))]
 pub async fn leave_group(
     state: web::Data<AppState>,
@@ -252,7 +253,7 @@ pub struct MemberPage {
 
 /// Members with role and join time, by user id (members only).
 #[utoipa::path(get, path = "/api/v1/groups/{group_id}/members", tag = "groups", security(("bearer" = [])),
-    params(("group_id" = i64, Path), PageQuery),
+    params(("group_id" = i64, Path, minimum = 1), PageQuery),
     responses((status = 200, body = MemberPage), (status = 403, description = "not_a_member", body = ErrorResponse)))]
 pub async fn list_members(
     state: web::Data<AppState>,
@@ -283,7 +284,7 @@ pub async fn list_members(
 
 /// Remove a member. Owners remove admins and members; admins remove members only.
 #[utoipa::path(delete, path = "/api/v1/groups/{group_id}/members/{user_id}", tag = "groups", security(("bearer" = [])),
-    params(("group_id" = i64, Path), ("user_id" = i64, Path)),
+    params(("group_id" = i64, Path, minimum = 1), ("user_id" = i64, Path, minimum = 1)),
     responses((status = 204), (status = 403, description = "insufficient_role", body = ErrorResponse), (status = 404, description = "member_not_found", body = ErrorResponse)))]
 pub async fn kick_member(
     state: web::Data<AppState>,
@@ -304,13 +305,13 @@ pub struct SetRoleRequest {
 
 /// Promote to admin or demote to member (owner only).
 #[utoipa::path(put, path = "/api/v1/groups/{group_id}/members/{user_id}/role", tag = "groups", security(("bearer" = [])),
-    params(("group_id" = i64, Path), ("user_id" = i64, Path)), request_body = SetRoleRequest,
+    params(("group_id" = i64, Path, minimum = 1), ("user_id" = i64, Path, minimum = 1)), request_body = SetRoleRequest,
     responses((status = 204), (status = 403, description = "owner_only", body = ErrorResponse)))]
 pub async fn set_member_role(
     state: web::Data<AppState>,
     caller: Authenticated,
     path: web::Path<(i64, i64)>,
-    body: web::Json<SetRoleRequest>,
+    body: Json<SetRoleRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (group, user) = path.into_inner();
     groups::set_role(&state, caller.user_id, GroupId(group), UserId(user), body.role).await?;
@@ -333,13 +334,13 @@ pub struct MuteResponse {
 /// Mute a member for a while: they cannot send messages to the group. Same role rule
 /// as removing.
 #[utoipa::path(put, path = "/api/v1/groups/{group_id}/members/{user_id}/mute", tag = "groups", security(("bearer" = [])),
-    params(("group_id" = i64, Path), ("user_id" = i64, Path)), request_body = MuteRequest,
+    params(("group_id" = i64, Path, minimum = 1), ("user_id" = i64, Path, minimum = 1)), request_body = MuteRequest,
     responses((status = 200, body = MuteResponse), (status = 403, body = ErrorResponse)))]
 pub async fn mute_member(
     state: web::Data<AppState>,
     caller: Authenticated,
     path: web::Path<(i64, i64)>,
-    body: web::Json<MuteRequest>,
+    body: Json<MuteRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (group, user) = path.into_inner();
     let duration = time::Duration::seconds(body.duration_secs);
@@ -349,7 +350,7 @@ pub async fn mute_member(
 
 /// Lift a mute.
 #[utoipa::path(delete, path = "/api/v1/groups/{group_id}/members/{user_id}/mute", tag = "groups", security(("bearer" = [])),
-    params(("group_id" = i64, Path), ("user_id" = i64, Path)),
+    params(("group_id" = i64, Path, minimum = 1), ("user_id" = i64, Path, minimum = 1)),
     responses((status = 204), (status = 403, body = ErrorResponse)))]
 pub async fn unmute_member(
     state: web::Data<AppState>,
@@ -369,13 +370,13 @@ pub struct TransferRequest {
 
 /// Hand ownership to another member (owner only); the previous owner becomes an admin.
 #[utoipa::path(post, path = "/api/v1/groups/{group_id}/transfer", tag = "groups", security(("bearer" = [])),
-    params(("group_id" = i64, Path)), request_body = TransferRequest,
+    params(("group_id" = i64, Path, minimum = 1)), request_body = TransferRequest,
     responses((status = 204), (status = 403, description = "owner_only", body = ErrorResponse), (status = 404, description = "member_not_found", body = ErrorResponse)))]
 pub async fn transfer_ownership(
     state: web::Data<AppState>,
     caller: Authenticated,
     path: web::Path<i64>,
-    body: web::Json<TransferRequest>,
+    body: Json<TransferRequest>,
 ) -> Result<HttpResponse, ApiError> {
     groups::transfer(&state, caller.user_id, GroupId(path.into_inner()), UserId(body.user_id)).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -400,7 +401,7 @@ pub struct InvitationView {
 /// Invite a user. The invitee must accept (nobody is added unasked). Open groups: any
 /// member invites; approval and invite-only groups: admins.
 #[utoipa::path(post, path = "/api/v1/groups/{group_id}/invitations", tag = "groups", security(("bearer" = [])),
-    params(("group_id" = i64, Path)), request_body = InviteRequest,
+    params(("group_id" = i64, Path, minimum = 1)), request_body = InviteRequest,
     responses(
         (status = 201, body = InvitationView),
         (status = 403, description = "insufficient_role, not_allowed (block)", body = ErrorResponse),
@@ -410,7 +411,7 @@ pub async fn invite_member(
     state: web::Data<AppState>,
     caller: Authenticated,
     path: web::Path<i64>,
-    body: web::Json<InviteRequest>,
+    body: Json<InviteRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let invitation = groups::invite(&state, caller.user_id, GroupId(path.into_inner()), UserId(body.user_id)).await?;
     Ok(HttpResponse::Created().json(InvitationView {
@@ -424,7 +425,7 @@ pub async fn invite_member(
 
 /// Accept an invitation addressed to you: you join the group.
 #[utoipa::path(post, path = "/api/v1/group-invitations/{invitation_id}/accept", tag = "groups", security(("bearer" = [])),
-    params(("invitation_id" = i64, Path)),
+    params(("invitation_id" = i64, Path, minimum = 1)),
     responses((status = 204), (status = 404, description = "invitation_not_found", body = ErrorResponse), (status = 409, description = "invitation_not_pending, group_full", body = ErrorResponse)))]
 pub async fn accept_invitation(
     state: web::Data<AppState>,
@@ -437,7 +438,7 @@ pub async fn accept_invitation(
 
 /// Decline an invitation addressed to you.
 #[utoipa::path(post, path = "/api/v1/group-invitations/{invitation_id}/decline", tag = "groups", security(("bearer" = [])),
-    params(("invitation_id" = i64, Path)),
+    params(("invitation_id" = i64, Path, minimum = 1)),
     responses((status = 204), (status = 404, body = ErrorResponse)))]
 pub async fn decline_invitation(
     state: web::Data<AppState>,
@@ -525,7 +526,7 @@ pub struct JoinRequestPage {
 
 /// Pending join requests (owner and admins).
 #[utoipa::path(get, path = "/api/v1/groups/{group_id}/join-requests", tag = "groups", security(("bearer" = [])),
-    params(("group_id" = i64, Path), PageQuery),
+    params(("group_id" = i64, Path, minimum = 1), PageQuery),
     responses((status = 200, body = JoinRequestPage), (status = 403, body = ErrorResponse)))]
 pub async fn list_join_requests(
     state: web::Data<AppState>,
@@ -551,7 +552,7 @@ pub async fn list_join_requests(
 
 /// Approve a join request (owner and admins): the requester becomes a member.
 #[utoipa::path(post, path = "/api/v1/groups/{group_id}/join-requests/{request_id}/approve", tag = "groups", security(("bearer" = [])),
-    params(("group_id" = i64, Path), ("request_id" = i64, Path)),
+    params(("group_id" = i64, Path, minimum = 1), ("request_id" = i64, Path, minimum = 1)),
     responses((status = 204), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse), (status = 409, description = "join_request_not_pending, group_full", body = ErrorResponse)))]
 pub async fn approve_join_request(
     state: web::Data<AppState>,
@@ -565,7 +566,7 @@ pub async fn approve_join_request(
 
 /// Reject a join request (owner and admins).
 #[utoipa::path(post, path = "/api/v1/groups/{group_id}/join-requests/{request_id}/reject", tag = "groups", security(("bearer" = [])),
-    params(("group_id" = i64, Path), ("request_id" = i64, Path)),
+    params(("group_id" = i64, Path, minimum = 1), ("request_id" = i64, Path, minimum = 1)),
     responses((status = 204), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
 pub async fn reject_join_request(
     state: web::Data<AppState>,
@@ -594,7 +595,7 @@ pub struct AnnouncementPage {
 
 /// Announcement history, newest first (members only).
 #[utoipa::path(get, path = "/api/v1/groups/{group_id}/announcements", tag = "groups", security(("bearer" = [])),
-    params(("group_id" = i64, Path), PageQuery),
+    params(("group_id" = i64, Path, minimum = 1), PageQuery),
     responses((status = 200, body = AnnouncementPage), (status = 403, body = ErrorResponse)))]
 pub async fn list_announcements(
     state: web::Data<AppState>,

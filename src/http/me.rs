@@ -1,5 +1,6 @@
 //! `/api/v1/me*`: the caller's own profile and sessions.
 
+use super::json::Json;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use time::Date;
@@ -52,7 +53,7 @@ pub async fn show_me(state: web::Data<AppState>, caller: Authenticated) -> Resul
 pub async fn update_me(
     state: web::Data<AppState>,
     caller: Authenticated,
-    body: web::Json<UpdateProfileRequest>,
+    body: Json<UpdateProfileRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let change = ProfileChange {

@@ -8,6 +8,7 @@ pub mod conversations;
 mod errors;
 mod friends;
 mod groups;
+mod json;
 mod health;
 mod me;
 mod observe;

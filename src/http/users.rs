@@ -9,7 +9,7 @@ use crate::{auth::Authenticated, domain::UserId, error::ApiError, service::users
 
 /// Another user's public profile.
 #[utoipa::path(get, path = "/api/v1/users/{user_id}", tag = "users", security(("bearer" = [])),
-    params(("user_id" = i64, Path)),
+    params(("user_id" = i64, Path, minimum = 1)),
     responses(
         (status = 200, body = PublicProfile),
         (status = 404, description = "user_not_found", body = crate::dto::ErrorResponse),
