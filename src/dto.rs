@@ -73,8 +73,10 @@ impl UserSummary {
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
     /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
 }
 

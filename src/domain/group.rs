@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Invalid, has_forbidden_controls};
+use super::{Invalid, bounded_text};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
@@ -125,18 +125,6 @@ impl HistoryVisibility {
             _ => None,
         }
     }
-}
-
-fn bounded_text(raw: &str, field: &'static str, min: usize, max: usize, multiline: bool) -> Result<String, Invalid> {
-    let trimmed = raw.trim();
-    let len = trimmed.chars().count();
-    if len < min || len > max {
-        return Err(Invalid::new(field, format!("must be {min}–{max} characters")));
-    }
-    if has_forbidden_controls(trimmed, multiline) {
-        return Err(Invalid::new(field, "must not contain control characters"));
-    }
-    Ok(trimmed.to_owned())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

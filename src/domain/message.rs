@@ -63,6 +63,7 @@ pub struct MessageInput {
     #[schema(value_type = Option<Object>)]
     pub content: Option<serde_json::Value>,
     /// An earlier message of the same conversation.
+    #[schema(minimum = 1)]
     pub reply_to_seq: Option<i64>,
     /// User ids; each must be a member of the conversation.
     pub mentions: Option<Vec<i64>>,
@@ -114,25 +115,25 @@ struct LinkContent {
     description: Option<String>,
 }
 
+/// A message's text as stored: CRLF becomes LF (clients on Windows send it), then at
+/// most `max_bytes` bytes with no control characters but newlines and tabs; `None`
+/// when nothing but whitespace is left.
+pub fn message_body(raw: &str, max_bytes: usize) -> Result<Option<String>, Invalid> {
+    let body = raw.replace("\r\n", "\n");
+    if body.len() > max_bytes {
+        return Err(Invalid::new("body", format!("must be at most {max_bytes} bytes")));
+    }
+    if has_forbidden_controls(&body, true) {
+        return Err(Invalid::new("body", "must not contain control characters other than newlines and tabs"));
+    }
+    Ok((!body.trim().is_empty()).then_some(body))
+}
+
 impl NewMessage {
     /// Validates `input`; `max_body_bytes` bounds the text.
     pub fn parse(input: MessageInput, max_body_bytes: usize) -> Result<Self, Invalid> {
         let kind = input.kind.unwrap_or(MessageKind::Text);
-        let body = match input.body {
-            Some(body) => {
-                if body.len() > max_body_bytes {
-                    return Err(Invalid::new("body", format!("must be at most {max_body_bytes} bytes")));
-                }
-                if has_forbidden_controls(&body, true) {
-                    return Err(Invalid::new(
-                        "body",
-                        "must not contain control characters other than newlines and tabs",
-                    ));
-                }
-                (!body.trim().is_empty()).then_some(body)
-            }
-            None => None,
-        };
+        let body = input.body.map(|body| message_body(&body, max_body_bytes)).transpose()?.flatten();
         let content = match (kind, input.content) {
             (MessageKind::Text, None) => {
                 if body.is_none() {

@@ -13,7 +13,7 @@ pub use group::{
     Announcement, GroupDescription, GroupId, GroupName, HistoryVisibility, JoinPolicy, Role, ShortMessage,
 };
 pub use ids::{SessionId, UserId};
-pub use message::{ConversationId, Emoji, MessageInput, MessageKind, MessageView, NewMessage};
+pub use message::{ConversationId, Emoji, MessageInput, MessageKind, MessageView, NewMessage, message_body};
 pub use password::Password;
 pub use profile::{AvatarUrl, Bio, Birthday, Nickname};
 pub use social::{Remark, RequestNote};
@@ -35,6 +35,28 @@ impl Invalid {
 
 /// Text from users may not carry control characters (they break logs and terminals
 /// and hide content); newlines and tabs are allowed only where `multiline` says so.
+/// Free text as every text field takes it: no control characters anywhere (newlines
+/// and tabs allowed when `multiline`), then `min..=max` characters once trimmed; the
+/// trimmed text is what is stored. The OpenAPI patterns say the same.
+pub fn bounded_text(
+    raw: &str,
+    field: &'static str,
+    min: usize,
+    max: usize,
+    multiline: bool,
+) -> Result<String, Invalid> {
+    if has_forbidden_controls(raw, multiline) {
+        let allowed = if multiline { " other than newlines and tabs" } else { "" };
+        return Err(Invalid::new(field, format!("must not contain control characters{allowed}")));
+    }
+    let trimmed = raw.trim();
+    let len = trimmed.chars().count();
+    if len < min || len > max {
+        return Err(Invalid::new(field, format!("must be {min}–{max} characters")));
+    }
+    Ok(trimmed.to_owned())
+}
+
 pub fn has_forbidden_controls(text: &str, multiline: bool) -> bool {
     text.chars().any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\t')))
 }

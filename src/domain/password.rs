@@ -1,5 +1,5 @@
-//! Plain-text passwords on their way to the hasher: at least 8 characters, at most
-//! 1024 bytes, so hashing cannot be turned into a denial of service.
+//! Plain-text passwords on their way to the hasher: new ones 8–256 characters, any at
+//! most 1024 bytes, so hashing cannot be turned into a denial of service.
 
 use super::Invalid;
 
@@ -7,12 +7,18 @@ pub struct Password(String);
 
 impl Password {
     pub const MIN_CHARS: usize = 8;
+    /// For new passwords; at most 4 bytes each, so always within [`Self::MAX_BYTES`].
+    pub const MAX_CHARS: usize = 256;
     pub const MAX_BYTES: usize = 1024;
 
     /// Validates a new password (registration, change).
     pub fn parse(raw: String, field: &'static str) -> Result<Self, Invalid> {
-        if raw.chars().count() < Self::MIN_CHARS {
-            return Err(Invalid::new(field, format!("must be at least {} characters long", Self::MIN_CHARS)));
+        let chars = raw.chars().count();
+        if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&chars) {
+            return Err(Invalid::new(
+                field,
+                format!("must be {}–{} characters long", Self::MIN_CHARS, Self::MAX_CHARS),
+            ));
         }
         Self::parse_any(raw, field)
     }

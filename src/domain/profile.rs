@@ -2,7 +2,7 @@
 
 use time::{Date, OffsetDateTime};
 
-use super::{Invalid, has_forbidden_controls};
+use super::{Invalid, bounded_text, has_forbidden_controls};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nickname(String);
@@ -11,15 +11,7 @@ impl Nickname {
     pub const MAX_CHARS: usize = 64;
 
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let trimmed = raw.trim();
-        let len = trimmed.chars().count();
-        if len == 0 || len > Self::MAX_CHARS {
-            return Err(Invalid::new("nickname", format!("must be 1–{} characters long", Self::MAX_CHARS)));
-        }
-        if has_forbidden_controls(trimmed, false) {
-            return Err(Invalid::new("nickname", "must not contain control characters"));
-        }
-        Ok(Self(trimmed.to_owned()))
+        bounded_text(raw, "nickname", 1, Self::MAX_CHARS, false).map(Self)
     }
 
     pub fn as_str(&self) -> &str {

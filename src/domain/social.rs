@@ -1,6 +1,6 @@
 //! Free text attached to relations: friend request notes and friend remarks.
 
-use super::{Invalid, has_forbidden_controls};
+use super::{Invalid, bounded_text};
 
 /// The note sent with a friend request: up to 200 characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,14 +10,7 @@ impl RequestNote {
     pub const MAX_CHARS: usize = 200;
 
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let trimmed = raw.trim();
-        if trimmed.chars().count() > Self::MAX_CHARS {
-            return Err(Invalid::new("note", format!("must be at most {} characters", Self::MAX_CHARS)));
-        }
-        if has_forbidden_controls(trimmed, true) {
-            return Err(Invalid::new("note", "must not contain control characters other than newlines"));
-        }
-        Ok(Self(trimmed.to_owned()))
+        bounded_text(raw, "note", 0, Self::MAX_CHARS, true).map(Self)
     }
 
     pub fn as_str(&self) -> &str {
@@ -33,15 +26,7 @@ impl Remark {
     pub const MAX_CHARS: usize = 64;
 
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let trimmed = raw.trim();
-        let len = trimmed.chars().count();
-        if len == 0 || len > Self::MAX_CHARS {
-            return Err(Invalid::new("remark", format!("must be 1–{} characters (null removes it)", Self::MAX_CHARS)));
-        }
-        if has_forbidden_controls(trimmed, false) {
-            return Err(Invalid::new("remark", "must not contain control characters"));
-        }
-        Ok(Self(trimmed.to_owned()))
+        bounded_text(raw, "remark", 1, Self::MAX_CHARS, false).map(Self)
     }
 
     pub fn as_str(&self) -> &str {

@@ -123,7 +123,10 @@ mod tests {
 
     #[test]
     fn integral_numbers_are_integers_however_spelled() {
-        assert_eq!(parse(r#"{"a":5.0,"b":5e2,"c":-0.0,"d":[1.0,{"e":2.00}]}"#).unwrap(), json!({"a":5,"b":500,"c":0,"d":[1,{"e":2}]}));
+        assert_eq!(
+            parse(r#"{"a":5.0,"b":5e2,"c":-0.0,"d":[1.0,{"e":2.00}]}"#).unwrap(),
+            json!({"a":5,"b":500,"c":0,"d":[1,{"e":2}]})
+        );
         assert!(parse(r#"{"a":5.5}"#).unwrap()["a"].is_f64());
         assert!(parse(r#"{"a":1e300}"#).unwrap()["a"].is_f64(), "too large for an integer: stays a float");
     }

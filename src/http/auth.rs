@@ -22,20 +22,31 @@ const MAX_USER_AGENT_CHARS: usize = 256;
 pub struct RegisterRequest {
     /// 3–32 characters: ASCII letters, digits, `_`, `.`, `-`. Unique ignoring case.
     #[schema(example = "alice")]
+    #[schema(pattern = "^[A-Za-z0-9_.-]{3,32}$")]
     pub username: String,
     /// 8 characters to 1024 bytes.
+    #[schema(min_length = 8, max_length = 256)]
     pub password: String,
     /// 1–64 characters; defaults to the username.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub nickname: Option<String>,
     /// A name for this device's session, up to 64 characters.
+    #[schema(max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub device_name: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(min_length = 1, max_length = 64)]
     pub username: String,
+    #[schema(min_length = 1, max_length = 256)]
     pub password: String,
+    #[schema(max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub device_name: Option<String>,
 }
 
@@ -48,7 +59,9 @@ pub struct RefreshRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
+    #[schema(min_length = 1, max_length = 256)]
     pub current_password: String,
+    #[schema(min_length = 8, max_length = 256)]
     pub new_password: String,
 }
 

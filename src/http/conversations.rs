@@ -22,6 +22,7 @@ use crate::{
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenDirectRequest {
+    #[schema(minimum = 1)]
     pub user_id: i64,
 }
 
@@ -67,8 +68,10 @@ pub async fn group_conversation(
 pub struct ConversationListQuery {
     /// List archived conversations instead of the others.
     pub archived: Option<bool>,
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
     /// 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
 }
 
@@ -127,9 +130,12 @@ pub struct HistoryParams {
     /// Messages after this seq (exclusive).
     pub after: Option<i64>,
     /// With `to`: the range `from..=to` (gap filling).
+    #[param(minimum = 1)]
     pub from: Option<i64>,
+    #[param(minimum = 1)]
     pub to: Option<i64>,
     /// 1–100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
 }
 
@@ -167,6 +173,12 @@ pub async fn list_messages(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditMessageRequest {
+    /// The new text: not blank, at most `GOIM_MAX_MESSAGE_BYTES` bytes; CRLF is stored
+    /// as LF.
+    #[schema(
+        min_length = 1,
+        pattern = "^(?:[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]|\\r\\n)*[^\\s\\u0000-\\u001f\\u007f-\\u009f](?:[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]|\\r\\n)*$"
+    )]
     pub body: String,
 }
 
@@ -240,6 +252,7 @@ pub async fn remove_reaction(
 #[serde(deny_unknown_fields)]
 pub struct MarkReadRequest {
     /// Everything up to this seq is read. The marker never moves back.
+    #[schema(minimum = 0)]
     pub seq: i64,
 }
 
@@ -303,11 +316,15 @@ pub async fn update_settings(
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
     /// 2–100 characters; matched as a case-insensitive substring (works for CJK).
+    #[param(min_length = 2, max_length = 100, pattern = "\\S.*\\S")]
     pub q: String,
     /// Limit the search to one conversation.
+    #[param(minimum = 1)]
     pub conversation_id: Option<i64>,
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
     /// 1–50 (default 20).
+    #[param(minimum = 1, maximum = 50)]
     pub limit: Option<i64>,
 }
 

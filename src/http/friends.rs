@@ -18,8 +18,10 @@ use crate::{
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendFriendRequest {
+    #[schema(minimum = 1)]
     pub to_user_id: i64,
     /// Up to 200 characters.
+    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$")]
     pub note: Option<String>,
 }
 
@@ -93,7 +95,9 @@ pub struct RequestListQuery {
     /// `incoming` (default) or `outgoing`.
     #[param(inline)]
     pub direction: Option<Direction>,
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
 }
 
@@ -239,6 +243,11 @@ pub async fn remove_friend(
 pub struct UpdateFriendRequest {
     /// 1–64 characters, or null to remove.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub remark: Option<Option<String>>,
 }
 

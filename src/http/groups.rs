@@ -69,17 +69,25 @@ impl GroupView {
 #[serde(deny_unknown_fields)]
 pub struct CreateGroupRequest {
     /// 1–64 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub name: String,
     pub avatar_url: Option<String>,
     /// Up to 500 characters.
+    #[schema(max_length = 500, pattern = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$")]
     pub description: Option<String>,
     /// Up to 2000 characters.
+    #[schema(max_length = 2000, pattern = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$")]
     pub announcement: Option<String>,
     pub join_policy: JoinPolicy,
     /// Default `all`.
     pub history_visibility: Option<HistoryVisibility>,
     /// 2 to the server maximum (`GOIM_GROUP_MAX_MEMBERS`, default 500), which is also
     /// the default.
+    #[schema(minimum = 2)]
     pub member_limit: Option<i32>,
 }
 
@@ -123,18 +131,26 @@ pub async fn show_group(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateGroupRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub name: Option<String>,
     /// null removes it.
     #[serde(default, deserialize_with = "double_option")]
     pub avatar_url: Option<Option<String>>,
+    #[schema(max_length = 500, pattern = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$")]
     pub description: Option<String>,
     /// Every change is kept in the announcement history.
+    #[schema(max_length = 2000, pattern = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$")]
     pub announcement: Option<String>,
     /// Owner only.
     pub join_policy: Option<JoinPolicy>,
     /// Owner only.
     pub history_visibility: Option<HistoryVisibility>,
     /// Owner only; not below the current member count.
+    #[schema(minimum = 2)]
     pub member_limit: Option<i32>,
 }
 
@@ -186,6 +202,7 @@ pub async fn disband_group(
 #[serde(deny_unknown_fields)]
 pub struct JoinGroupRequest {
     /// For approval groups: a note to the admins, up to 200 characters.
+    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$")]
     pub message: Option<String>,
 }
 
@@ -322,6 +339,7 @@ pub async fn set_member_role(
 #[serde(deny_unknown_fields)]
 pub struct MuteRequest {
     /// 60 seconds to 30 days.
+    #[schema(minimum = 60, maximum = 2592000)]
     pub duration_secs: i64,
 }
 
@@ -365,6 +383,7 @@ pub async fn unmute_member(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferRequest {
+    #[schema(minimum = 1)]
     pub user_id: i64,
 }
 
@@ -385,6 +404,7 @@ pub async fn transfer_ownership(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InviteRequest {
+    #[schema(minimum = 1)]
     pub user_id: i64,
 }
 

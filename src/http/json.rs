@@ -42,7 +42,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
         Box::pin(async move {
             let web::Json(object) = object.await?;
             object.into_request().map(Json).map_err(|cause| {
-                ApiError::bad_request("invalid_body", format!("the JSON body does not fit this request: {cause}")).into()
+                ApiError::bad_request("invalid_body", format!("the JSON body does not fit this request: {cause}"))
+                    .into()
             })
         })
     }

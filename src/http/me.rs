@@ -22,9 +22,15 @@ use crate::{
 pub struct UpdateProfileRequest {
     /// 1–64 characters; cannot be cleared.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub nickname: Option<Option<String>>,
     /// http(s) URL up to 2048 bytes, or null to remove.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(max_length = 2048, pattern = "^https?://[^\\s@/]+(/\\S*)?$")]
     pub avatar_url: Option<Option<String>>,
     /// `YYYY-MM-DD`, not in the future, or null to remove.
     #[serde(default, deserialize_with = "double_option")]
@@ -32,6 +38,7 @@ pub struct UpdateProfileRequest {
     pub birthday: Option<Option<Date>>,
     /// Up to 500 characters; null empties it.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(max_length = 500, pattern = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$")]
     pub bio: Option<Option<String>>,
 }
 

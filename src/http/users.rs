@@ -27,10 +27,13 @@ pub async fn show_user(
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
     /// 1–64 characters, matched against usernames and nicknames (prefix and fuzzy).
+    #[param(min_length = 1, max_length = 64, pattern = "\\S")]
     pub q: String,
     /// Page size, 1–50 (default 20).
+    #[param(minimum = 1, maximum = 50)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 

@@ -155,10 +155,8 @@ pub async fn edit(
     seq: i64,
     body: String,
 ) -> Result<MessageView, ApiError> {
-    let max = state.config.chat.max_message_bytes as usize;
-    if body.trim().is_empty() || body.len() > max || crate::domain::has_forbidden_controls(&body, true) {
-        return Err(ApiError::validation("body", format!("must be 1–{max} bytes without control characters")));
-    }
+    let body = crate::domain::message_body(&body, state.config.chat.max_message_bytes as usize)?
+        .ok_or_else(|| ApiError::validation("body", "must not be empty"))?;
     let access = policy::authorize(state, caller, id, Action::Edit).await?.access;
     let mut tx = state.pool.begin().await?;
     let message = visible_message(&mut tx, &access, id, seq).await?;
