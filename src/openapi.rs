@@ -58,11 +58,14 @@ struct CommonResponses;
 
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
             let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
             for operation in operations.into_iter().flatten() {
                 for (status, codes) in common_responses(operation) {
-                    add_response(operation, status, &codes);
+                    add_response(operation, status, &codes, Merge::Append);
+                }
+                for (status, codes) in resource_responses(path, operation) {
+                    add_response(operation, status, codes, Merge::KeepHandlers);
                 }
             }
         }
@@ -108,9 +111,32 @@ fn common_responses(operation: &Operation) -> Vec<(&'static str, String)> {
     responses
 }
 
-fn add_response(operation: &mut Operation, status: &str, codes: &str) {
+/// What the resources named in the path add: they may not exist (or be hidden from
+/// the caller), and a disbanded group refuses every change. Handlers that document these
+/// statuses say more precisely which codes they use, so theirs are kept.
+fn resource_responses(path: &str, operation: &Operation) -> Vec<(&'static str, &'static str)> {
+    let mut responses = Vec::new();
+    if operation.parameters.iter().flatten().any(|parameter| parameter.parameter_in == ParameterIn::Path) {
+        responses.push(("404", "the resource named in the path does not exist or is hidden from you"));
+    }
+    if path.contains("{group_id}") || path.contains("{conversation_id}") {
+        responses.push(("410", "group_disbanded: the group no longer takes changes"));
+    }
+    responses
+}
+
+#[derive(PartialEq)]
+enum Merge {
+    /// Add the codes to the handler's own description of the status.
+    Append,
+    /// Only add the status where the handler does not document it.
+    KeepHandlers,
+}
+
+fn add_response(operation: &mut Operation, status: &str, codes: &str, merge: Merge) {
     let responses = &mut operation.responses.responses;
     match responses.get_mut(status) {
+        Some(_) if merge == Merge::KeepHandlers => {}
         Some(RefOr::T(response)) if response.description.is_empty() => response.description = codes.to_owned(),
         Some(RefOr::T(response)) => response.description = format!("{}; {codes}", response.description),
         Some(RefOr::Ref(_)) => {}

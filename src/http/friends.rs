@@ -241,9 +241,10 @@ pub async fn remove_friend(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateFriendRequest {
-    /// 1–64 characters, or null to remove.
+    /// 1–64 characters, or null to remove. Required.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(
+        required = true,
         min_length = 1,
         max_length = 64,
         pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"

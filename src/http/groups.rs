@@ -316,8 +316,24 @@ pub async fn kick_member(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetRoleRequest {
-    /// `admin` or `member`.
-    pub role: Role,
+    pub role: AssignableRole,
+}
+
+/// The roles an owner hands out; ownership moves only by transfer.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignableRole {
+    Admin,
+    Member,
+}
+
+impl From<AssignableRole> for Role {
+    fn from(role: AssignableRole) -> Self {
+        match role {
+            AssignableRole::Admin => Role::Admin,
+            AssignableRole::Member => Role::Member,
+        }
+    }
 }
 
 /// Promote to admin or demote to member (owner only).
@@ -331,7 +347,7 @@ pub async fn set_member_role(
     body: Json<SetRoleRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (group, user) = path.into_inner();
-    groups::set_role(&state, caller.user_id, GroupId(group), UserId(user), body.role).await?;
+    groups::set_role(&state, caller.user_id, GroupId(group), UserId(user), body.role.into()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

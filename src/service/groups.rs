@@ -164,8 +164,13 @@ pub async fn join(
     message: ShortMessage,
 ) -> Result<JoinOutcome, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let group = live_group(&mut tx, id).await?;
-    if db::groups::member(&mut *tx, id, caller).await?.is_some() {
+    let group = db::groups::lock(&mut *tx, id).await?.ok_or_else(group_not_found)?;
+    let member = db::groups::member(&mut *tx, id, caller).await?.is_some();
+    if !member && policy(&group) == JoinPolicy::InviteOnly && !has_pending_invitation(&state.pool, id, caller).await? {
+        return Err(group_not_found());
+    }
+    refuse_disbanded(&group)?;
+    if member {
         return Err(already_member());
     }
     match policy(&group) {
@@ -365,7 +370,7 @@ pub async fn answer_invitation(
         .ok_or_else(not_found)?;
     let id = invitation.group_id;
     let mut tx = state.pool.begin().await?;
-    live_group(&mut tx, id).await?;
+    refuse_disbanded(&db::groups::lock(&mut *tx, id).await?.ok_or_else(group_not_found)?)?;
     let status = if accept { "accepted" } else { "declined" };
     if !db::groups::decide_invitation(&mut *tx, invitation.id, status).await? {
         return Err(ApiError::conflict("invitation_not_pending", "this invitation was already answered or withdrawn"));
@@ -482,26 +487,30 @@ pub async fn my_invitations(
 
 /// The caller's role in a group, for reads. Disbanded groups stay readable.
 async fn reading_member(pool: &PgPool, id: GroupId, caller: UserId) -> Result<Role, ApiError> {
-    if db::groups::find(pool, id).await?.is_none() {
-        return Err(group_not_found());
-    }
-    db::groups::member(pool, id, caller).await?.map(|m| m.role).ok_or_else(not_a_member)
+    let group = db::groups::find(pool, id).await?.ok_or_else(group_not_found)?;
+    db::groups::member(pool, id, caller).await?.map(|m| m.role).ok_or_else(|| outsider(&group))
 }
 
 /// Locks the group and returns it with the caller's role; the caller must be a member
 /// and the group must not be disbanded.
 async fn acting_member(tx: &mut sqlx::PgConnection, id: GroupId, caller: UserId) -> Result<(GroupRow, Role), ApiError> {
-    let group = live_group(tx, id).await?;
-    let member = db::groups::member(&mut *tx, id, caller).await?.ok_or_else(not_a_member)?;
+    let group = db::groups::lock(&mut *tx, id).await?.ok_or_else(group_not_found)?;
+    let member = db::groups::member(&mut *tx, id, caller).await?.ok_or_else(|| outsider(&group))?;
+    refuse_disbanded(&group)?;
     Ok((group, member.role))
 }
 
-async fn live_group(tx: &mut sqlx::PgConnection, id: GroupId) -> Result<GroupRow, ApiError> {
-    let group = db::groups::lock(&mut *tx, id).await?.ok_or_else(group_not_found)?;
+fn refuse_disbanded(group: &GroupRow) -> Result<(), ApiError> {
     if group.disbanded_at.is_some() {
         return Err(ApiError::Gone { code: "group_disbanded", message: "this group has been disbanded".into() });
     }
-    Ok(group)
+    Ok(())
+}
+
+/// How a group answers someone who is not in it: an invite-only group as if missing
+/// (as `show` does), so its id reveals nothing; any other with 403.
+fn outsider(group: &GroupRow) -> ApiError {
+    if policy(group) == JoinPolicy::InviteOnly { group_not_found() } else { not_a_member() }
 }
 
 async fn target_role(tx: &mut sqlx::PgConnection, id: GroupId, target: UserId) -> Result<Role, ApiError> {

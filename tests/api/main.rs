@@ -8,6 +8,7 @@ mod architecture;
 mod bench;
 mod binary;
 mod browser;
+mod contract;
 mod friends;
 mod gateway;
 mod groups;
