@@ -17,6 +17,7 @@ mod hostile;
 mod http_errors;
 mod instances;
 mod managed_pg;
+mod matrix;
 mod messages;
 mod policy;
 mod profiles;
