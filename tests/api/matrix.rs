@@ -177,6 +177,9 @@ enum Kind {
     /// The caller's direct conversation with the owner if they have one (the owner's is
     /// with `Member`); callers without one try the owner's with `Member`.
     Direct,
+    /// The owner's direct conversation with the user the owner blocked, for everyone:
+    /// the blocker is held to the block as well.
+    BlockedPair,
 }
 
 impl Kind {
@@ -184,6 +187,7 @@ impl Kind {
         match self {
             Kind::Group => "group",
             Kind::Direct => "direct",
+            Kind::BlockedPair => "blocked pair",
         }
     }
 
@@ -192,6 +196,7 @@ impl Kind {
         match self {
             Kind::Group => &IN_GROUP,
             Kind::Direct => &[Owner, Member, Blocked, Unfriended],
+            Kind::BlockedPair => &[Owner, Blocked],
         }
     }
 }
@@ -225,6 +230,10 @@ fn conversation(kind: Kind, act: Act) -> Cells {
                 .with(&[Owner, Member], Expect::Ok)
                 .with(&[Blocked], blocked)
                 .with(&[Unfriended], unfriended)
+        }
+        Kind::BlockedPair => {
+            let either = if act == Act::View { Expect::Ok } else { forbidden("not_allowed") };
+            Cells::signed_in(outsider).with(&[Owner, Blocked], either)
         }
     }
 }
@@ -526,6 +535,14 @@ fn rows() -> Vec<Row> {
             .fill(|w, _| in_group(w).param("request_id", w.join_request))
             .expect(group_op(&[Owner, Admin], forbidden("insufficient_role")))
             .isolate_successes(),
+        // A request to another group, through this group's path: it does not exist here.
+        rest(M::POST, "/api/v1/groups/{group_id}/join-requests/{request_id}/approve")
+            .variant("another group's request")
+            .fill(|w, _| in_group(w).param("request_id", w.foreign_join_request))
+            .expect(
+                group_op(&[], forbidden("insufficient_role"))
+                    .with(&[Owner, Admin], not_found("join_request_not_found")),
+            ),
         rest(M::POST, "/api/v1/groups/{group_id}/join-requests/{request_id}/reject")
             .fill(|w, _| in_group(w).param("request_id", w.join_request))
             .expect(group_op(&[Owner, Admin], forbidden("insufficient_role")))
@@ -539,30 +556,14 @@ fn rows() -> Vec<Row> {
     ]);
 
     // Conversations and messages.
-    rows.extend([
-        rest(M::POST, "/api/v1/conversations/direct")
-            .fill(|w, a| Fill::default().body(json!({ "user_id": w.id(w.counterpart(a)) })))
-            .expect(
-                Cells::signed_in(forbidden("not_friends"))
-                    .with(&[Owner, Member], Expect::Ok)
-                    .with(&[Blocked], forbidden("not_allowed")),
-            ),
-        rest(M::GET, "/api/v1/messages/search")
-            .variant("group")
-            .fill(|w, a| {
-                let chat = w.chat(Kind::Group, a);
-                Fill::default().query(format!("q={}", chat.marker)).marker(&chat.marker)
-            })
-            .expect(shown_to(Kind::Group.readers())),
-        rest(M::GET, "/api/v1/messages/search")
-            .variant("direct")
-            .fill(|w, a| {
-                let chat = w.chat(Kind::Direct, a);
-                Fill::default().query(format!("q={}", chat.marker)).marker(&chat.marker)
-            })
-            .expect(shown_to(Kind::Direct.readers())),
-    ]);
-    for kind in [Kind::Group, Kind::Direct] {
+    rows.extend([rest(M::POST, "/api/v1/conversations/direct")
+        .fill(|w, a| Fill::default().body(json!({ "user_id": w.id(w.counterpart(a)) })))
+        .expect(
+            Cells::signed_in(forbidden("not_friends"))
+                .with(&[Owner, Member], Expect::Ok)
+                .with(&[Blocked], forbidden("not_allowed")),
+        )]);
+    for kind in [Kind::Group, Kind::Direct, Kind::BlockedPair] {
         let at = move |w: &World, a: Actor| {
             let chat = w.chat(kind, a);
             Fill::default().param("conversation_id", chat.id).marker(&chat.marker)
@@ -573,10 +574,17 @@ fn rows() -> Vec<Row> {
         let edit_others = match kind {
             Kind::Group => conversation(kind, Act::Speak).with(&[Owner, Admin, Member], not_yours),
             Kind::Direct => conversation(kind, Act::Speak).with(&[Owner, Member], not_yours),
+            Kind::BlockedPair => conversation(kind, Act::Speak),
         };
         let recall_others = match kind {
             Kind::Group => conversation(kind, Act::Quiet).with(&[Member, Muted], not_yours),
             Kind::Direct => conversation(kind, Act::Quiet).with(&[Owner, Member], not_yours),
+            Kind::BlockedPair => conversation(kind, Act::Quiet),
+        };
+        let (own, others) = match kind {
+            Kind::Group => ("group, own message", "group, someone else's"),
+            Kind::Direct => ("direct, own message", "direct, someone else's"),
+            Kind::BlockedPair => ("blocked pair, own message", "blocked pair, someone else's"),
         };
         rows.extend([
             rest(M::GET, "/api/v1/conversations")
@@ -592,19 +600,19 @@ fn rows() -> Vec<Row> {
                 .fill(move |w, a| at(w, a).body(json!({ "client_msg_id": Uuid::new_v4(), "body": "new" })))
                 .expect(conversation(kind, Act::Speak)),
             rest(M::PATCH, "/api/v1/conversations/{conversation_id}/messages/{seq}")
-                .variant(if kind == Kind::Group { "group, own message" } else { "direct, own message" })
+                .variant(own)
                 .fill(move |w, a| at(w, a).param("seq", w.chat(kind, a).own(a)).body(json!({ "body": "edited" })))
                 .expect(conversation(kind, Act::Speak)),
             rest(M::PATCH, "/api/v1/conversations/{conversation_id}/messages/{seq}")
-                .variant(if kind == Kind::Group { "group, someone else's" } else { "direct, someone else's" })
+                .variant(others)
                 .fill(move |w, a| at(w, a).param("seq", w.chat(kind, a).others(a)).body(json!({ "body": "edited" })))
                 .expect(edit_others),
             rest(M::DELETE, "/api/v1/conversations/{conversation_id}/messages/{seq}")
-                .variant(if kind == Kind::Group { "group, own message" } else { "direct, own message" })
+                .variant(own)
                 .fill(move |w, a| at(w, a).param("seq", w.chat(kind, a).own(a)))
                 .expect(conversation(kind, Act::Quiet)),
             rest(M::DELETE, "/api/v1/conversations/{conversation_id}/messages/{seq}")
-                .variant(if kind == Kind::Group { "group, someone else's" } else { "direct, someone else's" })
+                .variant(others)
                 .fill(move |w, a| at(w, a).param("seq", w.chat(kind, a).others(a)))
                 .expect(recall_others)
                 .isolate_successes(),
@@ -629,8 +637,34 @@ fn rows() -> Vec<Row> {
                 .variant(kind.label())
                 .fill(at)
                 .expect(conversation(kind, Act::View)),
+            // Asked for by id: a conversation the caller cannot read yields nothing.
+            rest(M::GET, "/api/v1/messages/search")
+                .variant(kind.label())
+                .fill(move |w, a| {
+                    let chat = w.chat(kind, a);
+                    Fill::default().query(format!("q={}&conversation_id={}", chat.marker, chat.id)).marker(&chat.marker)
+                })
+                .expect(shown_to(kind.readers())),
         ]);
     }
+    fn in_group_chat(w: &World) -> Fill {
+        Fill::default().param("conversation_id", w.group_chat.id)
+    }
+    rows.extend([
+        // Mentioning everyone is for the owner and admins.
+        rest(M::POST, "/api/v1/conversations/{conversation_id}/messages")
+            .variant("group, @all")
+            .fill(|w, _| {
+                in_group_chat(w).body(json!({ "client_msg_id": Uuid::new_v4(), "body": "all", "mention_all": true }))
+            })
+            .expect(conversation(Kind::Group, Act::Speak).with(&[Member], forbidden("insufficient_role"))),
+        // Documented: owners and admins remove any message, the owner's included.
+        rest(M::DELETE, "/api/v1/conversations/{conversation_id}/messages/{seq}")
+            .variant("group, the owner's message")
+            .fill(|w, _| in_group_chat(w).param("seq", w.group_chat.own(Owner)))
+            .expect(conversation(Kind::Group, Act::Quiet).with(&[Member, Muted], forbidden("not_your_message")))
+            .isolate_successes(),
+    ]);
 
     // The WebSocket: a ticket, the upgrade, and every request type.
     rows.extend([rest(M::POST, "/api/v1/ws/ticket"), Row::new(Op::Upgrade), ws("ping")]);
@@ -688,7 +722,10 @@ fn rows() -> Vec<Row> {
                 .expect(shown_to(kind.readers())),
             ws("sync")
                 .variant(kind.label())
-                .fill(move |w, a| Fill::default().body(json!({ "cursors": {} })).marker(&w.chat(kind, a).marker))
+                .fill(move |w, a| {
+                    let chat = w.chat(kind, a);
+                    Fill::default().body(json!({ "cursors": { chat.id.to_string(): 0 } })).marker(&chat.marker)
+                })
                 .expect(shown_to(kind.readers())),
         ]);
     }
@@ -754,6 +791,8 @@ struct World {
     invitation: i64,
     /// From a user who is no actor, pending.
     join_request: i64,
+    /// From the same user to a group of `Another`'s, pending.
+    foreign_join_request: i64,
     /// Every user of the world, for the state fingerprint.
     user_ids: Vec<i64>,
 }
@@ -797,8 +836,12 @@ impl World {
     fn chat(&self, kind: Kind, actor: Actor) -> &Chat {
         match kind {
             Kind::Group => &self.group_chat,
-            Kind::Direct => {
-                let peer = if actor == Owner { Member } else { actor };
+            Kind::Direct | Kind::BlockedPair => {
+                let peer = match (kind, actor) {
+                    (Kind::BlockedPair, _) => Blocked,
+                    (_, Owner) => Member,
+                    _ => actor,
+                };
                 self.directs
                     .iter()
                     .find(|(a, _)| *a == peer)
@@ -923,6 +966,13 @@ impl Worlds<'_> {
         let join_request =
             expect(app, &applicant, Method::POST, &join, None, 202).await["request_id"].as_i64().unwrap();
 
+        let body = json!({ "name": "Elsewhere", "join_policy": "approval" });
+        let elsewhere =
+            expect(app, get(Another), Method::POST, "/api/v1/groups", Some(body), 201).await["id"].as_i64().unwrap();
+        let join = format!("/api/v1/groups/{elsewhere}/join");
+        let foreign_join_request =
+            expect(app, &applicant, Method::POST, &join, None, 202).await["request_id"].as_i64().unwrap();
+
         let hidden_announcement = format!("{tag}secret");
         let body = json!({ "name": "Hidden", "join_policy": "invite_only", "announcement": hidden_announcement });
         let hidden_group =
@@ -943,6 +993,7 @@ impl Worlds<'_> {
             friend_request,
             invitation,
             join_request,
+            foreign_join_request,
             user_ids,
         }
     }
