@@ -474,6 +474,16 @@ fn rows() -> Vec<Row> {
             .variant("invite-only")
             .fill(|w, _| Fill::default().param("group_id", w.hidden_group).marker(&w.hidden_announcement))
             .expect(Cells::signed_in(not_found("group_not_found")).with(&[Owner], Expect::Sees)),
+        // An invite-only group answers outsiders as if missing (GET above); its other
+        // operations must not give its existence away either.
+        rest(M::GET, "/api/v1/groups/{group_id}/members")
+            .variant("invite-only")
+            .fill(|w, _| Fill::default().param("group_id", w.hidden_group))
+            .expect(Cells::signed_in(not_found("group_not_found")).with(&[Owner], Expect::Ok)),
+        rest(M::POST, "/api/v1/groups/{group_id}/join")
+            .variant("invite-only")
+            .fill(|w, _| Fill::default().param("group_id", w.hidden_group))
+            .expect(Cells::signed_in(not_found("group_not_found")).with(&[Owner], conflict("already_member"))),
         rest(M::PATCH, "/api/v1/groups/{group_id}")
             .variant("description")
             .fill(|w, _| in_group(w).body(json!({ "description": "changed" })))
