@@ -1,7 +1,7 @@
 //! `/api/v1/groups*`, `/api/v1/me/groups`, `/api/v1/me/group-invitations`,
 //! `/api/v1/group-invitations*`.
 
-use super::json::Json;
+use super::json::{Json, OptionalJson};
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -226,9 +226,9 @@ pub async fn join_group(
     state: web::Data<AppState>,
     caller: Authenticated,
     path: web::Path<i64>,
-    body: Option<Json<JoinGroupRequest>>,
+    body: OptionalJson<JoinGroupRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let message = body.map(Json::into_inner).unwrap_or_default().message;
+    let message = body.0.unwrap_or_default().message;
     let message = ShortMessage::parse(message.as_deref().unwrap_or_default())?;
     match groups::join(&state, caller.user_id, GroupId(path.into_inner()), message).await? {
         JoinOutcome::Joined => Ok(HttpResponse::Ok().json(JoinGroupResponse { status: "joined", request_id: None })),
@@ -406,7 +406,9 @@ pub struct TransferRequest {
 /// Hand ownership to another member (owner only); the previous owner becomes an admin.
 #[utoipa::path(post, path = "/api/v1/groups/{group_id}/transfer", tag = "groups", security(("bearer" = [])),
     params(("group_id" = i64, Path, minimum = 1)), request_body = TransferRequest,
-    responses((status = 204), (status = 403, description = "owner_only", body = ErrorResponse), (status = 404, description = "member_not_found", body = ErrorResponse)))]
+    responses((status = 204),
+        (status = 400, description = "already_owner (yourself), validation_failed (user_id is not a member)", body = ErrorResponse),
+        (status = 403, description = "owner_only", body = ErrorResponse), (status = 404, description = "group_not_found", body = ErrorResponse)))]
 pub async fn transfer_ownership(
     state: web::Data<AppState>,
     caller: Authenticated,

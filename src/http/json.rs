@@ -48,3 +48,36 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
         })
     }
 }
+
+/// An optional JSON body: a request without one (no `Content-Length`, or zero) or with
+/// `null` is `None`; any other body follows every rule of [`Json`], so a broken one is
+/// refused rather than ignored.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let declared = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        let chunked = req.headers().contains_key(actix_web::http::header::TRANSFER_ENCODING);
+        if declared.unwrap_or(0) == 0 && !chunked {
+            return Box::pin(async { Ok(OptionalJson(None)) });
+        }
+        let body = web::Json::<Option<StrictObject>>::from_request(req, payload);
+        Box::pin(async move {
+            let Some(object) = body.await?.into_inner() else {
+                return Ok(OptionalJson(None));
+            };
+            object.into_request().map(|request| OptionalJson(Some(request))).map_err(invalid_body)
+        })
+    }
+}
+
+fn invalid_body(cause: serde_json::Error) -> actix_web::Error {
+    ApiError::bad_request("invalid_body", format!("the JSON body does not fit this request: {cause}")).into()
+}

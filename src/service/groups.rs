@@ -306,13 +306,17 @@ pub async fn mute(
 
 /// Makes `new_owner` the owner; the previous owner becomes an admin.
 pub async fn transfer(state: &AppState, caller: UserId, id: GroupId, new_owner: UserId) -> Result<(), ApiError> {
-    if new_owner == caller {
-        return Err(ApiError::bad_request("already_owner", "you already own this group"));
-    }
     let mut tx = state.pool.begin().await?;
     let (_, role) = acting_member(&mut tx, id, caller).await?;
     require_owner(role)?;
-    target_role(&mut tx, id, new_owner).await?;
+    if new_owner == caller {
+        return Err(ApiError::bad_request("already_owner", "you already own this group"));
+    }
+    // The group in the path exists; the member named in the body does not: a bad
+    // request, not a missing resource.
+    if db::groups::member(&mut *tx, id, new_owner).await?.is_none() {
+        return Err(ApiError::validation("user_id", "must be a member of the group"));
+    }
     // Demote first: the unique index allows one owner row at a time.
     db::groups::set_role(&mut *tx, id, caller, Role::Admin).await?;
     db::groups::set_role(&mut *tx, id, new_owner, Role::Owner).await?;

@@ -129,6 +129,14 @@ async fn rest_bodies_follow_the_shared_json_rules() {
             .unwrap();
     let other = app.register("strict_other").await;
     let group_id = group["id"].as_i64().unwrap();
+    // The join body is optional, but one that is there must be right.
+    let broken =
+        call(&app, &other, Method::POST, &format!("/api/v1/groups/{group_id}/join"), Some(json!({ "message": false })))
+            .await;
+    assert_eq!(error_code(broken, 400).await, "invalid_body");
+    let members: Value =
+        app.get_as(&user.access_token, &format!("/api/v1/groups/{group_id}/members")).await.json().await.unwrap();
+    assert_eq!(members["items"].as_array().map(Vec::len), Some(1), "the broken join changed nothing");
     assert_eq!(call(&app, &other, Method::POST, &format!("/api/v1/groups/{group_id}/join"), None).await.status(), 200);
     let mute = app
         .client

@@ -135,7 +135,8 @@ async fn joining_follows_the_policy() {
         "join_request_not_pending"
     );
 
-    assert_eq!(error_code(join(&app, &joiner, invite_only).await, 403).await, "invitation_required");
+    // An outsider learns nothing of an invite-only group, not even that it exists.
+    assert_eq!(error_code(join(&app, &joiner, invite_only).await, 404).await, "group_not_found");
     assert_eq!(role_of(&app, invite_only, joiner.id).await, None);
 }
 
@@ -306,7 +307,7 @@ async fn every_refused_role_and_action_combination_changes_nothing() {
             format!("{}/role", member_path(member)),
             Some(json!({ "role": "owner" })),
             400,
-            "validation_failed",
+            "invalid_body",
         ),
         (
             "admin transfers",
@@ -323,8 +324,8 @@ async fn every_refused_role_and_action_combination_changes_nothing() {
             Method::POST,
             format!("{g}/transfer"),
             Some(json!({ "user_id": outsider.id })),
-            404,
-            "member_not_found",
+            400,
+            "validation_failed",
         ),
         ("admin disbands", admin, Method::DELETE, g.clone(), None, 403, "owner_only"),
         (
