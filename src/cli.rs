@@ -236,11 +236,6 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<Secret> {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
     let generated: String = rand::thread_rng().sample_iter(&Alphanumeric).take(64).map(char::from).collect();
-    std::fs::write(path, &generated).with_context(|| format!("cannot write {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
+    pg::write_private(path, &generated).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(Secret::new(generated))
 }

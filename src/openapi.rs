@@ -43,7 +43,7 @@ pub fn json() -> Value {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/api/openapi.json").route(web::get().to(serve)));
+    cfg.service(web::resource("/api/openapi.json").route(web::get().to(serve)).route(web::head().to(serve)));
 }
 
 async fn serve() -> HttpResponse {

@@ -185,13 +185,7 @@ impl NewMessage {
 }
 
 fn check_url(url: &str) -> Result<(), Invalid> {
-    if url.len() > MAX_URL_BYTES {
-        return Err(Invalid::new("content", "url is too long"));
-    }
-    match url::Url::parse(url) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => Ok(()),
-        _ => Err(Invalid::new("content", "url must be an http or https URL")),
-    }
+    super::public_http_url(url, "content", MAX_URL_BYTES).map(|_| ())
 }
 
 fn check_mime(mime: &str, prefix: &str) -> Result<(), Invalid> {
@@ -290,25 +284,22 @@ pub struct ReactionCount {
     pub me: bool,
 }
 
-/// A reaction: one emoji (or a short emoji sequence), at most 32 bytes.
+/// A reaction: exactly one emoji as Unicode defines them (skin tones, keycaps such as
+/// 8️⃣, flags and ZWJ sequences included), stored fully qualified so that `❤` and `❤️`
+/// are one reaction. Anything else (`!!`, `<>`, a zero-width space, a direction
+/// override) is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Emoji(String);
+pub struct Emoji(&'static str);
 
 impl Emoji {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let valid = !raw.is_empty()
-            && raw.len() <= 32
-            && raw.chars().count() <= 8
-            && !raw.chars().any(|c| c.is_whitespace() || c.is_control() || c.is_ascii_alphanumeric());
-        if valid {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(Invalid::new("emoji", "must be one emoji (at most 32 bytes)"))
-        }
+        emojis::get(raw)
+            .map(|emoji| Self(emoji.as_str()))
+            .ok_or_else(|| Invalid::new("emoji", "must be exactly one emoji"))
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
+    pub fn as_str(&self) -> &'static str {
+        self.0
     }
 }
 
@@ -362,11 +353,14 @@ mod tests {
     }
 
     #[test]
-    fn emoji_reactions_are_short_and_not_words() {
-        assert!(Emoji::parse("👍").is_ok());
-        assert!(Emoji::parse("👨‍👩‍👧").is_ok());
-        assert!(Emoji::parse("lol").is_err());
-        assert!(Emoji::parse("").is_err());
-        assert!(Emoji::parse(&"👍".repeat(9)).is_err());
+    fn a_reaction_is_exactly_one_emoji() {
+        for one in ["👍", "👨\u{200d}👩\u{200d}👧", "8\u{fe0f}\u{20e3}", "👍🏽", "🇫🇷", "❤\u{fe0f}"]
+        {
+            assert!(Emoji::parse(one).is_ok(), "{one:?} refused");
+        }
+        for not_one in ["lol", "", "!!", "<>", "\u{200b}", "\u{202e}", "👍👍", "👍 ", "\u{fffd}", "8"] {
+            assert!(Emoji::parse(not_one).is_err(), "{not_one:?} accepted");
+        }
+        assert_eq!(Emoji::parse("❤").unwrap(), Emoji::parse("❤\u{fe0f}").unwrap(), "one reaction, qualified or not");
     }
 }

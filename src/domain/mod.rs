@@ -35,6 +35,23 @@ impl Invalid {
 
 /// Text from users may not carry control characters (they break logs and terminals
 /// and hide content); newlines and tabs are allowed only where `multiline` says so.
+/// A URL that every contact's client will fetch or open: http or https with a host,
+/// at most `max_bytes`, and no credentials (`http://bank.example@evil.example/` shows
+/// one host and goes to another; a password in it would leak to every reader).
+pub fn public_http_url(raw: &str, field: &'static str, max_bytes: usize) -> Result<url::Url, Invalid> {
+    if raw.len() > max_bytes {
+        return Err(Invalid::new(field, format!("must be at most {max_bytes} bytes")));
+    }
+    let url = url::Url::parse(raw).map_err(|_| Invalid::new(field, "must be an absolute URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(Invalid::new(field, "must be an http or https URL with a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Invalid::new(field, "must not contain credentials"));
+    }
+    Ok(url)
+}
+
 /// Free text as every text field takes it: no control characters anywhere (newlines
 /// and tabs allowed when `multiline`), then `min..=max` characters once trimmed; the
 /// trimmed text is what is stored. The OpenAPI patterns say the same.

@@ -2,7 +2,7 @@
 
 use time::{Date, OffsetDateTime};
 
-use super::{Invalid, bounded_text, has_forbidden_controls};
+use super::{Invalid, bounded_text, has_forbidden_controls, public_http_url};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nickname(String);
@@ -26,17 +26,7 @@ impl AvatarUrl {
     pub const MAX_BYTES: usize = 2048;
 
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        if raw.len() > Self::MAX_BYTES {
-            return Err(Invalid::new("avatar_url", format!("must be at most {} bytes", Self::MAX_BYTES)));
-        }
-        let url = url::Url::parse(raw).map_err(|_| Invalid::new("avatar_url", "must be an absolute URL"))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-            return Err(Invalid::new("avatar_url", "must be an http or https URL with a host"));
-        }
-        // Credentials in a URL that every contact's client fetches would leak them.
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(Invalid::new("avatar_url", "must not contain credentials"));
-        }
+        let url = public_http_url(raw, "avatar_url", Self::MAX_BYTES)?;
         Ok(Self(url.to_string()))
     }
 

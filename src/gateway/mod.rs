@@ -126,6 +126,11 @@ pub async fn connect(
         .await?
         .ok_or_else(|| ApiError::unauthorized("session_revoked", "this session has been signed out"))?;
     let config = &state.config;
+    // The handshake is checked before the socket is registered: a failed one must not
+    // count as a connection, nor flap the user's presence. Nothing reaches the client
+    // until the response below is returned, so a refusal after this is still clean.
+    let (mut response, ws_session, stream) =
+        actix_ws::handle(&req, body).map_err(|e| ApiError::bad_request("websocket_handshake_failed", e.to_string()))?;
     let (registration, outbound) = state
         .hub
         .register(
@@ -135,8 +140,6 @@ pub async fn connect(
             config.websocket.ws_outbound_queue as usize,
         )
         .map_err(|_| too_many_connections())?;
-    let (mut response, ws_session, stream) =
-        actix_ws::handle(&req, body).map_err(|e| ApiError::bad_request("websocket_handshake_failed", e.to_string()))?;
     response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol::SUBPROTOCOL));
     let stream = stream.max_frame_size(config.websocket.ws_max_frame_bytes as usize);
     let peer_gone = CancellationToken::new();

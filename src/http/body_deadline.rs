@@ -25,12 +25,19 @@ use tokio::time::Sleep;
 
 use crate::state::AppState;
 
+/// The gateway's handshake route (`crate::gateway`, which this module may not import).
+const WEBSOCKET_PATH: &str = "/api/v1/ws";
+
 pub async fn body_deadline(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let upgrade = req.headers().contains_key(header::UPGRADE);
-    if let (false, Some(state)) = (upgrade, req.app_data::<web::Data<AppState>>()) {
+    // Only the WebSocket handshake route is exempt: an `Upgrade` header on any other
+    // request must not buy its body unlimited time.
+    let websocket = req.method() == actix_web::http::Method::GET
+        && req.path() == WEBSOCKET_PATH
+        && req.headers().contains_key(header::UPGRADE);
+    if let (false, Some(state)) = (websocket, req.app_data::<web::Data<AppState>>()) {
         let deadline = tokio::time::sleep(state.config.server.body_timeout);
         let body = DeadlineBody { inner: req.take_payload(), deadline: Box::pin(deadline) };
         req.set_payload(Payload::Stream { payload: Box::pin(body) });

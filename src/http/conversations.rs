@@ -220,7 +220,7 @@ pub async fn delete_message(
 
 /// Add a reaction (idempotent).
 #[utoipa::path(put, path = "/api/v1/conversations/{conversation_id}/messages/{seq}/reactions/{emoji}", tag = "messages", security(("bearer" = [])),
-    params(("conversation_id" = i64, Path, minimum = 1), ("seq" = i64, Path, minimum = 1), ("emoji" = String, Path)),
+    params(("conversation_id" = i64, Path, minimum = 1), ("seq" = i64, Path, minimum = 1), ("emoji" = String, Path, description = "Exactly one emoji, percent-encoded (skin tones, keycaps, flags and ZWJ sequences count as one).")),
     responses((status = 204), (status = 400, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
 pub async fn add_reaction(
     state: web::Data<AppState>,
@@ -235,7 +235,7 @@ pub async fn add_reaction(
 
 /// Remove your reaction.
 #[utoipa::path(delete, path = "/api/v1/conversations/{conversation_id}/messages/{seq}/reactions/{emoji}", tag = "messages", security(("bearer" = [])),
-    params(("conversation_id" = i64, Path, minimum = 1), ("seq" = i64, Path, minimum = 1), ("emoji" = String, Path)),
+    params(("conversation_id" = i64, Path, minimum = 1), ("seq" = i64, Path, minimum = 1), ("emoji" = String, Path, description = "Exactly one emoji, percent-encoded (skin tones, keycaps, flags and ZWJ sequences count as one).")),
     responses((status = 204), (status = 404, description = "reaction_not_found", body = ErrorResponse)))]
 pub async fn remove_reaction(
     state: web::Data<AppState>,

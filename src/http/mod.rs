@@ -32,9 +32,16 @@ pub fn configure(state: &AppState) -> impl FnOnce(&mut web::ServiceConfig) + use
             .app_data(web::PayloadConfig::new(limit))
             .app_data(errors::query_config())
             .app_data(errors::path_config())
-            .service(web::resource("/healthz").route(web::get().to(health::healthz)))
-            .service(web::resource("/readyz").route(web::get().to(health::readyz)))
-            .service(web::resource("/metrics").route(web::get().to(health::metrics)))
+            // HEAD answers like GET without the body (actix drops it), for probes that use it.
+            .service(
+                web::resource("/healthz").route(web::get().to(health::healthz)).route(web::head().to(health::healthz)),
+            )
+            .service(
+                web::resource("/readyz").route(web::get().to(health::readyz)).route(web::head().to(health::readyz)),
+            )
+            .service(
+                web::resource("/metrics").route(web::get().to(health::metrics)).route(web::head().to(health::metrics)),
+            )
             .configure(web_client::routes)
             .service(
                 web::scope("/api/v1")

@@ -36,6 +36,9 @@ impl Drop for InFlight {
     }
 }
 
+/// Routes polled by load balancers and metrics scrapers.
+const PROBES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 pub async fn observe_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -61,7 +64,14 @@ pub async fn observe_request(
         metrics.observe_request(&method, &route, status, elapsed.as_secs_f64());
     }
     span.in_scope(|| {
-        tracing::info!(status, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request finished");
+        let elapsed_ms = elapsed.as_secs_f64() * 1e3;
+        // Probes and scrapes arrive every few seconds for the life of the process; at
+        // INFO they would bury the requests people look for. Failures still show.
+        if status < 400 && PROBES.contains(&route.as_str()) {
+            tracing::debug!(status, elapsed_ms, "request finished");
+        } else {
+            tracing::info!(status, elapsed_ms, "request finished");
+        }
     });
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);

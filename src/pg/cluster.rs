@@ -279,9 +279,8 @@ fn initdb(options: &ClusterOptions, pgdata: &Path, password_path: &Path, run_as:
     os::give_to(pgdata, run_as)?;
 
     let password: String = rand::thread_rng().sample_iter(&Alphanumeric).take(40).map(char::from).collect();
-    std::fs::write(password_path, &password)
+    os::write_private(password_path, &password)
         .map_err(PgError::io(format!("cannot write {}", password_path.display())))?;
-    os::make_private(password_path)?;
     os::give_to(password_path, run_as)?;
 
     tracing::info!(pgdata = %pgdata.display(), "initialising a new PostgreSQL cluster");

@@ -18,6 +18,7 @@ mod os;
 
 pub use binaries::find_bin_dir;
 pub use cluster::{ClusterOptions, ManagedPostgres};
+pub use os::write_private;
 
 use std::path::PathBuf;
 

@@ -91,6 +91,20 @@ pub fn give_to(path: &Path, run_as: Option<RunAs>) -> Result<(), PgError> {
     Ok(())
 }
 
+/// Writes a secret into a new file that is its owner's alone from the first byte (no
+/// window in which another account could open it); replaces an older file.
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let _ = std::fs::remove_file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
 /// Restricts a directory or secret file to its owner, as PostgreSQL requires for its
 /// data directory and as a password file deserves.
 pub fn make_private(path: &Path) -> Result<(), PgError> {

@@ -235,3 +235,39 @@ fn a_database_that_never_answers_stops_the_start_with_one_line() {
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     assert!(held.join().unwrap() >= 1, "goim did connect");
 }
+
+#[test]
+fn options_work_after_the_subcommand_and_help_keeps_the_database_password() {
+    let dir = new_data_dir();
+    // After `migrate`, as before it: the value is read (and refused, being no URL).
+    let output = goim_command(&dir).args(["migrate", "--database-url", "not-a-url"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("unexpected argument"), "the option is accepted after the subcommand: {stderr}");
+
+    let help = goim_command(&dir)
+        .env("DATABASE_URL", "postgres://app:hunter2-secret@db.example/goim")
+        .arg("--help")
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(text.contains("DATABASE_URL"), "the setting is still named: {text}");
+    assert!(!text.contains("hunter2-secret"), "--help printed the password: {text}");
+}
+
+#[test]
+fn goim_openapi_prints_the_served_document_without_a_database() {
+    let dir = new_data_dir();
+    let output = goim_command(&dir).env("DATABASE_URL", "postgres://127.0.0.1:1/none").arg("openapi").output().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(document["openapi"], "3.1.0");
+    assert!(document["paths"]["/api/v1/ws"]["get"].is_object(), "the WebSocket handshake is described");
+    let events = document["components"]["schemas"]["Event"]["oneOf"].as_array().expect("event schemas");
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["properties"]["type"]["enum"][0].as_str()).collect();
+    assert!(kinds.contains(&"friend_request_received") && kinds.contains(&"group_member_joined"), "{kinds:?}");
+    assert!(!kinds.contains(&"session_revoked"), "internal events stay out: {kinds:?}");
+}

@@ -183,3 +183,40 @@ async fn websocket_frames_follow_the_same_json_rules() {
     let reply = ws.any_reply().await;
     assert_eq!(reply["error"]["code"], "conversation_not_found");
 }
+
+#[tokio::test]
+async fn probes_answer_head_and_small_rules_hold() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/readyz", "/api/openapi.json", "/metrics"] {
+        let response = app.client.head(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "HEAD {path}");
+        assert!(response.bytes().await.unwrap().is_empty(), "HEAD {path} has no body");
+    }
+
+    let (ann, bob) = (app.register("small_ann").await, app.register("small_bob").await);
+    crate::support::befriend(&app, &ann, &bob).await;
+    let conversation = crate::support::open_direct(&app, &ann, &bob).await;
+    let messages = format!("/api/v1/conversations/{conversation}/messages");
+    let send = |body: Value| call(&app, &ann, Method::POST, &messages, Some(body));
+    // A link that shows one host and goes to another is refused, as avatar URLs are.
+    let deceptive = send(json!({
+        "client_msg_id": uuid::Uuid::new_v4(), "kind": "link",
+        "content": { "url": "http://bank.example@evil.example/" }
+    }))
+    .await;
+    assert_eq!(error_code(deceptive, 400).await, "validation_failed");
+    // CRLF from Windows clients is stored as LF.
+    let ack: Value =
+        send(json!({ "client_msg_id": uuid::Uuid::new_v4(), "body": "one\r\ntwo" })).await.json().await.unwrap();
+    let history: Value = app
+        .get_as(&ann.access_token, &format!("/api/v1/conversations/{conversation}/messages"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let stored = history["items"].as_array().unwrap().iter().find(|m| m["seq"] == ack["seq"]).unwrap();
+    assert_eq!(stored["body"], "one\ntwo");
+    // A lone CR is still a control character.
+    let lone = send(json!({ "client_msg_id": uuid::Uuid::new_v4(), "body": "one\rtwo" })).await;
+    assert_eq!(error_code(lone, 400).await, "validation_failed");
+}

@@ -54,23 +54,29 @@ async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> (String, b
 #[tokio::test]
 async fn a_body_that_trickles_is_answered_408_and_its_connection_closed() {
     let app = spawn_app_with(|config| config.server.body_timeout = Duration::from_secs(1)).await;
-    let mut stream = raw(&app).await;
-    let head = "POST /api/v1/auth/login HTTP/1.1\r\nHost: goim\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{";
-    stream.write_all(head.as_bytes()).await.unwrap();
-    // One more byte now and then, never the whole body.
-    let trickle = async {
-        for _ in 0..20 {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            if stream.write_all(b" ").await.is_err() {
-                break;
+    // The second asks for an upgrade it will not get: only the WebSocket handshake
+    // route is exempt from the deadline, not any request that says "Upgrade".
+    for upgrade in ["", "Upgrade: websocket\r\nConnection: upgrade\r\n"] {
+        let mut stream = raw(&app).await;
+        let head = format!(
+            "POST /api/v1/auth/login HTTP/1.1\r\nHost: goim\r\n{upgrade}Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // One more byte now and then, never the whole body.
+        let trickle = async {
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if stream.write_all(b" ").await.is_err() {
+                    break;
+                }
             }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_millis(1500), trickle).await;
-    let (response, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
-    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
-    assert!(response.contains("\"code\":\"request_timeout\""), "{response}");
-    assert!(closed, "the connection is closed after the 408");
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(1500), trickle).await;
+        let (response, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+        assert!(response.starts_with("HTTP/1.1 408"), "{upgrade:?}: {response}");
+        assert!(response.contains("\"code\":\"request_timeout\""), "{response}");
+        assert!(closed, "the connection is closed after the 408");
+    }
     // A whole body within the deadline is fine.
     let ok = app
         .post_json("/api/v1/auth/login", &serde_json::json!({ "username": "nobody", "password": "wrong horse" }))

@@ -11,7 +11,7 @@ async fn an_unknown_path_is_a_json_404() {
 async fn a_wrong_method_is_a_json_405_with_allow() {
     let app = spawn_app().await;
     let response = app.client.delete(app.url("/healthz")).send().await.unwrap();
-    assert_eq!(response.headers().get("allow").unwrap(), "GET");
+    assert_eq!(response.headers().get("allow").unwrap(), "GET, HEAD");
     let code = error_code(response, 405).await;
     assert_eq!(code, "method_not_allowed");
 }
