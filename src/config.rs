@@ -212,6 +212,20 @@ pub struct AuthConfig {
     /// Login and registration attempts refilled per minute, per client IP and per username.
     #[arg(long, global = true, env = "GOIM_AUTH_RATE_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_rate_per_minute: u32,
+
+    /// Reverse proxies whose `X-Forwarded-For` names the client (comma-separated
+    /// addresses or CIDR ranges, e.g. `127.0.0.1,10.0.0.0/8`). Empty: the TCP peer is
+    /// the client, and the header is ignored.
+    #[arg(long, global = true, env = "GOIM_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// An address (a single host) or a CIDR range.
+fn parse_proxy(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| "expected an IP address or a CIDR range such as 10.0.0.0/8".into())
 }
 
 /// Messaging and group rules.

@@ -12,13 +12,21 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Above this many tracked keys, buckets that are full again are dropped.
+/// Above this many tracked keys, buckets that are full again are dropped...
 const PRUNE_ABOVE: usize = 10_000;
+/// ...at most this often, so a table that stays large is not scanned on every attempt.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 pub struct RateLimiter {
     burst: f64,
     per_second: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Default)]
+struct Buckets {
+    by_key: HashMap<String, Bucket>,
+    pruned_at: Option<Instant>,
 }
 
 struct Bucket {
@@ -32,18 +40,22 @@ impl RateLimiter {
         Self {
             burst: f64::from(burst.max(1)),
             per_second: f64::from(per_minute.max(1)) / 60.0,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets::default()),
         }
     }
 
     /// Takes one token for `key` at `now`; on refusal, says how long until one is free.
     pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if buckets.len() > PRUNE_ABOVE {
+        let due = buckets.pruned_at.is_none_or(|at| now.saturating_duration_since(at) >= PRUNE_EVERY);
+        if buckets.by_key.len() > PRUNE_ABOVE && due {
             let (burst, rate) = (self.burst, self.per_second);
-            buckets.retain(|_, b| b.tokens + now.duration_since(b.updated).as_secs_f64() * rate < burst);
+            buckets
+                .by_key
+                .retain(|_, b| b.tokens + now.saturating_duration_since(b.updated).as_secs_f64() * rate < burst);
+            buckets.pruned_at = Some(now);
         }
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: self.burst, updated: now });
+        let bucket = buckets.by_key.entry(key.to_owned()).or_insert(Bucket { tokens: self.burst, updated: now });
         let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
         bucket.updated = now;

@@ -293,8 +293,11 @@ pub struct BatchLookup {
 }
 
 /// The retry and membership check for a whole writer batch, keyed by
-/// (conversation, sender, client_msg_id); run in the transaction that inserts, so a member
-/// removed a moment ago cannot slip a message in.
+/// (conversation, sender, client_msg_id), run in the transaction that inserts. Each
+/// sender's membership row is locked (`FOR KEY SHARE`): a removal that commits after this
+/// read would otherwise still let the message in; now the removal waits for the batch,
+/// or the batch sees it gone. Key-share locks do not block each other, so concurrent
+/// batches (other instances) are unaffected.
 pub async fn lookup_batch(
     db: &mut sqlx::PgConnection,
     conversations: &[i64],
@@ -304,12 +307,15 @@ pub async fn lookup_batch(
     sqlx::query_as!(
         BatchLookup,
         r#"SELECT k.ord AS "ord!", m.seq AS "seq?", m.created_at AS "created_at?", m.request_hash AS "request_hash?",
-                  EXISTS (SELECT 1 FROM conversation_members cm
-                           WHERE cm.conversation_id = k.conversation_id AND cm.user_id = k.sender_id) AS "member!"
+                  (cm.user_id IS NOT NULL) AS "member!"
              FROM unnest($1::bigint[], $2::bigint[], $3::uuid[]) WITH ORDINALITY
                   AS k(conversation_id, sender_id, client_msg_id, ord)
              LEFT JOIN messages m ON m.conversation_id = k.conversation_id AND m.sender_id = k.sender_id
-                                 AND m.client_msg_id = k.client_msg_id"#,
+                                 AND m.client_msg_id = k.client_msg_id
+             LEFT JOIN LATERAL (
+                 SELECT cm.user_id FROM conversation_members cm
+                  WHERE cm.conversation_id = k.conversation_id AND cm.user_id = k.sender_id
+                    FOR KEY SHARE) cm ON true"#,
         conversations,
         senders,
         client_msg_ids

@@ -1,5 +1,9 @@
 //! `/api/v1/auth/*`: register, login, refresh, logout, change password.
 
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
 use super::json::Json;
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use serde::Deserialize;
@@ -86,7 +90,7 @@ pub async fn register(
     body: Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let limits = &state.rate_limits;
-    limit(&limits.register_by_ip, &limits.clock, &client_ip(&req))?;
+    limit(&limits.register_by_ip, &limits.clock, &client_key(&req, &state.config.auth.trusted_proxies))?;
     let body = body.into_inner();
     let username = Username::parse(&body.username)?;
     let password = Password::parse(body.password, "password")?;
@@ -110,8 +114,12 @@ pub async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let limits = &state.rate_limits;
-    limit(&limits.login_by_ip, &limits.clock, &client_ip(&req))?;
-    limit(&limits.login_by_username, &limits.clock, &body.username.to_lowercase())?;
+    limit(&limits.login_by_ip, &limits.clock, &client_key(&req, &state.config.auth.trusted_proxies))?;
+    // Only a well-formed username can name an account, so only those get a bucket:
+    // keys stay short, and junk names cannot fill the table.
+    if Username::parse(&body.username).is_ok() {
+        limit(&limits.login_by_username, &limits.clock, &body.username.to_lowercase())?;
+    }
     let password = Password::parse_any(body.password, "password")?;
     let device = device(&req, body.device_name)?;
     let tokens = accounts::login(&state, &body.username, password, &device).await?;
@@ -150,6 +158,10 @@ pub async fn change_password(
     caller: Authenticated,
     body: Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    // A stolen access token must not buy fast guessing of the current password: the
+    // account's budget is the one login spends.
+    let limits = &state.rate_limits;
+    limit(&limits.login_by_username, &limits.clock, &format!("#{}", caller.user_id))?;
     let body = body.into_inner();
     let current = Password::parse_any(body.current_password, "current_password")?;
     let new = Password::parse(body.new_password, "new_password")?;
@@ -161,10 +173,42 @@ fn limit(limiter: &crate::auth::RateLimiter, clock: &crate::auth::Clock, key: &s
     limiter.check(key, clock.now()).map_err(|retry_after| ApiError::RateLimited { retry_after })
 }
 
-/// The TCP peer. GOIM does not trust `X-Forwarded-For` (it would let any client pick
-/// its own rate-limit key); behind a proxy all clients share the proxy's budget.
-fn client_ip(req: &HttpRequest) -> String {
-    req.peer_addr().map(|addr| addr.ip().to_string()).unwrap_or_default()
+/// Whose budget a request spends: the client's address. That is the TCP peer, unless
+/// the peer is a trusted proxy (`GOIM_TRUSTED_PROXIES`): then the nearest address in
+/// `X-Forwarded-For` that is not itself a trusted proxy (proxies append, so addresses
+/// further left are the client's own claims and could be forged). IPv6 clients are
+/// keyed by their /64, which one host usually holds whole.
+fn client_key(req: &HttpRequest, trusted: &[IpNet]) -> String {
+    let Some(peer) = req.peer_addr().map(|addr| addr.ip()) else {
+        return String::new();
+    };
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let mut client = peer;
+    if is_trusted(&peer) {
+        let forwarded = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>();
+        for hop in forwarded.iter().rev() {
+            match hop.parse::<IpAddr>() {
+                Ok(ip) if is_trusted(&ip) => client = ip,
+                Ok(ip) => {
+                    client = ip;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    match client {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            ipnet::Ipv6Net::new(v6, 64).map(|net| net.trunc().to_string()).unwrap_or_else(|_| v6.to_string())
+        }
+        other => other.to_canonical().to_string(),
+    }
 }
 
 fn device(req: &HttpRequest, name: Option<String>) -> Result<Device, ApiError> {
@@ -181,4 +225,44 @@ fn device(req: &HttpRequest, name: Option<String>) -> Result<Device, ApiError> {
         .take(MAX_USER_AGENT_CHARS)
         .collect();
     Ok(Device { name, user_agent })
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    fn key(peer: &str, forwarded: Option<&str>, trusted: &[&str]) -> String {
+        let trusted: Vec<IpNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
+        let mut request = TestRequest::default().peer_addr(peer.parse().unwrap());
+        if let Some(forwarded) = forwarded {
+            request = request.insert_header(("x-forwarded-for", forwarded));
+        }
+        client_key(&request.to_http_request(), &trusted)
+    }
+
+    #[test]
+    fn the_peer_is_the_client_unless_it_is_a_trusted_proxy() {
+        assert_eq!(key("203.0.113.7:5000", Some("198.51.100.1"), &[]), "203.0.113.7", "header ignored by default");
+        assert_eq!(key("203.0.113.7:5000", Some("198.51.100.1"), &["10.0.0.0/8"]), "203.0.113.7", "untrusted peer");
+        assert_eq!(key("10.1.2.3:5000", Some("198.51.100.1"), &["10.0.0.0/8"]), "198.51.100.1");
+        assert_eq!(key("10.1.2.3:5000", None, &["10.0.0.0/8"]), "10.1.2.3", "no header: the proxy itself");
+    }
+
+    #[test]
+    fn only_the_hops_added_by_trusted_proxies_are_believed() {
+        let trusted = ["10.0.0.0/8"];
+        // The client claims to be 1.1.1.1; the edge proxy appended the real address.
+        assert_eq!(key("10.0.0.2:1", Some("1.1.1.1, 198.51.100.9, 10.0.0.1"), &trusted), "198.51.100.9");
+        assert_eq!(key("10.0.0.2:1", Some("1.1.1.1"), &trusted), "1.1.1.1");
+        assert_eq!(key("10.0.0.2:1", Some("garbage, 10.0.0.5"), &trusted), "10.0.0.5", "stops at what it cannot read");
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        assert_eq!(key("[2001:db8:1:2:aaaa::1]:1", None, &[]), "2001:db8:1:2::/64");
+        assert_eq!(key("[2001:db8:1:2:bbbb::9]:1", None, &[]), "2001:db8:1:2::/64");
+        assert_eq!(key("[::ffff:192.0.2.1]:1", None, &[]), "192.0.2.1", "a mapped IPv4 address is that address");
+    }
 }

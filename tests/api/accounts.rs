@@ -295,6 +295,62 @@ async fn registrations_are_rate_limited_per_ip() {
 }
 
 #[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_budget_and_others_cannot_pick_theirs() {
+    let app = spawn_app_with(|config| {
+        config.auth.auth_rate_burst = 1;
+        config.auth.auth_rate_per_minute = 1;
+        config.auth.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let register_from = |client: &'static str, username: &'static str| {
+        app.client
+            .post(app.url("/api/v1/auth/register"))
+            .header("x-forwarded-for", client)
+            .json(&json!({ "username": username, "password": TEST_PASSWORD }))
+            .send()
+    };
+    assert_eq!(register_from("198.51.100.1", "proxied_a").await.unwrap().status(), 201);
+    assert_eq!(register_from("198.51.100.2", "proxied_b").await.unwrap().status(), 201, "another client, own budget");
+    let again = register_from("198.51.100.1", "proxied_c").await.unwrap();
+    assert_eq!(error_code(again, 429).await, "rate_limited", "the first client's budget is spent");
+
+    // Without the setting the header is only a claim: everyone shares the peer's budget.
+    let direct = spawn_app_with(|config| {
+        config.auth.auth_rate_burst = 1;
+        config.auth.auth_rate_per_minute = 1;
+    })
+    .await;
+    let first = direct.client.post(direct.url("/api/v1/auth/register")).header("x-forwarded-for", "198.51.100.1");
+    let first = first.json(&json!({ "username": "direct_a", "password": TEST_PASSWORD })).send().await.unwrap();
+    assert_eq!(first.status(), 201);
+    let forged = direct.client.post(direct.url("/api/v1/auth/register")).header("x-forwarded-for", "198.51.100.2");
+    let forged = forged.json(&json!({ "username": "direct_b", "password": TEST_PASSWORD })).send().await.unwrap();
+    assert_eq!(error_code(forged, 429).await, "rate_limited");
+}
+
+#[tokio::test]
+async fn password_changes_spend_the_accounts_guessing_budget() {
+    let app = spawn_app_with(|config| {
+        config.auth.auth_rate_burst = 2;
+        config.auth.auth_rate_per_minute = 1;
+    })
+    .await;
+    let user = app.register("guessed").await;
+    let change = |current: &'static str| {
+        app.client
+            .post(app.url("/api/v1/auth/password"))
+            .bearer_auth(&user.access_token)
+            .json(&json!({ "current_password": current, "new_password": "another long password" }))
+            .send()
+    };
+    assert_eq!(error_code(change("guess one").await.unwrap(), 403).await, "wrong_password");
+    assert_eq!(error_code(change("guess two").await.unwrap(), 403).await, "wrong_password");
+    let limited = change(TEST_PASSWORD).await.unwrap();
+    assert_eq!(error_code(limited, 429).await, "rate_limited", "even the right password waits");
+    assert_eq!(login(&app, "guessed", TEST_PASSWORD).await.status(), 200, "the password did not change");
+}
+
+#[tokio::test]
 async fn the_openapi_document_describes_the_auth_flow() {
     let app = spawn_app().await;
     let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
