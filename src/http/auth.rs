@@ -152,6 +152,7 @@ pub async fn logout(state: web::Data<AppState>, caller: Authenticated) -> Result
         (status = 204),
         (status = 400, description = "validation_failed", body = crate::dto::ErrorResponse),
         (status = 403, description = "wrong_password", body = crate::dto::ErrorResponse),
+        (status = 429, description = "rate_limited: the account's login budget is spent (Retry-After header)", body = crate::dto::ErrorResponse),
     ))]
 pub async fn change_password(
     state: web::Data<AppState>,

@@ -47,6 +47,11 @@ pub struct Presence {
     /// Users whose last change could not be recorded (database trouble); the heartbeat
     /// settles them again.
     unsettled: Arc<Mutex<HashSet<UserId>>>,
+    /// Held from recording a change until it is announced: two changes of one user
+    /// (a close and a quick reopen) are then announced in the order they were recorded,
+    /// never "online, offline" for a user who is connected. Changes are rare; one lane
+    /// for the instance is enough.
+    announcing: Arc<tokio::sync::Mutex<()>>,
     stop: CancellationToken,
 }
 
@@ -72,6 +77,7 @@ impl Presence {
             pending_offline: Arc::default(),
             here: Arc::default(),
             unsettled: Arc::default(),
+            announcing: Arc::default(),
             stop,
         }
     }
@@ -127,6 +133,7 @@ impl Presence {
     /// announces whatever changed for everyone. Users whose change could not be
     /// recorded are kept for the next heartbeat to settle again.
     async fn settle(&self, users: &[UserId]) -> sqlx::Result<()> {
+        let _in_order = self.announcing.lock().await;
         match db::presence::settle(&self.pool, self.instance, users, |user| self.is_here(user)).await {
             Ok(transitions) => {
                 self.announce(transitions).await;
@@ -184,6 +191,7 @@ impl Presence {
                 if !users.is_empty() {
                     self.settle(&users.into_iter().collect::<Vec<_>>()).await?;
                 }
+                let _in_order = self.announcing.lock().await;
                 let reaped = db::presence::reap(&self.pool).await?;
                 for instance_id in reaped.crashed {
                     tracing::warn!(%instance_id, "a peer instance stopped heartbeating; every socket told to resync");
