@@ -4,7 +4,9 @@
 //! followed by a steady stream of bytes, made GOIM buffer all of it before answering
 //! 1009. [`FrameGuard`] reads the frame headers in the raw byte stream (without copying
 //! it) and fails the stream with `PayloadError::Overflow` the moment a header declares
-//! more than the limit; the session then closes with 1009.
+//! more than the limit; the session then closes with 1009. It also refuses a frame with
+//! a reserved bit set (no extension is ever negotiated), which actix-http lets through:
+//! the session closes with 1002.
 
 use std::{
     pin::Pin,
@@ -51,6 +53,11 @@ impl FrameGuard {
                     bytes[*have] = chunk[0];
                     *have += 1;
                     chunk = &chunk[1..];
+                    // No extension is negotiated, so the reserved bits must be clear
+                    // (RFC 6455 §5.2); actix-http's parser does not look at them.
+                    if *have == 1 && bytes[0] & 0x70 != 0 {
+                        return Err(PayloadError::EncodingCorrupted);
+                    }
                     if let Some((length, header_length)) = declared_length(&bytes[..*have]) {
                         if length > self.max_frame {
                             return Err(PayloadError::Overflow);

@@ -141,7 +141,10 @@ pub async fn connect(
         )
         .map_err(|_| too_many_connections())?;
     response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol::SUBPROTOCOL));
-    let stream = stream.max_frame_size(config.websocket.ws_max_frame_bytes as usize);
+    // A message may come in fragments (RFC 6455 §5.4); reassembled, it is held to the
+    // same limit as a single frame.
+    let max_frame = config.websocket.ws_max_frame_bytes as usize;
+    let stream = stream.max_frame_size(max_frame).aggregate_continuations().max_continuation_size(max_frame);
     let peer_gone = CancellationToken::new();
     let response = response.map_body(|_, body| WatchedBody::new(body, peer_gone.clone())).map_into_boxed_body();
     let connection = session::Connection {

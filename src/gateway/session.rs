@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_ws::{CloseCode, CloseReason, Message, MessageStream, ProtocolError, Session};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -83,9 +83,17 @@ enum Flow {
     Continue,
     /// Close with this reason, or without a close frame when the peer is gone.
     Close(Option<CloseReason>),
+    /// The peer sent its close frame: answer it (echoing its code) without waiting for
+    /// another.
+    PeerClosed(CloseReason),
 }
 
-pub async fn run(connection: Connection, socket: Session, stream: MessageStream, outbound: mpsc::Receiver<Frame>) {
+pub async fn run(
+    connection: Connection,
+    socket: Session,
+    stream: AggregatedMessageStream,
+    outbound: mpsc::Receiver<Frame>,
+) {
     let Connection { state, user, session, session_expires_at, registration, peer_gone } = connection;
     let bucket = Bucket::new(state.config.websocket.ws_rate_burst, state.config.websocket.ws_rate_per_sec);
     let session = SocketSession {
@@ -109,7 +117,7 @@ pub async fn run(connection: Connection, socket: Session, stream: MessageStream,
 impl SocketSession {
     async fn run(
         mut self,
-        mut stream: MessageStream,
+        mut stream: AggregatedMessageStream,
         mut outbound: mpsc::Receiver<Frame>,
         peer_gone: CancellationToken,
     ) {
@@ -138,14 +146,17 @@ impl SocketSession {
                 _ = heartbeat.tick() => self.heartbeat().await,
                 message = stream.recv() => self.read(message).await,
             };
-            if let Flow::Close(close) = flow {
-                break close;
+            match flow {
+                Flow::Continue => {}
+                Flow::Close(close) => break (close, true),
+                Flow::PeerClosed(echo) => break (Some(echo), false),
             }
         };
+        let (close, drain) = close;
         if close.as_ref().is_some_and(|close| close.code == CloseCode::Again) {
             self.state.metrics.ws_slow_disconnects.inc();
         }
-        self.close(close, outbound, stream).await;
+        self.close(close, drain, outbound, stream).await;
     }
 
     /// Writes one frame; a failed write means the peer is gone, and a write that cannot
@@ -192,7 +203,7 @@ impl SocketSession {
     }
 
     /// Handles one frame from the client.
-    async fn read(&mut self, message: Option<Result<Message, ProtocolError>>) -> Flow {
+    async fn read(&mut self, message: Option<Result<AggregatedMessage, ProtocolError>>) -> Flow {
         self.last_heard = Instant::now();
         let message = match message {
             None => return Flow::Close(None),
@@ -201,14 +212,14 @@ impl SocketSession {
         };
         self.state.metrics.ws_frames_in.inc();
         match message {
-            Message::Text(text) => self.request(&text),
-            Message::Binary(_) => {
+            AggregatedMessage::Text(text) => self.request(&text),
+            AggregatedMessage::Binary(_) => {
                 self.queue(protocol::error_reply(None, "binary_frames_unsupported", "send JSON text frames", None));
                 Flow::Continue
             }
-            Message::Ping(bytes) => self.bounded(|socket| socket.pong(&bytes)).await,
-            Message::Pong(_) | Message::Nop | Message::Continuation(_) => Flow::Continue,
-            Message::Close(_) => Flow::Close(None),
+            AggregatedMessage::Ping(bytes) => self.bounded(|socket| socket.pong(&bytes)).await,
+            AggregatedMessage::Pong(_) => Flow::Continue,
+            AggregatedMessage::Close(peer) => Flow::PeerClosed(answer_to_close(peer)),
         }
     }
 
@@ -285,8 +296,9 @@ impl SocketSession {
     async fn close(
         mut self,
         close: Option<CloseReason>,
+        drain: bool,
         mut outbound: mpsc::Receiver<Frame>,
-        mut stream: MessageStream,
+        mut stream: AggregatedMessageStream,
     ) {
         self.requests.close();
         let _ = tokio::time::timeout(self.state.config.server.shutdown_timeout, self.requests.wait()).await;
@@ -295,14 +307,14 @@ impl SocketSession {
                 break;
             }
         }
-        let we_close = close.is_some();
+        let we_close = drain && close.is_some();
         // The response stays open while this clone lives.
         let keep_open = self.socket.clone();
         let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.close(close)).await;
         if we_close {
             let _ = tokio::time::timeout(CLOSE_DRAIN, async {
                 while let Some(Ok(message)) = stream.recv().await {
-                    if matches!(message, Message::Close(_)) {
+                    if matches!(message, AggregatedMessage::Close(_)) {
                         break;
                     }
                 }
@@ -319,9 +331,27 @@ fn reason(code: CloseCode, description: &str) -> CloseReason {
     CloseReason { code, description: Some(description.to_owned()) }
 }
 
+/// The close frame that answers the peer's: its own code echoed (RFC 6455 §5.5.1), or
+/// 1002 when the code is one a peer may not send (§7.4).
+fn answer_to_close(peer: Option<CloseReason>) -> CloseReason {
+    let Some(peer) = peer else {
+        return reason(CloseCode::Normal, "");
+    };
+    let code = u16::from(peer.code);
+    let sendable = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
+    if sendable {
+        CloseReason { code: peer.code, description: None }
+    } else {
+        reason(CloseCode::Protocol, "invalid close code")
+    }
+}
+
 fn protocol_error_reason(error: &ProtocolError) -> CloseReason {
     match error {
         ProtocolError::Overflow => reason(CloseCode::Size, "frame too large"),
+        ProtocolError::Io(io) if io.to_string().contains("maximum continuation size") => {
+            reason(CloseCode::Size, "message too large")
+        }
         ProtocolError::Io(io) if io.get_ref().is_some_and(|inner| super::frame_guard::is_overflow(inner)) => {
             reason(CloseCode::Size, "frame too large")
         }

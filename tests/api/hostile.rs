@@ -10,7 +10,7 @@ use tokio::{
 };
 use tokio_tungstenite::{WebSocketStream, tungstenite::Message};
 
-use crate::support::{TestApp, TestUser, spawn_app_with};
+use crate::support::{TestApp, TestUser, binary::RunningGoim, cluster, spawn_app_with, test_config};
 
 async fn raw(app: &TestApp) -> TcpStream {
     TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap()
@@ -184,4 +184,160 @@ async fn a_frame_declaring_a_gigabyte_is_refused_at_its_header() {
     let _ = socket.get_mut().write_all(&bytes).await;
     let (close, _) = close_code(&mut socket).await;
     assert_eq!(close, Some(1009));
+}
+
+/// A client frame, masked as RFC 6455 requires of clients unless `masked` is false;
+/// `declared` overrides the length field (the payload sent is still `payload`).
+fn client_frame(first_byte: u8, payload: &[u8], masked: bool, declared: Option<u64>) -> Vec<u8> {
+    let length = declared.unwrap_or(payload.len() as u64);
+    let mask_bit = if masked { 0x80 } else { 0 };
+    let mut frame = vec![first_byte];
+    match length {
+        0..=125 => frame.push(mask_bit | length as u8),
+        126..=0xFFFF => {
+            frame.push(mask_bit | 126);
+            frame.extend_from_slice(&(length as u16).to_be_bytes());
+        }
+        _ => {
+            frame.push(mask_bit | 127);
+            frame.extend_from_slice(&length.to_be_bytes());
+        }
+    }
+    if masked {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        frame.extend_from_slice(&key);
+        frame.extend(payload.iter().enumerate().map(|(i, byte)| byte ^ key[i % 4]));
+    } else {
+        frame.extend_from_slice(payload);
+    }
+    frame
+}
+
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let line = status.lines().find(|line| line.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("VmRSS in KiB")
+}
+
+/// A real `goim` process on `peer`'s database, for cases whose cost is measured in the
+/// server's own memory.
+async fn separate_goim(peer: &TestApp, work_dir: &std::path::Path) -> (RunningGoim, TestApp) {
+    let database_url = cluster().database_url(&peer.db_options);
+    let secret = test_config().auth.jwt_secret.expect("test secret");
+    let goim = RunningGoim::start_with(
+        work_dir,
+        &[("DATABASE_URL", database_url.as_str()), ("GOIM_JWT_SECRET", secret.expose())],
+    );
+    let app = goim.app(peer);
+    app.wait_until_ready().await;
+    (goim, app)
+}
+
+#[tokio::test]
+async fn every_rfc_6455_violation_gets_its_close_code_and_memory_stays_bounded() {
+    let peer = spawn_app_with(|_| {}).await;
+    let work_dir = tempfile::tempdir().unwrap();
+    let (goim, app) = separate_goim(&peer, work_dir.path()).await;
+    let user = app.register("rfc_abuser").await;
+    let ping = br#"{"id":"1","type":"ping"}"#;
+    let max = 64 * 1024;
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("an unmasked client frame (§5.1)", client_frame(0x81, ping, false, None), 1002),
+        ("a reserved bit without an extension (§5.2)", client_frame(0x81 | 0x40, ping, true, None), 1002),
+        ("a reserved data opcode (§5.2)", client_frame(0x83, b"", true, None), 1002),
+        ("a reserved control opcode (§5.2)", client_frame(0x8B, b"", true, None), 1002),
+        ("a fragmented control frame (§5.5)", client_frame(0x09, b"x", true, None), 1002),
+        ("a control frame over 125 bytes (§5.5)", client_frame(0x89, &[b'x'; 126], true, None), 1002),
+        ("a continuation with nothing to continue (§5.4)", client_frame(0x80, b"abc", true, None), 1002),
+        ("text that is not UTF-8 (§8.1)", client_frame(0x81, &[0xC3, 0x28], true, None), 1007),
+        ("a close code no peer may send (§7.4)", client_frame(0x88, &999u16.to_be_bytes(), true, None), 1002),
+        ("a frame declaring 1 GiB (§5.2, our limit)", client_frame(0x81, &[b'a'; 65536], true, Some(1 << 30)), 1009),
+        (
+            "a fragmented message past the limit",
+            {
+                let mut frames = client_frame(0x01, &vec![b' '; max - 100], true, None);
+                frames.extend(client_frame(0x80, &vec![b' '; max - 100], true, None));
+                frames
+            },
+            1009,
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let mut socket = ws_over(&app, &user, raw(&app).await).await;
+        let _ = socket.get_mut().write_all(&bytes).await;
+        let (close, _) = close_code(&mut socket).await;
+        assert_eq!(close, Some(expected), "{name}");
+    }
+
+    // A message in fragments, with a ping between them (§5.4 allows it), is one request.
+    let mut socket = ws_over(&app, &user, raw(&app).await).await;
+    let mut frames = client_frame(0x01, br#"{"id":"frag","#, true, None);
+    frames.extend(client_frame(0x89, b"between", true, None));
+    frames.extend(client_frame(0x80, br#""type":"ping"}"#, true, None));
+    socket.get_mut().write_all(&frames).await.unwrap();
+    let reply = loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("a reply in time") {
+            Some(Ok(Message::Text(text))) => break text.to_string(),
+            Some(Ok(_)) => continue,
+            other => panic!("the fragmented request got no reply: {other:?}"),
+        }
+    };
+    assert!(reply.contains(r#""id":"frag""#) && reply.contains("pong"), "{reply}");
+    // The peer's own close is answered with its code.
+    socket.get_mut().write_all(&client_frame(0x88, &4000u16.to_be_bytes(), true, None)).await.unwrap();
+    assert_eq!(close_code(&mut socket).await.0, Some(4000), "the close code is echoed");
+
+    let rss_mib = resident_kib(goim.child.id()) / 1024;
+    assert!(rss_mib < 100, "the server holds {rss_mib} MiB after the abuse");
+}
+
+#[tokio::test]
+async fn half_open_connections_and_trickled_handshakes_cost_seconds_not_the_server() {
+    let peer = spawn_app_with(|_| {}).await;
+    let work_dir = tempfile::tempdir().unwrap();
+    let (goim, app) = separate_goim(&peer, work_dir.path()).await;
+    let user = app.register("half_open").await;
+
+    // Hundreds of connections that send half a request line and then nothing.
+    let mut idle = Vec::new();
+    for _ in 0..400 {
+        let mut stream = raw(&app).await;
+        stream.write_all(b"GET /api/v1/ws HTT").await.unwrap();
+        idle.push(stream);
+    }
+    // A handshake trickled a byte every 100 ms would take half a minute.
+    let mut trickled = raw(&app).await;
+    let handshake = format!(
+        "GET /api/v1/ws HTTP/1.1\r\nHost: goim\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: goim.v1\r\nAuthorization: Bearer {}\r\n\r\n",
+        user.access_token
+    );
+    let trickle = async {
+        for byte in handshake.as_bytes() {
+            if trickled.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    // Meanwhile everyone else is served as usual.
+    let served = async {
+        let ready = app.get("/readyz").await;
+        assert_eq!(ready.status(), 200, "the server still answers");
+        let mut socket = app.connect(&user).await;
+        assert_eq!(socket.request("ping", serde_json::json!({})).await["ok"], true);
+    };
+    let (_, ()) = tokio::join!(tokio::time::timeout(Duration::from_secs(8), trickle), served);
+    let (_, closed) = read_until_closed(&mut trickled, Duration::from_secs(3)).await;
+    assert!(closed, "the trickled handshake was cut off by the request-head timeout");
+    // The server's request-head timeout (actix's 5 s) closed the idle ones.
+    let mut closed = 0;
+    for stream in &mut idle {
+        let (_, was_closed) = read_until_closed(stream, Duration::from_secs(3)).await;
+        closed += usize::from(was_closed);
+    }
+    assert_eq!(closed, idle.len(), "every half-open connection was closed");
+    let rss_mib = resident_kib(goim.child.id()) / 1024;
+    assert!(rss_mib < 100, "the server holds {rss_mib} MiB");
 }
