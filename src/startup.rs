@@ -141,13 +141,9 @@ impl Application {
                 .wrap(http::json_error_handlers())
                 .wrap(from_fn(http::observe_request))
         })
-        // Replies and acks are small writes that must leave at once; with Nagle's algorithm
-        // an ack waits for the client's delayed ACK (~40 ms) behind the previous frame.
         .on_connect(|connection, _| {
-            if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
-                && let Err(error) = tcp.set_nodelay(true)
-            {
-                tracing::debug!(%error, "cannot disable Nagle's algorithm on a connection");
+            if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                tune_connection(tcp);
             }
         })
         // GOIM handles signals itself so that shutdown runs in its own order.
@@ -221,4 +217,24 @@ impl Application {
         state.pool.close().await;
         Ok(())
     }
+}
+
+/// How long data the peer never acknowledges may sit in the kernel before the
+/// connection is dropped (Linux `TCP_USER_TIMEOUT`): a peer that vanished without a
+/// FIN or RST (a laptop lid, a dead NAT) frees its connection within this instead of
+/// the kernel's ~15 minutes of retransmissions. Longer than any write GOIM waits for.
+const UNACKNOWLEDGED_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn tune_connection(tcp: &actix_web::rt::net::TcpStream) {
+    // Replies and acks are small writes that must leave at once; with Nagle's algorithm
+    // an ack waits for the client's delayed ACK (~40 ms) behind the previous frame.
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%error, "cannot disable Nagle's algorithm on a connection");
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(error) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(UNACKNOWLEDGED_LIMIT)) {
+        tracing::debug!(%error, "cannot bound unacknowledged data on a connection");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = UNACKNOWLEDGED_LIMIT;
 }

@@ -160,4 +160,32 @@ mod tests {
         let object = serde_json::from_str::<StrictObject>(r#"{"seq":7,"x":1}"#).unwrap();
         assert!(object.into_request::<Mark>().is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_parsed_or_refused_without_panicking(text in ".{0,200}") {
+            let _ = serde_json::from_str::<StrictObject>(&text);
+        }
+
+        /// An object without repeated keys reads as serde_json reads it, and integers
+        /// written as floats read as those integers.
+        #[test]
+        fn an_object_reads_as_written(
+            fields in proptest::collection::hash_map("[a-z]{1,8}", proptest::prelude::any::<i32>(), 0..8),
+            as_float in proptest::prelude::any::<bool>(),
+        ) {
+            let text = format!(
+                "{{{}}}",
+                fields
+                    .iter()
+                    .map(|(k, v)| if as_float { format!("\"{k}\":{v}.0") } else { format!("\"{k}\":{v}") })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let parsed = Value::Object(serde_json::from_str::<StrictObject>(&text).unwrap().0);
+            let expected: serde_json::Map<String, Value> =
+                fields.into_iter().map(|(k, v)| (k, Value::from(v))).collect();
+            proptest::prop_assert_eq!(parsed, Value::Object(expected));
+        }
+    }
 }

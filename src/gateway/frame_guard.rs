@@ -159,4 +159,70 @@ mod tests {
         let mut at_limit = guard(126);
         assert!(at_limit.observe(&[0x81, 0xFE, 0, 126, 1, 2, 3, 4]).is_ok(), "a frame at the limit passes");
     }
+
+    /// A client frame header for a masked frame of `length` bytes.
+    fn header(first_byte: u8, length: u64) -> Vec<u8> {
+        let mut header = vec![first_byte];
+        match length {
+            0..=125 => header.push(0x80 | length as u8),
+            126..=0xFFFF => {
+                header.push(0x80 | 126);
+                header.extend_from_slice(&(length as u16).to_be_bytes());
+            }
+            _ => {
+                header.push(0x80 | 127);
+                header.extend_from_slice(&length.to_be_bytes());
+            }
+        }
+        header.extend_from_slice(&[9, 8, 7, 6]);
+        header
+    }
+
+    proptest::proptest! {
+        /// Any sequence of well-formed frames within the limit, cut into any chunks,
+        /// passes and leaves the scanner between frames.
+        #[test]
+        fn frames_within_the_limit_pass_however_they_are_chunked(
+            lengths in proptest::collection::vec(0u64..70_000, 1..6),
+            cut in 1usize..4096,
+        ) {
+            let mut stream = Vec::new();
+            for length in &lengths {
+                stream.extend(header(0x81, *length));
+                stream.extend(std::iter::repeat_n(0u8, *length as usize));
+            }
+            let mut g = guard(70_000);
+            for piece in stream.chunks(cut) {
+                proptest::prop_assert!(g.observe(piece).is_ok());
+            }
+            let between_frames = matches!(g.scan, Scan::Header { have: 0, .. });
+            proptest::prop_assert!(between_frames);
+        }
+
+        /// A frame over the limit is refused no later than the end of its header, after
+        /// any number of good frames and however the bytes are cut.
+        #[test]
+        fn a_frame_over_the_limit_is_refused_by_its_header(
+            before in proptest::collection::vec(0u64..2_000, 0..4),
+            over in 2_001u64..u64::MAX,
+            cut in 1usize..64,
+        ) {
+            let mut stream = Vec::new();
+            for length in &before {
+                stream.extend(header(0x82, *length));
+                stream.extend(std::iter::repeat_n(1u8, *length as usize));
+            }
+            stream.extend(header(0x82, over));
+            let mut g = guard(2_000);
+            let refused = stream.chunks(cut).any(|piece| g.observe(piece).is_err());
+            proptest::prop_assert!(refused);
+        }
+
+        /// Arbitrary bytes never panic the scanner.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)) {
+            let mut g = guard(65_536);
+            let _ = g.observe(&bytes);
+        }
+    }
 }

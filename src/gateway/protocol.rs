@@ -191,4 +191,38 @@ mod tests {
         let extra = parse(r#"{"id":"9","type":"ping","surprise":1}"#).unwrap_err();
         assert_eq!(extra.code, "invalid_request");
     }
+
+    proptest::proptest! {
+        /// Whatever text arrives, parsing answers (a request or an error) and never
+        /// panics; an error reply echoes an id only when it was a valid one.
+        #[test]
+        fn any_text_frame_is_answered_without_panicking(text in ".{0,300}") {
+            if let Err(error) = parse(&text) {
+                if let Some(id) = error.id {
+                    proptest::prop_assert!(!id.is_empty() && id.chars().count() <= MAX_ID_CHARS);
+                }
+            }
+        }
+
+        /// Any JSON object with a string id and a known type gets that id back, in the
+        /// request or in the error.
+        #[test]
+        fn a_valid_id_always_comes_back(
+            id in "[a-zA-Z0-9-]{1,64}",
+            kind in proptest::sample::select(REQUEST_TYPES.to_vec()),
+            extra in proptest::collection::hash_map("[a-z_]{1,12}", proptest::prelude::any::<i64>(), 0..4),
+        ) {
+            let mut object = serde_json::Map::new();
+            object.insert("id".into(), Value::String(id.clone()));
+            object.insert("type".into(), Value::String(kind.into()));
+            for (key, value) in extra {
+                object.entry(key).or_insert(Value::from(value));
+            }
+            let text = Value::Object(object).to_string();
+            match parse(&text) {
+                Ok((got, _)) => proptest::prop_assert_eq!(got, id),
+                Err(error) => proptest::prop_assert_eq!(error.id, Some(id)),
+            }
+        }
+    }
 }
