@@ -197,10 +197,8 @@ mod tests {
         /// panics; an error reply echoes an id only when it was a valid one.
         #[test]
         fn any_text_frame_is_answered_without_panicking(text in ".{0,300}") {
-            if let Err(error) = parse(&text) {
-                if let Some(id) = error.id {
-                    proptest::prop_assert!(!id.is_empty() && id.chars().count() <= MAX_ID_CHARS);
-                }
+            if let Err(FrameError { id: Some(id), .. }) = parse(&text) {
+                proptest::prop_assert!(!id.is_empty() && id.chars().count() <= MAX_ID_CHARS);
             }
         }
 
