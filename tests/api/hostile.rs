@@ -341,3 +341,56 @@ async fn half_open_connections_and_trickled_handshakes_cost_seconds_not_the_serv
     let rss_mib = resident_kib(goim.child.id()) / 1024;
     assert!(rss_mib < 100, "the server holds {rss_mib} MiB");
 }
+
+#[tokio::test]
+async fn a_locked_table_is_503_with_retry_after_over_rest_and_websocket_and_never_a_false_ack() {
+    let app = spawn_app_with(|config| config.database.db_statement_timeout = Duration::from_secs(1)).await;
+    let (ann, bob) = (app.register("locked_ann").await, app.register("locked_bob").await);
+    crate::support::befriend(&app, &ann, &bob).await;
+    let conversation = crate::support::open_direct(&app, &ann, &bob).await;
+    let mut ws = app.connect(&ann).await;
+
+    // An operator's migration (or a stuck transaction) holds the messages table.
+    let mut blocker = app.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE").execute(&mut *blocker).await.unwrap();
+
+    let rest_id = uuid::Uuid::new_v4();
+    let rest = app
+        .send_as(
+            reqwest::Method::POST,
+            &ann.access_token,
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            Some(&serde_json::json!({ "client_msg_id": rest_id, "body": "during the lock" })),
+        )
+        .await;
+    assert_eq!(rest.status(), 503);
+    assert!(rest.headers().get("retry-after").is_some(), "503 says when to come back");
+    assert_eq!(crate::support::error_code(rest, 503).await, "service_unavailable");
+
+    let ws_id = uuid::Uuid::new_v4();
+    let reply = ws
+        .request(
+            "send",
+            serde_json::json!({ "conversation_id": conversation, "message": { "client_msg_id": ws_id, "body": "ws" } }),
+        )
+        .await;
+    assert_eq!(reply["error"]["code"], "service_unavailable", "{reply}");
+
+    blocker.rollback().await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE client_msg_id = ANY($1)")
+        .bind(vec![rest_id, ws_id])
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "what was refused was not stored");
+    // And once the lock is gone the same request goes through.
+    let retry = app
+        .send_as(
+            reqwest::Method::POST,
+            &ann.access_token,
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            Some(&serde_json::json!({ "client_msg_id": rest_id, "body": "during the lock" })),
+        )
+        .await;
+    assert_eq!(retry.status(), 201);
+}
