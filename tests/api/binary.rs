@@ -122,6 +122,124 @@ mod signals {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// The postmaster and every process it started (the backends), from /proc.
+    #[cfg(target_os = "linux")]
+    fn postgres_tree(postmaster: u32) -> Vec<u32> {
+        let mut tree = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            // After the command name in parentheses: state, then the parent's pid.
+            let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if parent.and_then(|p| p.parse::<u32>().ok()) == Some(postmaster) {
+                tree.push(pid);
+            }
+        }
+        tree
+    }
+
+    /// A database that stops answering (every PostgreSQL process frozen) is 503 within
+    /// the acquire and statement timeouts, never a 500 or a hang; once it answers again,
+    /// a retry with the same `client_msg_id` is stored exactly once.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_frozen_database_is_503_within_the_timeouts_and_a_retry_lands_once() {
+        use nix::{sys::signal::kill, unistd::Pid};
+        let dir = new_data_dir();
+        let goim = RunningGoim::start_with(
+            &dir,
+            &[("GOIM_DB_ACQUIRE_TIMEOUT_SECS", "2"), ("GOIM_DB_STATEMENT_TIMEOUT_SECS", "2")],
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let client = reqwest::Client::new();
+        let (token, conversation) = runtime.block_on(async {
+            let register = |name: &'static str| {
+                client
+                    .post(format!("{}/api/v1/auth/register", goim.address))
+                    .json(&serde_json::json!({ "username": name, "password": "correct horse battery" }))
+                    .send()
+            };
+            let ann: serde_json::Value = register("frozen_ann").await.unwrap().json().await.unwrap();
+            let group: serde_json::Value = client
+                .post(format!("{}/api/v1/groups", goim.address))
+                .bearer_auth(ann["access_token"].as_str().unwrap())
+                .json(&serde_json::json!({ "name": "Frozen", "join_policy": "open" }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let conversation: serde_json::Value = client
+                .get(format!("{}/api/v1/groups/{}/conversation", goim.address, group["id"]))
+                .bearer_auth(ann["access_token"].as_str().unwrap())
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (ann["access_token"].as_str().unwrap().to_owned(), conversation["conversation_id"].as_i64().unwrap())
+        });
+        /// Thaws the processes when dropped, also when an assertion fails.
+        struct Frozen(Vec<u32>);
+        impl Drop for Frozen {
+            fn drop(&mut self) {
+                for pid in &self.0 {
+                    let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGCONT);
+                }
+            }
+        }
+        let frozen = Frozen(postgres_tree(goim.postmaster_pid()));
+        for pid in &frozen.0 {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGSTOP);
+        }
+        let message = serde_json::json!({ "client_msg_id": uuid::Uuid::new_v4(), "body": "into the freeze" });
+        let send = || {
+            client
+                .post(format!("{}/api/v1/conversations/{conversation}/messages", goim.address))
+                .bearer_auth(&token)
+                .json(&message)
+                .timeout(Duration::from_secs(30))
+                .send()
+        };
+        let started = std::time::Instant::now();
+        let during = runtime.block_on(async { send().await }).expect("an answer, not a hang");
+        let waited = started.elapsed();
+        drop(frozen);
+        assert_eq!(during.status(), 503, "a frozen database is unavailability, not a bug");
+        assert!(during.headers().get("retry-after").is_some());
+        assert!(waited < Duration::from_secs(12), "answered after {waited:?}");
+
+        let after = runtime.block_on(async {
+            for _ in 0..50 {
+                let response = send().await.unwrap();
+                if response.status() != 503 {
+                    return response;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            panic!("the database never came back");
+        });
+        // 200 when the frozen attempt did commit after all (its 503 was not an ack).
+        assert!(matches!(after.status().as_u16(), 200 | 201), "{}", after.status());
+        let history: serde_json::Value = runtime.block_on(async {
+            client
+                .get(format!("{}/api/v1/conversations/{conversation}/messages", goim.address))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        });
+        let copies = history["items"].as_array().unwrap().iter().filter(|m| m["body"] == "into the freeze").count();
+        assert_eq!(copies, 1, "stored exactly once");
+        drop(goim);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     /// Started with the usual soft limit of 1,024 open files, GOIM raises it to the hard
     /// limit, so a few hundred idle sockets cannot starve its accept loop.
     #[cfg(target_os = "linux")]
