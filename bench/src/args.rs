@@ -123,6 +123,12 @@ pub struct ChatBenchArgs {
     /// LISTEN/NOTIFY.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
     pub instances: u32,
+    /// Drive running `goim` processes instead of serving in-process (repeat for several
+    /// instances; replaces --instances). They must use this bench's database and JWT
+    /// secret, with the WebSocket rate limits raised (docs/benchmarks.md). GOIM's CPU is
+    /// then read from their `/metrics`, so the client's own work is not counted.
+    #[arg(long = "url")]
+    pub urls: Vec<String>,
     /// Where the machine-readable results go (JSON).
     #[arg(long, default_value = "bench-results/chat.json")]
     pub out: PathBuf,

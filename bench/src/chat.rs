@@ -34,6 +34,8 @@ struct Report {
     load_after: Option<String>,
     pairs: u32,
     instances: u32,
+    /// `in-process` (client and server in the bench process) or `separate`.
+    server: &'static str,
     messages_per_sender: u32,
     in_flight: u32,
     delivered: u64,
@@ -45,11 +47,53 @@ struct Report {
     receive_p50_ms: f64,
     receive_p99_ms: f64,
     cpu_us_per_message: Option<f64>,
+    /// Of `cpu_us_per_message`: GOIM's share (the whole bench process when in-process).
+    goim_cpu_us_per_message: Option<f64>,
+    /// Of `cpu_us_per_message`: PostgreSQL's share, when its processes are visible.
+    postgres_cpu_us_per_message: Option<f64>,
     duplicates_or_out_of_order: u64,
 }
 
+/// Where the application under test runs.
+enum Target {
+    InProcess(BenchServer),
+    Separate(String),
+}
+
+impl Target {
+    fn url(&self, path: &str) -> String {
+        match self {
+            Target::InProcess(server) => server.url(path),
+            Target::Separate(base) => format!("{}{path}", base.trim_end_matches('/')),
+        }
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        match self {
+            Target::InProcess(server) => server.stop().await,
+            Target::Separate(_) => Ok(()),
+        }
+    }
+}
+
+/// CPU seconds the separate servers report in `/metrics` (`process_cpu_seconds_total`).
+async fn servers_cpu(http: &reqwest::Client, servers: &[Target]) -> anyhow::Result<Option<f64>> {
+    let mut total = 0.0;
+    for server in servers {
+        let Target::Separate(_) = server else { return Ok(None) };
+        let metrics = http.get(server.url("/metrics")).send().await?.error_for_status()?.text().await?;
+        let seconds = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("process_cpu_seconds_total "))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .context("the server's /metrics has no process_cpu_seconds_total")?;
+        total += seconds;
+    }
+    Ok(Some(total))
+}
+
 /// Waits until every instance's `/readyz` is 200 (its relay listens), at most 10 s.
-async fn wait_ready(servers: &[BenchServer]) -> anyhow::Result<()> {
+async fn wait_ready(servers: &[Target]) -> anyhow::Result<()> {
     let http = http_client()?;
     let deadline = Instant::now() + Duration::from_secs(10);
     for server in servers {
@@ -77,11 +121,16 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
     server_config.websocket.ws_rate_per_sec = 1_000_000;
     server_config.websocket.ws_outbound_queue = 4096;
     let mut servers = Vec::new();
-    for _ in 0..args.instances {
-        // Each instance has its own pool, as separate processes would.
-        let own_pool = goim::db::connect(&server_config, (*pool.connect_options()).clone()).await?;
-        servers.push(BenchServer::start(server_config.clone(), own_pool)?);
+    if args.urls.is_empty() {
+        for _ in 0..args.instances {
+            // Each instance has its own pool, as separate processes would.
+            let own_pool = goim::db::connect(&server_config, (*pool.connect_options()).clone()).await?;
+            servers.push(Target::InProcess(BenchServer::start(server_config.clone(), own_pool)?));
+        }
+    } else {
+        servers.extend(args.urls.iter().cloned().map(Target::Separate));
     }
+    let instances = servers.len() as u32;
     wait_ready(&servers).await?;
     let http = http_client()?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -116,6 +165,7 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
 
     let meter = CpuMeter::new(&pool).await;
     let before = meter.snapshot();
+    let servers_before = servers_cpu(&http, &servers).await?;
     let started = Instant::now();
     let send_times: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let mut senders = Vec::new();
@@ -200,7 +250,15 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
         anomalies += bad;
     }
     let wall = started.elapsed();
-    let cpu = before.per_op(&meter.snapshot(), received.len()).map(|c| c.goim_us + c.postgres_us.unwrap_or(0.0));
+    let measured = before.per_op(&meter.snapshot(), received.len());
+    let servers_after = servers_cpu(&http, &servers).await?;
+    // Separate servers: their own CPU from /metrics, not this process (the client).
+    let goim_cpu = match (servers_before, servers_after) {
+        (Some(before), Some(after)) => Some((after - before) * 1e6 / received.len().max(1) as f64),
+        _ => measured.map(|c| c.goim_us),
+    };
+    let postgres_cpu = measured.and_then(|c| c.postgres_us);
+    let cpu = goim_cpu.map(|goim| goim + postgres_cpu.unwrap_or(0.0));
     let conversations: Vec<i64> = pairs.iter().map(|p| p.conversation).collect();
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE conversation_id = ANY($1)")
         .bind(&conversations)
@@ -217,7 +275,8 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
         load_before,
         load_after: load_average(),
         pairs: args.pairs,
-        instances: args.instances,
+        instances,
+        server: if args.urls.is_empty() { "in-process" } else { "separate" },
         messages_per_sender: args.messages,
         in_flight: args.in_flight,
         delivered: received.len() as u64,
@@ -229,12 +288,15 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
         receive_p50_ms: ms(&received, 0.5),
         receive_p99_ms: ms(&received, 0.99),
         cpu_us_per_message: cpu,
+        goim_cpu_us_per_message: goim_cpu,
+        postgres_cpu_us_per_message: postgres_cpu,
         duplicates_or_out_of_order: anomalies,
     };
     println!(
-        "{} ({} instance(s)): {} pairs × {} msgs: {:.0} msgs/s delivered; ack p50 {:.1} ms p99 {:.1} ms; receive p50 {:.1} ms p99 {:.1} ms; cpu {:.0} µs/msg; delivered {} stored {} anomalies {}",
-        if args.instances > 1 { "W5" } else { "W1" },
-        args.instances,
+        "{} ({} instance(s), {}): {} pairs × {} msgs: {:.0} msgs/s delivered; ack p50 {:.1} ms p99 {:.1} ms; receive p50 {:.1} ms p99 {:.1} ms; cpu {:.0} µs/msg (goim {:.0}, postgres {:.0}); delivered {} stored {} anomalies {}",
+        if instances > 1 { "W5" } else { "W1" },
+        instances,
+        report.server,
         report.pairs,
         report.messages_per_sender,
         report.delivered_per_sec,
@@ -243,6 +305,8 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
         report.receive_p50_ms,
         report.receive_p99_ms,
         report.cpu_us_per_message.unwrap_or(f64::NAN),
+        report.goim_cpu_us_per_message.unwrap_or(f64::NAN),
+        report.postgres_cpu_us_per_message.unwrap_or(f64::NAN),
         report.delivered,
         report.stored,
         report.duplicates_or_out_of_order

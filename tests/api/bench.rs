@@ -124,3 +124,42 @@ fn the_history_bench_seeds_its_conversations_and_explains_every_statement() {
     let latest = plans[0][1].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect::<Vec<_>>().join("\n");
     assert!(latest.contains("using messages_pkey"), "the latest page reads the primary key: {latest}");
 }
+
+/// W1 against a `goim` in a process of its own (`--url`): the client's CPU is not the
+/// server's, which is read from the server's `/metrics`.
+#[tokio::test]
+async fn the_chat_bench_drives_a_separate_goim_and_reads_its_cpu_from_metrics() {
+    let peer = crate::support::spawn_app().await;
+    let database_url = crate::support::cluster().database_url(&peer.db_options);
+    let secret = crate::support::test_config().auth.jwt_secret.expect("test secret");
+    let work_dir = new_data_dir();
+    let goim = crate::support::binary::RunningGoim::start_with(
+        &work_dir,
+        &[
+            ("DATABASE_URL", database_url.as_str()),
+            ("GOIM_JWT_SECRET", secret.expose()),
+            ("GOIM_WS_RATE_PER_SEC", "100000"),
+            ("GOIM_WS_RATE_BURST", "100000"),
+        ],
+    );
+    goim.app(&peer).wait_until_ready().await;
+    let out = work_dir.join("chat.json");
+    let output = clean_command(&bench_binary(), &work_dir)
+        .env("DATABASE_URL", &database_url)
+        .env("GOIM_JWT_SECRET", secret.expose())
+        .env("GOIM_LOG", "warn")
+        .args(["chat", "--pairs", "3", "--messages", "30", "--url", &goim.address, "--out"])
+        .arg(&out)
+        .output()
+        .expect("goim-bench runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(report["server"], "separate");
+    assert_eq!(report["delivered"], 90);
+    assert_eq!(report["duplicates_or_out_of_order"], 0);
+    let goim_cpu = report["goim_cpu_us_per_message"].as_f64().expect("the server's CPU from its /metrics");
+    assert!(goim_cpu >= 0.0, "{report}");
+    drop(goim);
+    std::fs::remove_dir_all(&work_dir).ok();
+}
