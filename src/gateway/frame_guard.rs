@@ -5,8 +5,10 @@
 //! 1009. [`FrameGuard`] reads the frame headers in the raw byte stream (without copying
 //! it) and fails the stream with `PayloadError::Overflow` the moment a header declares
 //! more than the limit; the session then closes with 1009. It also refuses a frame with
-//! a reserved bit set (no extension is ever negotiated), which actix-http lets through:
-//! the session closes with 1002.
+//! a reserved bit set (no extension is ever negotiated), which actix-http lets through,
+//! and checks close frames' payloads (a one-byte payload, a code no peer may send, a
+//! reason that is not UTF-8), which actix-http reads as "no code": the session closes
+//! with 1002 (1007 for the reason).
 
 use std::{
     pin::Pin,
@@ -23,6 +25,9 @@ enum Scan {
     Header { bytes: [u8; 14], have: usize },
     /// Inside a payload: how many bytes of it are still to come.
     Payload { left: u64 },
+    /// Inside a close frame's payload (at most 125 bytes), kept and unmasked to be
+    /// checked once complete: actix-http reads a malformed one as "no code".
+    Close { key: [u8; 4], payload: Vec<u8>, left: usize },
 }
 
 pub struct FrameGuard {
@@ -49,6 +54,17 @@ impl FrameGuard {
                         self.scan = Scan::Header { bytes: [0; 14], have: 0 };
                     }
                 }
+                Scan::Close { key, payload, left } => {
+                    let taken = (*left).min(chunk.len());
+                    let start = payload.len();
+                    payload.extend(chunk[..taken].iter().enumerate().map(|(i, byte)| byte ^ key[(start + i) % 4]));
+                    *left -= taken;
+                    chunk = &chunk[taken..];
+                    if *left == 0 {
+                        check_close_payload(payload)?;
+                        self.scan = Scan::Header { bytes: [0; 14], have: 0 };
+                    }
+                }
                 Scan::Header { bytes, have } => {
                     bytes[*have] = chunk[0];
                     *have += 1;
@@ -63,8 +79,13 @@ impl FrameGuard {
                             return Err(PayloadError::Overflow);
                         }
                         if *have == header_length {
+                            let close = bytes[0] & 0x0f == 0x8 && bytes[1] & 0x80 != 0 && length <= 125;
                             self.scan = if length == 0 {
                                 Scan::Header { bytes: [0; 14], have: 0 }
+                            } else if close {
+                                let mut key = [0; 4];
+                                key.copy_from_slice(&bytes[header_length - 4..header_length]);
+                                Scan::Close { key, payload: Vec::with_capacity(length as usize), left: length as usize }
                             } else {
                                 Scan::Payload { left: length }
                             };
@@ -75,6 +96,30 @@ impl FrameGuard {
         }
         Ok(())
     }
+}
+
+/// A close frame's payload is empty, or a code a peer may send (RFC 6455 §7.4) and a
+/// UTF-8 reason (§5.5.1); anything else fails the connection.
+fn check_close_payload(payload: &[u8]) -> Result<(), PayloadError> {
+    let Some((code, reason)) = payload.split_first_chunk::<2>() else {
+        return Err(PayloadError::EncodingCorrupted);
+    };
+    let code = u16::from_be_bytes(*code);
+    if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+        return Err(PayloadError::EncodingCorrupted);
+    }
+    if std::str::from_utf8(reason).is_err() {
+        return Err(PayloadError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "close reason is not UTF-8",
+        )));
+    }
+    Ok(())
+}
+
+/// Whether a stream error is the guard's verdict on text that is not UTF-8.
+pub fn is_invalid_utf8(error: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(error.downcast_ref::<PayloadError>(), Some(PayloadError::Io(io)) if io.kind() == std::io::ErrorKind::InvalidData)
 }
 
 /// The payload length a frame header declares and the header's full length, as soon
@@ -176,6 +221,22 @@ mod tests {
         }
         header.extend_from_slice(&[9, 8, 7, 6]);
         header
+    }
+
+    #[test]
+    fn close_frames_are_checked_once_their_payload_is_in() {
+        let close = |payload: &[u8]| {
+            let mut frame = header(0x88, payload.len() as u64);
+            frame.extend(payload.iter().enumerate().map(|(i, byte)| byte ^ [9, 8, 7, 6][i % 4]));
+            let mut g = guard(65_536);
+            frame.chunks(1).try_for_each(|piece| g.observe(piece))
+        };
+        assert!(close(b"").is_ok(), "no code at all");
+        assert!(close(&[0x03, 0xE8]).is_ok(), "1000");
+        assert!(close(&[0x0F, 0xA0, b'b', b'y', b'e']).is_ok(), "4000 with a reason");
+        assert!(matches!(close(&[0x03]), Err(PayloadError::EncodingCorrupted)), "one byte");
+        assert!(matches!(close(&[0x03, 0xED]), Err(PayloadError::EncodingCorrupted)), "1005 is never sent");
+        assert!(matches!(close(&[0x03, 0xE8, 0xFF]), Err(PayloadError::Io(_))), "reason not UTF-8");
     }
 
     proptest::proptest! {

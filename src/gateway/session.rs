@@ -355,8 +355,11 @@ fn protocol_error_reason(error: &ProtocolError) -> CloseReason {
         ProtocolError::Io(io) if io.get_ref().is_some_and(|inner| super::frame_guard::is_overflow(inner)) => {
             reason(CloseCode::Size, "frame too large")
         }
-        ProtocolError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
-            reason(CloseCode::Invalid, "text frame is not valid UTF-8")
+        ProtocolError::Io(io)
+            if io.kind() == std::io::ErrorKind::InvalidData
+                || io.get_ref().is_some_and(|inner| super::frame_guard::is_invalid_utf8(inner)) =>
+        {
+            reason(CloseCode::Invalid, "text is not valid UTF-8")
         }
         _ => reason(CloseCode::Protocol, "protocol error"),
     }

@@ -251,6 +251,8 @@ async fn every_rfc_6455_violation_gets_its_close_code_and_memory_stays_bounded()
         ("a continuation with nothing to continue (§5.4)", client_frame(0x80, b"abc", true, None), 1002),
         ("text that is not UTF-8 (§8.1)", client_frame(0x81, &[0xC3, 0x28], true, None), 1007),
         ("a close code no peer may send (§7.4)", client_frame(0x88, &999u16.to_be_bytes(), true, None), 1002),
+        ("a close payload of one byte (§5.5.1)", client_frame(0x88, &[0x03], true, None), 1002),
+        ("a close reason that is not UTF-8 (§5.5.1)", client_frame(0x88, &[0x03, 0xE8, 0xFF, 0xFE], true, None), 1007),
         ("a frame declaring 1 GiB (§5.2, our limit)", client_frame(0x81, &[b'a'; 65536], true, Some(1 << 30)), 1009),
         (
             "a fragmented message past the limit",
