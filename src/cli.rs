@@ -169,7 +169,8 @@ pub async fn open_database(config: &Config) -> anyhow::Result<(PgPool, Option<Ma
     let (options, managed) = match &config.database.database_url {
         Some(url) => (db::parse_url(url)?, None),
         None => {
-            let bin_dir = pg::find_bin_dir(config.managed.pg_bin.as_deref())?;
+            let pgdata = pg::cluster_dir(&config.managed.data_dir);
+            let bin_dir = pg::find_bin_dir(config.managed.pg_bin.as_deref(), &pgdata)?;
             let managed = ManagedPostgres::start(ClusterOptions {
                 data_dir: config.managed.data_dir.clone(),
                 bin_dir,

@@ -375,7 +375,8 @@ impl Drop for TempDir {
 }
 
 fn find_pgbench(config: &Config) -> anyhow::Result<PathBuf> {
-    let dir = goim::pg::find_bin_dir(config.managed.pg_bin.as_deref())?;
+    let pgdata = goim::pg::cluster_dir(&config.managed.data_dir);
+    let dir = goim::pg::find_bin_dir(config.managed.pg_bin.as_deref(), &pgdata)?;
     let path = goim::pg::binaries::executable(&dir, "pgbench");
     anyhow::ensure!(path.is_file(), "pgbench not found next to initdb in {}", dir.display());
     Ok(path)

@@ -16,23 +16,49 @@ Install PostgreSQL 15 or newer, or set DATABASE_URL to use an existing server:
   Windows:       winget install PostgreSQL.PostgreSQL.17   (or the EDB installer from postgresql.org)
 If it is installed somewhere else, set PG_BIN to the folder that holds initdb.";
 
-/// The folder holding `initdb`, `pg_ctl` and `postgres`.
-pub fn find_bin_dir(pg_bin: Option<&Path>) -> Result<PathBuf, PgError> {
-    if let Some(dir) = pg_bin {
-        return if has_server_binaries(dir) {
-            Ok(dir.to_path_buf())
-        } else {
-            Err(PgError::BadPgBin(dir.to_path_buf()))
-        };
+/// The folder holding `initdb`, `pg_ctl` and `postgres` for the cluster in `pgdata`.
+/// An existing cluster needs its own major version (its `PG_VERSION`): installing
+/// PostgreSQL 18 beside 17 must not make the next start pick 18 and fail. A new
+/// cluster takes the first found, newest first.
+pub fn find_bin_dir(pg_bin: Option<&Path>, pgdata: &Path) -> Result<PathBuf, PgError> {
+    let wanted = std::fs::read_to_string(pgdata.join("PG_VERSION")).ok().map(|v| v.trim().to_owned());
+    let candidates: Vec<PathBuf> = match pg_bin {
+        Some(dir) if has_server_binaries(dir) => vec![dir.to_path_buf()],
+        Some(dir) => return Err(PgError::BadPgBin(dir.to_path_buf())),
+        None => {
+            let on_path = std::env::var_os("PATH")
+                .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+                .unwrap_or_default();
+            on_path
+                .into_iter()
+                .chain(well_known_dirs())
+                .filter(|dir| has_server_binaries(dir))
+                .map(|dir| resolve_symlinked_dir(&dir))
+                .collect()
+        }
+    };
+    let Some(wanted) = wanted else {
+        return candidates.into_iter().next().ok_or(PgError::BinariesNotFound);
+    };
+    let mut found = Vec::new();
+    for dir in candidates {
+        match major_version_of(&dir) {
+            Some(major) if major == wanted => return Ok(dir),
+            Some(major) => found.push(format!("{major} in {}", dir.display())),
+            None => found.push(format!("an unknown version in {}", dir.display())),
+        }
     }
-    let on_path =
-        std::env::var_os("PATH").map(|path| std::env::split_paths(&path).collect::<Vec<_>>()).unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain(well_known_dirs())
-        .find(|dir| has_server_binaries(dir))
-        .map(|dir| resolve_symlinked_dir(&dir))
-        .ok_or(PgError::BinariesNotFound)
+    let found = if found.is_empty() { "none was found".to_owned() } else { format!("found: {}", found.join(", ")) };
+    Err(PgError::MajorVersionMissing { pgdata: pgdata.to_path_buf(), wanted, found })
+}
+
+/// The major version of the binaries in `dir`, from `pg_ctl --version`
+/// ("pg_ctl (PostgreSQL) 15.18" → "15").
+fn major_version_of(dir: &Path) -> Option<String> {
+    let output = std::process::Command::new(executable(dir, "pg_ctl")).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = text.split("(PostgreSQL)").nth(1)?.split_whitespace().next()?;
+    Some(version.split('.').next()?.to_owned())
 }
 
 fn has_server_binaries(dir: &Path) -> bool {
@@ -128,7 +154,37 @@ mod tests {
     #[test]
     fn a_pg_bin_without_server_binaries_is_refused() {
         let empty = tempfile::tempdir().unwrap();
-        assert!(matches!(find_bin_dir(Some(empty.path())), Err(PgError::BadPgBin(_))));
+        assert!(matches!(find_bin_dir(Some(empty.path()), empty.path()), Err(PgError::BadPgBin(_))));
+    }
+
+    /// A folder of stand-in server binaries whose `pg_ctl --version` says `major`.
+    #[cfg(unix)]
+    fn fake_bin(root: &Path, major: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = root.join(major).join("bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in REQUIRED {
+            let script = format!("#!/bin/sh\necho \"{name} (PostgreSQL) {major}.3\"\n");
+            std::fs::write(dir.join(name), script).unwrap();
+            std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        dir
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_cluster_gets_binaries_of_its_own_major_version() {
+        let root = tempfile::tempdir().unwrap();
+        let (v17, v18) = (fake_bin(root.path(), "17"), fake_bin(root.path(), "18"));
+        let pgdata = root.path().join("cluster");
+        std::fs::create_dir_all(&pgdata).unwrap();
+        std::fs::write(pgdata.join("PG_VERSION"), "17\n").unwrap();
+        assert_eq!(major_version_of(&v18).as_deref(), Some("18"));
+        assert_eq!(find_bin_dir(Some(&v17), &pgdata).unwrap(), v17, "PG_BIN of the right major");
+        let wrong = find_bin_dir(Some(&v18), &pgdata).unwrap_err().to_string();
+        assert!(wrong.contains("PostgreSQL 17") && wrong.contains("18 in"), "{wrong}");
+        // A cluster not created yet takes what PG_BIN names.
+        assert_eq!(find_bin_dir(Some(&v18), &root.path().join("new")).unwrap(), v18);
     }
 
     #[test]

@@ -190,7 +190,7 @@ impl Prepared {
             std::path::absolute(data_dir).map_err(PgError::io(format!("cannot resolve {}", data_dir.display())))?;
         let lock = lock_data_dir(&data_dir)?;
 
-        let pgdata = data_dir.join("postgres");
+        let pgdata = cluster_dir(&data_dir);
         let run_as = os::run_as_for_user(&options.pg_user)?;
         os::check_reachable(&pgdata, run_as)?;
         let password_path = data_dir.join("postgres-password");
@@ -467,4 +467,9 @@ fn log_tail(path: &Path, offset: u64) -> String {
     }
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Where the managed cluster lives inside GOIM's data directory.
+pub fn cluster_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("postgres")
 }

@@ -17,7 +17,7 @@ pub mod guard;
 mod os;
 
 pub use binaries::find_bin_dir;
-pub use cluster::{ClusterOptions, ManagedPostgres};
+pub use cluster::{ClusterOptions, ManagedPostgres, cluster_dir};
 pub use os::write_private;
 
 use std::path::PathBuf;
@@ -29,6 +29,12 @@ pub enum PgError {
     BinariesNotFound,
     #[error("PG_BIN={0} does not contain the PostgreSQL server binaries (initdb, pg_ctl, postgres)")]
     BadPgBin(PathBuf),
+    #[error(
+        "the cluster in {pgdata} was created by PostgreSQL {wanted}, and PostgreSQL cannot open a cluster of \
+         another major version; {found}. Install PostgreSQL {wanted}'s server binaries beside the others (or set \
+         PG_BIN to them), or upgrade the cluster with pg_upgrade"
+    )]
+    MajorVersionMissing { pgdata: PathBuf, wanted: String, found: String },
     #[error("{0}")]
     RunAsRoot(String),
     #[error("data directory {path} is in use by another GOIM process")]

@@ -43,10 +43,12 @@ pub fn new_data_dir() -> PathBuf {
 }
 
 pub fn options(data_dir: PathBuf, remove_on_exit: bool) -> ClusterOptions {
+    let pg_bin = std::env::var_os("PG_BIN").map(PathBuf::from);
+    let bin_dir =
+        pg::find_bin_dir(pg_bin.as_deref(), &pg::cluster_dir(&data_dir)).expect("PostgreSQL binaries are installed");
     ClusterOptions {
         data_dir,
-        bin_dir: pg::find_bin_dir(std::env::var_os("PG_BIN").map(PathBuf::from).as_deref())
-            .expect("PostgreSQL binaries are installed"),
+        bin_dir,
         pg_user: std::env::var("GOIM_PG_USER").unwrap_or_else(|_| "postgres".into()),
         max_connections: 500,
         unsafe_fast: true,
