@@ -195,6 +195,24 @@ async fn two_people_chat_in_real_browsers() {
             vec![],
         )
         .await;
+    // The owner invites a friend from the group page; the friend sees the invitation.
+    alice
+        .wait_for(
+            "Bob offered as a friend to invite",
+            "const select = document.querySelector('[data-testid=invite-select]'); \
+             const bob = [...(select?.options ?? [])].find((o) => o.textContent === 'Bob'); \
+             if (bob) { select.value = bob.value; } return Boolean(bob)",
+            vec![],
+        )
+        .await;
+    alice.click("[data-testid=invite-submit]").await;
+    bob.click("[data-testid=nav-groups]").await;
+    bob.wait_for(
+        "the invitation",
+        "return document.querySelector('[data-testid=group-invitations]')?.textContent.includes('Weekend hikers')",
+        vec![],
+    )
+    .await;
     let announcement = "Bring water & <b>snacks</b>";
     alice.type_into("[data-testid=announcement-input]", announcement).await;
     alice.click("[data-testid=announcement-save]").await;

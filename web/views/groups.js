@@ -140,8 +140,8 @@ export function groupView(root, id) {
   const requestsCard = h('section', { class: 'card', hidden: true }, h('h3', {}, 'Join requests'));
   const requests = h('ul', { class: 'people', 'data-testid': 'join-requests' });
   requestsCard.append(requests);
-  const inviteSelect = h('select', { name: 'user', 'aria-label': 'Friend to invite' });
-  const inviteForm = h('form', { class: 'inline-form' }, inviteSelect, h('button', { type: 'submit' }, 'Invite'));
+  const inviteSelect = h('select', { name: 'user', 'aria-label': 'Friend to invite', 'data-testid': 'invite-select' });
+  const inviteForm = h('form', { class: 'inline-form' }, inviteSelect, h('button', { type: 'submit', 'data-testid': 'invite-submit' }, 'Invite'));
   const inviteCard = h('section', { class: 'card' }, h('h3', {}, 'Invite a friend'), inviteForm);
   let group = null;
 
@@ -205,7 +205,7 @@ export function groupView(root, id) {
     const memberIds = new Set([...members.querySelectorAll('[data-user-id]')].map((el) => Number(el.dataset.userId)));
     inviteSelect.replaceChildren(
       h('option', { value: '' }, 'Choose a friend…'),
-      state.friends.filter((f) => !memberIds.has(f.user.id)).map((f) => h('option', { value: String(f.user.id), text: f.user.nickname || f.user.username })),
+      ...state.friends.filter((f) => !memberIds.has(f.user.id)).map((f) => h('option', { value: String(f.user.id), text: f.user.nickname || f.user.username })),
     );
     inviteCard.hidden = !group.my_role || Boolean(group.disbanded_at);
   }
