@@ -65,6 +65,12 @@ const realtime = new Realtime({
   onOpen: catchUp,
   onState(connection, detail) {
     state.connection = { state: connection, detail };
+    // Without a connection nobody's presence is known any more: show none rather than
+    // a stale "online". catchUp() asks again once the connection is back.
+    if (connection !== 'online' && state.presence.size) {
+      state.presence.clear();
+      bus.emit('presence');
+    }
     bus.emit('connection', state.connection);
   },
 });

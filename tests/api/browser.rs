@@ -266,11 +266,26 @@ async fn two_people_chat_in_real_browsers() {
     // Connection lost: a message sent meanwhile arrives once after the reconnect.
     alice.click(&format!("[data-testid=conversation-{direct}]")).await;
     wait_message(&alice, "Can't wait!").await;
+    alice
+        .wait_for(
+            "Bob shown online",
+            "return document.querySelector('[data-testid=chat-subtitle]')?.textContent === 'online'",
+            vec![],
+        )
+        .await;
     alice.execute("window.goim.dropConnection()", vec![]).await;
     alice
         .wait_for(
             "Alice's connection to show offline",
             "return document.querySelector('[data-testid=connection]').dataset.state === 'offline'",
+            vec![],
+        )
+        .await;
+    // Cut off, Alice cannot know whether Bob is still online: no stale "online".
+    alice
+        .wait_for(
+            "Bob's presence shown as unknown",
+            "return document.querySelector('[data-testid=chat-subtitle]')?.textContent === '@bob'",
             vec![],
         )
         .await;
