@@ -383,8 +383,19 @@ export function retry(id, clientMsgId) {
 
 const TRANSIENT = new Set(['disconnected', 'timeout', 'network_error', 'service_unavailable', 'stopped', 'rate_limited']);
 
-async function deliver(local) {
-  if (local.inFlight) return;
+/**
+ * Sends `local` after every earlier send of its conversation has finished, so messages
+ * are stored in the order they were written whichever way they go (socket or REST):
+ * several in flight at once over REST could be stored out of order.
+ */
+function deliver(local) {
+  const chat = chatOf(local.conversation_id);
+  chat.sending = (chat.sending || Promise.resolve()).then(() => deliverNow(local)).catch(() => {});
+  return chat.sending;
+}
+
+async function deliverNow(local) {
+  if (local.inFlight || !chatOf(local.conversation_id).pending.has(local.client_msg_id)) return;
   const id = local.conversation_id;
   local.inFlight = true;
   local.status = 'pending';
@@ -605,10 +616,11 @@ async function catchUp() {
   await syncChanges();
   refreshPresence();
   if (state.active !== null) loadReceipts(state.active);
-  // Anything sent while disconnected goes out again with its original client_msg_id.
+  // Anything sent while disconnected goes out again with its original client_msg_id,
+  // in the order it was written (deliver() queues per conversation).
   for (const chat of state.chats.values()) {
     for (const local of chat.pending.values()) {
-      if (local.status === 'pending' || (local.status === 'failed' && local.transient)) setTimeout(() => deliver(local), 0);
+      if (local.status === 'pending' || (local.status === 'failed' && local.transient)) deliver(local);
     }
   }
   countIncomingRequests().catch(() => {});

@@ -294,10 +294,23 @@ async fn two_people_chat_in_real_browsers() {
     send(&bob, "Did you get the map?").await;
     wait_sent(&bob, "Did you get the map?").await;
     assert_eq!(message_count(&alice, "Did you get the map?").await, 0, "the socket was supposed to be down");
+    // Written quickly while cut off, Alice's messages are stored in the order she wrote them.
+    for text in ["first while away", "second while away", "third while away"] {
+        send(&alice, text).await;
+    }
     alice.execute("window.goim.restoreConnection()", vec![]).await;
     wait_online(&alice, "Alice after the reconnect").await;
     wait_message(&alice, "Did you get the map?").await;
     assert_eq!(message_count(&alice, "Did you get the map?").await, 1, "caught-up message shown twice");
+    wait_sent(&alice, "third while away").await;
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT body FROM messages WHERE conversation_id = $1 AND body LIKE '%while away' ORDER BY seq",
+    )
+    .bind(direct)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, ["first while away", "second while away", "third while away"]);
 
     alice.close().await;
     bob.close().await;
