@@ -52,6 +52,8 @@ pub fn run(cli: Cli) -> ExitCode {
         match command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
+            Command::Backup(args) => crate::backup::backup(&config, &args.file).await,
+            Command::Restore(args) => crate::backup::restore(&config, &args.file).await,
             Command::PgGuard(_) | Command::Openapi => Ok(()),
         }
     });

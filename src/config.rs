@@ -27,12 +27,23 @@ pub enum Command {
     Migrate,
     /// Print the REST API's OpenAPI document (as served at /api/openapi.json), then exit.
     Openapi,
+    /// Write the whole database to FILE (pg_dump, custom format); works while GOIM runs.
+    Backup(BackupArgs),
+    /// Replace the database's contents with FILE's (pg_restore, one transaction). Stop
+    /// GOIM first; with the managed cluster a new data directory gets a new cluster.
+    Restore(BackupArgs),
     /// Internal: stop a managed PostgreSQL once standard input closes.
     ///
     /// Started by GOIM next to the managed cluster so that a GOIM that dies without
     /// running its shutdown path (SIGKILL, crash) leaves no `postgres` behind.
     #[command(name = "pg-guard", hide = true)]
     PgGuard(PgGuardArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// The backup file.
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -24,6 +24,7 @@
 //!   registers its own routes.
 //! - [`openapi`]: the served OpenAPI document, REST and WebSocket halves merged.
 //! - [`startup`]: [`startup::Application`] wires state, routes and shutdown.
+//! - [`backup`]: `goim backup` / `goim restore` with PostgreSQL's own tools.
 //! - [`cli`]: the subcommands `main` dispatches to (`serve`, `migrate`, internal `pg-guard`),
 //!   and the database opening the bench shares.
 //! - [`metrics`], [`telemetry`], [`shutdown`]: plumbing with no dependencies inside GOIM.
@@ -54,13 +55,15 @@
 //! | `gateway` | `auth`, `db`, `domain`, `dto`, `error`, `hub`, `service`, `state` |
 //! | `openapi` | `events`, `gateway`, `http` |
 //! | `startup` | `auth`, `config`, `events`, `gateway`, `http`, `hub`, `metrics`, `openapi`, `relay`, `state`, `writer` |
-//! | `cli` | `config`, `db`, `openapi`, `pg`, `shutdown`, `startup`, `telemetry` |
+//! | `backup` | `config`, `db`, `pg` |
+//! | `cli` | `backup`, `config`, `db`, `openapi`, `pg`, `shutdown`, `startup`, `telemetry` |
 //!
 //! So `http` and `gateway` never import each other, `domain` knows nothing of the web,
 //! and handlers never reach for globals: everything arrives through [`state::AppState`]
 //! or a narrower handle registered by [`startup`].
 
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -17,7 +17,7 @@ pub mod guard;
 mod os;
 
 pub use binaries::find_bin_dir;
-pub use cluster::{ClusterOptions, ManagedPostgres, cluster_dir};
+pub use cluster::{ClusterOptions, ManagedPostgres, SUPERUSER, cluster_dir};
 pub use os::write_private;
 
 use std::path::PathBuf;

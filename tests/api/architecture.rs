@@ -34,7 +34,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "startup",
         &["auth", "config", "events", "gateway", "http", "hub", "metrics", "openapi", "relay", "state", "writer"],
     ),
-    ("cli", &["config", "db", "openapi", "pg", "shutdown", "startup", "telemetry"]),
+    ("backup", &["config", "db", "pg"]),
+    ("cli", &["backup", "config", "db", "openapi", "pg", "shutdown", "startup", "telemetry"]),
 ];
 
 fn src() -> PathBuf {

@@ -389,3 +389,98 @@ fn goim_openapi_prints_the_served_document_without_a_database() {
     assert!(kinds.contains(&"friend_request_received") && kinds.contains(&"group_member_joined"), "{kinds:?}");
     assert!(!kinds.contains(&"session_revoked"), "internal events stay out: {kinds:?}");
 }
+
+/// `goim backup` while GOIM runs, a lost data directory, `goim restore` into a new one:
+/// the account, its group and every message are back.
+#[test]
+fn a_backup_taken_while_running_restores_into_a_new_data_directory() {
+    let dir = new_data_dir();
+    let goim = RunningGoim::start(&dir);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = reqwest::Client::new();
+    let address = goim.address.clone();
+    let (conversation, bodies) = runtime.block_on(async {
+        let ann: serde_json::Value = client
+            .post(format!("{address}/api/v1/auth/register"))
+            .json(&serde_json::json!({ "username": "kept_ann", "password": "correct horse battery" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = ann["access_token"].as_str().unwrap().to_owned();
+        let group: serde_json::Value = client
+            .post(format!("{address}/api/v1/groups"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "name": "Kept", "join_policy": "open" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let conversation: serde_json::Value = client
+            .get(format!("{address}/api/v1/groups/{}/conversation", group["id"]))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let conversation = conversation["conversation_id"].as_i64().unwrap();
+        let bodies: Vec<String> = (1..=5).map(|i| format!("kept message {i}")).collect();
+        for body in &bodies {
+            let sent = client
+                .post(format!("{address}/api/v1/conversations/{conversation}/messages"))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({ "client_msg_id": uuid::Uuid::new_v4(), "body": body }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(sent.status(), 201);
+        }
+        (conversation, bodies)
+    });
+
+    let keep = tempfile::tempdir().unwrap();
+    let file = keep.path().join("goim.dump");
+    let backup = goim_command(&dir).env("GOIM_DATA_DIR", &dir).arg("backup").arg(&file).output().unwrap();
+    assert!(backup.status.success(), "backup: {}", String::from_utf8_lossy(&backup.stderr));
+    assert!(std::fs::metadata(&file).unwrap().len() > 1000, "the backup holds the database");
+    drop(goim);
+    // The data directory is lost (disk, machine): a new one starts empty.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let dir = new_data_dir();
+
+    let restore = goim_command(&dir).env("GOIM_DATA_DIR", &dir).arg("restore").arg(&file).output().unwrap();
+    assert!(restore.status.success(), "restore: {}", String::from_utf8_lossy(&restore.stderr));
+    let goim = RunningGoim::start(&dir);
+    let address = goim.address.clone();
+    let history: serde_json::Value = runtime.block_on(async {
+        let login: serde_json::Value = client
+            .post(format!("{address}/api/v1/auth/login"))
+            .json(&serde_json::json!({ "username": "kept_ann", "password": "correct horse battery" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["access_token"].as_str().expect("the restored account signs in").to_owned();
+        client
+            .get(format!("{address}/api/v1/conversations/{conversation}/messages"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let restored: Vec<&str> = history["items"].as_array().unwrap().iter().filter_map(|m| m["body"].as_str()).collect();
+    assert_eq!(restored, bodies, "every message, in order");
+    drop(goim);
+    std::fs::remove_dir_all(&dir).ok();
+}
