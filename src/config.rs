@@ -255,6 +255,12 @@ pub struct ChatConfig {
     #[arg(long, global = true, env = "GOIM_EDIT_WINDOW_SECS", default_value = "86400", value_parser = parse_secs)]
     pub edit_window: Duration,
 
+    /// Days after which messages are deleted (with their reactions), in small batches off
+    /// the write path; 0 keeps them forever. Expired sessions and tickets are deleted
+    /// either way.
+    #[arg(long, global = true, env = "GOIM_RETENTION_DAYS", default_value_t = 0)]
+    pub retention_days: u32,
+
     /// Seconds after sending during which the sender may recall a message.
     #[arg(long, global = true, env = "GOIM_RECALL_WINDOW_SECS", default_value = "120", value_parser = parse_secs)]
     pub recall_window: Duration,

@@ -9,7 +9,8 @@
 //!   with the `.sqlx/` offline cache); the longer statements are files in `src/db/sql/`.
 //! - [`events`]: domain events published after commit, for the real-time gateway.
 //! - [`writer`]: the batching message writer: shared commits, acks after commit, drain on
-//!   shutdown. [`search_upkeep`] merges the search index's pending list beside it.
+//!   shutdown. [`search_upkeep`] merges the search index's pending list beside it;
+//!   [`retention`] deletes what is past its keep-by date.
 //! - [`hub`]: who is connected where; event fan-out with bounded queues; presence.
 //! - [`relay`]: events to and from the other GOIM instances of the database
 //!   (LISTEN/NOTIFY).
@@ -44,6 +45,7 @@
 //! | `events` | `domain` |
 //! | `error` | `db`, `domain` |
 //! | `search_upkeep` | `db` |
+//! | `retention` | `db`, `metrics` |
 //! | `writer` | `db`, `domain`, `events`, `metrics`, `search_upkeep` |
 //! | `hub` | `db`, `domain`, `events`, `metrics` |
 //! | `relay` | `db`, `domain`, `events`, `hub`, `metrics` |
@@ -54,7 +56,7 @@
 //! | `http` | `auth`, `db`, `domain`, `dto`, `error`, `metrics`, `service`, `state` |
 //! | `gateway` | `auth`, `db`, `domain`, `dto`, `error`, `hub`, `service`, `state` |
 //! | `openapi` | `events`, `gateway`, `http` |
-//! | `startup` | `auth`, `config`, `events`, `gateway`, `http`, `hub`, `metrics`, `openapi`, `relay`, `state`, `writer` |
+//! | `startup` | `auth`, `config`, `events`, `gateway`, `http`, `hub`, `metrics`, `openapi`, `relay`, `retention`, `state`, `writer` |
 //! | `backup` | `config`, `db`, `pg` |
 //! | `cli` | `backup`, `config`, `db`, `openapi`, `pg`, `shutdown`, `startup`, `telemetry` |
 //!
@@ -78,6 +80,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pg;
 pub mod relay;
+pub mod retention;
 pub mod search_upkeep;
 pub mod service;
 pub mod shutdown;

@@ -14,6 +14,12 @@ use prometheus_client::{
     registry::Registry,
 };
 
+/// What the retention sweep removed (`messages`, `sessions`, `tickets`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub method: String,
@@ -76,6 +82,8 @@ pub struct Metrics {
     pub relay_failures: Counter,
     /// 1 while the relay listens for other instances' events.
     pub relay_listening: Gauge,
+    /// Rows the retention sweep deleted, by kind.
+    pub retention_deleted: Family<KindLabels, Counter>,
     http_requests: Family<RequestLabels, Counter>,
     http_latency: HistogramFamily,
     pool_connections: Family<PoolLabels, Gauge>,
@@ -150,6 +158,12 @@ impl Metrics {
         registry.register("relay_failures", "Notifications the relay could not send", relay_failures.clone());
         let relay_listening = Gauge::default();
         registry.register("relay_listening", "1 while the relay listens for other instances", relay_listening.clone());
+        let retention_deleted = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "retention_deleted",
+            "Rows deleted by the retention sweep (GOIM_RETENTION_DAYS), by kind",
+            retention_deleted.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "The running build (always 1)", build_info);
@@ -162,6 +176,7 @@ impl Metrics {
             relay_reconnects,
             relay_failures,
             relay_listening,
+            retention_deleted,
             http_requests,
             http_latency,
             pool_connections,

@@ -101,6 +101,9 @@ impl Application {
             shutdown.clone(),
         );
         tasks.spawn(presence.clone().run().instrument(tracing::info_span!("presence")));
+        let retention =
+            crate::retention::run(pool.clone(), metrics.clone(), config.chat.retention_days, shutdown.clone());
+        tasks.spawn(retention.instrument(tracing::info_span!("retention")));
         let hub = Hub::new(presence, metrics.clone());
         let fanout = hub::run_fanout(hub.clone(), events.clone(), shutdown.clone());
         tasks.spawn(fanout.instrument(tracing::info_span!("fanout")));

@@ -9,6 +9,7 @@ pub mod message_search;
 pub mod messages;
 pub mod presence;
 pub mod relay;
+pub mod retention;
 pub mod sessions;
 pub mod users;
 pub mod ws_tickets;

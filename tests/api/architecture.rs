@@ -20,6 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("events", &["domain"]),
     ("error", &["db", "domain"]),
     ("search_upkeep", &["db"]),
+    ("retention", &["db", "metrics"]),
     ("writer", &["db", "domain", "events", "metrics", "search_upkeep"]),
     ("hub", &["db", "domain", "events", "metrics"]),
     ("relay", &["db", "domain", "events", "hub", "metrics"]),

@@ -655,3 +655,64 @@ async fn every_acknowledged_message_survives_a_shutdown_with_queued_writes() {
     }
     assert_eq!(stored, (1..=stored.len() as i64).collect::<Vec<_>>(), "gap-free");
 }
+
+#[tokio::test]
+async fn retention_deletes_messages_past_their_days_and_expired_sessions_and_nothing_else() {
+    let app = crate::support::spawn_app().await;
+    let (ann, bob) = (app.register("kept_or_not_ann").await, app.register("kept_or_not_bob").await);
+    crate::support::befriend(&app, &ann, &bob).await;
+    let conversation = crate::support::open_direct(&app, &ann, &bob).await;
+    for text in ["old one", "old two", "recent"] {
+        crate::support::send_text(&app, &ann, conversation, text).await;
+    }
+    let reaction = format!("/api/v1/conversations/{conversation}/messages/1/reactions/👍");
+    assert_eq!(call(&app, &bob, Method::PUT, &reaction, None).await.status(), 204);
+    // Two messages from 40 days ago, one session that expired two days ago.
+    sqlx::query("UPDATE messages SET created_at = now() - interval '40 days' WHERE body LIKE 'old %'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let stale = uuid::Uuid::new_v4();
+    sqlx::query("INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() - interval '2 days')")
+        .bind(stale)
+        .bind(ann.id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    // An instance with 30 days of retention sweeps as it starts.
+    let keeper = crate::support::spawn_peer_with(&app, |config| config.chat.retention_days = 30).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let remaining = loop {
+        let bodies: Vec<String> =
+            sqlx::query_scalar("SELECT body FROM messages WHERE conversation_id = $1 ORDER BY seq")
+                .bind(conversation)
+                .fetch_all(&app.pool)
+                .await
+                .unwrap();
+        if bodies.len() < 3 || std::time::Instant::now() > deadline {
+            break bodies;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(remaining, ["recent"], "only what is past 30 days goes");
+    let reactions: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM message_reactions").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(reactions, 0, "reactions go with their message");
+    let sessions: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1")
+        .bind(ann.id)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert!(!sessions.contains(&stale), "the long-expired session is gone");
+    assert!(!sessions.is_empty(), "live sessions stay");
+    let metrics = keeper.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        crate::support::metric_value(&metrics, "goim_retention_deleted_total{kind=\"messages\"}"),
+        2.0,
+        "{metrics}"
+    );
+    // The history still answers, from the oldest message kept.
+    let history = keeper.get_as(&ann.access_token, &format!("/api/v1/conversations/{conversation}/messages")).await;
+    assert_eq!(history.status(), 200);
+}
