@@ -8,6 +8,68 @@ use crate::support::{
     new_data_dir,
 };
 
+/// JSON over HTTP to a `goim` process, for the synchronous tests of this file.
+struct Http {
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    address: String,
+}
+
+/// A response's status, `Retry-After` header and JSON body (null when it has none).
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    body: serde_json::Value,
+}
+
+impl Http {
+    fn new(address: &str) -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        Self { runtime, client, address: address.to_owned() }
+    }
+
+    fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> Answer {
+        self.runtime.block_on(async {
+            let mut request = self.client.request(method, format!("{}{path}", self.address));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await.expect("an answer, not a hang");
+            let status = response.status().as_u16();
+            let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let body = response.json().await.unwrap_or(serde_json::Value::Null);
+            Answer { status, retry_after, body }
+        })
+    }
+
+    fn sign_in(&self, path: &str, username: &str) -> String {
+        let body = serde_json::json!({ "username": username, "password": "correct horse battery" });
+        let answer = self.call(reqwest::Method::POST, path, None, Some(body));
+        answer.body["access_token"].as_str().unwrap_or_else(|| panic!("{path}: {}", answer.body)).to_owned()
+    }
+
+    /// Registers `username` with a group of their own; their token and the group's
+    /// conversation.
+    fn user_with_group(&self, username: &str) -> (String, i64) {
+        let token = self.sign_in("/api/v1/auth/register", username);
+        let group = serde_json::json!({ "name": "Group", "join_policy": "open" });
+        let group = self.call(reqwest::Method::POST, "/api/v1/groups", Some(&token), Some(group)).body;
+        let path = format!("/api/v1/groups/{}/conversation", group["id"]);
+        let conversation = self.call(reqwest::Method::GET, &path, Some(&token), None).body;
+        (token, conversation["conversation_id"].as_i64().expect("conversation_id"))
+    }
+}
+
 fn run_with_env(vars: &[(&str, &str)]) -> (i32, String) {
     let dir = new_data_dir();
     let mut cmd = goim_command(&dir);
@@ -150,37 +212,8 @@ mod signals {
             &dir,
             &[("GOIM_DB_ACQUIRE_TIMEOUT_SECS", "2"), ("GOIM_DB_STATEMENT_TIMEOUT_SECS", "2")],
         );
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let client = reqwest::Client::new();
-        let (token, conversation) = runtime.block_on(async {
-            let register = |name: &'static str| {
-                client
-                    .post(format!("{}/api/v1/auth/register", goim.address))
-                    .json(&serde_json::json!({ "username": name, "password": "correct horse battery" }))
-                    .send()
-            };
-            let ann: serde_json::Value = register("frozen_ann").await.unwrap().json().await.unwrap();
-            let group: serde_json::Value = client
-                .post(format!("{}/api/v1/groups", goim.address))
-                .bearer_auth(ann["access_token"].as_str().unwrap())
-                .json(&serde_json::json!({ "name": "Frozen", "join_policy": "open" }))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let conversation: serde_json::Value = client
-                .get(format!("{}/api/v1/groups/{}/conversation", goim.address, group["id"]))
-                .bearer_auth(ann["access_token"].as_str().unwrap())
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (ann["access_token"].as_str().unwrap().to_owned(), conversation["conversation_id"].as_i64().unwrap())
-        });
+        let http = Http::new(&goim.address);
+        let (token, conversation) = http.user_with_group("frozen_ann");
         /// Thaws the processes when dropped, also when an assertion fails.
         struct Frozen(Vec<u32>);
         impl Drop for Frozen {
@@ -195,45 +228,29 @@ mod signals {
             let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGSTOP);
         }
         let message = serde_json::json!({ "client_msg_id": uuid::Uuid::new_v4(), "body": "into the freeze" });
-        let send = || {
-            client
-                .post(format!("{}/api/v1/conversations/{conversation}/messages", goim.address))
-                .bearer_auth(&token)
-                .json(&message)
-                .timeout(Duration::from_secs(30))
-                .send()
-        };
+        let path = format!("/api/v1/conversations/{conversation}/messages");
+        let send = || http.call(reqwest::Method::POST, &path, Some(&token), Some(message.clone()));
         let started = std::time::Instant::now();
-        let during = runtime.block_on(async { send().await }).expect("an answer, not a hang");
+        let during = send();
         let waited = started.elapsed();
         drop(frozen);
-        assert_eq!(during.status(), 503, "a frozen database is unavailability, not a bug");
-        assert!(during.headers().get("retry-after").is_some());
+        assert_eq!(during.status, 503, "a frozen database is unavailability, not a bug");
+        assert!(during.retry_after.is_some());
         assert!(waited < Duration::from_secs(12), "answered after {waited:?}");
 
-        let after = runtime.block_on(async {
-            for _ in 0..50 {
-                let response = send().await.unwrap();
-                if response.status() != 503 {
-                    return response;
+        let after = (0..50)
+            .map(|_| {
+                let answer = send();
+                if answer.status == 503 {
+                    std::thread::sleep(Duration::from_millis(200));
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            panic!("the database never came back");
-        });
+                answer
+            })
+            .find(|answer| answer.status != 503)
+            .expect("the database comes back");
         // 200 when the frozen attempt did commit after all (its 503 was not an ack).
-        assert!(matches!(after.status().as_u16(), 200 | 201), "{}", after.status());
-        let history: serde_json::Value = runtime.block_on(async {
-            client
-                .get(format!("{}/api/v1/conversations/{conversation}/messages", goim.address))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap()
-        });
+        assert!(matches!(after.status, 200 | 201), "{}", after.status);
+        let history = http.call(reqwest::Method::GET, &path, Some(&token), None).body;
         let copies = history["items"].as_array().unwrap().iter().filter(|m| m["body"] == "into the freeze").count();
         assert_eq!(copies, 1, "stored exactly once");
         drop(goim);
@@ -396,53 +413,14 @@ fn goim_openapi_prints_the_served_document_without_a_database() {
 fn a_backup_taken_while_running_restores_into_a_new_data_directory() {
     let dir = new_data_dir();
     let goim = RunningGoim::start(&dir);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let client = reqwest::Client::new();
-    let address = goim.address.clone();
-    let (conversation, bodies) = runtime.block_on(async {
-        let ann: serde_json::Value = client
-            .post(format!("{address}/api/v1/auth/register"))
-            .json(&serde_json::json!({ "username": "kept_ann", "password": "correct horse battery" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = ann["access_token"].as_str().unwrap().to_owned();
-        let group: serde_json::Value = client
-            .post(format!("{address}/api/v1/groups"))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({ "name": "Kept", "join_policy": "open" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let conversation: serde_json::Value = client
-            .get(format!("{address}/api/v1/groups/{}/conversation", group["id"]))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let conversation = conversation["conversation_id"].as_i64().unwrap();
-        let bodies: Vec<String> = (1..=5).map(|i| format!("kept message {i}")).collect();
-        for body in &bodies {
-            let sent = client
-                .post(format!("{address}/api/v1/conversations/{conversation}/messages"))
-                .bearer_auth(&token)
-                .json(&serde_json::json!({ "client_msg_id": uuid::Uuid::new_v4(), "body": body }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(sent.status(), 201);
-        }
-        (conversation, bodies)
-    });
+    let http = Http::new(&goim.address);
+    let (token, conversation) = http.user_with_group("kept_ann");
+    let path = format!("/api/v1/conversations/{conversation}/messages");
+    let bodies: Vec<String> = (1..=5).map(|i| format!("kept message {i}")).collect();
+    for body in &bodies {
+        let message = serde_json::json!({ "client_msg_id": uuid::Uuid::new_v4(), "body": body });
+        assert_eq!(http.call(reqwest::Method::POST, &path, Some(&token), Some(message)).status, 201);
+    }
 
     let keep = tempfile::tempdir().unwrap();
     let file = keep.path().join("goim.dump");
@@ -457,28 +435,9 @@ fn a_backup_taken_while_running_restores_into_a_new_data_directory() {
     let restore = goim_command(&dir).env("GOIM_DATA_DIR", &dir).arg("restore").arg(&file).output().unwrap();
     assert!(restore.status.success(), "restore: {}", String::from_utf8_lossy(&restore.stderr));
     let goim = RunningGoim::start(&dir);
-    let address = goim.address.clone();
-    let history: serde_json::Value = runtime.block_on(async {
-        let login: serde_json::Value = client
-            .post(format!("{address}/api/v1/auth/login"))
-            .json(&serde_json::json!({ "username": "kept_ann", "password": "correct horse battery" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = login["access_token"].as_str().expect("the restored account signs in").to_owned();
-        client
-            .get(format!("{address}/api/v1/conversations/{conversation}/messages"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    let http = Http::new(&goim.address);
+    let token = http.sign_in("/api/v1/auth/login", "kept_ann");
+    let history = http.call(reqwest::Method::GET, &path, Some(&token), None).body;
     let restored: Vec<&str> = history["items"].as_array().unwrap().iter().filter_map(|m| m["body"].as_str()).collect();
     assert_eq!(restored, bodies, "every message, in order");
     drop(goim);

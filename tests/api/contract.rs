@@ -138,25 +138,17 @@ async fn rest_bodies_follow_the_shared_json_rules() {
         app.get_as(&user.access_token, &format!("/api/v1/groups/{group_id}/members")).await.json().await.unwrap();
     assert_eq!(members["items"].as_array().map(Vec::len), Some(1), "the broken join changed nothing");
     assert_eq!(call(&app, &other, Method::POST, &format!("/api/v1/groups/{group_id}/join"), None).await.status(), 200);
-    let mute = app
-        .client
-        .put(app.url(&format!("/api/v1/groups/{group_id}/members/{}/mute", other.id)))
-        .bearer_auth(&user.access_token)
-        .header("content-type", "application/json")
-        .body(r#"{"duration_secs":3600.0}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(mute.status(), 200);
-    let fractional = app
-        .client
-        .put(app.url(&format!("/api/v1/groups/{group_id}/members/{}/mute", other.id)))
-        .bearer_auth(&user.access_token)
-        .header("content-type", "application/json")
-        .body(r#"{"duration_secs":3600.5}"#)
-        .send()
-        .await
-        .unwrap();
+    let mute_path = format!("/api/v1/groups/{group_id}/members/{}/mute", other.id);
+    let mute = |body: &'static str| {
+        app.client
+            .put(app.url(&mute_path))
+            .bearer_auth(&user.access_token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    assert_eq!(mute(r#"{"duration_secs":3600.0}"#).await.unwrap().status(), 200);
+    let fractional = mute(r#"{"duration_secs":3600.5}"#).await.unwrap();
     assert_eq!(error_code(fractional, 400).await, "invalid_body");
 }
 

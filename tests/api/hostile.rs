@@ -356,15 +356,13 @@ async fn a_locked_table_is_503_with_retry_after_over_rest_and_websocket_and_neve
     let mut blocker = app.pool.begin().await.unwrap();
     sqlx::query("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE").execute(&mut *blocker).await.unwrap();
 
+    let messages = format!("/api/v1/conversations/{conversation}/messages");
+    let send_over_rest = |id: uuid::Uuid| {
+        let body = serde_json::json!({ "client_msg_id": id, "body": "during the lock" });
+        app.client.post(app.url(&messages)).bearer_auth(&ann.access_token).json(&body).send()
+    };
     let rest_id = uuid::Uuid::new_v4();
-    let rest = app
-        .send_as(
-            reqwest::Method::POST,
-            &ann.access_token,
-            &format!("/api/v1/conversations/{conversation}/messages"),
-            Some(&serde_json::json!({ "client_msg_id": rest_id, "body": "during the lock" })),
-        )
-        .await;
+    let rest = send_over_rest(rest_id).await.unwrap();
     assert_eq!(rest.status(), 503);
     assert!(rest.headers().get("retry-after").is_some(), "503 says when to come back");
     assert_eq!(crate::support::error_code(rest, 503).await, "service_unavailable");
@@ -386,13 +384,6 @@ async fn a_locked_table_is_503_with_retry_after_over_rest_and_websocket_and_neve
         .unwrap();
     assert_eq!(stored, 0, "what was refused was not stored");
     // And once the lock is gone the same request goes through.
-    let retry = app
-        .send_as(
-            reqwest::Method::POST,
-            &ann.access_token,
-            &format!("/api/v1/conversations/{conversation}/messages"),
-            Some(&serde_json::json!({ "client_msg_id": rest_id, "body": "during the lock" })),
-        )
-        .await;
+    let retry = send_over_rest(rest_id).await.unwrap();
     assert_eq!(retry.status(), 201);
 }
