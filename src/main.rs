@@ -10,7 +10,14 @@ fn main() -> ExitCode {
         Ok(_) => {}
         Err(error) if error.not_found() => {}
         Err(error) => {
-            eprintln!("goim: invalid configuration: .env: {error}");
+            // dotenvy reads a backslash as an escape outside single quotes, which is what
+            // a Windows path written as-is runs into.
+            let hint = if error.to_string().contains('\\') {
+                " (a Windows path: put it in single quotes, GOIM_DATA_DIR='C:\\goim\\data', or use forward slashes)"
+            } else {
+                ""
+            };
+            eprintln!("goim: invalid configuration: .env: {error}{hint}");
             return ExitCode::from(2);
         }
     }

@@ -443,3 +443,36 @@ fn a_backup_taken_while_running_restores_into_a_new_data_directory() {
     drop(goim);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Load balancers and scrapers poll every few seconds for the life of the process; their
+/// requests are logged at DEBUG, the others at INFO.
+#[test]
+fn probes_and_scrapes_stay_out_of_the_info_log() {
+    let dir = new_data_dir();
+    let mut goim = RunningGoim::start(&dir);
+    let http = Http::new(&goim.address);
+    for path in ["/healthz", "/readyz", "/metrics", "/healthz"] {
+        assert_eq!(http.call(reqwest::Method::GET, path, None, None).status, 200, "{path}");
+    }
+    assert_eq!(http.call(reqwest::Method::GET, "/api/v1/me", None, None).status, 401);
+    let first = goim.wait_for_log("request finished", Duration::from_secs(10));
+    assert!(first.to_string().contains("/api/v1/me"), "the first request logged at INFO: {first}");
+    drop(goim);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_windows_path_in_dot_env_gets_advice_and_the_quoted_form_works() {
+    let dir = new_data_dir();
+    std::fs::write(dir.join(".env"), "GOIM_DATA_DIR=C:\\goim\\data\n").unwrap();
+    let refused = goim_command(&dir).arg("--bind=nonsense").output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr.contains("single quotes"), "{stderr}");
+    // Single-quoted, it reads: the next complaint is about the bad --bind instead.
+    std::fs::write(dir.join(".env"), "GOIM_DATA_DIR='C:\\goim\\data'\n").unwrap();
+    let read = goim_command(&dir).arg("--bind=nonsense").output().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let stderr = String::from_utf8_lossy(&read.stderr);
+    assert!(stderr.contains("GOIM_BIND"), "{stderr}");
+}

@@ -671,3 +671,16 @@ async fn pipelined_sends_are_stored_in_the_order_sent() {
     }
     assert_eq!(stored.len(), BURST);
 }
+
+#[tokio::test]
+async fn a_handshake_that_fails_announces_no_presence() {
+    let app = spawn_app_with(|config| config.websocket.presence_grace_ms = 200).await;
+    let (gus, hal, _) = friends_with_conversation(&app, "flap_gus", "flap_hal").await;
+    let mut hal_ws = app.connect(&hal).await;
+    // Authenticated and with the subprotocol, but no WebSocket upgrade: refused at the
+    // handshake, after every other check passed.
+    let url = app.ws_url(&format!("?ticket={}", app.ticket(&gus).await)).replacen("ws", "http", 1);
+    let response = app.client.get(url).header("sec-websocket-protocol", "goim.v1").send().await.unwrap();
+    assert_eq!(crate::support::error_code(response, 400).await, "websocket_handshake_failed");
+    assert!(!hal_ws.sees_event_within("presence", Duration::from_millis(600)).await, "no online/offline flap");
+}
