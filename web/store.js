@@ -453,6 +453,12 @@ export async function editMessage(id, seq, body) {
   bus.emit('chat', { id });
 }
 
+/** Adds the caller's `emoji` to a message, or takes it back; the live event updates the counts. */
+export async function toggleReaction(id, seq, emoji, mine) {
+  if (realtime.isOpen) await realtime.request('react', { conversation_id: id, seq, emoji, add: !mine });
+  else await api(mine ? 'DELETE' : 'PUT', `/conversations/${id}/messages/${seq}/reactions/${encodeURIComponent(emoji)}`);
+}
+
 export async function recallMessage(id, seq) {
   if (realtime.isOpen) await realtime.request('recall', { conversation_id: id, seq });
   else await api('DELETE', `/conversations/${id}/messages/${seq}`);

@@ -266,6 +266,38 @@ async fn two_people_chat_in_real_browsers() {
     // Connection lost: a message sent meanwhile arrives once after the reconnect.
     alice.click(&format!("[data-testid=conversation-{direct}]")).await;
     wait_message(&alice, "Can't wait!").await;
+    // A reaction from the message's picker, shown with its count, taken back by a click.
+    alice
+        .execute(
+            "[...document.querySelectorAll('[data-testid=message]')] \
+               .find((li) => li.querySelector('[data-testid=message-body]')?.textContent === \"Can't wait!\") \
+               .querySelector('[data-action=react]').click()",
+            vec![],
+        )
+        .await;
+    alice.click("[data-testid=\"pick-👍\"]").await;
+    alice
+        .wait_for(
+            "the reaction under the message",
+            "const chip = document.querySelector('[data-testid=\"reaction-👍\"]'); \
+             return chip?.textContent === '👍 1' && chip.getAttribute('aria-pressed') === 'true'",
+            vec![],
+        )
+        .await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM message_reactions WHERE conversation_id = $1")
+        .bind(direct)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1, "the reaction is stored");
+    alice.click("[data-testid=\"reaction-👍\"]").await;
+    alice
+        .wait_for(
+            "the reaction taken back",
+            "return document.querySelector('[data-testid=\"reaction-👍\"]') === null",
+            vec![],
+        )
+        .await;
     alice
         .wait_for(
             "Bob shown online",

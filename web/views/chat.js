@@ -23,8 +23,12 @@ import {
   setTyping,
   state,
   timeline,
+  toggleReaction,
   typists,
 } from '../store.js';
+
+/** The reactions offered in a message's picker; any one emoji works through the API. */
+const QUICK_REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
 
 export function chatView(root, id) {
   const title = h('h2', { class: 'chat-title', 'data-testid': 'chat-title' });
@@ -188,9 +192,19 @@ export function chatView(root, id) {
       quote = h('blockquote', { class: 'reply-quote', 'data-testid': 'reply-quote' }, who ? h('strong', { text: `${who}: ` }) : null, h('span', { text: text.slice(0, 140) }));
     }
     const body = m.deleted ? h('p', { class: 'body recalled', 'data-testid': 'message-body' }, 'Message recalled') : h('p', { class: 'body', 'data-testid': 'message-body' }, contentOf(m));
-    const reactions = (m.reactions || []).length
-      ? h('div', { class: 'reactions' }, m.reactions.map((r) => h('span', { class: `reaction${r.me ? ' me' : ''}`, text: `${r.emoji} ${r.count}` })))
-      : null;
+    const reactable = entry.status === 'sent' && !m.deleted;
+    const chip = (r) =>
+      h('button', {
+        type: 'button',
+        class: `reaction${r.me ? ' me' : ''}`,
+        'data-testid': `reaction-${r.emoji}`,
+        'aria-pressed': String(Boolean(r.me)),
+        title: r.me ? 'Take back your reaction' : 'React with this too',
+        disabled: !reactable,
+        text: `${r.emoji} ${r.count}`,
+        onclick: () => react(m, r.emoji, r.me),
+      });
+    const reactions = (m.reactions || []).length ? h('div', { class: 'reactions' }, ...m.reactions.map(chip)) : null;
     let status = null;
     if (entry.status === 'pending') status = h('span', { class: 'status', 'data-testid': 'message-status' }, 'Sending…');
     else if (entry.status === 'failed') {
@@ -207,6 +221,7 @@ export function chatView(root, id) {
             'div',
             { class: 'actions' },
             h('button', { type: 'button', class: 'link', 'data-action': 'reply', onclick: () => startReply(m) }, 'Reply'),
+            h('button', { type: 'button', class: 'link', 'data-action': 'react', onclick: (event) => openPicker(event.currentTarget, m) }, 'React'),
             mine && m.kind === 'text' ? h('button', { type: 'button', class: 'link', 'data-action': 'edit', onclick: () => startEdit(m) }, 'Edit') : null,
             mine ? h('button', { type: 'button', class: 'link', 'data-action': 'recall', onclick: () => recall(m) }, 'Recall') : null,
           )
@@ -287,6 +302,39 @@ export function chatView(root, id) {
     replyTo = null;
     editing = null;
     setBanner(null);
+  }
+
+  async function react(m, emoji, mine) {
+    try {
+      await toggleReaction(id, m.seq, emoji, mine);
+    } catch (err) {
+      showError(err);
+    }
+  }
+
+  /** A row of quick reactions next to the message's actions; a choice closes it. */
+  function openPicker(anchor, m) {
+    const open = anchor.parentElement.querySelector('.reaction-picker');
+    if (open) return open.remove();
+    const mine = new Set((m.reactions || []).filter((r) => r.me).map((r) => r.emoji));
+    const picker = h(
+      'span',
+      { class: 'reaction-picker', 'data-testid': 'reaction-picker' },
+      ...QUICK_REACTIONS.map((emoji) =>
+        h('button', {
+          type: 'button',
+          class: 'link',
+          'data-testid': `pick-${emoji}`,
+          'aria-label': `React with ${emoji}`,
+          text: emoji,
+          onclick: () => {
+            picker.remove();
+            react(m, emoji, mine.has(emoji));
+          },
+        }),
+      ),
+    );
+    anchor.after(picker);
   }
 
   async function recall(m) {
