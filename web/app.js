@@ -6,7 +6,7 @@
 
 import { logout, onSessionChange, restore } from './api.js';
 import { h } from './dom.js';
-import { debug, start, state, stop } from './store.js';
+import { bus, debug, start, state, stop, unread } from './store.js';
 import { authView } from './views/auth.js';
 import { chatView } from './views/chat.js';
 import { friendsView } from './views/friends.js';
@@ -61,7 +61,19 @@ async function enter() {
   route();
 }
 
+/** "(3) GOIM" while 3 messages wait unread (muted conversations aside), so a tab in the
+ * background still says so. */
+function showUnreadInTitle() {
+  let total = 0;
+  for (const conversation of state.conversations.values()) {
+    if (!conversation.muted) total += unread(conversation);
+  }
+  document.title = total > 0 ? `(${total}) GOIM` : 'GOIM';
+}
+bus.on('conversations', showUnreadInTitle);
+
 function leave() {
+  document.title = 'GOIM';
   if (cleanup) cleanup();
   cleanup = null;
   if (frame) frame.destroy();

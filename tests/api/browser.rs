@@ -344,6 +344,22 @@ async fn two_people_chat_in_real_browsers() {
     .unwrap();
     assert_eq!(stored, ["first while away", "second while away", "third while away"]);
 
+    // A message elsewhere shows in the tab's title; its URL is a link that opens apart.
+    let group_chat = group_chat.as_i64().unwrap();
+    send_text(&app, &carol, group_chat, "Route: https://example.com/map?trail=2. Bring boots").await;
+    alice.wait_for("the unread count in the title", "return /^\\(\\d+\\) GOIM$/.test(document.title)", vec![]).await;
+    alice.click(&format!("[data-testid=conversation-{group_chat}]")).await;
+    let link = alice
+        .wait_for(
+            "the link in Carol's message",
+            "const a = [...document.querySelectorAll('[data-testid=message-link]')].pop(); \
+             return a && [a.getAttribute('href'), a.getAttribute('rel'), a.getAttribute('target')]",
+            vec![],
+        )
+        .await;
+    assert_eq!(link, json!(["https://example.com/map?trail=2", "noopener noreferrer nofollow", "_blank"]));
+    alice.wait_for("the title without unread", "return document.title === 'GOIM'", vec![]).await;
+
     alice.close().await;
     bob.close().await;
 }

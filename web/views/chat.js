@@ -241,13 +241,26 @@ export function chatView(root, id) {
   }
 
   function contentOf(m) {
-    if (m.kind === 'text' || !m.content) return m.body ?? '';
+    if (m.kind === 'text' || !m.content) return linkified(m.body ?? '');
     const url = m.content.url;
     const label = m.kind === 'file' ? m.content.name || 'file' : m.kind === 'link' ? m.content.title || url : 'image';
     const parts = [];
     if (typeof url === 'string' && /^https?:\/\//i.test(url)) parts.push(h('a', { href: url, target: '_blank', rel: 'noopener noreferrer nofollow', text: `[${m.kind}] ${label}` }));
     else parts.push(`[${m.kind}]`);
-    if (m.body) parts.push(h('br'), m.body);
+    if (m.body) parts.push(h('br'), linkified(m.body));
+    return parts;
+  }
+
+  /** Text with its http(s) URLs as links that open apart from the app; the rest stays text. */
+  function linkified(text) {
+    const parts = [];
+    let last = 0;
+    for (const match of text.matchAll(/https?:\/\/[^\s<>"]+[^\s<>".,;:!?)\]'"]/gi)) {
+      parts.push(text.slice(last, match.index));
+      parts.push(h('a', { href: match[0], target: '_blank', rel: 'noopener noreferrer nofollow', 'data-testid': 'message-link', text: match[0] }));
+      last = match.index + match[0].length;
+    }
+    parts.push(text.slice(last));
     return parts;
   }
 
