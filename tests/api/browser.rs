@@ -257,11 +257,27 @@ async fn two_people_chat_in_real_browsers() {
         )
         .await;
 
-    // A reload keeps the session (this tab's refresh token) and shows the history.
+    // A reload keeps the session (this tab's refresh token) and shows the history, with
+    // a separator above each day's first message (the first one is made 3 days old).
+    sqlx::query("UPDATE messages SET created_at = now() - interval '3 days' WHERE conversation_id = $1 AND seq = 1")
+        .bind(group_chat.as_i64().unwrap())
+        .execute(&app.pool)
+        .await
+        .unwrap();
     alice.execute("location.reload()", vec![]).await;
     wait_online(&alice, "Alice after the reload").await;
     wait_message(&alice, "Hi hikers!").await;
     wait_message(&alice, "Carol here").await;
+    let days = alice
+        .wait_for(
+            "a day separator above each day",
+            "const days = [...document.querySelectorAll('[data-testid=day-separator]')].map((d) => d.textContent); \
+             return days.length === 2 && days",
+            vec![],
+        )
+        .await;
+    assert_eq!(days[1], "Today");
+    assert_ne!(days[0], "Today", "{days}");
 
     // Connection lost: a message sent meanwhile arrives once after the reconnect.
     alice.click(&format!("[data-testid=conversation-{direct}]")).await;

@@ -112,10 +112,19 @@ export function chatView(root, id) {
     const group = conversation && conversation.kind === 'group';
     const lastOwn = [...stored].reverse().find((m) => isMe(m.sender_id) && !m.deleted);
     const bySeq = chat.messages;
-    const entries = [
+    const messages = [
       ...stored.map((m) => ({ key: `s${m.seq}`, message: m, status: 'sent' })),
       ...pending.map((m) => ({ key: `p${m.client_msg_id}`, message: m, status: m.status })),
     ];
+    // A separator above the first message of each day.
+    const entries = [];
+    let lastDay = null;
+    for (const entry of messages) {
+      const day = dayOf(entry.message.created_at);
+      if (day.key !== lastDay) entries.push({ key: `d${day.key}`, day: day.label });
+      lastDay = day.key;
+      entries.push(entry);
+    }
 
     // Keep the view steady: stay at the bottom if we were there, else keep the first
     // visible message where it was (older pages are inserted above it).
@@ -127,6 +136,19 @@ export function chatView(root, id) {
     let previous = null;
     for (const entry of entries) {
       keep.add(entry.key);
+      if (entry.day) {
+        let current = rendered.get(entry.key);
+        if (!current || current.signature !== entry.day) {
+          const node = h('li', { class: 'day-separator', role: 'separator', 'data-testid': 'day-separator', text: entry.day });
+          if (current) current.node.replaceWith(node);
+          current = { node, signature: entry.day };
+          rendered.set(entry.key, current);
+        }
+        const expectedAfter = previous ? previous.nextSibling : list.firstChild;
+        if (expectedAfter !== current.node) list.insertBefore(current.node, expectedAfter);
+        previous = current.node;
+        continue;
+      }
       const receipt = entry.status === 'sent' && isMe(entry.message.sender_id) ? receiptText(entry.message, group, entry.message === lastOwn) : '';
       const reply = entry.message.reply_to_seq ? bySeq.get(entry.message.reply_to_seq) : null;
       const signature = JSON.stringify([
@@ -162,6 +184,19 @@ export function chatView(root, id) {
 
     if (atBottom || !opened) scroller.scrollTop = scroller.scrollHeight;
     else if (anchor && anchor.isConnected) scroller.scrollTop = anchor.offsetTop - anchorOffset;
+  }
+
+  /** The local calendar day of `when` (now for a message not yet stored), and its label. */
+  function dayOf(when) {
+    const date = when ? new Date(when) : new Date();
+    const key = date.toDateString();
+    const today = new Date();
+    const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+    if (key === today.toDateString()) return { key, label: 'Today' };
+    if (key === yesterday.toDateString()) return { key, label: 'Yesterday' };
+    const options = { weekday: 'long', month: 'long', day: 'numeric' };
+    if (date.getFullYear() !== today.getFullYear()) options.year = 'numeric';
+    return { key, label: date.toLocaleDateString([], options) };
   }
 
   function receiptText(message, group, isLastOwn) {
