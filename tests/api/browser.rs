@@ -376,6 +376,36 @@ async fn two_people_chat_in_real_browsers() {
     assert_eq!(link, json!(["https://example.com/map?trail=2", "noopener noreferrer nofollow", "_blank"]));
     alice.wait_for("the title without unread", "return document.title === 'GOIM'", vec![]).await;
 
+    // Alice's other device (a sign-in over REST) is listed on her profile and signed out
+    // from there; then she changes her password.
+    let login = |password: &'static str| {
+        let body = json!({ "username": "alice", "password": password });
+        app.client.post(app.url("/api/v1/auth/login")).json(&body).send()
+    };
+    let other: Value = login(PASSWORD).await.unwrap().json().await.unwrap();
+    let other_token = other["access_token"].as_str().unwrap().to_owned();
+    alice.click("[data-testid=nav-profile]").await;
+    alice
+        .wait_for("the other device", "return document.querySelectorAll('[data-testid=device]').length === 1", vec![])
+        .await;
+    alice.click("[data-testid=device-sign-out]").await;
+    alice
+        .wait_for("no other device", "return document.querySelectorAll('[data-testid=device]').length === 0", vec![])
+        .await;
+    assert_eq!(app.get_as(&other_token, "/api/v1/me").await.status(), 401, "the other device is signed out");
+    alice.type_into("[data-testid=password-current]", PASSWORD).await;
+    alice.type_into("[data-testid=password-new]", "a brand new passphrase").await;
+    alice.click("[data-testid=password-save]").await;
+    alice
+        .wait_for(
+            "the password changed",
+            "return document.querySelector('.notice.ok')?.textContent.startsWith('Password changed')",
+            vec![],
+        )
+        .await;
+    assert_eq!(login("a brand new passphrase").await.unwrap().status(), 200, "the new password signs in");
+    assert_eq!(login(PASSWORD).await.unwrap().status(), 401, "the old one does not");
+
     alice.close().await;
     bob.close().await;
 }

@@ -1,7 +1,8 @@
-// The own profile: nickname, avatar URL, birthday and bio (PATCH /api/v1/me).
+// The own profile: nickname, avatar URL, birthday and bio (PATCH /api/v1/me); the
+// password; the devices signed in, each of which can be signed out.
 
 import { api } from '../api.js';
-import { avatar, h, notice, onSubmit } from '../dom.js';
+import { avatar, h, notice, onSubmit, shortTime } from '../dom.js';
 import { bus, remember, state } from '../store.js';
 
 export function profileView(root) {
@@ -40,12 +41,67 @@ export function profileView(root) {
     bus.emit('me');
     status.ok('Profile saved.');
   });
+
+  const passwordStatus = notice();
+  const passwordForm = h(
+    'form',
+    { class: 'stack-form' },
+    h('label', { class: 'field' }, 'Current password', h('input', { name: 'current', type: 'password', required: true, autocomplete: 'current-password', 'data-testid': 'password-current' })),
+    h('label', { class: 'field' }, 'New password (8 or more characters)', h('input', { name: 'new', type: 'password', required: true, minlength: '8', maxlength: '256', autocomplete: 'new-password', 'data-testid': 'password-new' })),
+    passwordStatus.el,
+    h('button', { type: 'submit', 'data-testid': 'password-save' }, 'Change password'),
+  );
+  onSubmit(passwordForm, passwordStatus, async (data) => {
+    await api('POST', '/auth/password', { current_password: String(data.get('current')), new_password: String(data.get('new')) });
+    passwordForm.reset();
+    passwordStatus.ok('Password changed. Every other device is signed out.');
+    loadDevices().catch((err) => devicesStatus.error(err));
+  });
+
+  const devicesStatus = notice();
+  const devices = h('ul', { class: 'people', 'data-testid': 'devices' });
+  async function loadDevices() {
+    const sessions = await api('GET', '/me/sessions');
+    devices.replaceChildren(
+      ...sessions.map((session) =>
+        h(
+          'li',
+          { class: 'person', 'data-testid': session.current ? 'device-current' : 'device' },
+          h(
+            'span',
+            { class: 'who' },
+            h('span', { class: 'name', text: session.device_name || session.user_agent.slice(0, 60) || 'A device' }),
+            h('span', { class: 'username', text: session.current ? 'this device' : `last used ${shortTime(session.last_used_at)}` }),
+          ),
+          session.current
+            ? null
+            : h('button', {
+                type: 'button',
+                'data-testid': 'device-sign-out',
+                text: 'Sign out',
+                onclick: async () => {
+                  try {
+                    await api('DELETE', `/me/sessions/${session.id}`);
+                    await loadDevices();
+                  } catch (err) {
+                    devicesStatus.error(err);
+                  }
+                },
+              }),
+        ),
+      ),
+    );
+  }
+  loadDevices().catch((err) => devicesStatus.error(err));
+
   root.replaceChildren(
     h(
       'div',
       { class: 'page' },
       h('header', { class: 'page-head' }, h('a', { href: '#/chats', class: 'back', 'aria-label': 'Back to conversations' }, '‹'), h('h2', {}, 'Your profile')),
       h('section', { class: 'card profile' }, picture, form),
+      h('section', { class: 'card' }, h('h3', {}, 'Password'), passwordForm),
+      h('section', { class: 'card' }, h('h3', {}, 'Devices'), devicesStatus.el, devices),
     ),
   );
 }
