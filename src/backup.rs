@@ -18,14 +18,26 @@ use crate::{
 
 /// Where the database is and the tools that reach it.
 struct Target {
-    host: String,
-    port: u16,
-    user: String,
+    /// A libpq connection URI without the password (pg_dump and pg_restore take it as
+    /// `--dbname`, with everything a `DATABASE_URL` may say, `sslmode` included).
+    uri: String,
+    /// Decoded, for `PGPASSWORD`: never on a command line, where `ps` would show it.
     password: Option<String>,
-    database: String,
+    /// The same database for GOIM's own connection (a restore creates it first).
+    options: sqlx::postgres::PgConnectOptions,
     bin_dir: PathBuf,
     /// The managed cluster, when it was started for this command (stopped after).
     started: Option<ManagedPostgres>,
+}
+
+impl Target {
+    fn new(url: &str, bin_dir: PathBuf, started: Option<ManagedPostgres>) -> anyhow::Result<Self> {
+        let options = db::parse_url(url)?;
+        let mut uri = url::Url::parse(url).context("not a database URL")?;
+        let password = uri.password().map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned());
+        uri.set_password(None).map_err(|()| anyhow::anyhow!("this database URL cannot carry a password"))?;
+        Ok(Self { uri: uri.into(), password, options, bin_dir, started })
+    }
 }
 
 /// Writes every table, row, sequence and the schema history to `file`.
@@ -43,16 +55,7 @@ pub async fn backup(config: &Config, file: &Path) -> anyhow::Result<()> {
 pub async fn restore(config: &Config, file: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(file.is_file(), "{} is not a backup file", file.display());
     let target = target(config, true).await?;
-    let options = sqlx::postgres::PgConnectOptions::new()
-        .host(&target.host)
-        .port(target.port)
-        .username(&target.user)
-        .database(&target.database);
-    let options = match &target.password {
-        Some(password) => options.password(password),
-        None => options,
-    };
-    let created = db::ensure_database(&options, config.database.db_acquire_timeout).await;
+    let created = db::ensure_database(&target.options, config.database.db_acquire_timeout).await;
     let result = created.and_then(|()| {
         run_tool(
             &target,
@@ -74,19 +77,10 @@ pub async fn restore(config: &Config, file: &Path) -> anyhow::Result<()> {
 
 async fn target(config: &Config, restoring: bool) -> anyhow::Result<Target> {
     let pgdata = pg::cluster_dir(&config.managed.data_dir);
-    if let Some(url) = &config.database.database_url {
-        let url = url::Url::parse(url).context("DATABASE_URL is not a URL")?;
-        return Ok(Target {
-            host: url.host_str().unwrap_or("localhost").to_owned(),
-            port: url.port().unwrap_or(5432),
-            user: if url.username().is_empty() { "postgres".into() } else { url.username().to_owned() },
-            password: url.password().map(str::to_owned),
-            database: url.path().trim_start_matches('/').to_owned(),
-            bin_dir: pg::find_bin_dir(config.managed.pg_bin.as_deref(), &pgdata)?,
-            started: None,
-        });
-    }
     let bin_dir = pg::find_bin_dir(config.managed.pg_bin.as_deref(), &pgdata)?;
+    if let Some(url) = &config.database.database_url {
+        return Target::new(url, bin_dir, None);
+    }
     let options = ClusterOptions {
         data_dir: config.managed.data_dir.clone(),
         bin_dir: bin_dir.clone(),
@@ -96,19 +90,11 @@ async fn target(config: &Config, restoring: bool) -> anyhow::Result<Target> {
         guard_exe: std::env::current_exe().ok(),
         remove_on_exit: false,
     };
-    let database = config.managed.db_name.clone();
+    let database = &config.managed.db_name;
     match ManagedPostgres::start(options).await {
         Ok(cluster) => {
-            let url = url::Url::parse(cluster.url(&database).expose()).context("the managed cluster's URL")?;
-            Ok(Target {
-                host: url.host_str().unwrap_or("127.0.0.1").to_owned(),
-                port: cluster.port(),
-                user: url.username().to_owned(),
-                password: url.password().map(str::to_owned),
-                database,
-                bin_dir,
-                started: Some(cluster),
-            })
+            let url = cluster.url(database);
+            Target::new(url.expose(), bin_dir, Some(cluster))
         }
         Err(PgError::DataDirInUse { .. }) if restoring => {
             bail!("GOIM is running on {}: stop it before restoring", config.managed.data_dir.display())
@@ -116,19 +102,13 @@ async fn target(config: &Config, restoring: bool) -> anyhow::Result<Target> {
         Err(PgError::DataDirInUse { .. }) => {
             // The running GOIM's cluster: its port is on the postmaster.pid's fourth line.
             let pid_file = std::fs::read_to_string(pgdata.join("postmaster.pid")).context("reading postmaster.pid")?;
-            let port =
+            let port: u16 =
                 pid_file.lines().nth(3).and_then(|p| p.trim().parse().ok()).context("no port in postmaster.pid")?;
             let password = std::fs::read_to_string(config.managed.data_dir.join("postgres-password"))
                 .context("reading the managed cluster's password")?;
-            Ok(Target {
-                host: "127.0.0.1".into(),
-                port,
-                user: pg::SUPERUSER.into(),
-                password: Some(password.trim().to_owned()),
-                database,
-                bin_dir,
-                started: None,
-            })
+            // Alphanumeric, so it needs no escaping in the URL.
+            let url = format!("postgres://{}:{}@127.0.0.1:{port}/{database}", pg::SUPERUSER, password.trim());
+            Target::new(&url, bin_dir, None)
         }
         Err(error) => Err(error.into()),
     }
@@ -140,11 +120,7 @@ fn run_tool(target: &Target, tool: &str, args: &[&std::ffi::OsStr]) -> anyhow::R
     let program = pg::binaries::executable(&target.bin_dir, tool);
     anyhow::ensure!(program.is_file(), "{tool} not found next to the server binaries in {}", target.bin_dir.display());
     let mut command = Command::new(&program);
-    command
-        .args(["--host", &target.host, "--port", &target.port.to_string(), "--username", &target.user])
-        .args(["--dbname", &target.database])
-        .args(args)
-        .env_remove("PGPASSWORD");
+    command.arg("--dbname").arg(&target.uri).args(args).env_remove("PGPASSWORD");
     if let Some(password) = &target.password {
         command.env("PGPASSWORD", password);
     }

@@ -476,3 +476,27 @@ fn a_windows_path_in_dot_env_gets_advice_and_the_quoted_form_works() {
     let stderr = String::from_utf8_lossy(&read.stderr);
     assert!(stderr.contains("GOIM_BIND"), "{stderr}");
 }
+
+/// With `DATABASE_URL`, backup and restore work on that database (another server's, in
+/// practice): a row written before the backup is in the database restored into.
+#[tokio::test]
+async fn backup_and_restore_follow_database_url() {
+    let source = crate::support::spawn_app().await;
+    source.register("url_kept").await;
+    let cluster = crate::support::cluster();
+    let target = cluster.create_database().await;
+    let dir = new_data_dir();
+    let file = dir.join("url.dump");
+    let run = |verb: &str, url: String| {
+        let output = goim_command(&dir).env("DATABASE_URL", url).arg(verb).arg(&file).output().unwrap();
+        assert!(output.status.success(), "{verb}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    run("backup", cluster.database_url(&source.db_options));
+    run("restore", cluster.database_url(&target));
+    let restored: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE username = 'url_kept'")
+        .fetch_one(&mut sqlx::Connection::connect_with(&target).await.unwrap() as &mut sqlx::PgConnection)
+        .await
+        .unwrap();
+    assert_eq!(restored, 1);
+    std::fs::remove_dir_all(&dir).ok();
+}
