@@ -30,8 +30,11 @@ fn tool(name: &str) -> PathBuf {
 }
 
 async fn run(program: PathBuf, args: &[&str]) -> (bool, String) {
+    // schemathesis keeps a cache in its working directory: keep it out of the checkout.
+    let scratch = tempfile::tempdir().expect("a scratch directory");
     let child = tokio::process::Command::new(&program)
         .args(args)
+        .current_dir(scratch.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
