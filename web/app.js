@@ -1,7 +1,8 @@
 // Entry point: restores the tab's session (if any), then shows either the sign-in
 // page or the signed-in shell, and routes `#/…` to the page on the right.
 //
-// Routes: #/chats, #/chats/<conversation id>, #/friends, #/groups, #/groups/<id>,
+// Routes: #/chats, #/chats/<conversation id>, #/chats/<id>/m/<seq> (a found message),
+// #/friends, #/groups, #/groups/<id>,
 // #/profile.
 
 import { logout, onSessionChange, restore } from './api.js';
@@ -19,7 +20,7 @@ let frame = null;
 let cleanup = null;
 
 const ROUTES = [
-  [/^#\/chats\/(\d+)$/, 'chats', (main, m) => chatView(main, Number(m[1]))],
+  [/^#\/chats\/(\d+)(?:\/m\/(\d+))?$/, 'chats', (main, m) => chatView(main, Number(m[1]), m[2] ? Number(m[2]) : null)],
   [/^#\/friends$/, 'friends', (main) => friendsView(main)],
   [/^#\/groups\/(\d+)$/, 'groups', (main, m) => groupView(main, Number(m[1]))],
   [/^#\/groups$/, 'groups', (main) => groupsView(main)],

@@ -376,6 +376,26 @@ async fn two_people_chat_in_real_browsers() {
     assert_eq!(link, json!(["https://example.com/map?trail=2", "noopener noreferrer nofollow", "_blank"]));
     alice.wait_for("the title without unread", "return document.title === 'GOIM'", vec![]).await;
 
+    // Message search from the list pane: the result opens its conversation at the message.
+    alice.click("[data-testid=nav-chats]").await;
+    alice.type_into("[data-testid=message-search]", &format!("get the map{}", keys::ENTER)).await;
+    alice
+        .wait_for(
+            "the search result",
+            "return document.querySelectorAll('[data-testid=search-result]').length === 1",
+            vec![],
+        )
+        .await;
+    alice.click("[data-testid=search-result]").await;
+    alice
+        .wait_for(
+            "the found message, focused",
+            "return document.querySelector('.message.focused [data-testid=message-body]')?.textContent === arguments[0] \
+               && location.hash.startsWith(`#/chats/${arguments[1]}/m/`)",
+            vec![json!("Did you get the map?"), json!(direct)],
+        )
+        .await;
+
     // Alice's other device (a sign-in over REST) is listed on her profile and signed out
     // from there; then she changes her password.
     let login = |password: &'static str| {

@@ -30,7 +30,7 @@ import {
 /** The reactions offered in a message's picker; any one emoji works through the API. */
 const QUICK_REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
 
-export function chatView(root, id) {
+export function chatView(root, id, focusSeq = null) {
   const title = h('h2', { class: 'chat-title', 'data-testid': 'chat-title' });
   const subtitle = h('p', { class: 'chat-subtitle', 'data-testid': 'chat-subtitle' });
   const headPicture = h('span', { class: 'picture' });
@@ -299,6 +299,18 @@ export function chatView(root, id) {
     return parts;
   }
 
+  /** Shows message `seq` (a search result), loading older pages until it is there. */
+  async function focusMessage(seq) {
+    for (let page = 0; page < 40 && !chatState(id).messages.has(seq) && chatState(id).hasOlder; page++) {
+      await loadOlder(id);
+    }
+    renderMessages();
+    const node = list.querySelector(`[data-seq="${seq}"]`);
+    if (!node) return;
+    node.classList.add('focused');
+    node.scrollIntoView({ block: 'center' });
+  }
+
   async function older() {
     if (loadingOlder) return;
     loadingOlder = true;
@@ -471,10 +483,11 @@ export function chatView(root, id) {
   renderHead();
   renderTyping();
   openChat(id)
-    .then(() => {
+    .then(async () => {
       renderMessages();
       opened = true;
       scroller.scrollTop = scroller.scrollHeight;
+      if (focusSeq !== null) await focusMessage(focusSeq);
     })
     .catch((err) => showError(err));
   input.focus();
