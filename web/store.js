@@ -453,6 +453,14 @@ export async function editMessage(id, seq, body) {
   bus.emit('chat', { id });
 }
 
+/** Mutes or unmutes a conversation for the caller (PATCH …/settings). */
+export async function setConversationMuted(id, muted) {
+  const settings = await api('PATCH', `/conversations/${id}/settings`, { muted });
+  const conversation = state.conversations.get(id);
+  if (conversation) conversation.muted = settings.muted;
+  bus.emit('conversations');
+}
+
 /** Adds the caller's `emoji` to a message, or takes it back; the live event updates the counts. */
 export async function toggleReaction(id, seq, emoji, mine) {
   if (realtime.isOpen) await realtime.request('react', { conversation_id: id, seq, emoji, add: !mine });

@@ -396,14 +396,27 @@ async fn two_people_chat_in_real_browsers() {
         )
         .await;
 
-    // Alice's other device (a sign-in over REST) is listed on her profile and signed out
-    // from there; then she changes her password.
+    // Muting the conversation from its header is stored for Alice.
+    alice.click("[data-testid=mute-toggle]").await;
+    alice
+        .wait_for(
+            "the Unmute button",
+            "return document.querySelector('[data-testid=mute-toggle]')?.textContent === 'Unmute'",
+            vec![],
+        )
+        .await;
     let login = |password: &'static str| {
         let body = json!({ "username": "alice", "password": password });
         app.client.post(app.url("/api/v1/auth/login")).json(&body).send()
     };
     let other: Value = login(PASSWORD).await.unwrap().json().await.unwrap();
     let other_token = other["access_token"].as_str().unwrap().to_owned();
+    let listed: Value = app.get_as(&other_token, "/api/v1/conversations").await.json().await.unwrap();
+    let muted = listed["items"].as_array().unwrap().iter().find(|c| c["id"] == json!(direct)).unwrap()["muted"].clone();
+    assert_eq!(muted, json!(true));
+
+    // Alice's other device (the sign-in over REST above) is listed on her profile and
+    // signed out from there; then she changes her password.
     alice.click("[data-testid=nav-profile]").await;
     alice
         .wait_for("the other device", "return document.querySelectorAll('[data-testid=device]').length === 1", vec![])

@@ -20,6 +20,7 @@ import {
   recallMessage,
   retry,
   sendMessage,
+  setConversationMuted,
   setTyping,
   state,
   timeline,
@@ -35,6 +36,7 @@ export function chatView(root, id, focusSeq = null) {
   const subtitle = h('p', { class: 'chat-subtitle', 'data-testid': 'chat-subtitle' });
   const headPicture = h('span', { class: 'picture' });
   const infoLink = h('a', { class: 'ghost small', hidden: true }, 'Group info');
+  const muteButton = h('button', { type: 'button', class: 'ghost small', 'data-testid': 'mute-toggle', onclick: () => toggleMute() });
   const olderButton = h('button', { type: 'button', class: 'load-older ghost small', 'data-testid': 'load-older', onclick: () => older() }, 'Load earlier messages');
   const list = h('ol', { class: 'message-list', 'data-testid': 'messages', 'aria-live': 'polite' });
   const scroller = h('div', { class: 'messages', tabindex: '0', 'aria-label': 'Messages' }, olderButton, list);
@@ -54,7 +56,7 @@ export function chatView(root, id, focusSeq = null) {
   const view = h(
     'section',
     { class: 'chat', 'data-testid': 'chat', 'data-conversation-id': String(id) },
-    h('header', { class: 'chat-head' }, h('a', { href: '#/chats', class: 'back', 'aria-label': 'Back to conversations' }, '‹'), headPicture, h('div', { class: 'chat-heading' }, title, subtitle), infoLink),
+    h('header', { class: 'chat-head' }, h('a', { href: '#/chats', class: 'back', 'aria-label': 'Back to conversations' }, '‹'), headPicture, h('div', { class: 'chat-heading' }, title, subtitle), muteButton, infoLink),
     scroller,
     typingLine,
     composer,
@@ -81,6 +83,9 @@ export function chatView(root, id, focusSeq = null) {
     } else {
       headPicture.replaceChildren(avatar({ nickname: conversation.group_name, avatar_url: conversation.group_avatar_url }));
     }
+    muteButton.textContent = conversation.muted ? 'Unmute' : 'Mute';
+    muteButton.setAttribute('aria-pressed', String(Boolean(conversation.muted)));
+    muteButton.title = conversation.muted ? 'Count its messages as unread again' : 'Keep its messages out of the unread count';
     infoLink.hidden = !conversation.group_id;
     if (conversation.group_id) infoLink.href = `#/groups/${conversation.group_id}`;
     renderSubtitle();
@@ -297,6 +302,16 @@ export function chatView(root, id, focusSeq = null) {
     }
     parts.push(text.slice(last));
     return parts;
+  }
+
+  async function toggleMute() {
+    const conversation = state.conversations.get(id);
+    if (!conversation) return;
+    try {
+      await setConversationMuted(id, !conversation.muted);
+    } catch (err) {
+      showError(err);
+    }
   }
 
   /** Shows message `seq` (a search result), loading older pages until it is there. */
