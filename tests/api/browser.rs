@@ -415,6 +415,37 @@ async fn two_people_chat_in_real_browsers() {
     let muted = listed["items"].as_array().unwrap().iter().find(|c| c["id"] == json!(direct)).unwrap()["muted"].clone();
     assert_eq!(muted, json!(true));
 
+    // Blocking from a search result, and back: meanwhile Carol cannot reach Alice.
+    alice.click("[data-testid=nav-friends]").await;
+    alice.type_into("[data-testid=user-search]", "carol").await;
+    alice.click("[data-testid=user-search-submit]").await;
+    alice.execute("window.confirm = () => true", vec![]).await;
+    alice.click("[data-testid=block-carol]").await;
+    alice
+        .wait_for(
+            "Carol in the blocked list",
+            "return Boolean(document.querySelector('[data-testid=unblock-carol]'))",
+            vec![],
+        )
+        .await;
+    let asked = app
+        .send_as(
+            Method::POST,
+            &carol.access_token,
+            "/api/v1/friend-requests",
+            Some(&json!({ "to_user_id": alice_id(&app).await })),
+        )
+        .await;
+    assert_eq!(asked.status(), 403, "a blocked user cannot ask");
+    alice.click("[data-testid=unblock-carol]").await;
+    alice
+        .wait_for(
+            "the blocked list empty",
+            "return document.querySelector('[data-testid=blocked]')?.textContent === 'Nobody.'",
+            vec![],
+        )
+        .await;
+
     // Alice's other device (the sign-in over REST above) is listed on her profile and
     // signed out from there; then she changes her password.
     alice.click("[data-testid=nav-profile]").await;
@@ -556,4 +587,8 @@ async fn message_count(session: &Session, text: &str) -> i64 {
         .await
         .as_i64()
         .unwrap()
+}
+
+async fn alice_id(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT id FROM users WHERE username = 'alice'").fetch_one(&app.pool).await.unwrap()
 }

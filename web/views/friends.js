@@ -1,5 +1,5 @@
 // Friends: find people, send and answer friend requests, the friends list with
-// presence, and a way into the direct chat.
+// presence, a way into the direct chat, and blocking.
 
 import { api, query } from '../api.js';
 import { avatar, h, notice, onSubmit, presenceDot } from '../dom.js';
@@ -17,6 +17,8 @@ export function friendsView(root) {
   const incoming = h('ul', { class: 'people', 'data-testid': 'incoming-requests' });
   const outgoing = h('ul', { class: 'people', 'data-testid': 'outgoing-requests' });
   const friends = h('ul', { class: 'people', 'data-testid': 'friends' });
+  const blocked = h('ul', { class: 'people', 'data-testid': 'blocked' });
+  const blockedStatus = notice();
   const requestsStatus = notice();
   const friendsStatus = notice();
 
@@ -28,8 +30,31 @@ export function friendsView(root) {
       h('section', { class: 'card' }, h('h3', {}, 'Find people'), searchForm, searchStatus.el, results),
       h('section', { class: 'card' }, h('h3', {}, 'Friend requests'), requestsStatus.el, h('h4', {}, 'Received'), incoming, h('h4', {}, 'Sent'), outgoing),
       h('section', { class: 'card' }, h('h3', {}, 'Your friends'), friendsStatus.el, friends),
+      h('section', { class: 'card' }, h('h3', {}, 'Blocked'), blockedStatus.el, blocked),
     ),
   );
+
+  /** Blocked users, each with a way back. Blocking ends a friendship and its requests. */
+  async function loadBlocked() {
+    const page = await api('GET', `/blocks${query({ limit: 100 })}`);
+    blocked.replaceChildren(
+      ...page.items.map((entry) => {
+        const unblock = h('button', { type: 'button', class: 'small', 'data-testid': `unblock-${entry.user.username}` }, 'Unblock');
+        unblock.onclick = async () => {
+          unblock.disabled = true;
+          try {
+            await api('DELETE', `/blocks/${entry.user.id}`);
+            await loadBlocked();
+          } catch (err) {
+            blockedStatus.error(err);
+            unblock.disabled = false;
+          }
+        };
+        return person(entry.user, unblock);
+      }),
+    );
+    if (!page.items.length) blocked.append(h('li', { class: 'empty' }, 'Nobody.'));
+  }
 
   onSubmit(searchForm, searchStatus, async (data) => {
     const q = String(data.get('q')).trim();
@@ -52,7 +77,20 @@ export function friendsView(root) {
               add.disabled = false;
             }
           });
-          return person(user, friendIds.has(user.id) ? h('span', { class: 'tag' }, 'Friend') : add);
+          const block = h('button', { type: 'button', class: 'small ghost', 'data-testid': `block-${user.username}` }, 'Block');
+          block.addEventListener('click', async () => {
+            if (!window.confirm(`Block ${user.nickname}? Friendship and requests between you end.`)) return;
+            block.disabled = true;
+            try {
+              await api('PUT', `/blocks/${user.id}`);
+              searchStatus.ok(`${user.nickname} is blocked.`);
+              await Promise.all([loadBlocked(), loadFriends(), loadRequests()]);
+            } catch (err) {
+              searchStatus.error(err);
+              block.disabled = false;
+            }
+          });
+          return person(user, friendIds.has(user.id) ? h('span', { class: 'tag' }, 'Friend') : add, block);
         }),
     );
     if (results.children.length === 0) searchStatus.ok('Nobody found.');
@@ -143,5 +181,6 @@ export function friendsView(root) {
   const offs = [bus.on('friends', renderFriends), bus.on('presence', renderFriends), bus.on('friend_requests', () => loadRequests().catch(() => {}))];
   renderFriends();
   loadRequests().catch((err) => requestsStatus.error(err));
+  loadBlocked().catch((err) => blockedStatus.error(err));
   return () => offs.forEach((off) => off());
 }
