@@ -196,16 +196,24 @@ async fn two_people_chat_in_real_browsers() {
         )
         .await;
     // The owner invites a friend from the group page; the friend sees the invitation.
+    // Chosen and sent in one step: the list is re-rendered as members change.
     alice
         .wait_for(
             "Bob offered as a friend to invite",
             "const select = document.querySelector('[data-testid=invite-select]'); \
              const bob = [...(select?.options ?? [])].find((o) => o.textContent === 'Bob'); \
-             if (bob) { select.value = bob.value; } return Boolean(bob)",
+             if (bob) { select.value = bob.value; document.querySelector('[data-testid=invite-submit]').click(); } \
+             return Boolean(bob)",
             vec![],
         )
         .await;
-    alice.click("[data-testid=invite-submit]").await;
+    alice
+        .wait_for(
+            "the invitation sent",
+            "return [...document.querySelectorAll('.notice.ok')].some((n) => n.textContent === 'Invitation sent.')",
+            vec![],
+        )
+        .await;
     bob.click("[data-testid=nav-groups]").await;
     bob.wait_for(
         "the invitation",

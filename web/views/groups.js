@@ -203,10 +203,13 @@ export function groupView(root, id) {
     leave.hidden = !group.my_role || Boolean(group.disbanded_at);
     requestsCard.hidden = !isAdmin() || group.join_policy !== 'approval';
     const memberIds = new Set([...members.querySelectorAll('[data-user-id]')].map((el) => Number(el.dataset.userId)));
+    // Re-rendered on every member change: keep the friend already chosen.
+    const chosen = inviteSelect.value;
     inviteSelect.replaceChildren(
       h('option', { value: '' }, 'Choose a friend…'),
       ...state.friends.filter((f) => !memberIds.has(f.user.id)).map((f) => h('option', { value: String(f.user.id), text: f.user.nickname || f.user.username })),
     );
+    if ([...inviteSelect.options].some((option) => option.value === chosen)) inviteSelect.value = chosen;
     inviteCard.hidden = !group.my_role || Boolean(group.disbanded_at);
   }
 
