@@ -104,8 +104,7 @@ fn check_close_payload(payload: &[u8]) -> Result<(), PayloadError> {
     let Some((code, reason)) = payload.split_first_chunk::<2>() else {
         return Err(PayloadError::EncodingCorrupted);
     };
-    let code = u16::from_be_bytes(*code);
-    if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+    if !is_sendable_close_code(u16::from_be_bytes(*code)) {
         return Err(PayloadError::EncodingCorrupted);
     }
     if std::str::from_utf8(reason).is_err() {
@@ -115,6 +114,12 @@ fn check_close_payload(payload: &[u8]) -> Result<(), PayloadError> {
         )));
     }
     Ok(())
+}
+
+/// Whether a peer may send close `code` (RFC 6455 §7.4): the defined codes it may use
+/// on the wire, and the ranges for libraries and applications.
+fn is_sendable_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// Whether a stream error is the guard's verdict on text that is not UTF-8.

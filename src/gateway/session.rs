@@ -331,19 +331,10 @@ fn reason(code: CloseCode, description: &str) -> CloseReason {
     CloseReason { code, description: Some(description.to_owned()) }
 }
 
-/// The close frame that answers the peer's: its own code echoed (RFC 6455 §5.5.1), or
-/// 1002 when the code is one a peer may not send (§7.4).
+/// The close frame that answers the peer's: its own code echoed (RFC 6455 §5.5.1).
+/// `frame_guard` already failed any close frame with a code no peer may send.
 fn answer_to_close(peer: Option<CloseReason>) -> CloseReason {
-    let Some(peer) = peer else {
-        return reason(CloseCode::Normal, "");
-    };
-    let code = u16::from(peer.code);
-    let sendable = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
-    if sendable {
-        CloseReason { code: peer.code, description: None }
-    } else {
-        reason(CloseCode::Protocol, "invalid close code")
-    }
+    peer.map_or_else(|| reason(CloseCode::Normal, ""), |peer| CloseReason { code: peer.code, description: None })
 }
 
 fn protocol_error_reason(error: &ProtocolError) -> CloseReason {

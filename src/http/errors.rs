@@ -21,9 +21,7 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
             JsonPayloadError::ContentType => {
                 ApiError::UnsupportedMediaType("the body must be JSON (Content-Type: application/json)".into())
             }
-            JsonPayloadError::Deserialize(cause) if cause.is_data() => {
-                ApiError::bad_request("invalid_body", format!("the JSON body does not fit this request: {cause}"))
-            }
+            JsonPayloadError::Deserialize(cause) if cause.is_data() => invalid_body(cause),
             JsonPayloadError::Deserialize(cause) => {
                 ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {cause}"))
             }
@@ -34,6 +32,12 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
         };
         api_error.into()
     })
+}
+
+/// A well-formed JSON body that is not this request (a wrong type, a missing or unknown
+/// field, a repeated key).
+pub fn invalid_body(cause: &serde_json::Error) -> ApiError {
+    ApiError::bad_request("invalid_body", format!("the JSON body does not fit this request: {cause}"))
 }
 
 pub fn query_config() -> web::QueryConfig {

@@ -9,7 +9,8 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
-use crate::{dto::strict_json::StrictObject, error::ApiError};
+use super::errors::invalid_body;
+use crate::dto::strict_json::StrictObject;
 
 pub struct Json<T>(pub T);
 
@@ -41,10 +42,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
         let object = web::Json::<StrictObject>::from_request(req, payload);
         Box::pin(async move {
             let web::Json(object) = object.await?;
-            object.into_request().map(Json).map_err(|cause| {
-                ApiError::bad_request("invalid_body", format!("the JSON body does not fit this request: {cause}"))
-                    .into()
-            })
+            object.into_request().map(Json).map_err(|cause| invalid_body(&cause).into())
         })
     }
 }
@@ -73,11 +71,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
             let Some(object) = body.await?.into_inner() else {
                 return Ok(OptionalJson(None));
             };
-            object.into_request().map(|request| OptionalJson(Some(request))).map_err(invalid_body)
+            object
+                .into_request()
+                .map(|request| OptionalJson(Some(request)))
+                .map_err(|cause| invalid_body(&cause).into())
         })
     }
-}
-
-fn invalid_body(cause: serde_json::Error) -> actix_web::Error {
-    ApiError::bad_request("invalid_body", format!("the JSON body does not fit this request: {cause}")).into()
 }
