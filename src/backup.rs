@@ -78,12 +78,23 @@ pub async fn restore(config: &Config, file: &Path) -> anyhow::Result<()> {
 async fn target(config: &Config, restoring: bool) -> anyhow::Result<Target> {
     let pgdata = pg::cluster_dir(&config.managed.data_dir);
     let bin_dir = pg::find_bin_dir(config.managed.pg_bin.as_deref(), &pgdata)?;
+    let (url, started) = locate(config, restoring).await?;
+    Target::new(&url, bin_dir, started)
+}
+
+/// The URL of the configured database: `DATABASE_URL`, or the managed cluster — the
+/// running GOIM's (its port and password found in the data directory), or started for
+/// this command and returned so the caller stops it. With `exclusive`, a running GOIM is
+/// an error. Shared with `goim admin`.
+pub async fn locate(config: &Config, exclusive: bool) -> anyhow::Result<(String, Option<ManagedPostgres>)> {
     if let Some(url) = &config.database.database_url {
-        return Target::new(url, bin_dir, None);
+        return Ok((url.clone(), None));
     }
+    let pgdata = pg::cluster_dir(&config.managed.data_dir);
+    let bin_dir = pg::find_bin_dir(config.managed.pg_bin.as_deref(), &pgdata)?;
     let options = ClusterOptions {
         data_dir: config.managed.data_dir.clone(),
-        bin_dir: bin_dir.clone(),
+        bin_dir,
         pg_user: config.managed.pg_user.clone(),
         max_connections: 20,
         unsafe_fast: false,
@@ -93,10 +104,10 @@ async fn target(config: &Config, restoring: bool) -> anyhow::Result<Target> {
     let database = &config.managed.db_name;
     match ManagedPostgres::start(options).await {
         Ok(cluster) => {
-            let url = cluster.url(database);
-            Target::new(url.expose(), bin_dir, Some(cluster))
+            let url = cluster.url(database).expose().to_owned();
+            Ok((url, Some(cluster)))
         }
-        Err(PgError::DataDirInUse { .. }) if restoring => {
+        Err(PgError::DataDirInUse { .. }) if exclusive => {
             bail!("GOIM is running on {}: stop it before restoring", config.managed.data_dir.display())
         }
         Err(PgError::DataDirInUse { .. }) => {
@@ -108,7 +119,7 @@ async fn target(config: &Config, restoring: bool) -> anyhow::Result<Target> {
                 .context("reading the managed cluster's password")?;
             // Alphanumeric, so it needs no escaping in the URL.
             let url = format!("postgres://{}:{}@127.0.0.1:{port}/{database}", pg::SUPERUSER, password.trim());
-            Target::new(&url, bin_dir, None)
+            Ok((url, None))
         }
         Err(error) => Err(error.into()),
     }

@@ -54,6 +54,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Migrate => migrate(config).await,
             Command::Backup(args) => crate::backup::backup(&config, &args.file).await,
             Command::Restore(args) => crate::backup::restore(&config, &args.file).await,
+            Command::Admin(admin) => crate::admin_cli::run(&config, admin).await,
             Command::PgGuard(_) | Command::Openapi => Ok(()),
         }
     });

@@ -32,6 +32,10 @@ pub enum Command {
     /// Replace the database's contents with FILE's (pg_restore, one transaction). Stop
     /// GOIM first; with the managed cluster a new data directory gets a new cluster.
     Restore(BackupArgs),
+    /// Server administration from the command line, for the box that has no admin
+    /// account yet (every action is written to the audit trail).
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Internal: stop a managed PostgreSQL once standard input closes.
     ///
     /// Started by GOIM next to the managed cluster so that a GOIM that dies without
@@ -44,6 +48,35 @@ pub enum Command {
 pub struct BackupArgs {
     /// The backup file.
     pub file: PathBuf,
+}
+
+/// `goim admin …`: accounts are named by username, groups by id.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminCommand {
+    /// Make USERNAME a server administrator (the only way to get one).
+    Grant { username: String },
+    /// Take USERNAME's server-administrator flag away.
+    Revoke { username: String },
+    /// List accounts (newest first), optionally those whose username or nickname contains QUERY.
+    Users { query: Option<String> },
+    /// Sign USERNAME out everywhere and refuse their logins until reactivated.
+    Deactivate { username: String },
+    /// Let USERNAME sign in again.
+    Reactivate { username: String },
+    /// Give USERNAME a new random password (printed once) and sign them out everywhere.
+    ResetPassword { username: String },
+    /// Remove every message USERNAME has sent.
+    DeleteMessages { username: String },
+    /// Disband group GROUP_ID.
+    Disband { group_id: i64 },
+    /// Users, online now, messages today, database size.
+    Stats,
+    /// The latest entries of the audit trail.
+    Audit {
+        /// How many entries.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=1000))]
+        limit: i64,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -65,6 +98,15 @@ pub enum DirectMessagePolicy {
     Friends,
     /// Any two users may (unless one blocked the other).
     Anyone,
+}
+
+/// What happens to the messages of an account its owner deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeletedAccountMessages {
+    /// They stay in every conversation, under the author "Deleted user".
+    Keep,
+    /// Each is removed as a recall removes it (content gone, its place in history kept).
+    Remove,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -260,6 +302,15 @@ pub struct ChatConfig {
     /// either way.
     #[arg(long, global = true, env = "GOIM_RETENTION_DAYS", default_value_t = 0)]
     pub retention_days: u32,
+
+    /// What happens to a deleted account's messages: `keep` (default; shown with the
+    /// author "Deleted user") or `remove` (each removed as a recall removes it).
+    #[arg(long, global = true, env = "GOIM_DELETED_ACCOUNT_MESSAGES", value_enum, default_value = "keep")]
+    pub deleted_account_messages: DeletedAccountMessages,
+
+    /// Days a deleted account's username stays unavailable for registration.
+    #[arg(long, global = true, env = "GOIM_USERNAME_REUSE_DAYS", default_value_t = 30)]
+    pub username_reuse_days: u32,
 
     /// Seconds after sending during which the sender may recall a message.
     #[arg(long, global = true, env = "GOIM_RECALL_WINDOW_SECS", default_value = "120", value_parser = parse_secs)]

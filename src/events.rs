@@ -204,6 +204,13 @@ impl EventBus {
         let _ = self.sender.send(Arc::new(Published { recipients, event }));
     }
 
+    /// Publishes events an operation collected, in order.
+    pub fn publish_all(&self, events: Vec<Published>) {
+        for Published { recipients, event } in events {
+            self.publish(recipients, event);
+        }
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.sender.subscribe()
     }

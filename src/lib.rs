@@ -26,6 +26,8 @@
 //! - [`openapi`]: the served OpenAPI document, REST and WebSocket halves merged.
 //! - [`startup`]: [`startup::Application`] wires state, routes and shutdown.
 //! - [`backup`]: `goim backup` / `goim restore` with PostgreSQL's own tools.
+//! - [`admin_cli`]: `goim admin …`, the administration API's operations from the
+//!   command line.
 //! - [`cli`]: the subcommands `main` dispatches to (`serve`, `migrate`, internal `pg-guard`),
 //!   and the database opening the bench shares.
 //! - [`metrics`], [`telemetry`], [`shutdown`]: plumbing with no dependencies inside GOIM.
@@ -58,12 +60,14 @@
 //! | `openapi` | `events`, `gateway`, `http` |
 //! | `startup` | `auth`, `config`, `events`, `gateway`, `http`, `hub`, `metrics`, `openapi`, `relay`, `retention`, `state`, `writer` |
 //! | `backup` | `config`, `db`, `pg` |
-//! | `cli` | `backup`, `config`, `db`, `openapi`, `pg`, `shutdown`, `startup`, `telemetry` |
+//! | `admin_cli` | `auth`, `backup`, `config`, `db`, `domain`, `relay`, `service` |
+//! | `cli` | `admin_cli`, `backup`, `config`, `db`, `openapi`, `pg`, `shutdown`, `startup`, `telemetry` |
 //!
 //! So `http` and `gateway` never import each other, `domain` knows nothing of the web,
 //! and handlers never reach for globals: everything arrives through [`state::AppState`]
 //! or a narrower handle registered by [`startup`].
 
+pub mod admin_cli;
 pub mod auth;
 pub mod backup;
 pub mod cli;

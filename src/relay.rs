@@ -186,6 +186,26 @@ async fn notify_loop(
     }
 }
 
+/// Sends `events` to every running instance from a process that has no relay of its own
+/// (`goim admin` on the command line), under an origin no instance has, so all of them
+/// deliver. Each event must be small enough to travel inline (it goes as a `resync`
+/// otherwise, which is still correct, only coarser).
+pub async fn announce(pool: &PgPool, events: &[Published]) -> sqlx::Result<()> {
+    let mut items = Vec::new();
+    for published in events {
+        let inline = serde_json::to_string(&published.event).is_ok_and(|json| json.len() <= MAX_INLINE_EVENT);
+        if inline {
+            items.extend(items_of(&published.recipients, Body::Inline(published.event.clone()), MAX_INLINE_EVENT));
+        } else {
+            items.push(Item::Resync);
+        }
+    }
+    for payload in payloads(Uuid::new_v4(), &items) {
+        db::relay::notify(pool, &payload).await?;
+    }
+    Ok(())
+}
+
 /// How `event` travels, and the bytes it takes in an item: inline when small; a large
 /// message by reference to its row; anything else large through `relay_spill`.
 async fn body_of(pool: &PgPool, event: &Event) -> sqlx::Result<(Body, usize)> {

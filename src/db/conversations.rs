@@ -120,6 +120,22 @@ pub async fn member_ids(db: impl PgExecutor<'_>, id: ConversationId) -> sqlx::Re
     .await
 }
 
+/// The members of each of `ids`, as (conversation, member) pairs.
+pub async fn members_of(
+    db: impl PgExecutor<'_>,
+    ids: &[ConversationId],
+) -> sqlx::Result<Vec<(ConversationId, UserId)>> {
+    let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+    let rows = sqlx::query!(
+        r#"SELECT conversation_id AS "conversation_id: ConversationId", user_id AS "user_id: UserId"
+             FROM conversation_members WHERE conversation_id = ANY($1)"#,
+        &ids
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.conversation_id, row.user_id)).collect())
+}
+
 /// How many of `users` are members of the conversation.
 pub async fn count_members_among(db: impl PgExecutor<'_>, id: ConversationId, users: &[UserId]) -> sqlx::Result<i64> {
     let ids: Vec<i64> = users.iter().map(|u| u.0).collect();
@@ -329,6 +345,8 @@ pub struct ConversationContext {
     pub member_archived: Option<bool>,
     pub blocked_either_way: bool,
     pub friends: bool,
+    /// A direct conversation whose other side deleted their account.
+    pub peer_deleted: bool,
     pub group_exists: bool,
     pub group_disbanded_at: Option<OffsetDateTime>,
     pub group_role: Option<String>,
@@ -369,6 +387,10 @@ pub async fn context(
                           OR (b.blocker_id = c.user_high AND b.blocked_id = c.user_low))) AS "blocked_either_way!",
                   (c.user_low IS NOT NULL AND EXISTS (
                       SELECT 1 FROM friendships f WHERE f.user_id = c.user_low AND f.friend_id = c.user_high)) AS "friends!",
+                  (c.user_low IS NOT NULL AND EXISTS (
+                      SELECT 1 FROM users pu
+                       WHERE pu.id = (CASE WHEN c.user_low = $2 THEN c.user_high ELSE c.user_low END)
+                         AND pu.deleted_at IS NOT NULL)) AS "peer_deleted!",
                   (g.id IS NOT NULL) AS "group_exists!", g.disbanded_at AS "group_disbanded_at?",
                   gm.role AS "group_role?", gm.muted_until AS "group_muted_until?",
                   m.seq AS "earlier_seq?", m.created_at AS "earlier_created_at?", m.request_hash AS "earlier_request_hash?"
@@ -402,6 +424,7 @@ pub async fn context(
         member_muted: row.member_muted,
         member_archived: row.member_archived,
         blocked_either_way: row.blocked_either_way,
+        peer_deleted: row.peer_deleted,
         friends: row.friends,
         group_exists: row.group_exists,
         group_disbanded_at: row.group_disbanded_at,

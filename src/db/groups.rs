@@ -261,8 +261,16 @@ pub async fn member_ids(db: impl PgExecutor<'_>, group: GroupId) -> sqlx::Result
         .await
 }
 
-/// Who inherits ownership when the owner leaves: the longest-standing admin, else the
-/// longest-standing member.
+/// The groups `user` is a member of, in id order (the order groups are locked in).
+pub async fn ids_of_member(db: impl PgExecutor<'_>, user: UserId) -> sqlx::Result<Vec<GroupId>> {
+    sqlx::query_scalar!(
+        r#"SELECT group_id AS "group_id: GroupId" FROM group_members WHERE user_id = $1 ORDER BY group_id"#,
+        user.0
+    )
+    .fetch_all(db)
+    .await
+}
+
 /// The group's owner and admins.
 pub async fn admin_ids(db: impl PgExecutor<'_>, group: GroupId) -> sqlx::Result<Vec<UserId>> {
     sqlx::query_scalar!(
@@ -284,6 +292,8 @@ pub async fn has_pending_invitation(db: impl PgExecutor<'_>, group: GroupId, use
     .await
 }
 
+/// Who inherits ownership when the owner leaves: the longest-standing admin, else the
+/// longest-standing member.
 pub async fn successor(db: impl PgExecutor<'_>, group: GroupId, leaving: UserId) -> sqlx::Result<Option<UserId>> {
     sqlx::query_scalar!(
         r#"SELECT user_id AS "user_id: UserId" FROM group_members

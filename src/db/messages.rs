@@ -194,6 +194,89 @@ pub async fn tombstone(
     .await
 }
 
+/// A message whose version moved, and to what.
+#[derive(Debug, Clone, Copy)]
+pub struct VersionBump {
+    pub conversation_id: ConversationId,
+    pub seq: i64,
+    pub version: i64,
+}
+
+/// Removes every message `sender` ever sent (content gone, seq kept, as a recall does),
+/// in one transaction; for the server's administrators and account deletion.
+pub async fn tombstone_all_by(
+    db: &mut sqlx::PgConnection,
+    sender: UserId,
+    by: UserId,
+) -> sqlx::Result<Vec<VersionBump>> {
+    // Conversations first and in id order, as the writer locks them, so a purge and a
+    // batch of new messages queue instead of deadlocking.
+    let conversations = sqlx::query_scalar!(
+        r#"SELECT id AS "id: ConversationId" FROM conversations
+            WHERE id IN (SELECT conversation_id FROM messages WHERE sender_id = $1 AND deleted_at IS NULL)
+            ORDER BY id FOR NO KEY UPDATE"#,
+        sender.0
+    )
+    .fetch_all(&mut *db)
+    .await?;
+    let ids: Vec<i64> = conversations.iter().map(|id| id.0).collect();
+    let removed = sqlx::query!(
+        "UPDATE messages SET body = NULL, content = NULL, deleted_at = now(), deleted_by = $2
+          WHERE sender_id = $1 AND deleted_at IS NULL AND conversation_id = ANY($3)
+      RETURNING conversation_id, seq",
+        sender.0,
+        by.0,
+        &ids
+    )
+    .fetch_all(&mut *db)
+    .await?;
+    let pairs: Vec<(i64, i64)> = removed.into_iter().map(|row| (row.conversation_id, row.seq)).collect();
+    bump_versions(db, &pairs).await
+}
+
+/// Removes every reaction `user` gave; returns the messages whose versions moved.
+pub async fn remove_reactions_by(db: &mut sqlx::PgConnection, user: UserId) -> sqlx::Result<Vec<VersionBump>> {
+    let removed =
+        sqlx::query!("DELETE FROM message_reactions WHERE user_id = $1 RETURNING conversation_id, seq", user.0)
+            .fetch_all(&mut *db)
+            .await?;
+    let mut pairs: Vec<(i64, i64)> = removed.into_iter().map(|row| (row.conversation_id, row.seq)).collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    bump_versions(db, &pairs).await
+}
+
+/// [`bump_version`] for many distinct messages at once: each conversation's version
+/// moves by its number of messages, and each message gets one of the new versions.
+async fn bump_versions(db: &mut sqlx::PgConnection, pairs: &[(i64, i64)]) -> sqlx::Result<Vec<VersionBump>> {
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (conversations, seqs): (Vec<i64>, Vec<i64>) = pairs.iter().copied().unzip();
+    sqlx::query!("SELECT id FROM conversations WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE", &conversations)
+        .fetch_all(&mut *db)
+        .await?;
+    sqlx::query_as!(
+        VersionBump,
+        r#"WITH t AS (
+               SELECT conversation_id, seq, row_number() OVER (PARTITION BY conversation_id ORDER BY seq) AS n
+                 FROM unnest($1::bigint[], $2::bigint[]) AS x (conversation_id, seq)),
+           counts AS (SELECT conversation_id, max(n) AS n FROM t GROUP BY conversation_id),
+           bumped AS (
+               UPDATE conversations c SET last_version = c.last_version + counts.n
+                 FROM counts WHERE c.id = counts.conversation_id
+             RETURNING c.id, c.last_version - counts.n AS base)
+           UPDATE messages m SET version = b.base + t.n
+             FROM t JOIN bumped b ON b.id = t.conversation_id
+            WHERE m.conversation_id = t.conversation_id AND m.seq = t.seq
+        RETURNING m.conversation_id AS "conversation_id: ConversationId", m.seq, m.version"#,
+        &conversations,
+        &seqs
+    )
+    .fetch_all(&mut *db)
+    .await
+}
+
 /// Messages of a conversation changed after `version`, in version order.
 pub async fn changed_since(
     db: impl PgExecutor<'_>,

@@ -1,6 +1,8 @@
 //! Database access: the pool, database creation, migrations. One module per table group
 //! below this one, each a set of free functions taking an executor.
 
+pub mod account_deletion;
+pub mod admin;
 pub mod blocks;
 pub mod conversations;
 pub mod friends;

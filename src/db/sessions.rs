@@ -115,11 +115,27 @@ pub async fn revoke_others(
     .await
 }
 
-/// Whether `session` of `user` may still be used: not revoked, not expired.
+/// Revokes every active session of `user`; returns the ones it revoked.
+pub async fn revoke_all(db: impl PgExecutor<'_>, user: UserId, reason: &str) -> sqlx::Result<Vec<SessionId>> {
+    sqlx::query_scalar!(
+        r#"UPDATE sessions SET revoked_at = now(), revoked_reason = $2
+            WHERE user_id = $1 AND revoked_at IS NULL
+        RETURNING id AS "id: SessionId""#,
+        user.0,
+        reason
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Whether `session` of `user` may still be used: not revoked, not expired, and the
+/// account not deactivated (deactivation also revokes every session; checking the
+/// account too closes the race with a login that was already past its checks).
 pub async fn is_active(db: impl PgExecutor<'_>, user: UserId, session: SessionId) -> sqlx::Result<bool> {
     sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM sessions
-                           WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > now()) AS "active!""#,
+        r#"SELECT EXISTS (SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
+                           WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now()
+                             AND u.deactivated_at IS NULL AND u.deleted_at IS NULL) AS "active!""#,
         session.0,
         user.0
     )

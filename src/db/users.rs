@@ -42,15 +42,47 @@ pub async fn find(db: impl PgExecutor<'_>, id: UserId) -> sqlx::Result<Option<Us
         .await
 }
 
-/// The id and password hash for a username, compared case-insensitively.
-pub async fn credentials(db: impl PgExecutor<'_>, username: &str) -> sqlx::Result<Option<(UserId, String)>> {
-    let found = sqlx::query!(
-        r#"SELECT id AS "id: UserId", password_hash FROM users WHERE lower(username) = lower($1)"#,
+/// What login needs to know about an account.
+#[derive(Debug)]
+pub struct Credentials {
+    pub id: UserId,
+    pub password_hash: String,
+    pub deactivated: bool,
+}
+
+/// The credentials for a username, compared case-insensitively; deleted accounts have none.
+pub async fn credentials(db: impl PgExecutor<'_>, username: &str) -> sqlx::Result<Option<Credentials>> {
+    sqlx::query_as!(
+        Credentials,
+        r#"SELECT id AS "id: UserId", password_hash, deactivated_at IS NOT NULL AS "deactivated!"
+             FROM users WHERE lower(username) = lower($1) AND deleted_at IS NULL"#,
         username
     )
     .fetch_optional(db)
-    .await?;
-    Ok(found.map(|row| (row.id, row.password_hash)))
+    .await
+}
+
+/// Whether `id` is an account others can still reach (it exists and was not deleted):
+/// the check before a friend request, an invitation, a block or a new conversation.
+pub async fn reachable(db: impl PgExecutor<'_>, id: UserId) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL) AS "reachable!""#,
+        id.0
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Whether `username` belonged to a deleted account and is still held back.
+pub async fn is_retired(db: impl PgExecutor<'_>, username: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM retired_usernames
+                           WHERE username_hash = sha256(convert_to(lower($1), 'UTF8'))
+                             AND available_at > now()) AS "retired!""#,
+        username
+    )
+    .fetch_one(db)
+    .await
 }
 
 pub async fn password_hash(db: impl PgExecutor<'_>, id: UserId) -> sqlx::Result<Option<String>> {

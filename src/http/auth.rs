@@ -105,6 +105,7 @@ pub async fn register(
     responses(
         (status = 200, body = TokenResponse),
         (status = 401, description = "invalid_credentials (unknown user and wrong password alike)", body = crate::dto::ErrorResponse),
+        (status = 403, description = "account_deactivated (only with the right password)", body = crate::dto::ErrorResponse),
         (status = 429, description = "rate_limited, per IP and per username (Retry-After header)", body = crate::dto::ErrorResponse),
     ))]
 pub async fn login(
@@ -145,6 +146,13 @@ pub async fn logout(state: web::Data<AppState>, caller: Authenticated) -> Result
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// A stolen access token must not buy fast guessing of the account's password (changing
+/// it, deleting the account): those spend the budget login spends.
+pub(super) fn limit_password_guesses(state: &AppState, caller: Authenticated) -> Result<(), ApiError> {
+    let limits = &state.rate_limits;
+    limit(&limits.login_by_username, &limits.clock, &format!("#{}", caller.user_id))
+}
+
 /// Change the password; every other session is signed out.
 #[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", security(("bearer" = [])),
     request_body = ChangePasswordRequest,
@@ -159,10 +167,7 @@ pub async fn change_password(
     caller: Authenticated,
     body: Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    // A stolen access token must not buy fast guessing of the current password: the
-    // account's budget is the one login spends.
-    let limits = &state.rate_limits;
-    limit(&limits.login_by_username, &limits.clock, &format!("#{}", caller.user_id))?;
+    limit_password_guesses(&state, caller)?;
     let body = body.into_inner();
     let current = Password::parse_any(body.current_password, "current_password")?;
     let new = Password::parse(body.new_password, "new_password")?;

@@ -10,7 +10,7 @@ use crate::dto::{OwnProfile, SessionResponse, double_option};
 use crate::{
     auth::Authenticated,
     db::{self, users::ProfileChange},
-    domain::{AvatarUrl, Bio, Birthday, Nickname, SessionId},
+    domain::{AvatarUrl, Bio, Birthday, Nickname, Password, SessionId},
     error::ApiError,
     service::{accounts, users},
     state::AppState,
@@ -105,5 +105,37 @@ pub async fn revoke_session(
     path: web::Path<uuid::Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     accounts::revoke_session(&state, caller, SessionId(path.into_inner())).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAccountRequest {
+    /// The account's current password.
+    #[schema(min_length = 1, max_length = 256)]
+    pub password: String,
+}
+
+/// Delete the caller's account, for good. Groups are handed on as when leaving (or
+/// disbanded when nobody is left); friendships, requests, blocks, sessions and the profile
+/// are erased; messages stay under the author "Deleted user" or are removed, as the
+/// server's `GOIM_DELETED_ACCOUNT_MESSAGES` says. The username cannot be registered
+/// again for `GOIM_USERNAME_REUSE_DAYS` days (30 by default).
+#[utoipa::path(delete, path = "/api/v1/me", tag = "profile", security(("bearer" = [])),
+    request_body = DeleteAccountRequest,
+    responses(
+        (status = 204),
+        (status = 400, description = "validation_failed, invalid_body", body = crate::dto::ErrorResponse),
+        (status = 403, description = "wrong_password", body = crate::dto::ErrorResponse),
+        (status = 429, description = "rate_limited: the account's login budget is spent (Retry-After header)", body = crate::dto::ErrorResponse),
+    ))]
+pub async fn delete_me(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    body: Json<DeleteAccountRequest>,
+) -> Result<HttpResponse, ApiError> {
+    super::auth::limit_password_guesses(&state, caller)?;
+    let password = Password::parse_any(body.into_inner().password, "password")?;
+    accounts::delete_account(&state, caller, password).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,6 +1,7 @@
 //! The HTTP surface: `configure` is the whole route table; handlers are thin async
 //! functions of extractors that call the service layer and map results to JSON.
 
+mod admin;
 mod auth;
 mod blocks;
 mod body_deadline;
@@ -51,11 +52,33 @@ pub fn configure(state: &AppState) -> impl FnOnce(&mut web::ServiceConfig) + use
                     .service(web::resource("/auth/logout").route(web::post().to(auth::logout)))
                     .service(web::resource("/auth/password").route(web::post().to(auth::change_password)))
                     .service(
-                        web::resource("/me").route(web::get().to(me::show_me)).route(web::patch().to(me::update_me)),
+                        web::resource("/me")
+                            .route(web::get().to(me::show_me))
+                            .route(web::patch().to(me::update_me))
+                            .route(web::delete().to(me::delete_me)),
                     )
                     .service(web::resource("/me/sessions").route(web::get().to(me::list_sessions)))
                     .service(web::resource("/me/sessions/{session_id}").route(web::delete().to(me::revoke_session)))
                     .service(web::resource("/users").route(web::get().to(users::search_users)))
+                    .service(web::resource("/admin/users").route(web::get().to(admin::list_users)))
+                    .service(
+                        web::resource("/admin/users/{user_id}/deactivate")
+                            .route(web::post().to(admin::deactivate_user)),
+                    )
+                    .service(
+                        web::resource("/admin/users/{user_id}/reactivate")
+                            .route(web::post().to(admin::reactivate_user)),
+                    )
+                    .service(
+                        web::resource("/admin/users/{user_id}/password").route(web::post().to(admin::reset_password)),
+                    )
+                    .service(
+                        web::resource("/admin/users/{user_id}/messages")
+                            .route(web::delete().to(admin::delete_user_messages)),
+                    )
+                    .service(web::resource("/admin/groups/{group_id}").route(web::delete().to(admin::disband_group)))
+                    .service(web::resource("/admin/stats").route(web::get().to(admin::stats)))
+                    .service(web::resource("/admin/audit").route(web::get().to(admin::audit)))
                     .service(web::resource("/users/{user_id}").route(web::get().to(users::show_user)))
                     .service(
                         web::resource("/users/{user_id}/mutual-friends")

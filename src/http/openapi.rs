@@ -6,7 +6,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{auth, blocks, conversations, friends, groups, me, users};
+use super::{admin, auth, blocks, conversations, friends, groups, me, users};
 use crate::dto;
 
 #[derive(OpenApi)]
@@ -14,7 +14,7 @@ use crate::dto;
     info(title = "GOIM REST API", description = "Accounts, profiles and messaging. Errors always have the shape {\"error\":{\"code\",\"message\"}}. Access tokens: `Authorization: Bearer <jwt>` (15 min by default); renew with POST /api/v1/auth/refresh."),
     paths(
         auth::register, auth::login, auth::refresh, auth::logout, auth::change_password,
-        me::show_me, me::update_me, me::list_sessions, me::revoke_session,
+        me::show_me, me::update_me, me::delete_me, me::list_sessions, me::revoke_session,
         users::show_user, users::search_users,
         friends::send_friend_request, friends::list_friend_requests, friends::accept_friend_request,
         friends::decline_friend_request, friends::cancel_friend_request, friends::list_friends,
@@ -31,6 +31,8 @@ use crate::dto;
         conversations::delete_message, conversations::add_reaction, conversations::remove_reaction,
         conversations::mark_read, conversations::update_settings, conversations::search_messages,
         conversations::list_receipts,
+        admin::list_users, admin::deactivate_user, admin::reactivate_user, admin::reset_password,
+        admin::delete_user_messages, admin::disband_group, admin::stats, admin::audit,
     ),
     components(schemas(dto::ErrorResponse, dto::ErrorObject)),
     modifiers(&BearerAuth),
@@ -43,6 +45,7 @@ use crate::dto;
         (name = "groups", description = "Groups, members, roles, join requests, invitations"),
         (name = "messages", description = "Conversations, messages, read markers, reactions, search"),
         (name = "realtime", description = "The WebSocket (docs/protocol.md): tickets and the handshake"),
+        (name = "admin", description = "Server administration, for accounts granted the server-admin flag with `goim admin grant` (403 not_admin for anyone else); every action is audited"),
     )
 )]
 pub struct ApiDoc;

@@ -5,11 +5,13 @@ use time::OffsetDateTime;
 
 use crate::{
     auth::{Authenticated, RefreshToken, token::hash_refresh_token},
+    config::DeletedAccountMessages,
     db::{self, sessions::NewSession, users::NewUser, users::UserRow},
     domain::{Nickname, Password, SessionId, UserId, Username},
     error::ApiError,
-    events::Event,
+    events::{Event, Published},
     metrics::OutcomeLabels,
+    service::{admin, groups},
     state::AppState,
 };
 
@@ -41,18 +43,31 @@ pub async fn register(
         None => Nickname::parse(username.as_str())?,
     };
     let mut tx = state.pool.begin().await?;
+    if db::users::is_retired(&mut *tx, username.as_str()).await? {
+        return Err(username_taken());
+    }
     let user = db::users::insert(
         &mut *tx,
         &NewUser { username: &username, nickname: &nickname, password_hash: &password_hash },
     )
     .await
     .map_err(|error| match db::violated_constraint(&error) {
-        Some("users_username_key") => ApiError::conflict("username_taken", "this username is already taken"),
+        Some("users_username_key") => username_taken(),
         _ => error.into(),
     })?;
     let tokens = start_session(state, &mut tx, user.id, device).await?;
     tx.commit().await?;
     Ok((user, tokens))
+}
+
+/// A name in use, or held back after its account was deleted: the same answer for
+/// both, so registration does not tell which names belonged to deleted accounts.
+fn username_taken() -> ApiError {
+    ApiError::conflict("username_taken", "this username is already taken")
+}
+
+pub fn account_deactivated() -> ApiError {
+    ApiError::forbidden("account_deactivated", "this account has been deactivated by the server's administrators")
 }
 
 /// Unknown users and wrong passwords get the same error after the same work.
@@ -63,9 +78,15 @@ pub async fn login(
     device: &Device,
 ) -> Result<IssuedTokens, ApiError> {
     let credentials = db::users::credentials(&state.pool, username).await?;
-    let verified = state.hasher.verify(&password, credentials.as_ref().map(|(_, hash)| hash.as_str())).await?;
+    let stored_hash = credentials.as_ref().map(|c| c.password_hash.as_str());
+    let verified = state.hasher.verify(&password, stored_hash).await?;
     let user_id = match credentials {
-        Some((user_id, _)) if verified => user_id,
+        // Said only to whoever knows the password, so it tells a guesser nothing.
+        Some(credentials) if verified && credentials.deactivated => {
+            state.metrics.logins.get_or_create(&OutcomeLabels { outcome: "deactivated" }).inc();
+            return Err(account_deactivated());
+        }
+        Some(credentials) if verified => credentials.id,
         _ => {
             state.metrics.logins.get_or_create(&OutcomeLabels { outcome: "invalid_credentials" }).inc();
             return Err(ApiError::unauthorized("invalid_credentials", "wrong username or password"));
@@ -116,9 +137,7 @@ pub async fn logout(state: &AppState, caller: Authenticated) -> Result<(), ApiEr
 /// Closes the revoked sessions' sockets (4001) on every instance: the event reaches this
 /// instance's hub directly and the others through the relay.
 fn announce_revoked(state: &AppState, user: UserId, sessions: &[SessionId]) {
-    for &session_id in sessions {
-        state.events.publish(Vec::new(), Event::SessionRevoked { user_id: user, session_id });
-    }
+    state.events.publish_all(admin::revocations(user, sessions));
 }
 
 /// Requires the current password; signs out every other session.
@@ -139,6 +158,50 @@ pub async fn change_password(
     let revoked = db::sessions::revoke_others(&mut *tx, caller.user_id, caller.session_id, "password_changed").await?;
     tx.commit().await?;
     announce_revoked(state, caller.user_id, &revoked);
+    Ok(())
+}
+
+/// Deletes the caller's account. The password is asked again, so a stolen access token
+/// alone cannot do it. Groups are handed on as when leaving; relations, sessions and
+/// the profile go; messages stay under "Deleted user" or are removed, per
+/// `GOIM_DELETED_ACCOUNT_MESSAGES`; the username is held back for
+/// `GOIM_USERNAME_REUSE_DAYS`.
+pub async fn delete_account(state: &AppState, caller: Authenticated, password: Password) -> Result<(), ApiError> {
+    let user = caller.user_id;
+    let stored = db::users::password_hash(&state.pool, user).await?;
+    if !state.hasher.verify(&password, stored.as_deref()).await? {
+        return Err(ApiError::forbidden("wrong_password", "the password is wrong"));
+    }
+    let mut tx = state.pool.begin().await?;
+    let mut announcements = groups::depart_all(&mut tx, user).await?;
+    let forgotten = db::account_deletion::forget(&mut tx, user).await?;
+    announcements.extend(
+        forgotten
+            .former_friends
+            .iter()
+            .map(|&friend| Published { recipients: vec![friend], event: Event::FriendRemoved { user_id: user } }),
+    );
+    let unreacted = db::messages::remove_reactions_by(&mut tx, user).await?;
+    if !unreacted.is_empty() {
+        // Reactions have no removal event without the emoji; members re-read instead.
+        let mut conversations: Vec<_> = unreacted.iter().map(|bump| bump.conversation_id).collect();
+        conversations.sort_unstable_by_key(|id| id.0);
+        conversations.dedup();
+        let mut members: Vec<UserId> =
+            db::conversations::members_of(&mut *tx, &conversations).await?.into_iter().map(|(_, u)| u).collect();
+        members.sort_unstable_by_key(|id| id.0);
+        members.dedup();
+        announcements.push(Published { recipients: members, event: Event::resync("reactions_removed") });
+    }
+    if state.config.chat.deleted_account_messages == DeletedAccountMessages::Remove {
+        let removed = db::messages::tombstone_all_by(&mut tx, user, user).await?;
+        announcements.extend(admin::removal_events(&mut tx, &removed, user).await?);
+    }
+    db::account_deletion::erase(&mut tx, user, state.config.chat.username_reuse_days).await?;
+    tx.commit().await?;
+    announcements.extend(admin::revocations(user, &forgotten.sessions));
+    state.events.publish_all(announcements);
+    tracing::info!(user_id = %user, "account deleted");
     Ok(())
 }
 

@@ -17,7 +17,7 @@ pub async fn block(state: &AppState, caller: UserId, target: UserId) -> Result<(
         return Err(ApiError::bad_request("cannot_block_self", "you cannot block yourself"));
     }
     let mut tx = state.pool.begin().await?;
-    if db::users::find(&mut *tx, target).await?.is_none() {
+    if !db::users::reachable(&mut *tx, target).await? {
         return Err(ApiError::not_found("user_not_found", "no such user"));
     }
     db::friends::lock_pair(&mut *tx, caller, target).await?;

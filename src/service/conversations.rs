@@ -24,7 +24,7 @@ pub async fn open_direct(state: &AppState, caller: UserId, peer: UserId) -> Resu
     if caller == peer {
         return Err(ApiError::bad_request("cannot_message_self", "a direct conversation needs another user"));
     }
-    if db::users::find(&state.pool, peer).await?.is_none() {
+    if !db::users::reachable(&state.pool, peer).await? {
         return Err(ApiError::not_found("user_not_found", "no such user"));
     }
     policy::check_direct(state, caller, peer).await?;

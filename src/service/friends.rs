@@ -36,7 +36,7 @@ pub async fn send_request(
         return Err(ApiError::bad_request("cannot_befriend_self", "you cannot send a friend request to yourself"));
     }
     let mut tx = state.pool.begin().await?;
-    if db::users::find(&mut *tx, to).await?.is_none() {
+    if !db::users::reachable(&mut *tx, to).await? {
         return Err(ApiError::not_found("user_not_found", "no such user"));
     }
     db::friends::lock_pair(&mut *tx, caller, to).await?;

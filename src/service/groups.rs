@@ -20,7 +20,7 @@ use crate::{
         ShortMessage, UserId,
     },
     error::ApiError,
-    events::Event,
+    events::{Event, Published},
     state::AppState,
 };
 
@@ -209,29 +209,58 @@ pub async fn join(
 pub async fn leave(state: &AppState, caller: UserId, id: GroupId) -> Result<(), ApiError> {
     let mut tx = state.pool.begin().await?;
     let (_, role) = acting_member(&mut tx, id, caller).await?;
+    let announcements = depart(&mut tx, id, caller, role).await?;
+    tx.commit().await?;
+    state.events.publish_all(announcements);
+    Ok(())
+}
+
+/// Takes `user` (whose role is `role`) out of a live group, as leaving does: an owner
+/// hands the group to the successor, or disbands it when nobody is left. Returns what
+/// to announce after commit.
+pub(crate) async fn depart(
+    tx: &mut sqlx::PgConnection,
+    id: GroupId,
+    user: UserId,
+    role: Role,
+) -> Result<Vec<Published>, ApiError> {
     let mut new_owner = None;
     if role == Role::Owner {
-        match db::groups::successor(&mut *tx, id, caller).await? {
+        match db::groups::successor(&mut *tx, id, user).await? {
             Some(successor) => {
-                db::groups::set_role(&mut *tx, id, caller, Role::Member).await?;
+                db::groups::set_role(&mut *tx, id, user, Role::Member).await?;
                 db::groups::set_role(&mut *tx, id, successor, Role::Owner).await?;
                 new_owner = Some(successor);
             }
             None => db::groups::disband(&mut *tx, id).await?,
         }
     }
-    db::groups::remove_member(&mut *tx, id, caller).await?;
+    db::groups::remove_member(&mut *tx, id, user).await?;
     let members = db::groups::member_ids(&mut *tx, id).await?;
-    tx.commit().await?;
+    let mut announcements = Vec::new();
     if let Some(owner) = new_owner {
-        state
-            .events
-            .publish(members.clone(), Event::GroupRoleChanged { group_id: id, user_id: owner, role: Role::Owner });
+        let event = Event::GroupRoleChanged { group_id: id, user_id: owner, role: Role::Owner };
+        announcements.push(Published { recipients: members.clone(), event });
     }
     let mut told = members;
-    told.push(caller);
-    state.events.publish(told, Event::GroupMemberLeft { group_id: id, user_id: caller });
-    Ok(())
+    told.push(user);
+    announcements.push(Published { recipients: told, event: Event::GroupMemberLeft { group_id: id, user_id: user } });
+    Ok(announcements)
+}
+
+/// Takes a deleted account out of every group it was in (see [`depart`]).
+pub(crate) async fn depart_all(tx: &mut sqlx::PgConnection, user: UserId) -> Result<Vec<Published>, ApiError> {
+    let mut announcements = Vec::new();
+    for id in db::groups::ids_of_member(&mut *tx, user).await? {
+        let Some(group) = db::groups::lock(&mut *tx, id).await? else { continue };
+        let Some(member) = db::groups::member(&mut *tx, id, user).await? else { continue };
+        if group.disbanded_at.is_some() {
+            db::groups::remove_member(&mut *tx, id, user).await?;
+        } else {
+            announcements.extend(depart(tx, id, user, member.role).await?);
+        }
+    }
+    Ok(announcements)
 }
 
 pub async fn kick(state: &AppState, caller: UserId, id: GroupId, target: UserId) -> Result<(), ApiError> {
@@ -335,7 +364,7 @@ pub async fn invite(state: &AppState, caller: UserId, id: GroupId, invitee: User
     if !policy(&group).can_invite(role) {
         return Err(ApiError::forbidden("insufficient_role", "only admins can invite to this group"));
     }
-    if db::users::find(&mut *tx, invitee).await?.is_none() {
+    if !db::users::reachable(&mut *tx, invitee).await? {
         return Err(ApiError::not_found("user_not_found", "no such user"));
     }
     if db::blocks::exists_either_way(&mut *tx, caller, invitee).await? {

@@ -2,6 +2,7 @@
 //! domain values, enforces its rules, and returns API errors only at this edge.
 
 pub mod accounts;
+pub mod admin;
 pub mod blocks;
 pub mod conversations;
 pub mod friends;

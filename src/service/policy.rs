@@ -85,6 +85,12 @@ pub fn check(
     let access = Access { conversation: context.conversation.clone(), member };
     match (access.conversation.peer_of(user), access.conversation.group_id) {
         (Some(_), _) => {
+            if context.peer_deleted && action.speaks() {
+                return Err(ApiError::Gone {
+                    code: "account_deleted",
+                    message: "the other person deleted their account".into(),
+                });
+            }
             direct_allowed(direct_messages, context.blocked_either_way, context.friends)?;
             Ok(Allowed { access, role: None })
         }

@@ -49,7 +49,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("backup", &["config", "db", "pg"]),
-    ("cli", &["backup", "config", "db", "openapi", "pg", "shutdown", "startup", "telemetry"]),
+    ("admin_cli", &["auth", "backup", "config", "db", "domain", "relay", "service"]),
+    ("cli", &["admin_cli", "backup", "config", "db", "openapi", "pg", "shutdown", "startup", "telemetry"]),
 ];
 
 fn src() -> PathBuf {

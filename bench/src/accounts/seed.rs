@@ -198,7 +198,7 @@ async fn insert_missing(conn: &mut sqlx::PgConnection, users: u32, hash: &str) -
 /// The stored hash of a seeded user: what a login verifies, for the Argon2 reference.
 pub async fn stored_hash(pool: &PgPool) -> anyhow::Result<String> {
     let credentials = goim::db::users::credentials(pool, &username(1)).await?;
-    credentials.map(|(_, hash)| hash).context("bench_1 is missing after seeding")
+    credentials.map(|c| c.password_hash).context("bench_1 is missing after seeding")
 }
 
 /// Removes the sessions the bench opened, so repeated runs do not grow the table.

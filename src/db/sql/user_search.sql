@@ -1,6 +1,7 @@
 -- User search: $1 query, $2 prefix pattern, $3 substring pattern (NULL skips
 -- substrings), $4/$5 the keyset cursor (score, id) or NULLs, $6 the page size, $7 how
 -- many candidates each way of matching contributes, $8 whether to look for similar names.
+-- Deleted and deactivated accounts are not found.
 WITH candidates AS (
    (SELECT id FROM users WHERE lower(username) LIKE $2 ORDER BY lower(username) USING ~<~ LIMIT $7)
    UNION
@@ -33,6 +34,7 @@ SELECT id AS "id!: UserId", username AS "username!", nickname AS "nickname!", av
                 ELSE 0 END
            + greatest(similarity(lower(u.username), $1), similarity(lower(u.nickname), $1)))::real AS score
      FROM candidates c JOIN users u ON u.id = c.id
+    WHERE u.deleted_at IS NULL AND u.deactivated_at IS NULL
 ) AS hits
 WHERE $4::real IS NULL OR (score, id) < ($4, $5)
 ORDER BY score DESC, id DESC
