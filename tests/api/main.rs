@@ -3,7 +3,9 @@
 //! GOIM's integration tests: one binary, every test with its own database (cloned from a
 //! migrated template) in one throwaway cluster per test run, and its own server on port 0.
 
+mod account_deletion;
 mod accounts;
+mod admin;
 mod architecture;
 mod bench;
 mod binary;

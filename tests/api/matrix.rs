@@ -396,12 +396,40 @@ fn rows() -> Vec<Row> {
             Fill::default().body(json!({ "current_password": TEST_PASSWORD, "new_password": "a brand new horse" }))
         }),
         rest(M::GET, "/api/v1/me"),
+        // Everyone may delete their own account (with their password), and only their own.
+        rest(M::DELETE, "/api/v1/me").fill(|_, _| Fill::default().body(json!({ "password": TEST_PASSWORD }))),
         rest(M::PATCH, "/api/v1/me").fill(|_, _| Fill::default().body(json!({ "bio": "matrix" }))),
         rest(M::GET, "/api/v1/me/sessions"),
         // The owner's session: only the owner may end it, and to anyone else it does not exist.
         rest(M::DELETE, "/api/v1/me/sessions/{session_id}")
             .fill(|w, _| Fill::default().param("session_id", &w.user(Owner).session_id))
             .expect(Cells::signed_in(not_found("session_not_found")).with(&[Owner], Expect::Ok)),
+    ]);
+
+    // Server administration: nobody in the world holds the server-admin flag, so every
+    // signed-in caller is refused, before any parameter is looked at.
+    let not_admin = || Cells::signed_in(forbidden("not_admin"));
+    rows.extend([
+        rest(M::GET, "/api/v1/admin/users").expect(not_admin()),
+        rest(M::GET, "/api/v1/admin/stats").expect(not_admin()),
+        rest(M::GET, "/api/v1/admin/audit").expect(not_admin()),
+        rest(M::POST, "/api/v1/admin/users/{user_id}/deactivate")
+            .fill(|w, _| Fill::default().param("user_id", w.id(Member)))
+            .expect(not_admin()),
+        rest(M::POST, "/api/v1/admin/users/{user_id}/reactivate")
+            .fill(|w, _| Fill::default().param("user_id", w.id(Member)))
+            .expect(not_admin()),
+        rest(M::POST, "/api/v1/admin/users/{user_id}/password")
+            .fill(|w, _| {
+                Fill::default().param("user_id", w.id(Member)).body(json!({ "password": "a brand new horse" }))
+            })
+            .expect(not_admin()),
+        rest(M::DELETE, "/api/v1/admin/users/{user_id}/messages")
+            .fill(|w, _| Fill::default().param("user_id", w.id(Member)))
+            .expect(not_admin()),
+        rest(M::DELETE, "/api/v1/admin/groups/{group_id}")
+            .fill(|w, _| Fill::default().param("group_id", w.group))
+            .expect(not_admin()),
     ]);
 
     // Users and friends.
