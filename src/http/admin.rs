@@ -83,7 +83,7 @@ pub struct AdminUserPage {
         (status = 400, description = "validation_failed, invalid_cursor", body = crate::dto::ErrorResponse),
         (status = 403, description = "not_admin", body = crate::dto::ErrorResponse),
     ))]
-pub async fn list_users(
+pub async fn admin_list_users(
     state: web::Data<AppState>,
     caller: Authenticated,
     query: web::Query<UserListQuery>,
@@ -108,7 +108,7 @@ pub async fn list_users(
         (status = 403, description = "not_admin", body = crate::dto::ErrorResponse),
         (status = 404, description = "user_not_found", body = crate::dto::ErrorResponse),
     ))]
-pub async fn deactivate_user(
+pub async fn admin_deactivate_user(
     state: web::Data<AppState>,
     caller: Authenticated,
     path: web::Path<i64>,
@@ -127,7 +127,7 @@ pub async fn deactivate_user(
         (status = 403, description = "not_admin", body = crate::dto::ErrorResponse),
         (status = 404, description = "user_not_found", body = crate::dto::ErrorResponse),
     ))]
-pub async fn reactivate_user(
+pub async fn admin_reactivate_user(
     state: web::Data<AppState>,
     caller: Authenticated,
     path: web::Path<i64>,
@@ -155,7 +155,7 @@ pub struct ResetPasswordRequest {
         (status = 403, description = "not_admin", body = crate::dto::ErrorResponse),
         (status = 404, description = "user_not_found", body = crate::dto::ErrorResponse),
     ))]
-pub async fn reset_password(
+pub async fn admin_reset_password(
     state: web::Data<AppState>,
     caller: Authenticated,
     path: web::Path<i64>,
@@ -184,7 +184,7 @@ pub struct DeletedMessages {
         (status = 403, description = "not_admin", body = crate::dto::ErrorResponse),
         (status = 404, description = "user_not_found", body = crate::dto::ErrorResponse),
     ))]
-pub async fn delete_user_messages(
+pub async fn admin_delete_user_messages(
     state: web::Data<AppState>,
     caller: Authenticated,
     path: web::Path<i64>,
@@ -204,7 +204,7 @@ pub async fn delete_user_messages(
         (status = 404, description = "group_not_found", body = crate::dto::ErrorResponse),
         (status = 410, description = "group_disbanded", body = crate::dto::ErrorResponse),
     ))]
-pub async fn disband_group(
+pub async fn admin_disband_group(
     state: web::Data<AppState>,
     caller: Authenticated,
     path: web::Path<i64>,
@@ -237,7 +237,7 @@ pub struct ServerStats {
         (status = 200, body = ServerStats),
         (status = 403, description = "not_admin", body = crate::dto::ErrorResponse),
     ))]
-pub async fn stats(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
+pub async fn admin_stats(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
     admin::require_admin(&state.pool, caller.user_id).await?;
     let stats = admin::stats(&state.pool).await?;
     Ok(HttpResponse::Ok().json(ServerStats {
@@ -310,7 +310,7 @@ pub struct AuditPage {
         (status = 400, description = "validation_failed, invalid_cursor", body = crate::dto::ErrorResponse),
         (status = 403, description = "not_admin", body = crate::dto::ErrorResponse),
     ))]
-pub async fn audit(
+pub async fn admin_audit(
     state: web::Data<AppState>,
     caller: Authenticated,
     query: web::Query<AuditQuery>,

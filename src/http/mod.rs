@@ -60,25 +60,28 @@ pub fn configure(state: &AppState) -> impl FnOnce(&mut web::ServiceConfig) + use
                     .service(web::resource("/me/sessions").route(web::get().to(me::list_sessions)))
                     .service(web::resource("/me/sessions/{session_id}").route(web::delete().to(me::revoke_session)))
                     .service(web::resource("/users").route(web::get().to(users::search_users)))
-                    .service(web::resource("/admin/users").route(web::get().to(admin::list_users)))
+                    .service(web::resource("/admin/users").route(web::get().to(admin::admin_list_users)))
                     .service(
                         web::resource("/admin/users/{user_id}/deactivate")
-                            .route(web::post().to(admin::deactivate_user)),
+                            .route(web::post().to(admin::admin_deactivate_user)),
                     )
                     .service(
                         web::resource("/admin/users/{user_id}/reactivate")
-                            .route(web::post().to(admin::reactivate_user)),
+                            .route(web::post().to(admin::admin_reactivate_user)),
                     )
                     .service(
-                        web::resource("/admin/users/{user_id}/password").route(web::post().to(admin::reset_password)),
+                        web::resource("/admin/users/{user_id}/password")
+                            .route(web::post().to(admin::admin_reset_password)),
                     )
                     .service(
                         web::resource("/admin/users/{user_id}/messages")
-                            .route(web::delete().to(admin::delete_user_messages)),
+                            .route(web::delete().to(admin::admin_delete_user_messages)),
                     )
-                    .service(web::resource("/admin/groups/{group_id}").route(web::delete().to(admin::disband_group)))
-                    .service(web::resource("/admin/stats").route(web::get().to(admin::stats)))
-                    .service(web::resource("/admin/audit").route(web::get().to(admin::audit)))
+                    .service(
+                        web::resource("/admin/groups/{group_id}").route(web::delete().to(admin::admin_disband_group)),
+                    )
+                    .service(web::resource("/admin/stats").route(web::get().to(admin::admin_stats)))
+                    .service(web::resource("/admin/audit").route(web::get().to(admin::admin_audit)))
                     .service(web::resource("/users/{user_id}").route(web::get().to(users::show_user)))
                     .service(
                         web::resource("/users/{user_id}/mutual-friends")
