@@ -46,8 +46,12 @@ pub async fn sweep(
     retention_days: u32,
     stop: &CancellationToken,
 ) -> sqlx::Result<()> {
-    let kinds: [(&'static str, Option<u32>); 3] =
-        [("messages", (retention_days > 0).then_some(retention_days)), ("sessions", Some(1)), ("tickets", Some(0))];
+    let kinds: [(&'static str, Option<u32>); 4] = [
+        ("messages", (retention_days > 0).then_some(retention_days)),
+        ("sessions", Some(1)),
+        ("tickets", Some(0)),
+        ("retired_usernames", Some(0)),
+    ];
     for (kind, older_than_days) in kinds {
         let Some(days) = older_than_days else { continue };
         loop {

@@ -34,6 +34,16 @@ pub async fn delete_batch(pool: &PgPool, kind: &str, days: u32, batch: i64) -> s
         .execute(&mut *tx)
         .await?
         .rows_affected(),
+        "retired_usernames" => sqlx::query!(
+            "DELETE FROM retired_usernames WHERE username_hash IN (
+                 SELECT username_hash FROM retired_usernames
+                  WHERE available_at < now() - make_interval(days => $1) LIMIT $2)",
+            days,
+            batch
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected(),
         _ => sqlx::query!(
             "DELETE FROM ws_tickets WHERE ticket_hash IN (
                  SELECT ticket_hash FROM ws_tickets WHERE expires_at < now() - make_interval(days => $1) LIMIT $2)",

@@ -679,6 +679,14 @@ async fn retention_deletes_messages_past_their_days_and_expired_sessions_and_not
         .execute(&app.pool)
         .await
         .unwrap();
+    // The held-back names of two deleted accounts: one free again since yesterday.
+    sqlx::query(
+        "INSERT INTO retired_usernames (username_hash, available_at)
+         VALUES ('\\x01', now() - interval '1 day'), ('\\x02', now() + interval '1 day')",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
 
     // An instance with 30 days of retention sweeps as it starts.
     let keeper = crate::support::spawn_peer_with(&app, |config| config.chat.retention_days = 30).await;
@@ -706,6 +714,17 @@ async fn retention_deletes_messages_past_their_days_and_expired_sessions_and_not
         .unwrap();
     assert!(!sessions.contains(&stale), "the long-expired session is gone");
     assert!(!sessions.is_empty(), "live sessions stay");
+    let held = loop {
+        let held: Vec<Vec<u8>> = sqlx::query_scalar("SELECT username_hash FROM retired_usernames ORDER BY 1")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+        if held.len() < 2 || std::time::Instant::now() > deadline {
+            break held;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(held, [vec![2u8]], "a name is forgotten once it is free again, and not before");
     let metrics = keeper.get("/metrics").await.text().await.unwrap();
     assert_eq!(
         crate::support::metric_value(&metrics, "goim_retention_deleted_total{kind=\"messages\"}"),
