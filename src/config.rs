@@ -342,8 +342,8 @@ pub enum WebhookPreview {
 pub struct WebhookConfig {
     /// Endpoints (http or https URLs, comma separated) that receive a signed POST for
     /// every message stored for a member with no connected socket. Empty: webhooks off.
-    #[arg(long, global = true, env = "GOIM_WEBHOOK_URLS", value_delimiter = ',', value_parser = parse_webhook_url)]
-    pub webhook_urls: Vec<WebhookUrl>,
+    #[arg(long, global = true, env = "GOIM_WEBHOOK_URLS", default_value = "", value_parser = WebhookUrls::parse)]
+    pub webhook_urls: WebhookUrls,
 
     /// HMAC-SHA256 key that signs every delivery (at least 32 bytes); required with URLs.
     #[arg(long, global = true, env = "GOIM_WEBHOOK_SECRET", hide_env_values = true)]
@@ -363,12 +363,43 @@ pub struct WebhookConfig {
     pub webhook_backoff_ms: u64,
 }
 
+/// The webhook endpoints, in the order given; empty parts of the list are ignored, so
+/// `GOIM_WEBHOOK_URLS=` (as `.env.example` has it) means none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookUrls(Vec<WebhookUrl>);
+
+impl WebhookUrls {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        text.split(',')
+            .filter(|part| !part.trim().is_empty())
+            .map(WebhookUrl::parse)
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &WebhookUrl> {
+        self.0.iter()
+    }
+}
+
 /// A webhook endpoint: an absolute http or https URL with a host. Its `Display` hides
 /// any password in it, since URLs end up in logs.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WebhookUrl(url::Url);
 
 impl WebhookUrl {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let url = url::Url::parse(text.trim()).map_err(|e| format!("not a URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+            return Err("expected an http:// or https:// URL with a host".into());
+        }
+        Ok(Self(url))
+    }
+
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
@@ -378,14 +409,6 @@ impl fmt::Debug for WebhookUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "WebhookUrl({})", redact_url(self.0.as_str()))
     }
-}
-
-fn parse_webhook_url(text: &str) -> Result<WebhookUrl, String> {
-    let url = url::Url::parse(text.trim()).map_err(|e| format!("not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-        return Err("expected an http:// or https:// URL with a host".into());
-    }
-    Ok(WebhookUrl(url))
 }
 
 impl Config {
@@ -547,16 +570,24 @@ mod tests {
 
     #[test]
     fn a_webhook_url_must_be_http_with_a_host() {
-        assert!(parse_webhook_url("https://push.example.com/goim").is_ok());
-        assert!(parse_webhook_url(" http://127.0.0.1:9000/hook ").is_ok());
-        assert!(parse_webhook_url("ftp://push.example.com/").is_err());
-        assert!(parse_webhook_url("file:///etc/passwd").is_err());
-        assert!(parse_webhook_url("push.example.com").is_err());
+        assert!(WebhookUrl::parse("https://push.example.com/goim").is_ok());
+        assert!(WebhookUrl::parse(" http://127.0.0.1:9000/hook ").is_ok());
+        assert!(WebhookUrl::parse("ftp://push.example.com/").is_err());
+        assert!(WebhookUrl::parse("file:///etc/passwd").is_err());
+        assert!(WebhookUrl::parse("push.example.com").is_err());
+    }
+
+    #[test]
+    fn an_empty_webhook_list_means_none_and_one_bad_url_fails_the_list() {
+        assert!(WebhookUrls::parse("").unwrap().is_empty());
+        assert!(WebhookUrls::parse(" , ").unwrap().is_empty());
+        assert_eq!(WebhookUrls::parse("http://a.example/x, https://b.example/y").unwrap().iter().count(), 2);
+        assert!(WebhookUrls::parse("http://a.example/x,nonsense").is_err());
     }
 
     #[test]
     fn a_password_in_a_webhook_url_does_not_show_in_debug_output() {
-        let url = parse_webhook_url("https://goim:hunter2@push.example.com/").unwrap();
+        let url = WebhookUrl::parse("https://goim:hunter2@push.example.com/").unwrap();
         assert!(!format!("{url:?}").contains("hunter2"));
     }
 

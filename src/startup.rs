@@ -87,7 +87,9 @@ impl Application {
         let outbox = Outbox::from_config(&config.webhooks);
         // Built before anything starts, so a client that cannot be built stops the start.
         let webhook_worker = match &outbox {
-            Some(outbox) => Some(webhooks::worker::Worker::new(pool.clone(), &config.webhooks, outbox, metrics.clone())?),
+            Some(outbox) => {
+                Some(webhooks::worker::Worker::new(pool.clone(), &config.webhooks, outbox, metrics.clone())?)
+            }
             None => None,
         };
         let writer = MessageWriter::start(

@@ -62,7 +62,8 @@ impl Worker {
     /// Fails when the HTTP client cannot be built (no TLS backend) or there is no
     /// secret (which `Config::validate` rules out before this).
     pub fn new(pool: PgPool, config: &WebhookConfig, outbox: &Outbox, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let secret = config.webhook_secret.as_ref().context("GOIM_WEBHOOK_URLS is set but GOIM_WEBHOOK_SECRET is not")?;
+        let secret =
+            config.webhook_secret.as_ref().context("GOIM_WEBHOOK_URLS is set but GOIM_WEBHOOK_SECRET is not")?;
         let key = SigningKey::new(secret.expose().as_bytes()).context("GOIM_WEBHOOK_SECRET cannot key HMAC-SHA256")?;
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
@@ -88,13 +89,10 @@ impl Worker {
         let mut failing = false;
         let mut backlog_due = tokio::time::Instant::now();
         loop {
-            // Rounds back to back while they come back full.
+            // Rounds back to back while they come back full. A round watches `stop` itself,
+            // so that it can release what it claimed instead of being dropped.
             loop {
-                let round = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    round = self.round(&stop) => round,
-                };
-                match round {
+                match self.round(&stop).await {
                     Ok(claimed) => {
                         if failing {
                             failing = false;
@@ -128,7 +126,11 @@ impl Worker {
 
     /// One claim, its posts and its settlement; returns how many rows were claimed.
     async fn round(&self, stop: &CancellationToken) -> sqlx::Result<usize> {
-        let claimed = db::webhooks::claim(&self.pool, BATCH, LEASE).await?;
+        let claimed = tokio::select! {
+            // A claim cut short may still have committed: those rows wait out the lease.
+            _ = stop.cancelled() => return Ok(0),
+            claimed = db::webhooks::claim(&self.pool, BATCH, LEASE) => claimed?,
+        };
         if claimed.is_empty() {
             return Ok(0);
         }

@@ -23,3 +23,4 @@ mod policy;
 mod profiles;
 mod search;
 mod support;
+mod webhooks;
