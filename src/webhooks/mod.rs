@@ -6,7 +6,7 @@
 //! - [`Outbox`], held by the message writer, queues the events of a batch **in the
 //!   batch's own transaction**: an event exists exactly when its message does, and a
 //!   restart between commit and delivery loses nothing.
-//! - [`worker::run`], one per instance, claims due rows with a lease (`SKIP LOCKED`, so
+//! - [`worker::Worker::run`], one per instance, claims due rows with a lease (`SKIP LOCKED`, so
 //!   instances share the work without waiting on each other), posts them, and deletes,
 //!   reschedules (exponential backoff with jitter) or dead-letters each.
 //!
