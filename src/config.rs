@@ -136,6 +136,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub websocket: WebSocketConfig,
+
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
 }
 
 /// HTTP serving, logging and shutdown.
@@ -375,6 +378,90 @@ pub struct WebSocketConfig {
     pub ws_allowed_origins: Vec<String>,
 }
 
+/// What a webhook event says about the message (`GOIM_WEBHOOK_PREVIEW`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WebhookPreview {
+    /// Ids, kind and time only: nothing of what was said, nor who said it by name.
+    None,
+    /// Also the sender's nickname and the first characters of the text.
+    Text,
+}
+
+/// Webhooks for offline delivery (docs/operations.md, "Webhooks").
+#[derive(Clone, Args)]
+#[command(next_help_heading = "webhooks")]
+pub struct WebhookConfig {
+    /// Endpoints (http or https URLs, comma separated) that receive a signed POST for
+    /// every message stored for a member with no connected socket. Empty: webhooks off.
+    #[arg(long, global = true, env = "GOIM_WEBHOOK_URLS", default_value = "", value_parser = WebhookUrls::parse)]
+    pub webhook_urls: WebhookUrls,
+
+    /// HMAC-SHA256 key that signs every delivery (at least 32 bytes); required with URLs.
+    #[arg(long, global = true, env = "GOIM_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<Secret>,
+
+    /// What an event tells of the message: `none` (default) or `text`.
+    #[arg(long, global = true, env = "GOIM_WEBHOOK_PREVIEW", value_enum, default_value = "none")]
+    pub webhook_preview: WebhookPreview,
+
+    /// Attempts per delivery before it becomes a dead letter.
+    #[arg(long, global = true, env = "GOIM_WEBHOOK_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub webhook_max_attempts: u32,
+
+    /// Milliseconds before the first retry; each further retry waits twice as long (up
+    /// to 10 minutes), with jitter.
+    #[arg(long, global = true, env = "GOIM_WEBHOOK_BACKOFF_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub webhook_backoff_ms: u64,
+}
+
+/// The webhook endpoints, in the order given; empty parts of the list are ignored, so
+/// `GOIM_WEBHOOK_URLS=` (as `.env.example` has it) means none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookUrls(Vec<WebhookUrl>);
+
+impl WebhookUrls {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        text.split(',')
+            .filter(|part| !part.trim().is_empty())
+            .map(WebhookUrl::parse)
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &WebhookUrl> {
+        self.0.iter()
+    }
+}
+
+/// A webhook endpoint: an absolute http or https URL with a host. Its `Display` hides
+/// any password in it, since URLs end up in logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookUrl(url::Url);
+
+impl WebhookUrl {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let url = url::Url::parse(text.trim()).map_err(|e| format!("not a URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+            return Err("expected an http:// or https:// URL with a host".into());
+        }
+        Ok(Self(url))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Debug for WebhookUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WebhookUrl({})", redact_url(self.0.as_str()))
+    }
+}
+
 impl Config {
     /// The configuration from the environment and defaults alone (no flags), as a base
     /// for tests and tools that build a config in code.
@@ -395,6 +482,9 @@ impl Config {
         }
         if self.auth.access_token_ttl >= self.auth.refresh_token_ttl {
             return Err("GOIM_ACCESS_TOKEN_TTL_SECS must be shorter than GOIM_REFRESH_TOKEN_TTL_SECS".into());
+        }
+        if !self.webhooks.webhook_urls.is_empty() && self.webhooks.webhook_secret.is_none() {
+            return Err("GOIM_WEBHOOK_URLS is set but GOIM_WEBHOOK_SECRET is not: every delivery must be signed".into());
         }
         Ok(())
     }
@@ -448,6 +538,8 @@ impl fmt::Debug for Config {
             .field("db_name", &self.managed.db_name)
             .field("db_max_connections", &self.database.db_max_connections)
             .field("jwt_secret", &self.auth.jwt_secret)
+            .field("webhook_urls", &self.webhooks.webhook_urls)
+            .field("webhook_secret", &self.webhooks.webhook_secret)
             .field("log_format", &self.server.log_format)
             .finish_non_exhaustive()
     }
@@ -525,6 +617,29 @@ mod tests {
         assert!(parse_secs("0").is_err());
         assert_eq!(parse_secs("15"), Ok(Duration::from_secs(15)));
         assert!(parse_secs("-1").is_err());
+    }
+
+    #[test]
+    fn a_webhook_url_must_be_http_with_a_host() {
+        assert!(WebhookUrl::parse("https://push.example.com/goim").is_ok());
+        assert!(WebhookUrl::parse(" http://127.0.0.1:9000/hook ").is_ok());
+        assert!(WebhookUrl::parse("ftp://push.example.com/").is_err());
+        assert!(WebhookUrl::parse("file:///etc/passwd").is_err());
+        assert!(WebhookUrl::parse("push.example.com").is_err());
+    }
+
+    #[test]
+    fn an_empty_webhook_list_means_none_and_one_bad_url_fails_the_list() {
+        assert!(WebhookUrls::parse("").unwrap().is_empty());
+        assert!(WebhookUrls::parse(" , ").unwrap().is_empty());
+        assert_eq!(WebhookUrls::parse("http://a.example/x, https://b.example/y").unwrap().iter().count(), 2);
+        assert!(WebhookUrls::parse("http://a.example/x,nonsense").is_err());
+    }
+
+    #[test]
+    fn a_password_in_a_webhook_url_does_not_show_in_debug_output() {
+        let url = WebhookUrl::parse("https://goim:hunter2@push.example.com/").unwrap();
+        assert!(!format!("{url:?}").contains("hunter2"));
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! - [`writer`]: the batching message writer: shared commits, acks after commit, drain on
 //!   shutdown. [`search_upkeep`] merges the search index's pending list beside it;
 //!   [`retention`] deletes what is past its keep-by date.
+//! - [`webhooks`]: webhooks for offline delivery: the outbox the writer queues into, in
+//!   the message's transaction, and the worker that posts signed events with retries.
 //! - [`hub`]: who is connected where; event fan-out with bounded queues; presence.
 //! - [`relay`]: events to and from the other GOIM instances of the database
 //!   (LISTEN/NOTIFY).
@@ -48,7 +50,8 @@
 //! | `error` | `db`, `domain` |
 //! | `search_upkeep` | `db` |
 //! | `retention` | `db`, `metrics` |
-//! | `writer` | `db`, `domain`, `events`, `metrics`, `search_upkeep` |
+//! | `webhooks` | `config`, `db`, `metrics` |
+//! | `writer` | `db`, `domain`, `events`, `metrics`, `search_upkeep`, `webhooks` |
 //! | `hub` | `db`, `domain`, `events`, `metrics` |
 //! | `relay` | `db`, `domain`, `events`, `hub`, `metrics` |
 //! | `auth` | `config`, `db`, `domain`, `error` |
@@ -58,7 +61,7 @@
 //! | `http` | `auth`, `db`, `domain`, `dto`, `error`, `metrics`, `service`, `state` |
 //! | `gateway` | `auth`, `db`, `domain`, `dto`, `error`, `hub`, `service`, `state` |
 //! | `openapi` | `events`, `gateway`, `http` |
-//! | `startup` | `auth`, `config`, `events`, `gateway`, `http`, `hub`, `metrics`, `openapi`, `relay`, `retention`, `state`, `writer` |
+//! | `startup` | `auth`, `config`, `events`, `gateway`, `http`, `hub`, `metrics`, `openapi`, `relay`, `retention`, `state`, `webhooks`, `writer` |
 //! | `backup` | `config`, `db`, `pg` |
 //! | `admin_cli` | `auth`, `backup`, `config`, `db`, `domain`, `relay`, `service` |
 //! | `cli` | `admin_cli`, `backup`, `config`, `db`, `openapi`, `pg`, `shutdown`, `startup`, `telemetry` |
@@ -91,4 +94,5 @@ pub mod shutdown;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod webhooks;
 pub mod writer;

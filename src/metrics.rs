@@ -20,6 +20,12 @@ pub struct KindLabels {
     pub kind: &'static str,
 }
 
+/// Webhook outbox rows by state (`pending`, `dead`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: &'static str,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub method: String,
@@ -84,6 +90,14 @@ pub struct Metrics {
     pub relay_listening: Gauge,
     /// Rows the retention sweep deleted, by kind.
     pub retention_deleted: Family<KindLabels, Counter>,
+    /// Webhook deliveries this instance's writer queued (one per offline recipient and
+    /// endpoint).
+    pub webhook_queued: Counter,
+    /// Webhook attempts by outcome: `delivered`, `failed` (retried later), `dead` (the
+    /// last attempt failed; kept as a dead letter).
+    pub webhook_deliveries: Family<OutcomeLabels, Counter>,
+    /// The whole outbox (every instance's rows), by state, sampled every few seconds.
+    pub webhook_backlog: Family<StateLabels, Gauge>,
     http_requests: Family<RequestLabels, Counter>,
     http_latency: HistogramFamily,
     pool_connections: Family<PoolLabels, Gauge>,
@@ -164,6 +178,24 @@ impl Metrics {
             "Rows deleted by the retention sweep (GOIM_RETENTION_DAYS), by kind",
             retention_deleted.clone(),
         );
+        let webhook_queued = Counter::default();
+        registry.register(
+            "webhook_queued",
+            "Webhook deliveries queued by this instance (offline recipients x endpoints)",
+            webhook_queued.clone(),
+        );
+        let webhook_deliveries = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts by outcome (delivered, failed, dead)",
+            webhook_deliveries.clone(),
+        );
+        let webhook_backlog = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "webhook_outbox",
+            "Rows in the webhook outbox, all instances, by state (pending, dead)",
+            webhook_backlog.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "The running build (always 1)", build_info);
@@ -177,6 +209,9 @@ impl Metrics {
             relay_failures,
             relay_listening,
             retention_deleted,
+            webhook_queued,
+            webhook_deliveries,
+            webhook_backlog,
             http_requests,
             http_latency,
             pool_connections,

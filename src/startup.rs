@@ -21,6 +21,7 @@ use crate::{
     metrics::Metrics,
     relay,
     state::AppState,
+    webhooks::{self, Outbox},
     writer::MessageWriter,
 };
 
@@ -83,6 +84,14 @@ impl Application {
         let events = EventBus::with_capacity(config.websocket.event_bus_capacity as usize);
         let tasks = TaskTracker::new();
         let metrics = Arc::new(Metrics::new());
+        let outbox = Outbox::from_config(&config.webhooks);
+        // Built before anything starts, so a client that cannot be built stops the start.
+        let webhook_worker = match &outbox {
+            Some(outbox) => {
+                Some(webhooks::worker::Worker::new(pool.clone(), &config.webhooks, outbox, metrics.clone())?)
+            }
+            None => None,
+        };
         let writer = MessageWriter::start(
             pool.clone(),
             events.clone(),
@@ -90,8 +99,12 @@ impl Application {
             &tasks,
             config.database.writer_lanes as usize,
             config.database.writer_queue as usize,
+            outbox,
         );
         let shutdown = CancellationToken::new();
+        if let Some(worker) = webhook_worker {
+            tasks.spawn(worker.run(shutdown.clone()).instrument(tracing::info_span!("webhooks")));
+        }
         let presence = Presence::new(
             pool.clone(),
             events.clone(),

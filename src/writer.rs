@@ -14,6 +14,10 @@
 //! room and then gets `Overloaded`. Shutdown: [`MessageWriter::shutdown`] closes the
 //! queues, the lanes store what was already queued, and then exit; nothing that was
 //! acknowledged is lost, and nothing queued is dropped silently.
+//!
+//! With webhooks on, the same transaction queues a webhook delivery for every member
+//! without a connected socket ([`crate::webhooks::Outbox`]); the worker is nudged after
+//! the commit.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -35,6 +39,7 @@ use crate::{
     domain::{ConversationId, MessageView, NewMessage, UserId},
     events::{Event, EventBus},
     metrics::Metrics,
+    webhooks::Outbox,
 };
 use tracing::Instrument;
 
@@ -97,6 +102,7 @@ pub struct MessageWriter {
 
 impl MessageWriter {
     /// Starts `lanes` writer tasks, each with a queue of `queue_capacity` messages.
+    /// `webhooks`: where offline members' events are queued (`None`: webhooks off).
     pub fn start(
         pool: PgPool,
         events: EventBus,
@@ -104,6 +110,7 @@ impl MessageWriter {
         tasks: &TaskTracker,
         lanes: usize,
         queue_capacity: usize,
+        webhooks: Option<Outbox>,
     ) -> Self {
         let stop = CancellationToken::new();
         // Every message adds to the search index's pending list; merging it belongs with
@@ -125,7 +132,8 @@ impl MessageWriter {
         let senders = (0..lanes.max(1))
             .map(|lane| {
                 let (sender, receiver) = mpsc::channel(queue_capacity.max(1));
-                let lane_task = run_lane(lane, pool.clone(), events.clone(), metrics.clone(), receiver, stop.clone());
+                let sinks = Sinks { events: events.clone(), metrics: metrics.clone(), webhooks: webhooks.clone() };
+                let lane_task = run_lane(lane, pool.clone(), sinks, receiver, stop.clone());
                 tasks.spawn(lane_task.instrument(tracing::info_span!("writer_lane", lane)));
                 sender
             })
@@ -171,14 +179,14 @@ impl MessageWriter {
     }
 }
 
-async fn run_lane(
-    lane: usize,
-    pool: PgPool,
+/// Where a lane's committed batches go besides the acks.
+struct Sinks {
     events: EventBus,
     metrics: Arc<Metrics>,
-    mut queue: mpsc::Receiver<Job>,
-    stop: CancellationToken,
-) {
+    webhooks: Option<Outbox>,
+}
+
+async fn run_lane(lane: usize, pool: PgPool, sinks: Sinks, mut queue: mpsc::Receiver<Job>, stop: CancellationToken) {
     loop {
         let first = tokio::select! {
             job = queue.recv() => job,
@@ -199,7 +207,7 @@ async fn run_lane(
                 Err(_) => break,
             }
         }
-        write_batch(&pool, &events, &metrics, batch).await;
+        write_batch(&pool, &sinks, batch).await;
     }
 }
 
@@ -207,17 +215,17 @@ async fn run_lane(
 /// be the cause, so each message is retried alone and cannot fail its neighbours; any
 /// other failure (the database unreachable, a timeout) would fail each retry the same way,
 /// so the whole batch gets the error at once.
-async fn write_batch(pool: &PgPool, events: &EventBus, metrics: &Metrics, batch: Vec<Job>) {
+async fn write_batch(pool: &PgPool, sinks: &Sinks, batch: Vec<Job>) {
     let pendings: Vec<(&PendingMessage, &[u8])> =
         batch.iter().map(|j| (&j.pending, j.request_hash.as_slice())).collect();
-    match store(pool, &pendings).await {
-        Ok(stored) => deliver(events, metrics, batch, stored),
+    match store(pool, &pendings, sinks.webhooks.as_ref()).await {
+        Ok(stored) => deliver(sinks, batch, stored),
         Err(error) if batch.len() > 1 && db::violated_constraint(&error).is_some() => {
             tracing::warn!(%error, size = batch.len(), "message batch failed; retrying its messages one by one");
             for job in batch {
                 let one = [(&job.pending, job.request_hash.as_slice())];
-                match store(pool, &one).await {
-                    Ok(stored) => deliver(events, metrics, vec![job], stored),
+                match store(pool, &one, sinks.webhooks.as_ref()).await {
+                    Ok(stored) => deliver(sinks, vec![job], stored),
                     Err(error) => {
                         let _ = job.reply.send(Err(WriteError::Database(Arc::new(error))));
                     }
@@ -239,10 +247,19 @@ struct Stored {
     results: Vec<Result<Ack, WriteError>>,
     /// Newly stored messages and who should hear of them.
     created: Vec<(MessageRow, Vec<UserId>)>,
+    /// Webhook deliveries queued with them.
+    webhooks_queued: u64,
 }
 
-fn deliver(events: &EventBus, metrics: &Metrics, batch: Vec<Job>, stored: Stored) {
+fn deliver(sinks: &Sinks, batch: Vec<Job>, stored: Stored) {
+    let Sinks { events, metrics, webhooks } = sinks;
     metrics.messages_stored.inc_by(stored.created.len() as u64);
+    if let Some(outbox) = webhooks
+        && stored.webhooks_queued > 0
+    {
+        metrics.webhook_queued.inc_by(stored.webhooks_queued);
+        outbox.nudge();
+    }
     for (job, result) in batch.into_iter().zip(stored.results) {
         let _ = job.reply.send(result);
     }
@@ -255,7 +272,7 @@ type IdKey = (i64, i64, Uuid);
 
 /// Stores a batch with three statements in one transaction — the round trips, not the
 /// rows, are what a message costs, so each statement handles the whole batch.
-async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Result<Stored> {
+async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])], webhooks: Option<&Outbox>) -> sqlx::Result<Stored> {
     let mut tx = pool.begin().await?;
     let mut results: Vec<Option<Result<Ack, WriteError>>> = (0..batch.len()).map(|_| None).collect();
     let keys: Vec<IdKey> =
@@ -310,6 +327,7 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Resul
     }
 
     let mut created = Vec::new();
+    let mut webhooks_queued = 0;
     if !fresh.is_empty() {
         // 2. Numbering: each new message takes its conversation's next seq and version.
         let mut per_conversation: BTreeMap<i64, i64> = BTreeMap::new();
@@ -356,6 +374,10 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Resul
 
         // 3. One insert for the whole batch, read markers included.
         let rows = db::messages::insert_batch(&mut tx, &rows).await?;
+        // 4. Webhooks (when on): offline members' events, committed with the messages.
+        if let Some(outbox) = webhooks {
+            webhooks_queued = outbox.enqueue(&mut tx, &rows).await?;
+        }
 
         let by_key: HashMap<IdKey, &MessageRow> =
             rows.iter().map(|r| ((r.conversation_id.0, r.sender_id.0, r.client_msg_id), r)).collect();
@@ -396,5 +418,5 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])]) -> sqlx::Resul
         }
     }
     let results = results.into_iter().map(|r| r.unwrap_or(Err(WriteError::Lost))).collect();
-    Ok(Stored { results, created })
+    Ok(Stored { results, created, webhooks_queued })
 }

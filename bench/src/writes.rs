@@ -112,6 +112,7 @@ pub async fn run(config: Config, pool: PgPool, args: &WritesBenchArgs) -> anyhow
         &tasks,
         config.database.writer_lanes as usize,
         config.database.writer_queue as usize,
+        None,
     );
 
     let mut figures = Vec::new();

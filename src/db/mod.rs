@@ -14,6 +14,7 @@ pub mod relay;
 pub mod retention;
 pub mod sessions;
 pub mod users;
+pub mod webhooks;
 pub mod ws_tickets;
 
 use std::{str::FromStr, time::Duration};

@@ -25,3 +25,4 @@ mod policy;
 mod profiles;
 mod search;
 mod support;
+mod webhooks;

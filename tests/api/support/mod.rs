@@ -2,6 +2,7 @@
 
 pub mod binary;
 mod cluster;
+pub mod receiver;
 pub mod webdriver;
 pub mod ws;
 
