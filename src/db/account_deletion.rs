@@ -13,8 +13,8 @@ pub struct Forgotten {
 }
 
 /// Removes every relation and credential of `user`: friendships, friend requests,
-/// blocks either way, group join requests and invitations, tickets, sessions (their
-/// refresh tokens go with them). Group memberships are left to the caller, which hands
+/// blocks either way, group join requests and invitations, tickets, webhook events for
+/// it, sessions (their refresh tokens go with them). Group memberships are left to the caller, which hands
 /// groups on as leaving does.
 pub async fn forget(db: &mut PgConnection, user: UserId) -> sqlx::Result<Forgotten> {
     let former_friends = sqlx::query_scalar!(
@@ -34,6 +34,14 @@ pub async fn forget(db: &mut PgConnection, user: UserId) -> sqlx::Result<Forgott
         .execute(&mut *db)
         .await?;
     sqlx::query!("DELETE FROM ws_tickets WHERE user_id = $1", user.0).execute(&mut *db).await?;
+    // Webhook events still on their way: none for the account, and its name out of others'.
+    sqlx::query!("DELETE FROM webhook_deliveries WHERE recipient_id = $1", user.0).execute(&mut *db).await?;
+    sqlx::query!(
+        "UPDATE webhook_deliveries SET sender_name = 'Deleted user' WHERE sender_id = $1 AND sender_name IS NOT NULL",
+        user.0
+    )
+    .execute(&mut *db)
+    .await?;
     let sessions =
         sqlx::query_scalar!(r#"DELETE FROM sessions WHERE user_id = $1 RETURNING id AS "id: SessionId""#, user.0)
             .fetch_all(&mut *db)

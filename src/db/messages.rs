@@ -182,6 +182,14 @@ pub async fn tombstone(
     by: UserId,
 ) -> sqlx::Result<MessageRow> {
     bump_version(db, conversation, seq).await?;
+    // A recalled message's text must not reach a push notification afterwards.
+    sqlx::query!(
+        "UPDATE webhook_deliveries SET preview = NULL WHERE conversation_id = $1 AND seq = $2 AND preview IS NOT NULL",
+        conversation.0,
+        seq
+    )
+    .execute(&mut *db)
+    .await?;
     message_rows!(
         "UPDATE messages m SET body = NULL, content = NULL, deleted_at = now(), deleted_by = $3
           WHERE m.conversation_id = $1 AND m.seq = $2 RETURNING ",
@@ -230,6 +238,10 @@ pub async fn tombstone_all_by(
     )
     .fetch_all(&mut *db)
     .await?;
+    // A removed message's preview must not be pushed later either.
+    sqlx::query!("UPDATE webhook_deliveries SET preview = NULL WHERE sender_id = $1 AND preview IS NOT NULL", sender.0)
+        .execute(&mut *db)
+        .await?;
     let pairs: Vec<(i64, i64)> = removed.into_iter().map(|row| (row.conversation_id, row.seq)).collect();
     bump_versions(db, &pairs).await
 }

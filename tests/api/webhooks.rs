@@ -342,3 +342,55 @@ fn webhook_urls_without_a_secret_or_a_bad_url_stop_the_start_with_one_line() {
     assert!(stderr.contains("GOIM_WEBHOOK_SECRET"), "{stderr}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn recalls_and_account_deletions_reach_events_still_waiting_in_the_outbox() {
+    // Nothing listens on port 1: every event stays queued (the first retry is an hour away).
+    let app = spawn_app_with(|config| {
+        with_webhooks(&["http://127.0.0.1:1/hook"], 3_600_000, 10)(config);
+        config.webhooks.webhook_preview = goim::config::WebhookPreview::Text;
+    })
+    .await;
+    let (ann, bob, carol) = (app.register("ann").await, app.register("bob").await, app.register("carol").await);
+    befriend(&app, &ann, &bob).await;
+    befriend(&app, &ann, &carol).await;
+    let to_bob = open_direct(&app, &ann, &bob).await;
+    let to_carol = open_direct(&app, &ann, &carol).await;
+    let recalled = send_text(&app, &ann, to_bob, "take this back").await;
+    send_text(&app, &ann, to_bob, "for bob").await;
+    send_text(&app, &ann, to_carol, "for carol").await;
+    let queued = |app: &TestApp| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_as::<_, (i64, i64, Option<String>, Option<String>)>(
+                "SELECT recipient_id, seq, preview, sender_name FROM webhook_deliveries ORDER BY id",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while queued(&app).await.len() < 3 {
+        assert!(Instant::now() < deadline, "three events queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let path = format!("/api/v1/conversations/{to_bob}/messages/{}", recalled["seq"]);
+    assert_eq!(call(&app, &ann, Method::DELETE, &path, None).await.status(), 204);
+    let rows = queued(&app).await;
+    assert_eq!(rows[0], (bob.id, recalled["seq"].as_i64().unwrap(), None, Some("ann".into())), "no recalled text");
+    assert_eq!(rows[1].2.as_deref(), Some("for bob"));
+
+    // Bob's account goes: so do the events for him. Ann's goes: her name leaves carol's.
+    assert_eq!(delete_account(&app, &bob).await.status(), 204);
+    let rows = queued(&app).await;
+    assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), [carol.id]);
+    assert_eq!(delete_account(&app, &ann).await.status(), 204);
+    let rows = queued(&app).await;
+    assert_eq!(rows[0].3.as_deref(), Some("Deleted user"));
+}
+
+async fn delete_account(app: &TestApp, user: &TestUser) -> reqwest::Response {
+    call(app, user, Method::DELETE, "/api/v1/me", Some(json!({ "password": user.password }))).await
+}
