@@ -51,7 +51,7 @@
 //! | `search_upkeep` | `db` |
 //! | `retention` | `db`, `metrics` |
 //! | `webhooks` | `config`, `db`, `metrics` |
-//! | `writer` | `db`, `domain`, `events`, `metrics`, `search_upkeep`, `webhooks` |
+//! | `writer` | `db`, `domain`, `error`, `events`, `metrics`, `search_upkeep`, `webhooks` |
 //! | `hub` | `db`, `domain`, `events`, `metrics` |
 //! | `relay` | `db`, `domain`, `events`, `hub`, `metrics` |
 //! | `auth` | `config`, `db`, `domain`, `error` |
@@ -61,7 +61,7 @@
 //! | `http` | `auth`, `db`, `domain`, `dto`, `error`, `metrics`, `service`, `state` |
 //! | `gateway` | `auth`, `db`, `domain`, `dto`, `error`, `hub`, `service`, `state` |
 //! | `openapi` | `events`, `gateway`, `http` |
-//! | `startup` | `auth`, `config`, `events`, `gateway`, `http`, `hub`, `metrics`, `openapi`, `relay`, `retention`, `state`, `webhooks`, `writer` |
+//! | `startup` | `auth`, `config`, `events`, `gateway`, `http`, `hub`, `metrics`, `openapi`, `relay`, `retention`, `service`, `state`, `webhooks`, `writer` |
 //! | `backup` | `config`, `db`, `pg` |
 //! | `admin_cli` | `auth`, `backup`, `config`, `db`, `domain`, `relay`, `service` |
 //! | `cli` | `admin_cli`, `backup`, `config`, `db`, `openapi`, `pg`, `shutdown`, `startup`, `telemetry` |

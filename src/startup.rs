@@ -20,6 +20,7 @@ use crate::{
     hub::{self, Hub, presence::Presence},
     metrics::Metrics,
     relay,
+    service::messages::SendAdmission,
     state::AppState,
     webhooks::{self, Outbox},
     writer::MessageWriter,
@@ -99,6 +100,7 @@ impl Application {
             &tasks,
             config.database.writer_lanes as usize,
             config.database.writer_queue as usize,
+            Arc::new(SendAdmission::new(config.chat.direct_messages)),
             outbox,
         );
         let shutdown = CancellationToken::new();

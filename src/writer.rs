@@ -2,9 +2,12 @@
 //!
 //! Senders hand a validated message to [`MessageWriter::submit`] and wait for its ack.
 //! Each of a few *lanes* (a task with a bounded queue) takes whatever has queued up —
-//! up to [`MAX_BATCH`] messages — and stores it in **one transaction**: a duplicate
-//! check for idempotent retries, the membership re-check, one locked update of each
-//! touched conversation's `last_seq`, one multi-row insert, the senders' read markers.
+//! up to [`MAX_BATCH`] messages — and stores it in **one transaction**: one statement
+//! reads, for every message, an earlier copy (idempotent retries) and everything the
+//! conversation's rules ask (membership, blocks, friendship, group, mute, mentions),
+//! which the [`Admission`] decides on; then one locked update of each touched
+//! conversation's `last_seq`, one multi-row insert, the senders' read markers. A send
+//! costs no query before its batch.
 //! Only after that transaction commits does any sender get its ack; so one WAL flush
 //! is shared by every message of the batch instead of paid per message, and a busy
 //! lane batches more. A conversation always maps to the same lane, so its messages
@@ -34,9 +37,11 @@ use uuid::Uuid;
 use crate::{
     db::{
         self,
-        messages::{BatchLookup, MessageRow, NewRows},
+        conversations::{BatchKeys, ConversationContext},
+        messages::{MessageRow, NewRows},
     },
     domain::{ConversationId, MessageView, NewMessage, UserId},
+    error::ApiError,
     events::{Event, EventBus},
     metrics::Metrics,
     webhooks::Outbox,
@@ -71,8 +76,9 @@ pub struct Ack {
 pub enum WriteError {
     #[error("this client_msg_id was already used for a different message")]
     IdReused,
-    #[error("the sender is not a member of the conversation")]
-    NotMember,
+    /// The conversation's rules refuse the message (see [`Admission`]).
+    #[error("{0}")]
+    Refused(ApiError),
     #[error("the message queue is full")]
     Overloaded,
     #[error("the server is shutting down")]
@@ -83,6 +89,14 @@ pub enum WriteError {
     /// The batch committed without an outcome for this message (a bug, never expected).
     #[error("the message was not stored")]
     Lost,
+}
+
+/// Whether a message may be stored, decided from the facts the batch read about it in
+/// its own transaction ([`db::conversations::batch_contexts`]; `None`: no such
+/// conversation). Provided by the service layer, which owns the conversation policy, so
+/// that a send costs no query of its own before the batch.
+pub trait Admission: Send + Sync {
+    fn admit(&self, pending: &PendingMessage, context: Option<&ConversationContext>) -> Result<(), ApiError>;
 }
 
 struct Job {
@@ -102,7 +116,9 @@ pub struct MessageWriter {
 
 impl MessageWriter {
     /// Starts `lanes` writer tasks, each with a queue of `queue_capacity` messages.
-    /// `webhooks`: where offline members' events are queued (`None`: webhooks off).
+    /// `admission` decides each message; `webhooks`: where offline members' events are
+    /// queued (`None`: webhooks off).
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         pool: PgPool,
         events: EventBus,
@@ -110,6 +126,7 @@ impl MessageWriter {
         tasks: &TaskTracker,
         lanes: usize,
         queue_capacity: usize,
+        admission: Arc<dyn Admission>,
         webhooks: Option<Outbox>,
     ) -> Self {
         let stop = CancellationToken::new();
@@ -132,7 +149,12 @@ impl MessageWriter {
         let senders = (0..lanes.max(1))
             .map(|lane| {
                 let (sender, receiver) = mpsc::channel(queue_capacity.max(1));
-                let sinks = Sinks { events: events.clone(), metrics: metrics.clone(), webhooks: webhooks.clone() };
+                let sinks = Sinks {
+                    admission: admission.clone(),
+                    events: events.clone(),
+                    metrics: metrics.clone(),
+                    webhooks: webhooks.clone(),
+                };
                 let lane_task = run_lane(lane, pool.clone(), sinks, receiver, stop.clone());
                 tasks.spawn(lane_task.instrument(tracing::info_span!("writer_lane", lane)));
                 sender
@@ -179,8 +201,9 @@ impl MessageWriter {
     }
 }
 
-/// Where a lane's committed batches go besides the acks.
+/// What decides a lane's messages, and where its committed batches go besides the acks.
 struct Sinks {
+    admission: Arc<dyn Admission>,
     events: EventBus,
     metrics: Arc<Metrics>,
     webhooks: Option<Outbox>,
@@ -218,13 +241,13 @@ async fn run_lane(lane: usize, pool: PgPool, sinks: Sinks, mut queue: mpsc::Rece
 async fn write_batch(pool: &PgPool, sinks: &Sinks, batch: Vec<Job>) {
     let pendings: Vec<(&PendingMessage, &[u8])> =
         batch.iter().map(|j| (&j.pending, j.request_hash.as_slice())).collect();
-    match store(pool, &pendings, sinks.webhooks.as_ref()).await {
+    match store(pool, &pendings, sinks).await {
         Ok(stored) => deliver(sinks, batch, stored),
         Err(error) if batch.len() > 1 && db::violated_constraint(&error).is_some() => {
             tracing::warn!(%error, size = batch.len(), "message batch failed; retrying its messages one by one");
             for job in batch {
                 let one = [(&job.pending, job.request_hash.as_slice())];
-                match store(pool, &one, sinks.webhooks.as_ref()).await {
+                match store(pool, &one, sinks).await {
                     Ok(stored) => deliver(sinks, vec![job], stored),
                     Err(error) => {
                         let _ = job.reply.send(Err(WriteError::Database(Arc::new(error))));
@@ -252,7 +275,7 @@ struct Stored {
 }
 
 fn deliver(sinks: &Sinks, batch: Vec<Job>, stored: Stored) {
-    let Sinks { events, metrics, webhooks } = sinks;
+    let Sinks { events, metrics, webhooks, .. } = sinks;
     metrics.messages_stored.inc_by(stored.created.len() as u64);
     if let Some(outbox) = webhooks
         && stored.webhooks_queued > 0
@@ -272,38 +295,52 @@ type IdKey = (i64, i64, Uuid);
 
 /// Stores a batch with three statements in one transaction — the round trips, not the
 /// rows, are what a message costs, so each statement handles the whole batch.
-async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])], webhooks: Option<&Outbox>) -> sqlx::Result<Stored> {
+async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])], sinks: &Sinks) -> sqlx::Result<Stored> {
+    let webhooks = sinks.webhooks.as_ref();
     let mut tx = pool.begin().await?;
     let mut results: Vec<Option<Result<Ack, WriteError>>> = (0..batch.len()).map(|_| None).collect();
     let keys: Vec<IdKey> =
         batch.iter().map(|(p, _)| (p.conversation_id.0, p.sender_id.0, p.message.client_msg_id)).collect();
 
-    // 1. Per message: was it stored before (a retry answers with the original ack), and
-    //    is the sender a member.
-    let looked = db::messages::lookup_batch(
-        &mut tx,
-        &keys.iter().map(|k| k.0).collect::<Vec<_>>(),
-        &keys.iter().map(|k| k.1).collect::<Vec<_>>(),
-        &keys.iter().map(|k| k.2).collect::<Vec<_>>(),
-    )
-    .await?;
-    let mut looked_up: Vec<Option<BatchLookup>> = vec![None; batch.len()];
-    for row in looked {
-        if let Some(slot) = usize::try_from(row.ord - 1).ok().and_then(|i| looked_up.get_mut(i)) {
-            *slot = Some(row);
+    // 1. Per message, in one statement: was it stored before (a retry answers with the
+    //    original ack), and everything the conversation's rules ask about the sender.
+    let mut mention_ords = Vec::new();
+    let mut mention_users = Vec::new();
+    for (ord, (pending, _)) in (1_i64..).zip(batch) {
+        for user in &pending.message.mentions {
+            mention_ords.push(ord);
+            mention_users.push(user.0);
+        }
+    }
+    let conversations: Vec<i64> = keys.iter().map(|k| k.0).collect();
+    let senders: Vec<i64> = keys.iter().map(|k| k.1).collect();
+    let client_msg_ids: Vec<Uuid> = keys.iter().map(|k| k.2).collect();
+    let batch_keys = BatchKeys {
+        conversations: &conversations,
+        senders: &senders,
+        client_msg_ids: &client_msg_ids,
+        mention_ords: &mention_ords,
+        mention_users: &mention_users,
+    };
+    let mut contexts: Vec<Option<Option<ConversationContext>>> = vec![None; batch.len()];
+    for (ord, context) in db::conversations::batch_contexts(&mut tx, &batch_keys).await? {
+        if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|i| contexts.get_mut(i)) {
+            *slot = Some(context);
         }
     }
 
     // The same id twice in one batch (a client retrying fast) is stored once.
     let mut first_of_key: HashMap<IdKey, usize> = HashMap::new();
     let mut fresh: Vec<usize> = Vec::new();
-    for (index, (((pending, hash), key), found)) in batch.iter().zip(&keys).zip(looked_up).enumerate() {
-        let Some(BatchLookup { seq: stored_seq, created_at: stored_at, request_hash: stored_hash, member, .. }) = found
-        else {
+    for (index, (((pending, hash), key), looked_up)) in batch.iter().zip(&keys).zip(contexts).enumerate() {
+        let Some(context) = looked_up else {
             results[index] = Some(Err(WriteError::Lost));
             continue;
         };
-        if let (Some(seq), Some(at), Some(stored_hash)) = (stored_seq, stored_at, stored_hash) {
+        let earlier = context
+            .as_ref()
+            .and_then(|c| Some((c.earlier_seq?, c.earlier_created_at?, c.earlier_request_hash.as_ref()?)));
+        if let Some((seq, at, stored_hash)) = earlier {
             results[index] = Some(if stored_hash.as_slice() == *hash {
                 Ok(Ack {
                     conversation_id: pending.conversation_id,
@@ -317,9 +354,9 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])], webhooks: Opti
             });
         } else if first_of_key.contains_key(key) {
             // Resolved after the insert, from the first occurrence.
-        } else if !member {
-            first_of_key.insert(*key, index);
-            results[index] = Some(Err(WriteError::NotMember));
+        } else if let Err(refusal) = sinks.admission.admit(pending, context.as_ref()) {
+            // Not remembered as the first of its id: a later copy is decided on its own.
+            results[index] = Some(Err(WriteError::Refused(refusal)));
         } else {
             first_of_key.insert(*key, index);
             fresh.push(index);
@@ -411,7 +448,6 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])], webhooks: Opti
             results[index] = Some(match &results[first] {
                 Some(Ok(ack)) if batch[first].1 == batch[index].1 => Ok(Ack { duplicate: true, ..ack.clone() }),
                 Some(Ok(_)) => Err(WriteError::IdReused),
-                Some(Err(WriteError::NotMember)) => Err(WriteError::NotMember),
                 Some(Err(WriteError::Database(error))) => Err(WriteError::Database(error.clone())),
                 _ => Err(WriteError::Lost),
             });

@@ -112,6 +112,7 @@ pub async fn run(config: Config, pool: PgPool, args: &WritesBenchArgs) -> anyhow
         &tasks,
         config.database.writer_lanes as usize,
         config.database.writer_queue as usize,
+        std::sync::Arc::new(goim::service::messages::SendAdmission::new(config.chat.direct_messages)),
         None,
     );
 

@@ -332,9 +332,10 @@ pub async fn list_for_user(
 }
 
 /// Everything the conversation policy needs, read in one round trip: the conversation,
-/// the user's membership, for direct conversations whether a block stands either way
-/// and whether the two are friends, for group conversations the group and the user's
-/// role in it; for a send, also an earlier message with the same `client_msg_id`.
+/// the user's membership, for direct conversations whether a block stands either way,
+/// whether the two are friends and whether the other deleted their account, for group
+/// conversations the group and the user's role in it; for a send, also an earlier
+/// message with the same `client_msg_id` and how many of the mentioned users are members.
 #[derive(Debug, Clone)]
 pub struct ConversationContext {
     pub conversation: ConversationRow,
@@ -354,6 +355,8 @@ pub struct ConversationContext {
     pub earlier_seq: Option<i64>,
     pub earlier_created_at: Option<OffsetDateTime>,
     pub earlier_request_hash: Option<Vec<u8>>,
+    /// How many of the users a message mentions are members (0 when it mentions nobody).
+    pub mentioned_members: i64,
 }
 
 impl ConversationContext {
@@ -369,71 +372,170 @@ impl ConversationContext {
     }
 }
 
+/// What both context queries return, one row per (conversation, user) asked about; the
+/// conversation's columns are NULL when it does not exist.
+struct ContextRow {
+    ord: i64,
+    id: Option<ConversationId>,
+    kind: Option<String>,
+    group_id: Option<GroupId>,
+    user_low: Option<UserId>,
+    user_high: Option<UserId>,
+    last_seq: Option<i64>,
+    last_version: Option<i64>,
+    last_message_at: Option<OffsetDateTime>,
+    created_at: Option<OffsetDateTime>,
+    member_last_read_seq: Option<i64>,
+    member_visible_from_seq: Option<i64>,
+    member_pinned: Option<bool>,
+    member_muted: Option<bool>,
+    member_archived: Option<bool>,
+    blocked_either_way: bool,
+    friends: bool,
+    peer_deleted: bool,
+    group_exists: bool,
+    group_disbanded_at: Option<OffsetDateTime>,
+    group_role: Option<String>,
+    group_muted_until: Option<OffsetDateTime>,
+    earlier_seq: Option<i64>,
+    earlier_created_at: Option<OffsetDateTime>,
+    earlier_request_hash: Option<Vec<u8>>,
+    mentioned_members: i64,
+}
+
+impl ContextRow {
+    fn into_context(self) -> Option<ConversationContext> {
+        Some(ConversationContext {
+            conversation: ConversationRow {
+                id: self.id?,
+                kind: self.kind?,
+                group_id: self.group_id,
+                user_low: self.user_low,
+                user_high: self.user_high,
+                last_seq: self.last_seq?,
+                last_version: self.last_version?,
+                last_message_at: self.last_message_at,
+                created_at: self.created_at?,
+            },
+            member_last_read_seq: self.member_last_read_seq,
+            member_visible_from_seq: self.member_visible_from_seq,
+            member_pinned: self.member_pinned,
+            member_muted: self.member_muted,
+            member_archived: self.member_archived,
+            blocked_either_way: self.blocked_either_way,
+            friends: self.friends,
+            peer_deleted: self.peer_deleted,
+            group_exists: self.group_exists,
+            group_disbanded_at: self.group_disbanded_at,
+            group_role: self.group_role,
+            group_muted_until: self.group_muted_until,
+            earlier_seq: self.earlier_seq,
+            earlier_created_at: self.earlier_created_at,
+            earlier_request_hash: self.earlier_request_hash,
+            mentioned_members: self.mentioned_members,
+        })
+    }
+}
+
+/// The context query over a source `k` (`ord`, `conversation_id`, `sender_id`,
+/// `client_msg_id`, `mentioned`) already joined to the sender's membership `cm`: the
+/// single lookup and the writer's batch differ only there.
+macro_rules! context_rows {
+    ($source:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            ContextRow,
+            r#"SELECT k.ord AS "ord!", c.id AS "id?: ConversationId", c.kind AS "kind?",
+                      c.group_id AS "group_id?: GroupId", c.user_low AS "user_low?: UserId",
+                      c.user_high AS "user_high?: UserId", c.last_seq AS "last_seq?", c.last_version AS "last_version?",
+                      c.last_message_at AS "last_message_at?", c.created_at AS "created_at?",
+                      cm.last_read_seq AS "member_last_read_seq?", cm.visible_from_seq AS "member_visible_from_seq?",
+                      cm.pinned AS "member_pinned?", cm.muted AS "member_muted?", cm.archived AS "member_archived?",
+                      (c.user_low IS NOT NULL AND EXISTS (
+                          SELECT 1 FROM blocks b
+                           WHERE (b.blocker_id = c.user_low AND b.blocked_id = c.user_high)
+                              OR (b.blocker_id = c.user_high AND b.blocked_id = c.user_low))) AS "blocked_either_way!",
+                      (c.user_low IS NOT NULL AND EXISTS (
+                          SELECT 1 FROM friendships f WHERE f.user_id = c.user_low AND f.friend_id = c.user_high)) AS "friends!",
+                      (c.user_low IS NOT NULL AND EXISTS (
+                          SELECT 1 FROM users pu
+                           WHERE pu.id = (CASE WHEN c.user_low = k.sender_id THEN c.user_high ELSE c.user_low END)
+                             AND pu.deleted_at IS NOT NULL)) AS "peer_deleted!",
+                      (g.id IS NOT NULL) AS "group_exists!", g.disbanded_at AS "group_disbanded_at?",
+                      gm.role AS "group_role?", gm.muted_until AS "group_muted_until?",
+                      m.seq AS "earlier_seq?", m.created_at AS "earlier_created_at?",
+                      m.request_hash AS "earlier_request_hash?", k.mentioned AS "mentioned_members!"
+                 FROM "# + $source + r#"
+                 LEFT JOIN conversations c ON c.id = k.conversation_id
+                 LEFT JOIN groups g ON g.id = c.group_id
+                 LEFT JOIN group_members gm ON gm.group_id = c.group_id AND gm.user_id = k.sender_id
+                 LEFT JOIN messages m ON m.conversation_id = k.conversation_id AND m.sender_id = k.sender_id
+                                     AND m.client_msg_id = k.client_msg_id
+                ORDER BY k.ord"#
+            $(, $arg)*
+        )
+    };
+}
+
+/// The context of `user` in one conversation (for a send, with the earlier message
+/// under `client_msg_id`); `None` when the conversation does not exist.
 pub async fn context(
     db: impl PgExecutor<'_>,
     id: ConversationId,
     user: UserId,
     client_msg_id: Option<uuid::Uuid>,
 ) -> sqlx::Result<Option<ConversationContext>> {
-    let row = sqlx::query!(
-        r#"SELECT c.id AS "id: ConversationId", c.kind, c.group_id AS "group_id: GroupId",
-                  c.user_low AS "user_low: UserId", c.user_high AS "user_high: UserId", c.last_seq, c.last_version,
-                  c.last_message_at, c.created_at,
-                  cm.last_read_seq AS "member_last_read_seq?", cm.visible_from_seq AS "member_visible_from_seq?",
-                  cm.pinned AS "member_pinned?", cm.muted AS "member_muted?", cm.archived AS "member_archived?",
-                  (c.user_low IS NOT NULL AND EXISTS (
-                      SELECT 1 FROM blocks b
-                       WHERE (b.blocker_id = c.user_low AND b.blocked_id = c.user_high)
-                          OR (b.blocker_id = c.user_high AND b.blocked_id = c.user_low))) AS "blocked_either_way!",
-                  (c.user_low IS NOT NULL AND EXISTS (
-                      SELECT 1 FROM friendships f WHERE f.user_id = c.user_low AND f.friend_id = c.user_high)) AS "friends!",
-                  (c.user_low IS NOT NULL AND EXISTS (
-                      SELECT 1 FROM users pu
-                       WHERE pu.id = (CASE WHEN c.user_low = $2 THEN c.user_high ELSE c.user_low END)
-                         AND pu.deleted_at IS NOT NULL)) AS "peer_deleted!",
-                  (g.id IS NOT NULL) AS "group_exists!", g.disbanded_at AS "group_disbanded_at?",
-                  gm.role AS "group_role?", gm.muted_until AS "group_muted_until?",
-                  m.seq AS "earlier_seq?", m.created_at AS "earlier_created_at?", m.request_hash AS "earlier_request_hash?"
-             FROM conversations c
-             LEFT JOIN conversation_members cm ON cm.conversation_id = c.id AND cm.user_id = $2
-             LEFT JOIN groups g ON g.id = c.group_id
-             LEFT JOIN group_members gm ON gm.group_id = c.group_id AND gm.user_id = $2
-             LEFT JOIN messages m ON m.conversation_id = c.id AND m.sender_id = $2 AND m.client_msg_id = $3
-            WHERE c.id = $1"#,
+    let row = context_rows!(
+        r#"(SELECT 1::bigint AS ord, $1::bigint AS conversation_id, $2::bigint AS sender_id,
+                   $3::uuid AS client_msg_id, 0::bigint AS mentioned) k
+           LEFT JOIN conversation_members cm ON cm.conversation_id = k.conversation_id AND cm.user_id = k.sender_id"#,
         id.0,
         user.0,
         client_msg_id
     )
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|row| ConversationContext {
-        conversation: ConversationRow {
-            id: row.id,
-            kind: row.kind,
-            group_id: row.group_id,
-            user_low: row.user_low,
-            user_high: row.user_high,
-            last_seq: row.last_seq,
-            last_version: row.last_version,
-            last_message_at: row.last_message_at,
-            created_at: row.created_at,
-        },
-        member_last_read_seq: row.member_last_read_seq,
-        member_visible_from_seq: row.member_visible_from_seq,
-        member_pinned: row.member_pinned,
-        member_muted: row.member_muted,
-        member_archived: row.member_archived,
-        blocked_either_way: row.blocked_either_way,
-        peer_deleted: row.peer_deleted,
-        friends: row.friends,
-        group_exists: row.group_exists,
-        group_disbanded_at: row.group_disbanded_at,
-        group_role: row.group_role,
-        group_muted_until: row.group_muted_until,
-        earlier_seq: row.earlier_seq,
-        earlier_created_at: row.earlier_created_at,
-        earlier_request_hash: row.earlier_request_hash,
-    }))
+    Ok(row.and_then(ContextRow::into_context))
+}
+
+/// What the message writer asks about each message of a batch.
+pub struct BatchKeys<'a> {
+    pub conversations: &'a [i64],
+    pub senders: &'a [i64],
+    pub client_msg_ids: &'a [uuid::Uuid],
+    /// (message's 1-based position, mentioned user) pairs.
+    pub mention_ords: &'a [i64],
+    pub mention_users: &'a [i64],
+}
+
+/// [`context`] for every message of a writer batch, in batch order, read in the batch's
+/// transaction. Each sender's membership row is locked (`FOR KEY SHARE`): a removal that
+/// commits after this read would otherwise still let the message in; now the removal
+/// waits for the batch, or the batch sees it gone. Key-share locks do not block each
+/// other, so concurrent batches (other instances) are unaffected.
+pub async fn batch_contexts(
+    db: &mut sqlx::PgConnection,
+    keys: &BatchKeys<'_>,
+) -> sqlx::Result<Vec<(i64, Option<ConversationContext>)>> {
+    let rows = context_rows!(
+        r#"(SELECT u.ord, u.conversation_id, u.sender_id, u.client_msg_id,
+                   (SELECT count(*) FROM unnest($4::bigint[], $5::bigint[]) AS mm (ord, user_id)
+                      JOIN conversation_members x ON x.conversation_id = u.conversation_id AND x.user_id = mm.user_id
+                     WHERE mm.ord = u.ord) AS mentioned
+              FROM unnest($1::bigint[], $2::bigint[], $3::uuid[]) WITH ORDINALITY
+                   AS u (conversation_id, sender_id, client_msg_id, ord)) k
+           LEFT JOIN LATERAL (
+               SELECT * FROM conversation_members cm
+                WHERE cm.conversation_id = k.conversation_id AND cm.user_id = k.sender_id
+                  FOR KEY SHARE) cm ON true"#,
+        keys.conversations,
+        keys.senders,
+        keys.client_msg_ids,
+        keys.mention_ords,
+        keys.mention_users
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.ord, row.into_context())).collect())
 }
 
 /// Numbers reserved for a writer batch in one conversation: its messages take the seqs

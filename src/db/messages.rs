@@ -376,49 +376,6 @@ pub async fn reactions_for(
     Ok(by_seq)
 }
 
-/// For one message of a writer batch (by its 1-based position `ord`): an earlier copy's
-/// seq, time and request hash (a retry), and whether the sender is a member.
-#[derive(Debug, Clone)]
-pub struct BatchLookup {
-    pub ord: i64,
-    pub seq: Option<i64>,
-    pub created_at: Option<OffsetDateTime>,
-    pub request_hash: Option<Vec<u8>>,
-    pub member: bool,
-}
-
-/// The retry and membership check for a whole writer batch, keyed by
-/// (conversation, sender, client_msg_id), run in the transaction that inserts. Each
-/// sender's membership row is locked (`FOR KEY SHARE`): a removal that commits after this
-/// read would otherwise still let the message in; now the removal waits for the batch,
-/// or the batch sees it gone. Key-share locks do not block each other, so concurrent
-/// batches (other instances) are unaffected.
-pub async fn lookup_batch(
-    db: &mut sqlx::PgConnection,
-    conversations: &[i64],
-    senders: &[i64],
-    client_msg_ids: &[uuid::Uuid],
-) -> sqlx::Result<Vec<BatchLookup>> {
-    sqlx::query_as!(
-        BatchLookup,
-        r#"SELECT k.ord AS "ord!", m.seq AS "seq?", m.created_at AS "created_at?", m.request_hash AS "request_hash?",
-                  (cm.user_id IS NOT NULL) AS "member!"
-             FROM unnest($1::bigint[], $2::bigint[], $3::uuid[]) WITH ORDINALITY
-                  AS k(conversation_id, sender_id, client_msg_id, ord)
-             LEFT JOIN messages m ON m.conversation_id = k.conversation_id AND m.sender_id = k.sender_id
-                                 AND m.client_msg_id = k.client_msg_id
-             LEFT JOIN LATERAL (
-                 SELECT cm.user_id FROM conversation_members cm
-                  WHERE cm.conversation_id = k.conversation_id AND cm.user_id = k.sender_id
-                    FOR KEY SHARE) cm ON true"#,
-        conversations,
-        senders,
-        client_msg_ids
-    )
-    .fetch_all(db)
-    .await
-}
-
 /// New messages for [`insert_batch`], one array element per message (column-wise, as
 /// `unnest` takes them).
 #[derive(Debug, Default)]

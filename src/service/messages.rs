@@ -10,12 +10,13 @@ use super::{
 use sqlx::PgPool;
 
 use crate::{
+    config::DirectMessagePolicy,
     db::{self, conversations::ConversationContext, messages::Window},
     domain::{ConversationId, Emoji, MessageInput, MessageKind, MessageView, NewMessage, Role, UserId},
     error::ApiError,
     events::Event,
     state::AppState,
-    writer::{Ack, PendingMessage, WriteError},
+    writer::{Ack, Admission, PendingMessage, WriteError},
 };
 
 pub const HISTORY_MAX_LIMIT: i64 = 100;
@@ -28,7 +29,8 @@ pub async fn send(state: &AppState, sender: UserId, id: ConversationId, input: M
 }
 
 /// [`send`] for a client whose state-changing requests take effect in the order it sent
-/// them: the checks run at once, the message enters the writer's queue in its turn.
+/// them: the message enters the writer's queue in its turn. Every check that needs the
+/// database runs inside the writer's batch ([`SendAdmission`]).
 pub async fn send_in_turn(
     state: &AppState,
     sender: UserId,
@@ -37,53 +39,50 @@ pub async fn send_in_turn(
     mut turn: Turn,
 ) -> Result<Ack, ApiError> {
     let message = NewMessage::parse(input, state.config.chat.max_message_bytes as usize)?;
-    let context = db::conversations::context(&state.pool, id, sender, Some(message.client_msg_id))
-        .await?
-        .ok_or_else(policy::conversation_not_found)?;
-    if let Some(ack) = earlier_ack(&context, &message)? {
-        return Ok(ack);
-    }
-    let Allowed { access, role } = policy::check(state.config.chat.direct_messages, &context, sender, Action::Send)?;
-    if let Some(reply) = message.reply_to_seq
-        && (reply > access.conversation.last_seq || reply <= access.member.visible_from_seq)
-    {
-        return Err(ApiError::validation("reply_to_seq", "no such message in this conversation"));
-    }
-    if !message.mentions.is_empty() {
-        let present = db::conversations::count_members_among(&state.pool, id, &message.mentions).await?;
-        if present != message.mentions.len() as i64 {
-            return Err(ApiError::validation("mentions", "every mentioned user must be a member of the conversation"));
-        }
-    }
-    if message.mention_all && !role.is_some_and(Role::is_admin_or_owner) {
-        return Err(ApiError::forbidden("insufficient_role", "only group owners and admins can mention everyone"));
-    }
     turn.wait().await;
     let ack = state.writer.enqueue(PendingMessage { conversation_id: id, sender_id: sender, message }).await;
     turn.pass();
     ack.map_err(write_error)?.await.map_err(write_error)
 }
 
-/// The original ack, when this sender already stored this request under this
-/// `client_msg_id` (even before a restart); an error when the id was used for another.
-fn earlier_ack(context: &ConversationContext, message: &NewMessage) -> Result<Option<Ack>, ApiError> {
-    match (context.earlier_seq, context.earlier_created_at, &context.earlier_request_hash) {
-        (Some(seq), Some(created_at), Some(hash)) if *hash == message.request_hash() => Ok(Some(Ack {
-            conversation_id: context.conversation.id,
-            seq,
-            client_msg_id: message.client_msg_id,
-            created_at,
-            duplicate: true,
-        })),
-        (Some(_), _, _) => Err(write_error(WriteError::IdReused)),
-        _ => Ok(None),
+/// The rules of sending, applied by the message writer to each message of a batch with
+/// facts read in the batch's transaction: the conversation policy, then a reply must
+/// name a message the sender can see, mentions must name members, and only owners and
+/// admins mention everyone.
+pub struct SendAdmission {
+    direct_messages: DirectMessagePolicy,
+}
+
+impl SendAdmission {
+    pub fn new(direct_messages: DirectMessagePolicy) -> Self {
+        Self { direct_messages }
+    }
+}
+
+impl Admission for SendAdmission {
+    fn admit(&self, pending: &PendingMessage, context: Option<&ConversationContext>) -> Result<(), ApiError> {
+        let context = context.ok_or_else(policy::conversation_not_found)?;
+        let Allowed { access, role } = policy::check(self.direct_messages, context, pending.sender_id, Action::Send)?;
+        let message = &pending.message;
+        if let Some(reply) = message.reply_to_seq
+            && (reply > access.conversation.last_seq || reply <= access.member.visible_from_seq)
+        {
+            return Err(ApiError::validation("reply_to_seq", "no such message in this conversation"));
+        }
+        if context.mentioned_members != message.mentions.len() as i64 {
+            return Err(ApiError::validation("mentions", "every mentioned user must be a member of the conversation"));
+        }
+        if message.mention_all && !role.is_some_and(Role::is_admin_or_owner) {
+            return Err(ApiError::forbidden("insufficient_role", "only group owners and admins can mention everyone"));
+        }
+        Ok(())
     }
 }
 
 pub fn write_error(error: WriteError) -> ApiError {
     match error {
         WriteError::IdReused => ApiError::conflict("client_msg_id_reused", error.to_string()),
-        WriteError::NotMember => policy::conversation_not_found(),
+        WriteError::Refused(refusal) => refusal,
         WriteError::Overloaded | WriteError::ShuttingDown => ApiError::Unavailable(anyhow::anyhow!("{error}")),
         WriteError::Database(cause) => cause.into(),
         WriteError::Lost => ApiError::internal(anyhow::anyhow!("{error}")),
