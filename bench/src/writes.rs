@@ -112,7 +112,9 @@ pub async fn run(config: Config, pool: PgPool, args: &WritesBenchArgs) -> anyhow
         &tasks,
         config.database.writer_lanes as usize,
         config.database.writer_queue as usize,
-        std::sync::Arc::new(goim::service::messages::SendAdmission::new(config.chat.direct_messages)),
+        // The seeded conversations have no friendships behind them; with `anyone` the
+        // batch still reads and decides every policy fact, as a send does.
+        std::sync::Arc::new(goim::service::messages::SendAdmission::new(goim::config::DirectMessagePolicy::Anyone)),
         None,
     );
 
