@@ -243,16 +243,13 @@ impl Prepared {
         if options.unsafe_fast {
             settings.extend(["fsync=off", "synchronous_commit=off", "full_page_writes=off"].map(str::to_owned));
         }
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .map_err(PgError::io(format!("cannot open {}", self.log_path.display())))?;
-        let log_err = log.try_clone().map_err(PgError::io("cannot duplicate the log file handle"))?;
         let mut cmd = if LAUNCHED_BY_PG_CTL {
-            // pg_ctl appends the server's output to the log itself (its own complaints
-            // go there too), and with -w exits 0 once the server accepts connections,
-            // or non-zero if it died first.
+            // pg_ctl has cmd.exe append the server's output to the log, and cmd.exe
+            // cannot open a file another handle writes to ("Sharing violation"); so
+            // pg_ctl's own complaints go to a file of their own. With -w it exits 0
+            // once the server accepts connections, or non-zero if it died first.
+            let launcher_log = File::create(self.launcher_log_path())
+                .map_err(PgError::io(format!("cannot create {}", self.launcher_log_path().display())))?;
             let server_options: Vec<String> = settings.iter().map(|setting| format!("-c {setting}")).collect();
             let mut cmd = Command::new(executable(&self.bin_dir, "pg_ctl"));
             cmd.arg("start")
@@ -262,19 +259,45 @@ impl Prepared {
                 .arg(&self.log_path)
                 .args(["-w", "-t", &READY_TIMEOUT.as_secs().to_string(), "-s", "-o"])
                 .arg(server_options.join(" "));
+            cmd.stdout(Stdio::null()).stderr(launcher_log);
             cmd
         } else {
+            let log = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log_path)
+                .map_err(PgError::io(format!("cannot open {}", self.log_path.display())))?;
+            let log_err = log.try_clone().map_err(PgError::io("cannot duplicate the log file handle"))?;
             let mut cmd = Command::new(executable(&self.bin_dir, "postgres"));
             cmd.arg("-D").arg(&self.pgdata);
             for setting in &settings {
                 cmd.arg("-c").arg(setting);
             }
+            cmd.stdout(log).stderr(log_err);
             cmd
         };
-        cmd.stdout(log).stderr(log_err);
         cmd.stdin(Stdio::null());
         os::prepare(&mut cmd, self.run_as);
         cmd.spawn().map_err(PgError::io("cannot start postgres"))
+    }
+}
+
+impl Prepared {
+    /// Where `pg_ctl start` writes its own messages (Windows only).
+    fn launcher_log_path(&self) -> PathBuf {
+        self.log_path.with_file_name("pg_ctl.log")
+    }
+
+    /// The server log since `offset`, and what `pg_ctl` said, for start-up errors.
+    fn start_up_report(&self, offset: u64) -> String {
+        let mut report = log_tail(&self.log_path, offset);
+        if LAUNCHED_BY_PG_CTL {
+            let launcher = log_tail(&self.launcher_log_path(), 0);
+            if !launcher.is_empty() {
+                report = format!("{report}\npg_ctl: {launcher}");
+            }
+        }
+        report
     }
 }
 
@@ -452,7 +475,7 @@ fn free_loopback_port() -> Result<u16, PgError> {
 }
 
 async fn wait_until_ready(child: &mut Child, port: u16, prepared: &Prepared, log_offset: u64) -> Result<(), PgError> {
-    let (password, log_path) = (&prepared.password, &prepared.log_path);
+    let password = &prepared.password;
     let options = PgConnectOptions::new()
         .host(&Ipv4Addr::LOCALHOST.to_string())
         .port(port)
@@ -465,7 +488,7 @@ async fn wait_until_ready(child: &mut Child, port: u16, prepared: &Prepared, log
         if let Ok(Some(status)) = child.try_wait()
             && !(LAUNCHED_BY_PG_CTL && status.success())
         {
-            return Err(PgError::ExitedEarly { log_tail: log_tail(log_path, log_offset) });
+            return Err(PgError::ExitedEarly { log_tail: prepared.start_up_report(log_offset) });
         }
         let attempt = tokio::time::timeout(Duration::from_secs(2), sqlx::PgConnection::connect_with(&options)).await;
         match attempt {
@@ -486,7 +509,10 @@ async fn wait_until_ready(child: &mut Child, port: u16, prepared: &Prepared, log
             _ => {}
         }
         if Instant::now() > deadline {
-            return Err(PgError::NotReady { secs: READY_TIMEOUT.as_secs(), log_tail: log_tail(log_path, log_offset) });
+            return Err(PgError::NotReady {
+                secs: READY_TIMEOUT.as_secs(),
+                log_tail: prepared.start_up_report(log_offset),
+            });
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
