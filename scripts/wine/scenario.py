@@ -198,11 +198,11 @@ def first_start():
     http("POST", "/api/v1/auth/register", {"username": "alice", "password": "correct horse battery"}, expect=201)
     token = http("POST", "/api/v1/auth/login", {"username": "alice", "password": "correct horse battery"})["access_token"]
     http("POST", "/api/v1/groups", {"name": "wine", "join_policy": "open"}, token=token, expect=201)
-    conversation = http("GET", "/api/v1/conversations", token=token)["items"][0]["conversation_id"]
+    conversation = http("GET", "/api/v1/conversations", token=token)["items"][0]["id"]
     ticket = http("POST", "/api/v1/ws/ticket", token=token)["ticket"]
     ws = WebSocket(f"/api/v1/ws?ticket={ticket}")
     ws.send({"id": "1", "type": "send", "conversation_id": conversation,
-             "message": {"client_msg_id": "wine-1", "body": "hello from Wine"}})
+             "message": {"client_msg_id": "00000000-0000-4000-8000-00000000a11c", "body": "hello from Wine"}})
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         frame = ws.receive()
@@ -264,10 +264,15 @@ def start_foreign_cluster():
                 "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync")
     if init.returncode != 0:
         fail(f"initdb of the foreign cluster: {init.stdout}{init.stderr}")
-    started = wine(pg_ctl, "start", "-D", ARGS.foreign_win, "-w", "-t", "60", "-l",
-                   ARGS.foreign_win + ".log", "-o", f"-c port={ARGS.port + 11} -c listen_addresses=127.0.0.1")
+    # Not through pipes: the server inherits pg_ctl's output handles, so reading them to
+    # the end would wait for the server to exit.
+    with open(os.path.join(ARGS.work, "foreign-pg_ctl.log"), "w") as out:
+        started = subprocess.run(
+            [ARGS.wine, pg_ctl, "start", "-D", ARGS.foreign_win, "-w", "-t", "60", "-l", ARGS.foreign_win + ".log",
+             "-o", f"-c port={ARGS.port + 11} -c listen_addresses=127.0.0.1"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=120)
     if started.returncode != 0:
-        fail(f"starting the foreign cluster: {started.stdout}{started.stderr}")
+        fail(f"starting the foreign cluster failed with {started.returncode}")
     with open(os.path.join(ARGS.foreign_unix, "postmaster.pid")) as file:
         return int(file.readline())
 
