@@ -48,7 +48,8 @@ impl ChromeDriver {
     /// Starts chromedriver, or fails the test saying how to install what is missing.
     pub async fn start() -> Self {
         let driver = find_binary("GOIM_CHROMEDRIVER", &["chromedriver"], &[PathBuf::from("/usr/bin/chromedriver")]);
-        let mut browser_fallbacks = vec![PathBuf::from("/usr/bin/chromium"), PathBuf::from("/usr/bin/chromium-browser")];
+        let mut browser_fallbacks =
+            vec![PathBuf::from("/usr/bin/chromium"), PathBuf::from("/usr/bin/chromium-browser")];
         browser_fallbacks.extend(windows_chrome_locations());
         let browser = find_binary(
             "GOIM_CHROMIUM",
@@ -373,7 +374,7 @@ fn is_truthy(value: &Value) -> bool {
 fn windows_chrome_locations() -> Vec<PathBuf> {
     ["ProgramFiles", "ProgramFiles(x86)", "LOCALAPPDATA"]
         .iter()
-        .filter_map(|variable| std::env::var_os(variable))
+        .filter_map(std::env::var_os)
         .map(|root| PathBuf::from(root).join("Google").join("Chrome").join("Application").join("chrome.exe"))
         .collect()
 }
