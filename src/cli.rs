@@ -1,6 +1,6 @@
 //! The `goim` subcommands: what `main` runs once the command line is parsed.
 
-use std::{path::Path, process::ExitCode};
+use std::{future::Future, path::Path, process::ExitCode};
 
 use anyhow::Context;
 use clap::{CommandFactory, error::ContextKind, error::ErrorKind};
@@ -11,7 +11,7 @@ use crate::{
     config::{Cli, Command, Config, Secret},
     db,
     pg::{self, ClusterOptions, ManagedPostgres},
-    shutdown,
+    readiness, shutdown,
     startup::Application,
     telemetry,
 };
@@ -50,12 +50,13 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match command.unwrap_or(Command::Serve) {
-            Command::Serve => serve(config).await,
+            Command::Serve => serve(config, shutdown::signal(), readiness::ready).await,
             Command::Migrate => migrate(config).await,
             Command::Backup(args) => crate::backup::backup(&config, &args.file).await,
             Command::Restore(args) => crate::backup::restore(&config, &args.file).await,
             Command::Admin(admin) => crate::admin_cli::run(&config, admin).await,
-            Command::PgGuard(_) | Command::Openapi => Ok(()),
+            // Dispatched before this point (by `main`, or above).
+            Command::PgGuard(_) | Command::Openapi | Command::Service(_) => Ok(()),
         }
     });
     match result {
@@ -135,25 +136,39 @@ fn setting_name(command: &clap::Command, arg: &str) -> String {
     }
 }
 
-async fn serve(mut config: Config) -> anyhow::Result<()> {
+/// `goim serve`: runs until `stop_requested` resolves (the stop signals, or the Windows
+/// service control manager), calling `on_ready` once the server accepts connections.
+/// The signal handlers are installed by the caller before this starts, so none is
+/// missed while PostgreSQL starts.
+pub async fn serve(
+    mut config: Config,
+    stop_requested: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(),
+) -> anyhow::Result<()> {
     if let Some(limit) = crate::startup::raise_open_file_limit() {
         tracing::debug!(limit, "open-file limit");
     }
     config.auth.jwt_secret = Some(jwt_secret(&config)?);
     let (pool, managed) = open_database(&config).await?;
-    let result = serve_with(config, pool).await;
+    let result = serve_with(config, pool, stop_requested, on_ready).await;
     stop_managed(managed).await;
     result
 }
 
-async fn serve_with(config: Config, pool: PgPool) -> anyhow::Result<()> {
-    let stop_requested = shutdown::signal();
+async fn serve_with(
+    config: Config,
+    pool: PgPool,
+    stop_requested: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(),
+) -> anyhow::Result<()> {
     let app = Application::build(config, pool)?;
     let token = app.shutdown_token();
     tokio::spawn(async move {
         stop_requested.await;
+        readiness::stopping();
         token.cancel();
     });
+    on_ready();
     app.run_until_stopped().await
 }
 

@@ -36,6 +36,12 @@ pub enum Command {
     /// account yet (every action is written to the audit trail).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Run GOIM as a Windows service: install, uninstall, start, stop. Its data
+    /// directory defaults to %ProgramData%\GOIM, its settings come from the `.env`
+    /// there and it logs to goim.log there. (On Linux: the systemd unit in
+    /// docs/operations.md.)
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Internal: stop a managed PostgreSQL once standard input closes.
     ///
     /// Started by GOIM next to the managed cluster so that a GOIM that dies without
@@ -77,6 +83,22 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=1000))]
         limit: i64,
     },
+}
+
+/// `goim service …`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum ServiceCommand {
+    /// Register the service (starts automatically at boot); needs an administrator prompt.
+    Install,
+    /// Stop the service if it runs, then remove it.
+    Uninstall,
+    /// Start the installed service.
+    Start,
+    /// Stop the service: it drains and stops its PostgreSQL like Ctrl+C does.
+    Stop,
+    /// Internal: what the service control manager runs.
+    #[command(hide = true)]
+    Run,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -32,7 +32,9 @@
 //!   command line.
 //! - [`cli`]: the subcommands `main` dispatches to (`serve`, `migrate`, internal `pg-guard`),
 //!   and the database opening the bench shares.
-//! - [`metrics`], [`telemetry`], [`shutdown`]: plumbing with no dependencies inside GOIM.
+//! - [`os_service`]: `goim service …`, GOIM as a Windows service.
+//! - [`metrics`], [`telemetry`], [`shutdown`], [`readiness`]: plumbing with no
+//!   dependencies inside GOIM ([`readiness`] tells systemd when GOIM is ready).
 //!
 //! The load generator is not part of the server: it is the `goim-bench` crate in
 //! `bench/`, which uses this library.
@@ -43,7 +45,7 @@
 //!
 //! | module | may import |
 //! |---|---|
-//! | `config`, `domain`, `metrics`, `shutdown` | nothing |
+//! | `config`, `domain`, `metrics`, `readiness`, `shutdown` | nothing |
 //! | `telemetry`, `pg` | `config` |
 //! | `db` | `config`, `domain` |
 //! | `events` | `domain` |
@@ -64,7 +66,8 @@
 //! | `startup` | `auth`, `config`, `events`, `gateway`, `http`, `hub`, `metrics`, `openapi`, `relay`, `retention`, `service`, `state`, `webhooks`, `writer` |
 //! | `backup` | `config`, `db`, `pg` |
 //! | `admin_cli` | `auth`, `backup`, `config`, `db`, `domain`, `relay`, `service` |
-//! | `cli` | `admin_cli`, `backup`, `config`, `db`, `openapi`, `pg`, `shutdown`, `startup`, `telemetry` |
+//! | `cli` | `admin_cli`, `backup`, `config`, `db`, `openapi`, `pg`, `readiness`, `shutdown`, `startup`, `telemetry` |
+//! | `os_service` | `cli`, `config`, `telemetry` |
 //!
 //! So `http` and `gateway` never import each other, `domain` knows nothing of the web,
 //! and handlers never reach for globals: everything arrives through [`state::AppState`]
@@ -85,7 +88,9 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod openapi;
+pub mod os_service;
 pub mod pg;
+pub mod readiness;
 pub mod relay;
 pub mod retention;
 pub mod search_upkeep;

@@ -1,5 +1,5 @@
 //! The `goim` binary: reads `.env`, parses the command line and hands over to
-//! [`goim::cli::run`].
+//! [`goim::cli::run`] (or, for `goim service …`, to [`goim::os_service::run`]).
 
 use std::process::ExitCode;
 
@@ -22,6 +22,9 @@ fn main() -> ExitCode {
         }
     }
     match goim::config::Cli::try_parse() {
+        Ok(goim::config::Cli { config, command: Some(goim::config::Command::Service(command)) }) => {
+            goim::os_service::run(command, &config)
+        }
         Ok(cli) => goim::cli::run(cli),
         Err(error) => goim::cli::report_parse_error(error),
     }

@@ -15,11 +15,35 @@ fn colours_wanted() -> bool {
 /// Installs the global subscriber. Returns an error for an invalid filter instead of
 /// panicking; a second call (tests) is a no-op.
 pub fn init(filter: &str, format: LogFormat) -> Result<(), String> {
+    install(filter, format, None)
+}
+
+/// [`init`] writing to `file` (appending) instead of standard output: a Windows service
+/// has no console.
+pub fn init_to_file(filter: &str, format: LogFormat, file: &std::path::Path) -> Result<(), String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .map_err(|e| format!("cannot open the log file {}: {e}", file.display()))?;
+    install(filter, format, Some(log))
+}
+
+fn install(filter: &str, format: LogFormat, file: Option<std::fs::File>) -> Result<(), String> {
     let filter = EnvFilter::try_new(filter).map_err(|e| format!("GOIM_LOG: {e}"))?;
     let registry = tracing_subscriber::registry().with(filter);
+    let colours = file.is_none() && colours_wanted();
+    let writer = match file {
+        Some(file) => fmt::writer::BoxMakeWriter::new(std::sync::Mutex::new(file)),
+        None => fmt::writer::BoxMakeWriter::new(std::io::stdout),
+    };
     let result = match format {
-        LogFormat::Human => registry.with(fmt::layer().with_target(false).with_ansi(colours_wanted())).try_init(),
-        LogFormat::Json => registry.with(fmt::layer().json().with_current_span(true).with_span_list(false)).try_init(),
+        LogFormat::Human => {
+            registry.with(fmt::layer().with_target(false).with_ansi(colours).with_writer(writer)).try_init()
+        }
+        LogFormat::Json => registry
+            .with(fmt::layer().json().with_current_span(true).with_span_list(false).with_writer(writer))
+            .try_init(),
     };
     // Already installed (several apps in one test process): keep the first.
     let _ = result;

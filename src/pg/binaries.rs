@@ -72,9 +72,11 @@ pub fn executable(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Debian links `/usr/local/bin/initdb` style shortcuts to the versioned folder; the
-/// versioned folder is the one whose tools match each other, so follow the link.
+/// versioned folder is the one whose tools match each other, so follow the link. `dunce`
+/// because on Windows `canonicalize` returns `\\?\C:\…` paths, which initdb and
+/// postgres mishandle (they build their own paths from them).
 fn resolve_symlinked_dir(dir: &Path) -> PathBuf {
-    std::fs::canonicalize(executable(dir, "initdb"))
+    dunce::canonicalize(executable(dir, "initdb"))
         .ok()
         .and_then(|real| real.parent().map(Path::to_path_buf))
         .filter(|real_dir| has_server_binaries(real_dir))

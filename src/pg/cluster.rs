@@ -1,5 +1,5 @@
-//! One managed PostgreSQL cluster: `initdb` on first start, `postgres` as a child on a
-//! free loopback port, recovery from an unclean previous run, and a clean stop.
+//! One managed PostgreSQL cluster: `initdb` on first start, `postgres` on a free
+//! loopback port, recovery from an unclean previous run, and a clean stop.
 
 use std::{
     fs::{File, OpenOptions},
@@ -24,6 +24,13 @@ use crate::config::Secret;
 pub const SUPERUSER: &str = "goim";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const START_ATTEMPTS: usize = 3;
+
+/// On Windows `postgres` is started through `pg_ctl start`, as PostgreSQL's own tools
+/// do there: `postgres.exe` refuses to run with administrative rights (an elevated
+/// prompt, the built-in Administrator, a service account), and `pg_ctl` launches it
+/// under a restricted token. Elsewhere it is GOIM's direct child, which needs no
+/// shell and lets GOIM see it exit.
+const LAUNCHED_BY_PG_CTL: bool = cfg!(windows);
 
 /// How to run the managed cluster.
 #[derive(Debug, Clone)]
@@ -105,6 +112,10 @@ impl ManagedPostgres {
                 Err(error) => {
                     let _ = child.kill();
                     let _ = child.wait();
+                    if LAUNCHED_BY_PG_CTL {
+                        // The child was pg_ctl; the server it launched may still run.
+                        let _ = pg_ctl_stop(&prepared.bin_dir, &prepared.pgdata, prepared.run_as);
+                    }
                     return Err(error);
                 }
             }
@@ -122,6 +133,10 @@ impl ManagedPostgres {
 
     /// The PID of the postmaster, while it runs.
     pub fn pid(&self) -> Option<u32> {
+        if LAUNCHED_BY_PG_CTL {
+            let recorded = std::fs::read_to_string(self.pgdata.join("postmaster.pid")).ok()?;
+            return recorded.lines().next()?.trim().parse().ok();
+        }
         self.postmaster.as_ref().map(Child::id)
     }
 
@@ -213,29 +228,76 @@ impl Prepared {
     }
 
     fn spawn_postgres(&self, options: &ClusterOptions, port: u16) -> Result<Child, PgError> {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .map_err(PgError::io(format!("cannot open {}", self.log_path.display())))?;
-        let log_err = log.try_clone().map_err(PgError::io("cannot duplicate the log file handle"))?;
-        let mut cmd = Command::new(executable(&self.bin_dir, "postgres"));
-        cmd.arg("-D")
-            .arg(&self.pgdata)
-            .args(["-p", &port.to_string()])
-            .args(["-c", "listen_addresses=127.0.0.1"])
+        let mut settings = vec![
+            format!("port={port}"),
+            "listen_addresses=127.0.0.1".to_owned(),
+            format!("max_connections={}", options.max_connections),
+        ];
+        if !cfg!(windows) {
             // No Unix socket: the default socket folder (/var/run/postgresql on Debian)
-            // is often not writable, and TCP on loopback works on every OS.
-            .args(["-c", "unix_socket_directories="])
-            .args(["-c", &format!("max_connections={}", options.max_connections)]);
-        if options.unsafe_fast {
-            for setting in ["fsync=off", "synchronous_commit=off", "full_page_writes=off"] {
-                cmd.args(["-c", setting]);
-            }
+            // is often not writable, and TCP on loopback works on every OS. (Windows
+            // builds have none by default, and an empty value cannot pass through the
+            // command line pg_ctl hands to cmd.exe.)
+            settings.push("unix_socket_directories=".to_owned());
         }
-        cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);
+        if options.unsafe_fast {
+            settings.extend(["fsync=off", "synchronous_commit=off", "full_page_writes=off"].map(str::to_owned));
+        }
+        let mut cmd = if LAUNCHED_BY_PG_CTL {
+            // pg_ctl has cmd.exe append the server's output to the log, and cmd.exe
+            // cannot open a file another handle writes to ("Sharing violation"); so
+            // pg_ctl's own complaints go to a file of their own. With -w it exits 0
+            // once the server accepts connections, or non-zero if it died first.
+            let launcher_log = File::create(self.launcher_log_path())
+                .map_err(PgError::io(format!("cannot create {}", self.launcher_log_path().display())))?;
+            let server_options: Vec<String> = settings.iter().map(|setting| format!("-c {setting}")).collect();
+            let mut cmd = Command::new(executable(&self.bin_dir, "pg_ctl"));
+            cmd.arg("start")
+                .arg("-D")
+                .arg(&self.pgdata)
+                .arg("-l")
+                .arg(&self.log_path)
+                .args(["-w", "-t", &READY_TIMEOUT.as_secs().to_string(), "-s", "-o"])
+                .arg(server_options.join(" "));
+            cmd.stdout(Stdio::null()).stderr(launcher_log);
+            cmd
+        } else {
+            let log = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log_path)
+                .map_err(PgError::io(format!("cannot open {}", self.log_path.display())))?;
+            let log_err = log.try_clone().map_err(PgError::io("cannot duplicate the log file handle"))?;
+            let mut cmd = Command::new(executable(&self.bin_dir, "postgres"));
+            cmd.arg("-D").arg(&self.pgdata);
+            for setting in &settings {
+                cmd.arg("-c").arg(setting);
+            }
+            cmd.stdout(log).stderr(log_err);
+            cmd
+        };
+        cmd.stdin(Stdio::null());
         os::prepare(&mut cmd, self.run_as);
         cmd.spawn().map_err(PgError::io("cannot start postgres"))
+    }
+}
+
+impl Prepared {
+    /// Where `pg_ctl start` writes its own messages (Windows only).
+    fn launcher_log_path(&self) -> PathBuf {
+        self.log_path.with_file_name("pg_ctl.log")
+    }
+
+    /// The server log since `offset`, and what `pg_ctl` said, for start-up errors.
+    fn start_up_report(&self, offset: u64) -> String {
+        let mut report = log_tail(&self.log_path, offset);
+        if LAUNCHED_BY_PG_CTL {
+            let launcher = log_tail(&self.launcher_log_path(), 0);
+            if !launcher.is_empty() {
+                report = format!("{report}\npg_ctl: {launcher}");
+            }
+        }
+        report
     }
 }
 
@@ -349,7 +411,7 @@ fn recover_previous_run(bin_dir: &Path, pgdata: &Path) -> Result<(), PgError> {
     };
     let pid = contents.lines().next().and_then(|line| line.trim().parse::<u32>().ok());
     match pid {
-        Some(pid) if os::is_postmaster_of(pid, pgdata) => {
+        Some(pid) if os::is_postmaster_of(pid, pgdata, bin_dir) => {
             tracing::warn!(pid, "a postgres from an earlier GOIM run is still running; stopping it");
             pg_ctl_stop(bin_dir, pgdata, os::run_as_owner_of(pgdata))
         }
@@ -413,7 +475,7 @@ fn free_loopback_port() -> Result<u16, PgError> {
 }
 
 async fn wait_until_ready(child: &mut Child, port: u16, prepared: &Prepared, log_offset: u64) -> Result<(), PgError> {
-    let (password, log_path) = (&prepared.password, &prepared.log_path);
+    let password = &prepared.password;
     let options = PgConnectOptions::new()
         .host(&Ipv4Addr::LOCALHOST.to_string())
         .port(port)
@@ -422,8 +484,11 @@ async fn wait_until_ready(child: &mut Child, port: u16, prepared: &Prepared, log
         .database("postgres");
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
-        if let Ok(Some(_status)) = child.try_wait() {
-            return Err(PgError::ExitedEarly { log_tail: log_tail(log_path, log_offset) });
+        // pg_ctl exiting 0 means the server it launched is up; keep connecting.
+        if let Ok(Some(status)) = child.try_wait()
+            && !(LAUNCHED_BY_PG_CTL && status.success())
+        {
+            return Err(PgError::ExitedEarly { log_tail: prepared.start_up_report(log_offset) });
         }
         let attempt = tokio::time::timeout(Duration::from_secs(2), sqlx::PgConnection::connect_with(&options)).await;
         match attempt {
@@ -444,7 +509,10 @@ async fn wait_until_ready(child: &mut Child, port: u16, prepared: &Prepared, log
             _ => {}
         }
         if Instant::now() > deadline {
-            return Err(PgError::NotReady { secs: READY_TIMEOUT.as_secs(), log_tail: log_tail(log_path, log_offset) });
+            return Err(PgError::NotReady {
+                secs: READY_TIMEOUT.as_secs(),
+                log_tail: prepared.start_up_report(log_offset),
+            });
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

@@ -1,7 +1,8 @@
 //! The managed local PostgreSQL: GOIM's default database when no `DATABASE_URL` is set.
 //!
 //! [`binaries`] finds an installed PostgreSQL, [`cluster`] initialises a cluster under the
-//! data directory, runs `postgres` as a child on a free loopback port and stops it again,
+//! data directory, runs `postgres` on a free loopback port (a child; on Windows started
+//! through `pg_ctl`) and stops it again,
 //! and [`os`] holds what differs between Unix and Windows (running as an unprivileged
 //! user when GOIM is root, process liveness). The test harness starts its throwaway
 //! cluster with this same code.

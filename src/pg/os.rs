@@ -1,6 +1,7 @@
 //! What differs between operating systems when running PostgreSQL's tools: the
-//! unprivileged user on Unix when GOIM is root, detaching children from the console's
-//! Ctrl+C, and asking whether a recorded postmaster PID is still alive.
+//! unprivileged user on Unix when GOIM is root, keeping children away from the
+//! console's Ctrl+C / Ctrl+Break / close, owner-only files, and asking whether a
+//! recorded postmaster PID is still ours.
 
 use std::{path::Path, process::Command};
 
@@ -36,7 +37,9 @@ pub fn run_as_for_user(user: &str) -> Result<Option<RunAs>, PgError> {
 
 #[cfg(not(unix))]
 pub fn run_as_for_user(_user: &str) -> Result<Option<RunAs>, PgError> {
-    // PostgreSQL for Windows drops administrator rights itself (restricted token).
+    // Windows has no account switch here: `initdb` and `pg_ctl` drop administrator
+    // rights themselves (a restricted token), and `postgres` is only ever started
+    // through `pg_ctl` (see `cluster::LAUNCHED_BY_PG_CTL`).
     Ok(None)
 }
 
@@ -74,8 +77,12 @@ pub fn prepare(cmd: &mut Command, run_as: Option<RunAs>) {
     {
         use std::os::windows::process::CommandExt;
         const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+        // A console of its own, without a window: Ctrl+Break and closing GOIM's console
+        // window are delivered to every process attached to that console, which would
+        // stop PostgreSQL behind GOIM's back (and kill the guard that should stop it).
+        const CREATE_NO_WINDOW: u32 = 0x0800_0000;
         let _ = run_as;
-        cmd.creation_flags(CREATE_NEW_PROCESS_GROUP);
+        cmd.creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
     }
 }
 
@@ -101,13 +108,59 @@ pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path)?;
+    // Windows: the new, still empty file gets its owner-only ACL before the secret is
+    // written into it.
+    #[cfg(windows)]
+    restrict_to_owner(path)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()
+}
+
+/// Replaces the ACL of `path` with one entry: full control for the account GOIM runs as
+/// (what 0600 means on Unix). `icacls` is part of every Windows since Vista.
+#[cfg(windows)]
+fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
+    let account = current_account_sid()
+        .map(|sid| format!("*{sid}"))
+        .or_else(|| {
+            let user = std::env::var("USERNAME").ok()?;
+            Some(match std::env::var("USERDOMAIN") {
+                Ok(domain) => format!("{domain}\\{user}"),
+                Err(_) => user,
+            })
+        })
+        .ok_or_else(|| std::io::Error::other("cannot tell which account GOIM runs as"))?;
+    let output = Command::new("icacls")
+        .arg(path)
+        .args(["/inheritance:r", "/grant:r", &format!("{account}:F"), "/q"])
+        .output()?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(std::io::Error::other(format!(
+        "icacls could not restrict {} to {account}: {}",
+        path.display(),
+        String::from_utf8_lossy(&output.stdout).trim()
+    )))
+}
+
+/// The SID of the account this process runs as (`S-1-5-18` for LocalSystem), from
+/// `whoami /user`, whose CSV line is `"domain\\user","S-1-5-…"`.
+#[cfg(windows)]
+fn current_account_sid() -> Option<String> {
+    let output = Command::new("whoami").args(["/user", "/fo", "csv", "/nh"]).output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split(',')
+        .map(|field| field.trim().trim_matches('"'))
+        .find(|field| field.starts_with("S-1-"))
+        .map(str::to_owned)
 }
 
 /// Restricts a directory or secret file to its owner, as PostgreSQL requires for its
 /// data directory and as a password file deserves.
 pub fn make_private(path: &Path) -> Result<(), PgError> {
+    // Windows: PostgreSQL does not check its data directory's ACL, and the secrets are
+    // restricted file by file (`write_private`).
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -151,7 +204,7 @@ pub fn check_reachable(dir: &Path, run_as: Option<RunAs>) -> Result<(), PgError>
 /// Whether `pid` is a live PostgreSQL server of the cluster in `pgdata` (not a recycled
 /// PID of something else: signalling that would be wrong).
 #[cfg(unix)]
-pub fn is_postmaster_of(pid: u32, pgdata: &Path) -> bool {
+pub fn is_postmaster_of(pid: u32, pgdata: &Path, _bin_dir: &Path) -> bool {
     let Ok(raw) = i32::try_from(pid) else {
         return false;
     };
@@ -174,11 +227,25 @@ pub fn is_postmaster_of(pid: u32, pgdata: &Path) -> bool {
     true
 }
 
+/// Windows has no /proc and a process name proves nothing (any PostgreSQL on the
+/// machine is called postgres.exe). Two checks that only our cluster's postmaster
+/// passes: `pg_ctl status` finds `pid` alive *as a PostgreSQL server* (it answers on
+/// PostgreSQL's per-PID signal pipe), and something accepts connections on the port
+/// that this cluster's `postmaster.pid` records. Another cluster's server that got a
+/// recycled PID listens on its own port.
 #[cfg(not(unix))]
-pub fn is_postmaster_of(pid: u32, _pgdata: &Path) -> bool {
-    let Ok(output) = Command::new("tasklist").args(["/FI", &format!("PID eq {pid}"), "/FO", "CSV", "/NH"]).output()
-    else {
+pub fn is_postmaster_of(pid: u32, pgdata: &Path, bin_dir: &Path) -> bool {
+    let recorded = std::fs::read_to_string(pgdata.join("postmaster.pid")).unwrap_or_default();
+    let mut lines = recorded.lines();
+    let recorded_pid = lines.next().and_then(|line| line.trim().parse::<u32>().ok());
+    let port = lines.nth(2).and_then(|line| line.trim().parse::<u16>().ok());
+    let (Some(port), true) = (port, recorded_pid == Some(pid)) else {
         return false;
     };
-    String::from_utf8_lossy(&output.stdout).to_ascii_lowercase().contains("postgres")
+    let mut status = Command::new(super::binaries::executable(bin_dir, "pg_ctl"));
+    status.arg("status").arg("-D").arg(pgdata).stdin(std::process::Stdio::null());
+    prepare(&mut status, None);
+    let running = status.output().is_ok_and(|output| output.status.success());
+    let address = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+    running && std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(2)).is_ok()
 }

@@ -14,6 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("domain", &[]),
     ("metrics", &[]),
     ("shutdown", &[]),
+    ("readiness", &[]),
     ("telemetry", &["config"]),
     ("pg", &["config"]),
     ("db", &["config", "domain"]),
@@ -53,7 +54,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("backup", &["config", "db", "pg"]),
     ("admin_cli", &["auth", "backup", "config", "db", "domain", "relay", "service"]),
-    ("cli", &["admin_cli", "backup", "config", "db", "openapi", "pg", "shutdown", "startup", "telemetry"]),
+    ("cli", &["admin_cli", "backup", "config", "db", "openapi", "pg", "readiness", "shutdown", "startup", "telemetry"]),
+    ("os_service", &["cli", "config", "telemetry"]),
 ];
 
 fn src() -> PathBuf {

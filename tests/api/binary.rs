@@ -184,6 +184,29 @@ mod signals {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// `Type=notify` units: READY=1 once it serves, STOPPING=1 when SIGTERM starts the
+    /// drain (docs/operations.md, "Under systemd").
+    #[test]
+    fn under_systemd_it_reports_ready_and_stopping() {
+        use std::os::unix::net::UnixDatagram;
+        let dir = new_data_dir();
+        let socket_path = dir.join("notify.sock");
+        let socket = UnixDatagram::bind(&socket_path).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+        let mut goim = RunningGoim::start_with(&dir, &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())]);
+        let mut buffer = [0u8; 64];
+        let length = socket.recv(&mut buffer).expect("a notification");
+        assert_eq!(&buffer[..length], b"READY=1");
+        assert_eq!(readyz_status(&goim.address), 200, "ready means /readyz answers 200");
+
+        send_signal(&goim.child, Signal::SIGTERM);
+        let length = socket.recv(&mut buffer).expect("a second notification");
+        assert_eq!(&buffer[..length], b"STOPPING=1");
+        assert_eq!(goim.wait_exit(Duration::from_secs(30)).code(), Some(0));
+        drop(goim);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     /// The postmaster and every process it started (the backends), from /proc.
     #[cfg(target_os = "linux")]
     fn postgres_tree(postmaster: u32) -> Vec<u32> {
@@ -459,6 +482,17 @@ fn probes_and_scrapes_stay_out_of_the_info_log() {
     assert!(first.to_string().contains("/api/v1/me"), "the first request logged at INFO: {first}");
     drop(goim);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[cfg(not(windows))]
+#[test]
+fn goim_service_names_the_systemd_unit_outside_windows() {
+    let dir = new_data_dir();
+    let output = goim_command(&dir).args(["service", "install"]).output().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("Windows services only") && stderr.contains("systemd"), "{stderr}");
 }
 
 #[test]

@@ -47,11 +47,14 @@ pub struct ChromeDriver {
 impl ChromeDriver {
     /// Starts chromedriver, or fails the test saying how to install what is missing.
     pub async fn start() -> Self {
-        let driver = find_binary("GOIM_CHROMEDRIVER", &["chromedriver"], &["/usr/bin/chromedriver"]);
+        let driver = find_binary("GOIM_CHROMEDRIVER", &["chromedriver"], &[PathBuf::from("/usr/bin/chromedriver")]);
+        let mut browser_fallbacks =
+            vec![PathBuf::from("/usr/bin/chromium"), PathBuf::from("/usr/bin/chromium-browser")];
+        browser_fallbacks.extend(windows_chrome_locations());
         let browser = find_binary(
             "GOIM_CHROMIUM",
-            &["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"],
-            &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+            &["chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"],
+            &browser_fallbacks,
         );
         let (Some(driver), Some(browser)) = (driver, browser) else {
             panic!(
@@ -366,8 +369,18 @@ fn is_truthy(value: &Value) -> bool {
     }
 }
 
+/// Where Chrome's installer puts `chrome.exe`, which is not on `PATH`: machine-wide
+/// (64- and 32-bit Program Files) or for one user (`%LOCALAPPDATA%`).
+fn windows_chrome_locations() -> Vec<PathBuf> {
+    ["ProgramFiles", "ProgramFiles(x86)", "LOCALAPPDATA"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .map(|root| PathBuf::from(root).join("Google").join("Chrome").join("Application").join("chrome.exe"))
+        .collect()
+}
+
 /// `env` if set, else the first of `names` on `PATH`, else the first existing `fallbacks`.
-fn find_binary(env: &str, names: &[&str], fallbacks: &[&str]) -> Option<PathBuf> {
+fn find_binary(env: &str, names: &[&str], fallbacks: &[PathBuf]) -> Option<PathBuf> {
     if let Some(path) = std::env::var_os(env) {
         let path = PathBuf::from(path);
         return path.is_file().then_some(path);
@@ -378,7 +391,7 @@ fn find_binary(env: &str, names: &[&str], fallbacks: &[&str]) -> Option<PathBuf>
     names
         .iter()
         .flat_map(|name| dirs.iter().map(move |dir| dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX))))
-        .chain(fallbacks.iter().map(PathBuf::from))
+        .chain(fallbacks.iter().cloned())
         .find(|path| is_executable(path))
 }
 
