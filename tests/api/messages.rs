@@ -707,11 +707,18 @@ async fn retention_deletes_messages_past_their_days_and_expired_sessions_and_not
     let reactions: i64 =
         sqlx::query_scalar("SELECT count(*) FROM message_reactions").fetch_one(&app.pool).await.unwrap();
     assert_eq!(reactions, 0, "reactions go with their message");
-    let sessions: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1")
-        .bind(ann.id)
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+    // The sweep deletes messages first, then sessions, tickets and names: wait for the rest.
+    let sessions = loop {
+        let sessions: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1")
+            .bind(ann.id)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+        if !sessions.contains(&stale) || std::time::Instant::now() > deadline {
+            break sessions;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert!(!sessions.contains(&stale), "the long-expired session is gone");
     assert!(!sessions.is_empty(), "live sessions stay");
     let held = loop {
