@@ -42,6 +42,8 @@ pub enum BenchWorkload {
     Writes(WritesBenchArgs),
     /// W1: 1:1 durable chat over the WebSocket protocol, end to end.
     Chat(ChatBenchArgs),
+    /// W2: group fan-out: every member of one group online, a few of them sending.
+    Fanout(FanoutBenchArgs),
     /// W6: mutual friends, suggestions and the friends page on a 100k-user graph.
     Social(SocialBenchArgs),
     /// W4: history pages (latest and deep), the conversation list and message search
@@ -131,6 +133,28 @@ pub struct ChatBenchArgs {
     pub urls: Vec<String>,
     /// Where the machine-readable results go (JSON).
     #[arg(long, default_value = "bench-results/chat.json")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FanoutBenchArgs {
+    /// Members of the group, every one connected over its own WebSocket.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(2..=5000))]
+    pub members: u32,
+    /// How many of the members send.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub senders: u32,
+    /// Messages each sender sends.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub messages: u32,
+    /// Unacknowledged messages each sender may have.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub in_flight: u32,
+    /// A `goim` already running in another process (as for `chat --url`); without it
+    /// the server runs in the bench process.
+    #[arg(long)]
+    pub url: Option<String>,
+    #[arg(long, default_value = "bench-results/fanout.json")]
     pub out: PathBuf,
 }
 

@@ -55,20 +55,20 @@ struct Report {
 }
 
 /// Where the application under test runs.
-enum Target {
+pub(crate) enum Target {
     InProcess(BenchServer),
     Separate(String),
 }
 
 impl Target {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         match self {
             Target::InProcess(server) => server.url(path),
             Target::Separate(base) => format!("{}{path}", base.trim_end_matches('/')),
         }
     }
 
-    async fn stop(self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
         match self {
             Target::InProcess(server) => server.stop().await,
             Target::Separate(_) => Ok(()),
@@ -77,7 +77,7 @@ impl Target {
 }
 
 /// CPU seconds the separate servers report in `/metrics` (`process_cpu_seconds_total`).
-async fn servers_cpu(http: &reqwest::Client, servers: &[Target]) -> anyhow::Result<Option<f64>> {
+pub(crate) async fn servers_cpu(http: &reqwest::Client, servers: &[Target]) -> anyhow::Result<Option<f64>> {
     let mut total = 0.0;
     for server in servers {
         let Target::Separate(_) = server else { return Ok(None) };
@@ -93,7 +93,7 @@ async fn servers_cpu(http: &reqwest::Client, servers: &[Target]) -> anyhow::Resu
 }
 
 /// Waits until every instance's `/readyz` is 200 (its relay listens), at most 10 s.
-async fn wait_ready(servers: &[Target]) -> anyhow::Result<()> {
+pub(crate) async fn wait_ready(servers: &[Target]) -> anyhow::Result<()> {
     let http = http_client()?;
     let deadline = Instant::now() + Duration::from_secs(10);
     for server in servers {
@@ -139,26 +139,7 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
     let mut sockets = Vec::new();
     for pair in &pairs {
         for (user, server) in [(pair.sender, &servers[0]), (pair.receiver, &servers[servers.len() - 1])] {
-            let session = SessionId(uuid::Uuid::new_v4());
-            sqlx::query("INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + interval '1 day')")
-                .bind(session)
-                .bind(user)
-                .execute(&pool)
-                .await?;
-            let token = keys.issue(user, session, now)?;
-            let ticket: Value = http
-                .post(server.url("/api/v1/ws/ticket"))
-                .bearer_auth(&token)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            let ticket = ticket["ticket"].as_str().context("ticket")?;
-            let url = format!("{}/api/v1/ws?ticket={ticket}", server.url("").replacen("http", "ws", 1));
-            let mut request = url.into_client_request()?;
-            request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("goim.v1"));
-            let (socket, _) = tokio_tungstenite::connect_async(request).await.context("websocket connect")?;
+            let socket = connect(&pool, &keys, &http, server, user, now).await?;
             sockets.push(socket);
         }
     }
@@ -320,6 +301,35 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
     anyhow::ensure!(report.duplicates_or_out_of_order == 0, "messages arrived twice or out of order");
     Ok(())
 }
+
+/// A socket of `user` on `server`: a session inserted directly, an access token signed
+/// with the shared secret, a ticket, the upgrade.
+pub(crate) async fn connect(
+    pool: &PgPool,
+    keys: &TokenKeys,
+    http: &reqwest::Client,
+    server: &Target,
+    user: UserId,
+    now: i64,
+) -> anyhow::Result<Socket> {
+    let session = SessionId(uuid::Uuid::new_v4());
+    sqlx::query("INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + interval '1 day')")
+        .bind(session)
+        .bind(user)
+        .execute(pool)
+        .await?;
+    let token = keys.issue(user, session, now)?;
+    let ticket: Value =
+        http.post(server.url("/api/v1/ws/ticket")).bearer_auth(&token).send().await?.error_for_status()?.json().await?;
+    let ticket = ticket["ticket"].as_str().context("ticket")?;
+    let url = format!("{}/api/v1/ws?ticket={ticket}", server.url("").replacen("http", "ws", 1));
+    let mut request = url.into_client_request()?;
+    request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("goim.v1"));
+    let (socket, _) = tokio_tungstenite::connect_async(request).await.context("websocket connect")?;
+    Ok(socket)
+}
+
+pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 struct Pair {
     sender: UserId,

@@ -18,6 +18,7 @@ pub mod args;
 mod accounts;
 mod chat;
 mod cpu;
+mod fanout;
 mod history;
 mod phase;
 mod social;
@@ -101,6 +102,7 @@ async fn run_workload(config: Config, pool: PgPool, workload: BenchWorkload) -> 
         BenchWorkload::Accounts(args) => accounts::run(config, pool, &args).await,
         BenchWorkload::Writes(args) => writes::run(config, pool, &args).await,
         BenchWorkload::Chat(args) => chat::run(config, pool, &args).await,
+        BenchWorkload::Fanout(args) => fanout::run(config, pool, &args).await,
         BenchWorkload::Social(args) => social::run(pool, &args).await,
         BenchWorkload::History(args) => history::run(config, pool, &args).await,
     }

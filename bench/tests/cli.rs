@@ -34,7 +34,7 @@ fn help_lists_every_workload_and_the_server_settings() {
 
     assert!(output.status.success(), "{output:?}");
     let help = stdout(&output);
-    for workload in ["accounts", "writes", "chat", "social", "history"] {
+    for workload in ["accounts", "writes", "chat", "fanout", "social", "history"] {
         assert!(help.lines().any(|l| l.trim_start().starts_with(workload)), "{workload} missing: {help}");
     }
     assert!(help.contains("--database-url"), "the server's settings are flattened in: {help}");
