@@ -102,6 +102,7 @@ fn common_responses(operation: &Operation) -> Vec<(&'static str, String)> {
         responses.push(("413", "payload_too_large".into()));
         responses.push(("415", "unsupported_media_type: send Content-Type: application/json".into()));
     }
+    responses.push(("414", "uri_too_long: the path and query exceed 8 KiB".into()));
     responses.push((
         "503",
         "service_unavailable: the database is unreachable or too slow, or this instance is stopping; \

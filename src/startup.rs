@@ -156,6 +156,7 @@ impl Application {
                 .configure(http::configure(&app_state))
                 .default_service(web::to(http::no_route))
                 .wrap(from_fn(http::body_deadline))
+                .wrap(from_fn(http::limit_uri))
                 .wrap(http::json_error_handlers())
                 .wrap(from_fn(http::observe_request))
         })

@@ -14,6 +14,20 @@ fn colours_wanted() -> bool {
 
 /// Installs the global subscriber. Returns an error for an invalid filter instead of
 /// panicking; a second call (tests) is a no-op.
+/// actix-http logs every request its parser rejects (a malformed header, a broken
+/// connection mid-request) at ERROR, with no request id: a client's mistake or a
+/// scanner would page an operator. Those lines are dropped unless `GOIM_LOG` names
+/// `actix_http` itself (e.g. `info,actix_http=error` to see them again).
+fn quiet_parser_errors(filter: &str) -> String {
+    if filter.contains("actix_http") {
+        filter.to_owned()
+    } else if filter.trim().is_empty() {
+        "actix_http::h1::dispatcher=off".to_owned()
+    } else {
+        format!("{filter},actix_http::h1::dispatcher=off")
+    }
+}
+
 pub fn init(filter: &str, format: LogFormat) -> Result<(), String> {
     install(filter, format, None)
 }
@@ -30,7 +44,7 @@ pub fn init_to_file(filter: &str, format: LogFormat, file: &std::path::Path) -> 
 }
 
 fn install(filter: &str, format: LogFormat, file: Option<std::fs::File>) -> Result<(), String> {
-    let filter = EnvFilter::try_new(filter).map_err(|e| format!("GOIM_LOG: {e}"))?;
+    let filter = EnvFilter::try_new(quiet_parser_errors(filter)).map_err(|e| format!("GOIM_LOG: {e}"))?;
     let registry = tracing_subscriber::registry().with(filter);
     let colours = file.is_none() && colours_wanted();
     let writer = match file {
@@ -48,4 +62,16 @@ fn install(filter: &str, format: LogFormat, file: Option<std::fs::File>) -> Resu
     // Already installed (several apps in one test process): keep the first.
     let _ = result;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quiet_parser_errors;
+
+    #[test]
+    fn parser_errors_are_dropped_unless_the_filter_asks_for_actix_http() {
+        assert_eq!(quiet_parser_errors("info"), "info,actix_http::h1::dispatcher=off");
+        assert_eq!(quiet_parser_errors(""), "actix_http::h1::dispatcher=off");
+        assert_eq!(quiet_parser_errors("info,actix_http=error"), "info,actix_http=error");
+    }
 }

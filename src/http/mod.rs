@@ -14,6 +14,7 @@ mod json;
 mod me;
 mod observe;
 pub mod openapi;
+mod uri_limit;
 mod users;
 mod web_client;
 
@@ -24,6 +25,7 @@ use crate::{error::ApiError, state::AppState};
 pub use body_deadline::body_deadline;
 pub use errors::json_error_handlers;
 pub use observe::observe_request;
+pub use uri_limit::limit_uri;
 
 /// Registers every route and the extractor configuration.
 pub fn configure(state: &AppState) -> impl FnOnce(&mut web::ServiceConfig) + use<> {

@@ -484,6 +484,36 @@ fn probes_and_scrapes_stay_out_of_the_info_log() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// What the HTTP parser refuses is answered without an ERROR line in GOIM's log, and a
+/// request target past 8 KiB gets 414 in the JSON error shape.
+#[test]
+fn a_broken_request_head_logs_no_error_and_a_long_target_is_414() {
+    use std::io::{Read, Write};
+    let dir = new_data_dir();
+    let mut goim = RunningGoim::start(&dir);
+    let authority = goim.address.trim_start_matches("http://").to_owned();
+    let mut raw = std::net::TcpStream::connect(&authority).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    raw.write_all(b"GET /api/v1/me HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    raw.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+
+    let http = Http::new(&goim.address);
+    let long = format!("/api/v1/users?q={}", "a".repeat(9000));
+    let refused = http.call(reqwest::Method::GET, &long, None, None);
+    assert_eq!(refused.status, 414);
+    assert_eq!(refused.body["error"]["code"], "uri_too_long");
+    // Just under the limit the request reaches its route (401: no token).
+    let fits = format!("/api/v1/users?q={}", "a".repeat(8000));
+    assert_eq!(http.call(reqwest::Method::GET, &fits, None, None).status, 401);
+    goim.wait_for_log("request finished", Duration::from_secs(10));
+    let errors: Vec<_> = goim.logs.iter().filter(|line| line["level"] == "ERROR").collect();
+    assert!(errors.is_empty(), "a client's broken request is not an error of the server: {errors:?}");
+    drop(goim);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[cfg(not(windows))]
 #[test]
 fn goim_service_names_the_systemd_unit_outside_windows() {
