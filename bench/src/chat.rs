@@ -223,13 +223,7 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
     for sender in senders {
         acks.merge(sender.await.context("sender task")??);
     }
-    let mut received = Latencies::default();
-    let mut anomalies = 0;
-    for receiver in receivers {
-        let (latencies, bad) = receiver.await.context("receiver task")?;
-        received.merge(latencies);
-        anomalies += bad;
-    }
+    let (received, anomalies) = gather(receivers).await?;
     let wall = started.elapsed();
     let measured = before.per_op(&meter.snapshot(), received.len());
     let servers_after = servers_cpu(&http, &servers).await?;
@@ -300,6 +294,20 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
     );
     anyhow::ensure!(report.duplicates_or_out_of_order == 0, "messages arrived twice or out of order");
     Ok(())
+}
+
+/// Every receiver's latencies and anomalies (duplicates, gaps, unknown messages), merged.
+pub(crate) async fn gather(
+    receivers: Vec<tokio::task::JoinHandle<(Latencies, u64)>>,
+) -> anyhow::Result<(Latencies, u64)> {
+    let mut received = Latencies::default();
+    let mut anomalies = 0;
+    for receiver in receivers {
+        let (latencies, bad) = receiver.await.context("receiver task")?;
+        received.merge(latencies);
+        anomalies += bad;
+    }
+    Ok((received, anomalies))
 }
 
 /// A socket of `user` on `server`: a session inserted directly, an access token signed

@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{
     BenchServer, Machine,
-    chat::{Target, connect, servers_cpu, wait_ready},
+    chat::{Target, connect, gather, servers_cpu, wait_ready},
     cpu::CpuMeter,
     http_client, load_average,
     stats::Latencies,
@@ -141,13 +141,7 @@ pub async fn run(config: Config, pool: PgPool, args: &FanoutBenchArgs) -> anyhow
     for sender in senders {
         sinks.push(sender.await.context("sender task")??);
     }
-    let mut received = Latencies::default();
-    let mut anomalies = 0;
-    for receiver in receivers {
-        let (latencies, bad) = receiver.await.context("receiver task")?;
-        received.merge(latencies);
-        anomalies += bad;
-    }
+    let (received, anomalies) = gather(receivers).await?;
     let wall = started.elapsed();
     drop(sinks);
     let deliveries = received.len() as u64;
