@@ -132,6 +132,10 @@ pub struct ChatBenchArgs {
     #[arg(long = "url")]
     pub urls: Vec<String>,
     /// Where the machine-readable results go (JSON).
+    /// Paces the senders to this many messages per second in total (each sends its share
+    /// at even intervals); without it they send as fast as `--in-flight` allows.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate: Option<u32>,
     #[arg(long, default_value = "bench-results/chat.json")]
     pub out: PathBuf,
 }

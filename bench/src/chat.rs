@@ -38,6 +38,8 @@ struct Report {
     server: &'static str,
     messages_per_sender: u32,
     in_flight: u32,
+    /// The paced total send rate, when `--rate` was given.
+    rate: Option<u32>,
     delivered: u64,
     stored: i64,
     wall_seconds: f64,
@@ -155,6 +157,13 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
     for pair in &pairs {
         let (Some(sender_socket), Some(receiver_socket)) = (sockets.next(), sockets.next()) else { break };
         let (messages, in_flight, conversation) = (args.messages, args.in_flight, pair.conversation);
+        // Paced: each sender sends its share of `--rate` at even intervals (latency at a
+        // chosen load rather than at saturation).
+        let mut pace = args.rate.map(|rate| {
+            let mut interval = tokio::time::interval(Duration::from_secs_f64(f64::from(args.pairs) / f64::from(rate)));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval
+        });
         let times = send_times.clone();
         senders.push(tokio::spawn(async move {
             let (mut sink, mut stream) = sender_socket.split();
@@ -177,6 +186,9 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
                 acks
             });
             for i in 0..messages {
+                if let Some(pace) = pace.as_mut() {
+                    pace.tick().await;
+                }
                 window.acquire().await.context("window")?.forget();
                 let marker = uuid::Uuid::new_v4().to_string();
                 let body = format!("{marker} w1 message padding text to reach about one hundred bytes..");
@@ -254,6 +266,7 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
         server: if args.urls.is_empty() { "in-process" } else { "separate" },
         messages_per_sender: args.messages,
         in_flight: args.in_flight,
+        rate: args.rate,
         delivered: received.len() as u64,
         stored,
         wall_seconds: wall.as_secs_f64(),
