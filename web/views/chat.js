@@ -1,6 +1,7 @@
 // One conversation: history that loads older pages as you scroll up, the composer
 // (Enter sends, Shift+Enter breaks the line), pending/failed states with retry,
-// replies, edits, recalls, typing and read receipts.
+// replies, edits, recalls, typing and read receipts; in a group, @mentions, the
+// senders' pictures, and a composer that says why it is closed (muted, removed, disbanded).
 
 import { avatar, describeError, h, presenceDot, shortTime } from '../dom.js';
 import {
@@ -11,10 +12,13 @@ import {
   deliveredTo,
   displayName,
   editMessage,
+  groupInfo,
   isMe,
+  isMutedMember,
   isOnline,
   loadOlder,
   markRead,
+  mentionsMe,
   openChat,
   readers,
   recallMessage,
@@ -27,6 +31,7 @@ import {
   toggleReaction,
   typists,
 } from '../store.js';
+import { mentionPicker } from './mentions.js';
 
 /** The reactions offered in a message's picker; any one emoji works through the API. */
 const QUICK_REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
@@ -52,7 +57,9 @@ export function chatView(root, id, focusSeq = null) {
   });
   const sendButton = h('button', { type: 'submit', class: 'primary', 'data-testid': 'send' }, 'Send');
   const composerError = h('p', { class: 'notice error', role: 'alert', hidden: true });
-  const composer = h('form', { class: 'composer' }, banner, composerError, h('div', { class: 'composer-row' }, input, sendButton));
+  const locked = h('p', { class: 'composer-locked', role: 'status', 'data-testid': 'composer-locked', hidden: true });
+  const mentions = mentionPicker(input, mentionCandidates);
+  const composer = h('form', { class: 'composer' }, mentions.el, banner, composerError, locked, h('div', { class: 'composer-row' }, input, sendButton));
   const view = h(
     'section',
     { class: 'chat', 'data-testid': 'chat', 'data-conversation-id': String(id) },
@@ -98,8 +105,39 @@ export function chatView(root, id, focusSeq = null) {
       const presence = state.presence.get(conversation.peer.id);
       subtitle.textContent = presence && presence.online ? 'online' : presence && presence.last_seen_at ? `last seen ${shortTime(presence.last_seen_at)}` : `@${conversation.peer.username}`;
     } else {
-      subtitle.textContent = 'Group chat';
+      const info = conversation.group_id && groupInfo(conversation.group_id);
+      const group = info && info.group;
+      subtitle.textContent = group ? `${group.member_count} member${group.member_count === 1 ? '' : 's'}${group.disbanded_at ? ' · disbanded' : ''}` : 'Group chat';
     }
+    renderLock();
+  }
+
+  /** The group's other members, for @mentions. */
+  function mentionCandidates() {
+    const conversation = state.conversations.get(id);
+    const info = conversation && conversation.group_id && groupInfo(conversation.group_id);
+    if (!info) return [];
+    return info.members.filter((member) => !isMe(member.user.id)).map((member) => member.user);
+  }
+
+  /** Closes the composer, saying why, when this group no longer takes the user's messages. */
+  function renderLock() {
+    const conversation = state.conversations.get(id);
+    const info = conversation && conversation.group_id && groupInfo(conversation.group_id);
+    let reason = '';
+    if (info && (!info.group || !info.group.my_role)) reason = 'You are no longer a member of this group.';
+    else if (info && info.group.disbanded_at) reason = 'This group was disbanded.';
+    else if (info) {
+      const me = info.members.find((member) => isMe(member.user.id));
+      if (isMutedMember(me)) reason = `An admin muted you until ${new Date(me.muted_until).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' })}.`;
+    }
+    locked.hidden = !reason;
+    locked.textContent = reason;
+    input.disabled = sendButton.disabled = Boolean(reason);
+    clearTimeout(renderLock.timer);
+    // A mute ends on its own: open the composer again then.
+    const me = info && info.members.find((member) => isMe(member.user.id));
+    if (isMutedMember(me)) renderLock.timer = setTimeout(renderLock, Math.min(new Date(me.muted_until) - Date.now() + 500, 2 ** 31 - 1));
   }
 
   function renderTyping() {
@@ -166,6 +204,9 @@ export function chatView(root, id, focusSeq = null) {
         entry.message.error && entry.message.error.message,
         receipt,
         displayName(entry.message.sender_id),
+        group && (state.users.get(entry.message.sender_id) || {}).avatar_url,
+        (entry.message.mentions || []).map(displayName),
+        entry.message.mention_all,
         reply && [reply.body, reply.deleted],
         entry.message === lastOwn,
       ]);
@@ -218,6 +259,10 @@ export function chatView(root, id, focusSeq = null) {
     const classes = ['message', mine ? 'mine' : 'theirs', entry.status];
     if (m.deleted) classes.push('deleted');
     if (lastOwn) classes.push('last-own');
+    const mentioned = entry.status === 'sent' && mentionsMe(m);
+    if (mentioned) classes.push('mentioned');
+    const picture = group && !mine;
+    if (picture) classes.push('with-picture');
     const meta = h(
       'div',
       { class: 'meta' },
@@ -266,6 +311,9 @@ export function chatView(root, id, focusSeq = null) {
             mine ? h('button', { type: 'button', class: 'link', 'data-action': 'recall', onclick: () => recall(m) }, 'Recall') : null,
           )
         : null;
+    const bubble = h('div', { class: 'bubble' }, mentioned ? h('span', { class: 'visually-hidden' }, 'Mentions you. ') : null, meta, quote, body, reactions);
+    const below = h('div', { class: 'below' }, status, actions);
+    const sender = state.users.get(m.sender_id) || { id: m.sender_id, nickname: displayName(m.sender_id) };
     return h(
       'li',
       {
@@ -274,20 +322,42 @@ export function chatView(root, id, focusSeq = null) {
         'data-seq': m.seq ? String(m.seq) : null,
         'data-client-msg-id': m.client_msg_id,
         'data-status': entry.status,
+        'data-mentioned': mentioned ? 'true' : null,
       },
-      h('div', { class: 'bubble' }, meta, quote, body, reactions),
-      h('div', { class: 'below' }, status, actions),
+      picture ? [h('span', { class: 'sender-picture', title: displayName(m.sender_id) }, avatar(sender, 'sm')), h('div', { class: 'message-column' }, bubble, below)] : [bubble, below],
     );
   }
 
   function contentOf(m) {
-    if (m.kind === 'text' || !m.content) return linkified(m.body ?? '');
+    if (m.kind === 'text' || !m.content) return withMentions(m.body ?? '', m);
     const url = m.content.url;
     const label = m.kind === 'file' ? m.content.name || 'file' : m.kind === 'link' ? m.content.title || url : 'image';
     const parts = [];
     if (typeof url === 'string' && /^https?:\/\//i.test(url)) parts.push(h('a', { href: url, target: '_blank', rel: 'noopener noreferrer nofollow', text: `[${m.kind}] ${label}` }));
     else parts.push(`[${m.kind}]`);
     if (m.body) parts.push(h('br'), linkified(m.body));
+    return parts;
+  }
+
+  /** Text with the `@names` of the users it mentions marked (the user's own stronger). */
+  function withMentions(text, m) {
+    const names = new Map();
+    for (const userId of m.mentions || []) {
+      const user = state.users.get(userId);
+      if (!user) continue;
+      for (const name of [user.nickname, user.username]) if (name) names.set(`@${name}`.toLowerCase(), userId);
+    }
+    if (!names.size) return linkified(text);
+    const escaped = [...names.keys()].sort((a, b) => b.length - a.length).map((name) => name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+    const parts = [];
+    let last = 0;
+    for (const match of text.matchAll(new RegExp(escaped.join('|'), 'giu'))) {
+      parts.push(linkified(text.slice(last, match.index)));
+      const userId = names.get(match[0].toLowerCase());
+      parts.push(h('span', { class: `mention${isMe(userId) ? ' me' : ''}`, 'data-testid': 'mention', text: match[0] }));
+      last = match.index + match[0].length;
+    }
+    parts.push(linkified(text.slice(last)));
     return parts;
   }
 
@@ -443,7 +513,8 @@ export function chatView(root, id, focusSeq = null) {
       }
       return;
     }
-    sendMessage(id, text, replyTo);
+    sendMessage(id, text, replyTo, mentions.mentionsIn(text));
+    mentions.reset();
     input.value = '';
     cancelContext();
     setTyping(id, false);
@@ -452,6 +523,7 @@ export function chatView(root, id, focusSeq = null) {
   });
 
   input.addEventListener('keydown', (event) => {
+    if (mentions.onKey(event)) return;
     if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       composer.requestSubmit();
@@ -468,6 +540,7 @@ export function chatView(root, id, focusSeq = null) {
     }
   });
   input.addEventListener('input', () => {
+    mentions.update();
     autosize();
     if (editing === null) setTyping(id, input.value.trim().length > 0);
   });
@@ -493,6 +566,7 @@ export function chatView(root, id, focusSeq = null) {
     bus.on('typing', (detail) => detail.id === id && renderTyping()),
     bus.on('presence', renderHead),
     bus.on('conversations', renderHead),
+    bus.on('group', renderHead),
   ];
 
   renderHead();
@@ -508,6 +582,7 @@ export function chatView(root, id, focusSeq = null) {
   input.focus();
 
   return () => {
+    clearTimeout(renderLock.timer);
     setTyping(id, false);
     closeChat(id);
     document.removeEventListener('visibilitychange', onVisible);
