@@ -133,7 +133,7 @@ export function groupsView(root) {
 export function groupView(root, id) {
   const status = notice();
   const name = h('h2', { 'data-testid': 'group-title' }, 'Group');
-  const facts = h('p', { class: 'facts' });
+  const facts = h('p', { class: 'facts', 'data-testid': 'group-facts' });
   const openChat = h('button', { type: 'button', class: 'primary', 'data-testid': 'open-group-chat' }, 'Open chat');
   const leave = h('button', { type: 'button', class: 'ghost' }, 'Leave group');
   const disband = h('button', { type: 'button', class: 'ghost danger', 'data-testid': 'disband-group' }, 'Disband group');
