@@ -280,6 +280,13 @@ async fn two_people_chat_in_real_browsers() {
         vec![],
     )
     .await;
+    let active = "return document.querySelector('[data-testid=mention-list] [aria-selected=true]')?.dataset.testid";
+    let first = bob.execute(active, vec![]).await;
+    bob.type_into("[data-testid=composer]", keys::ARROW_DOWN).await;
+    let second = bob.execute(active, vec![]).await;
+    assert!(first != second && second.is_string(), "ArrowDown moves the choice: {first} → {second}");
+    bob.type_into("[data-testid=composer]", keys::ARROW_UP).await;
+    assert_eq!(bob.execute(active, vec![]).await, first, "ArrowUp moves it back");
     bob.type_into("[data-testid=composer]", keys::ESCAPE).await;
     bob.wait_for("the mention list closed", &format!("{mention_options} === ''"), vec![]).await;
     bob.type_into("[data-testid=composer]", "al").await;

@@ -30,7 +30,6 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// WebDriver key codes, for [`Session::type_into`].
 pub mod keys {
-    pub const TAB: &str = "\u{E004}";
     pub const ENTER: &str = "\u{E007}";
     pub const ESCAPE: &str = "\u{E00C}";
     pub const ARROW_UP: &str = "\u{E013}";
