@@ -80,6 +80,14 @@ async fn two_people_chat_in_real_browsers() {
     .await;
     bob.click(&format!("[data-testid=conversation-{direct}]")).await;
     wait_message(&bob, "Hi Bob! Are we still on for Saturday?").await;
+    let marked = bob
+        .execute(
+            "return document.querySelector('[data-testid=unread-marker]')?.nextElementSibling \
+               ?.querySelector('[data-testid=message-body]')?.textContent",
+            vec![],
+        )
+        .await;
+    assert_eq!(marked, json!("Hi Bob! Are we still on for Saturday?"), "the New messages line above the first unread");
     bob.wait_for("the badge to clear", "return !document.querySelector(arguments[0])", vec![json!(badge)]).await;
     alice
         .wait_for(
@@ -557,6 +565,28 @@ async fn two_people_chat_in_real_browsers() {
     bob.click("[data-testid=nav-chats]").await;
     bob.click(&format!("[data-testid=conversation-{group_chat}]")).await;
     wait_message(&bob, mentioned).await;
+    // Reading further up while Carol writes: a button offers the way down.
+    for n in 1..=30 {
+        send_text(&app, &carol, group_chat, &format!("trail note {n}")).await;
+    }
+    wait_message(&bob, "trail note 30").await;
+    bob.execute("document.querySelector('.messages').scrollTop = 0", vec![]).await;
+    send_text(&app, &carol, group_chat, "Summit!").await;
+    wait_message(&bob, "Summit!").await;
+    bob.wait_for(
+        "the jump-to-latest button",
+        "const b = document.querySelector('[data-testid=jump-latest]'); return !b.hidden && b.textContent === '1 new message ↓'",
+        vec![],
+    )
+    .await;
+    bob.click("[data-testid=jump-latest]").await;
+    bob.wait_for(
+        "the newest message in view, the button gone",
+        "const s = document.querySelector('.messages'); \
+         return s.scrollHeight - s.scrollTop - s.clientHeight < 40 && document.querySelector('[data-testid=jump-latest]').hidden",
+        vec![],
+    )
+    .await;
     bob.wait_for(
         "the member count in the chat header",
         "return document.querySelector('[data-testid=chat-subtitle]')?.textContent === '3 members'",

@@ -45,6 +45,7 @@ export function chatView(root, id, focusSeq = null) {
   const olderButton = h('button', { type: 'button', class: 'load-older ghost small', 'data-testid': 'load-older', onclick: () => older() }, 'Load earlier messages');
   const list = h('ol', { class: 'message-list', 'data-testid': 'messages', 'aria-live': 'polite' });
   const scroller = h('div', { class: 'messages', tabindex: '0', 'aria-label': 'Messages' }, olderButton, list);
+  const jumpButton = h('button', { type: 'button', class: 'jump-latest', 'data-testid': 'jump-latest', hidden: true, onclick: () => jumpToLatest() });
   const typingLine = h('p', { class: 'typing', 'data-testid': 'typing', 'aria-live': 'polite' });
   const banner = h('div', { class: 'composer-banner', hidden: true });
   const input = h('textarea', {
@@ -64,7 +65,7 @@ export function chatView(root, id, focusSeq = null) {
     'section',
     { class: 'chat', 'data-testid': 'chat', 'data-conversation-id': String(id) },
     h('header', { class: 'chat-head' }, h('a', { href: '#/chats', class: 'back', 'aria-label': 'Back to conversations' }, '‹'), headPicture, h('div', { class: 'chat-heading' }, title, subtitle), muteButton, infoLink),
-    scroller,
+    h('div', { class: 'messages-wrap' }, scroller, jumpButton),
     typingLine,
     composer,
   );
@@ -76,6 +77,11 @@ export function chatView(root, id, focusSeq = null) {
   let loadingOlder = false;
   let opened = false;
   const rendered = new Map(); // key → { node, signature }
+  /** The first message unread when the chat was opened: the "New messages" line goes above it. */
+  const opening = state.conversations.get(id);
+  const firstUnread = opening && opening.last_seq > opening.last_read_seq ? opening.last_read_seq + 1 : null;
+  /** The newest seq the user has seen at the bottom; newer ones arriving above it offer a jump. */
+  let seenSeq = opening ? opening.last_seq : 0;
 
   // ---- header ---------------------------------------------------------------------
   function renderHead() {
@@ -162,10 +168,12 @@ export function chatView(root, id, focusSeq = null) {
     // A separator above the first message of each day.
     const entries = [];
     let lastDay = null;
+    const markerSeq = firstUnread === null ? null : stored.find((m) => m.seq >= firstUnread && !isMe(m.sender_id))?.seq;
     for (const entry of messages) {
       const day = dayOf(entry.message.created_at);
       if (day.key !== lastDay) entries.push({ key: `d${day.key}`, day: day.label });
       lastDay = day.key;
+      if (entry.status === 'sent' && entry.message.seq === markerSeq) entries.push({ key: 'unread', marker: true });
       entries.push(entry);
     }
 
@@ -179,12 +187,14 @@ export function chatView(root, id, focusSeq = null) {
     let previous = null;
     for (const entry of entries) {
       keep.add(entry.key);
-      if (entry.day) {
+      if (entry.day || entry.marker) {
         let current = rendered.get(entry.key);
-        if (!current || current.signature !== entry.day) {
-          const node = h('li', { class: 'day-separator', role: 'separator', 'data-testid': 'day-separator', text: entry.day });
+        if (!current || current.signature !== (entry.day || 'marker')) {
+          const node = entry.marker
+            ? h('li', { class: 'unread-marker', role: 'separator', 'data-testid': 'unread-marker', 'aria-label': 'New messages' }, h('span', {}, 'New messages'))
+            : h('li', { class: 'day-separator', role: 'separator', 'data-testid': 'day-separator', text: entry.day });
           if (current) current.node.replaceWith(node);
-          current = { node, signature: entry.day };
+          current = { node, signature: entry.day || 'marker' };
           rendered.set(entry.key, current);
         }
         const expectedAfter = previous ? previous.nextSibling : list.firstChild;
@@ -230,6 +240,33 @@ export function chatView(root, id, focusSeq = null) {
 
     if (atBottom || !opened) scroller.scrollTop = scroller.scrollHeight;
     else if (anchor && anchor.isConnected) scroller.scrollTop = anchor.offsetTop - anchorOffset;
+    renderJump();
+  }
+
+  function isAtBottom() {
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
+  }
+
+  /** "2 new messages ↓" while the user reads further up and others write. */
+  function renderJump() {
+    const { stored } = timeline(id);
+    const newest = stored.length ? stored[stored.length - 1].seq : 0;
+    if (isAtBottom() || !opened) {
+      seenSeq = Math.max(seenSeq, newest);
+      jumpButton.hidden = true;
+      return;
+    }
+    const fresh = stored.filter((m) => m.seq > seenSeq && !isMe(m.sender_id) && !m.deleted).length;
+    jumpButton.hidden = fresh === 0;
+    jumpButton.textContent = `${fresh} new message${fresh === 1 ? '' : 's'} ↓`;
+    jumpButton.setAttribute('aria-label', `Jump to the latest message (${fresh} new)`);
+  }
+
+  function jumpToLatest() {
+    scroller.scrollTop = scroller.scrollHeight;
+    renderJump();
+    markRead(id);
+    input.focus();
   }
 
   /** The local calendar day of `when` (now for a message not yet stored), and its label. */
@@ -412,7 +449,8 @@ export function chatView(root, id, focusSeq = null) {
 
   scroller.addEventListener('scroll', () => {
     if (scroller.scrollTop < 60 && chatState(id).hasOlder && chatState(id).loaded) older();
-    if (scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40) markRead(id);
+    if (isAtBottom()) markRead(id);
+    renderJump();
   });
 
   // ---- composer -------------------------------------------------------------------
@@ -576,6 +614,10 @@ export function chatView(root, id, focusSeq = null) {
       renderMessages();
       opened = true;
       scroller.scrollTop = scroller.scrollHeight;
+      // Opened with unread messages: start at the "New messages" line when they do not all fit.
+      const marker = list.querySelector('[data-testid=unread-marker]');
+      if (marker && focusSeq === null && marker.offsetTop < scroller.scrollTop) scroller.scrollTop = marker.offsetTop - 8;
+      renderJump();
       if (focusSeq !== null) await focusMessage(focusSeq);
     })
     .catch((err) => showError(err));
