@@ -1,7 +1,8 @@
 //! The built-in web client (`web/`, served at `/`), driven in real headless Chromium over
 //! WebDriver: two people register, become friends, chat both ways with typing and read
-//! receipts, edit, reply and recall, meet a third in a group, reload, and lose and regain
-//! their connection without losing a message.
+//! receipts, edit, reply and recall, meet a third in a group (with @mentions, muting,
+//! removing, handing over and disbanding from the member list), reload, and lose and
+//! regain their connection without losing a message.
 //!
 //! Needs `chromium` and `chromedriver` (see `support::webdriver`); without them the test
 //! fails with instructions. `GOIM_UPDATE_SCREENSHOT=1` rewrites `docs/screenshot.png`.
