@@ -7,7 +7,7 @@
 
 import { logout, onSessionChange, restore } from './api.js';
 import { h } from './dom.js';
-import { bus, debug, start, state, stop, unread } from './store.js';
+import { bus, debug, start, state, stop, unread, unreadMentions } from './store.js';
 import { authView } from './views/auth.js';
 import { chatView } from './views/chat.js';
 import { friendsView } from './views/friends.js';
@@ -62,12 +62,12 @@ async function enter() {
   route();
 }
 
-/** "(3) GOIM" while 3 messages wait unread (muted conversations aside), so a tab in the
- * background still says so. */
+/** "(3) GOIM" while 3 messages wait unread (of a muted conversation only those that
+ * mention you), so a tab in the background still says so. */
 function showUnreadInTitle() {
   let total = 0;
   for (const conversation of state.conversations.values()) {
-    if (!conversation.muted) total += unread(conversation);
+    total += conversation.muted ? unreadMentions(conversation) : unread(conversation);
   }
   document.title = total > 0 ? `(${total}) GOIM` : 'GOIM';
 }

@@ -50,6 +50,10 @@ export const state = {
   receipts: new Map(),
   /** user id → { id, username, nickname, avatar_url } */
   users: new Map(),
+  /** group id → { group (GET /groups/{id}), members (MemberView[]) }, for opened group chats. */
+  groups: new Map(),
+  /** conversation id → Set of seqs of messages that mention the user (read ones are pruned). */
+  mentions: new Map(),
   friends: [],
   incomingRequests: 0,
   connection: { state: 'stopped', detail: {} },
@@ -82,6 +86,7 @@ export async function start() {
   remember(state.me);
   await Promise.all([loadConversations(), loadFriends(), countIncomingRequests()]);
   realtime.start();
+  scanMentions();
 }
 
 export function stop() {
@@ -94,7 +99,7 @@ export function stop() {
     incomingRequests: 0,
     active: null,
   });
-  for (const key of ['conversations', 'chats', 'cursors', 'presence', 'typing', 'receipts', 'users']) state[key].clear();
+  for (const key of ['conversations', 'chats', 'cursors', 'presence', 'typing', 'receipts', 'users', 'groups', 'mentions']) state[key].clear();
   typingSent.clear();
 }
 
@@ -173,6 +178,51 @@ export function sortedConversations() {
 
 export function unread(conversation) {
   return Math.max(0, conversation.last_seq - conversation.last_read_seq);
+}
+
+/** Whether `message` (from someone else, not recalled) names the user or everyone. */
+export function mentionsMe(message) {
+  if (!state.me || !message || isMe(message.sender_id) || message.deleted) return false;
+  return Boolean(message.mention_all) || (message.mentions || []).includes(state.me.id);
+}
+
+/** Remembers an unread message that mentions the user; forgets a recalled one. */
+function noteMention(message) {
+  const conversation = state.conversations.get(message.conversation_id);
+  let seqs = state.mentions.get(message.conversation_id);
+  if (message.deleted) {
+    if (seqs) seqs.delete(message.seq);
+    return;
+  }
+  if (!conversation || !mentionsMe(message) || message.seq <= conversation.last_read_seq) return;
+  if (!seqs) state.mentions.set(message.conversation_id, (seqs = new Set()));
+  seqs.add(message.seq);
+}
+
+/** How many unread messages of `conversation` mention the user. */
+export function unreadMentions(conversation) {
+  const seqs = state.mentions.get(conversation.id);
+  if (!seqs) return 0;
+  for (const seq of seqs) if (seq <= conversation.last_read_seq) seqs.delete(seq);
+  return seqs.size;
+}
+
+/**
+ * The conversation list does not say which unread messages mention the user, so after
+ * sign-in (or a reload) the unread tail of each group chat is read once to find them;
+ * from then on live events and syncs keep count.
+ */
+async function scanMentions() {
+  const groups = [...state.conversations.values()].filter((c) => c.kind === 'group' && unread(c) > 0).slice(0, 20);
+  for (const conversation of groups) {
+    try {
+      const page = await api('GET', `/conversations/${conversation.id}/messages${query({ limit: Math.min(unread(conversation), 100) })}`);
+      for (const message of page.items) noteMention(message);
+    } catch {
+      // The badge is a hint; live events still count.
+    }
+  }
+  if (groups.length) bus.emit('conversations');
 }
 
 export async function openDirect(userId) {
@@ -264,6 +314,7 @@ function applyMessage(message) {
   } else {
     reloadConversationsSoon();
   }
+  noteMention(message);
   const chat = state.chats.get(id);
   if (!chat || !chat.loaded) return;
   if (isMe(message.sender_id)) chat.pending.delete(message.client_msg_id);
@@ -302,14 +353,39 @@ export function closeChat(id) {
   if (state.active === id) state.active = null;
 }
 
-async function loadGroupMembers(groupId) {
+/**
+ * Loads a group's facts and members (for the chat header, the @mention list and the
+ * composer's state). Not a member any more: no members, and `group.my_role` is null.
+ */
+export async function loadGroupMembers(groupId) {
   try {
-    const page = await api('GET', `/groups/${groupId}/members${query({ limit: 100 })}`);
-    for (const member of page.items) remember(member.user);
+    const group = await api('GET', `/groups/${groupId}`);
+    let members = [];
+    if (group.my_role) {
+      const page = await api('GET', `/groups/${groupId}/members${query({ limit: 100 })}`);
+      members = page.items;
+      for (const member of members) remember(member.user);
+    }
+    state.groups.set(groupId, { group, members });
     bus.emit('users');
-  } catch {
-    // Names fall back to per-user lookups.
+    bus.emit('group', { groupId });
+  } catch (err) {
+    // A group that is gone for us (kicked from an invitation-only one) answers 404.
+    if (err.status === 404) {
+      state.groups.set(groupId, { group: null, members: [] });
+      bus.emit('group', { groupId });
+    }
   }
+}
+
+/** What we know of a group: { group, members }, or undefined before its chat is opened. */
+export function groupInfo(groupId) {
+  return state.groups.get(groupId);
+}
+
+/** Whether `member` is muted now. */
+export function isMutedMember(member) {
+  return Boolean(member && member.muted_until && new Date(member.muted_until) > new Date());
 }
 
 async function loadReceipts(id) {
@@ -358,7 +434,7 @@ function uuid() {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
-export function sendMessage(id, body, replyToSeq) {
+export function sendMessage(id, body, replyToSeq, mentions = []) {
   const local = {
     conversation_id: id,
     client_msg_id: uuid(),
@@ -366,6 +442,7 @@ export function sendMessage(id, body, replyToSeq) {
     kind: 'text',
     body,
     reply_to_seq: replyToSeq ?? null,
+    mentions,
     created_at: new Date().toISOString(),
     status: 'pending',
     error: null,
@@ -403,6 +480,7 @@ async function deliverNow(local) {
   bus.emit('chat', { id });
   const message = { client_msg_id: local.client_msg_id, body: local.body };
   if (local.reply_to_seq) message.reply_to_seq = local.reply_to_seq;
+  if (local.mentions && local.mentions.length) message.mentions = local.mentions;
   try {
     const ack = realtime.isOpen
       ? await realtime.request('send', { conversation_id: id, message })
@@ -432,7 +510,7 @@ function applyAck(local, ack) {
       body: local.body,
       content: null,
       reply_to_seq: local.reply_to_seq,
-      mentions: [],
+      mentions: local.mentions || [],
       mention_all: false,
       created_at: ack.created_at,
       edited_at: null,
@@ -738,6 +816,8 @@ function handleEvent(event) {
       if (event.type && event.type.startsWith('group_')) {
         const concernsMe = isMe(event.user_id) || event.type === 'group_disbanded' || event.type === 'group_updated';
         if (concernsMe) reloadConversationsSoon();
+        // Keep an opened group chat's members, roles and mutes current.
+        if (state.groups.has(event.group_id)) loadGroupMembers(event.group_id);
         bus.emit('groups', event);
       }
   }

@@ -51,6 +51,7 @@ const ASSETS: &[Asset] = &[
     asset!("views/shell.js", JS),
     asset!("views/chats.js", JS),
     asset!("views/chat.js", JS),
+    asset!("views/mentions.js", JS),
     asset!("views/friends.js", JS),
     asset!("views/groups.js", JS),
     asset!("views/profile.js", JS),

@@ -1,7 +1,8 @@
 //! The built-in web client (`web/`, served at `/`), driven in real headless Chromium over
 //! WebDriver: two people register, become friends, chat both ways with typing and read
-//! receipts, edit, reply and recall, meet a third in a group, reload, and lose and regain
-//! their connection without losing a message.
+//! receipts, edit, reply and recall, meet a third in a group (with @mentions, muting,
+//! removing, handing over and disbanding from the member list), reload, and lose and
+//! regain their connection without losing a message.
 //!
 //! Needs `chromium` and `chromedriver` (see `support::webdriver`); without them the test
 //! fails with instructions. `GOIM_UPDATE_SCREENSHOT=1` rewrites `docs/screenshot.png`.
@@ -80,6 +81,14 @@ async fn two_people_chat_in_real_browsers() {
     .await;
     bob.click(&format!("[data-testid=conversation-{direct}]")).await;
     wait_message(&bob, "Hi Bob! Are we still on for Saturday?").await;
+    let marked = bob
+        .execute(
+            "return document.querySelector('[data-testid=unread-marker]')?.nextElementSibling \
+               ?.querySelector('[data-testid=message-body]')?.textContent",
+            vec![],
+        )
+        .await;
+    assert_eq!(marked, json!("Hi Bob! Are we still on for Saturday?"), "the New messages line above the first unread");
     bob.wait_for("the badge to clear", "return !document.querySelector(arguments[0])", vec![json!(badge)]).await;
     alice
         .wait_for(
@@ -265,10 +274,85 @@ async fn two_people_chat_in_real_browsers() {
         )
         .await;
 
+    // Mentions: Bob opens the @ list (Escape closes it), picks Alice with the keyboard
+    // and Carol with the mouse; the message carries both ids. Alice, in another chat,
+    // sees an "@" badge on the group; there the message is highlighted for her.
+    alice.click(&format!("[data-testid=conversation-{direct}]")).await;
+    wait_message(&alice, "Can't wait!").await;
+    let group_chat = group_chat.as_i64().unwrap();
+    let mention_options = "return [...document.querySelectorAll('[data-testid=mention-list]:not([hidden]) [role=option]')] \
+                           .map((o) => o.dataset.testid).sort().join(' ')";
+    bob.type_into("[data-testid=composer]", "@").await;
+    bob.wait_for(
+        "Alice and Carol offered to mention",
+        &format!("{mention_options} === 'mention-option-alice mention-option-carol'"),
+        vec![],
+    )
+    .await;
+    let active = "return document.querySelector('[data-testid=mention-list] [aria-selected=true]')?.dataset.testid";
+    let first = bob.execute(active, vec![]).await;
+    bob.type_into("[data-testid=composer]", keys::ARROW_DOWN).await;
+    let second = bob.execute(active, vec![]).await;
+    assert!(first != second && second.is_string(), "ArrowDown moves the choice: {first} → {second}");
+    bob.type_into("[data-testid=composer]", keys::ARROW_UP).await;
+    assert_eq!(bob.execute(active, vec![]).await, first, "ArrowUp moves it back");
+    bob.type_into("[data-testid=composer]", keys::ESCAPE).await;
+    bob.wait_for("the mention list closed", &format!("{mention_options} === ''"), vec![]).await;
+    bob.type_into("[data-testid=composer]", "al").await;
+    bob.wait_for("only Alice offered", &format!("{mention_options} === 'mention-option-alice'"), vec![]).await;
+    bob.type_into("[data-testid=composer]", keys::ENTER).await;
+    bob.type_into("[data-testid=composer]", "and @ca").await;
+    bob.wait_for("only Carol offered", &format!("{mention_options} === 'mention-option-carol'"), vec![]).await;
+    bob.click("[data-testid=mention-option-carol]").await;
+    let composed = bob.execute("return document.querySelector('[data-testid=composer]').value", vec![]).await;
+    assert_eq!(composed, json!("@Alice and @carol "), "the picks are written into the message");
+    send(&bob, "lunch at the top?").await;
+    let mentioned = "@Alice and @carol lunch at the top?";
+    wait_sent(&bob, mentioned).await;
+    let mentions: Vec<i64> = sqlx::query_scalar("SELECT unnest(mentions) FROM messages WHERE body = $1 ORDER BY 1")
+        .bind(mentioned)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(mentions, [alice_id(&app).await, carol.id], "the message names whom it mentions");
+    let mention_badge = format!("[data-testid=conversation-{group_chat}] [data-testid=mention-badge]");
+    alice
+        .wait_for(
+            "the @ badge beside the unread count",
+            "const item = document.querySelector(arguments[0]); \
+             return item?.textContent === '@' && item.nextElementSibling?.dataset.testid === 'unread'",
+            vec![json!(mention_badge)],
+        )
+        .await;
+    assert_eq!(
+        bob.execute("return document.querySelectorAll('[data-testid=mention-badge]').length", vec![]).await,
+        json!(0),
+        "the sender has nothing to be told"
+    );
+    alice.click(&format!("[data-testid=conversation-{group_chat}]")).await;
+    alice
+        .wait_for(
+            "the mention highlighted for Alice",
+            "const li = document.querySelector('.message.mentioned[data-mentioned=true]'); \
+             return li?.querySelector('[data-testid=message-body]').textContent === arguments[0] \
+               && li.querySelector('[data-testid=mention].me')?.textContent === '@Alice' \
+               && li.querySelector('.sender-picture .avatar') !== null",
+            vec![json!(mentioned)],
+        )
+        .await;
+    alice
+        .wait_for("the @ badge gone", "return !document.querySelector(arguments[0])", vec![json!(mention_badge)])
+        .await;
+    assert_eq!(
+        alice.execute("return document.querySelectorAll('.message.mentioned').length", vec![]).await,
+        json!(1),
+        "only the message that names Alice is highlighted"
+    );
+
     // A reload keeps the session (this tab's refresh token) and shows the history, with
     // a separator above each day's first message (the first one is made 3 days old).
     sqlx::query("UPDATE messages SET created_at = now() - interval '3 days' WHERE conversation_id = $1 AND seq = 1")
-        .bind(group_chat.as_i64().unwrap())
+        .bind(group_chat)
         .execute(&app.pool)
         .await
         .unwrap();
@@ -369,7 +453,6 @@ async fn two_people_chat_in_real_browsers() {
     assert_eq!(stored, ["first while away", "second while away", "third while away"]);
 
     // A message elsewhere shows in the tab's title; its URL is a link that opens apart.
-    let group_chat = group_chat.as_i64().unwrap();
     send_text(&app, &carol, group_chat, "Route: https://example.com/map?trail=2. Bring boots").await;
     alice.wait_for("the unread count in the title", "return /^\\(\\d+\\) GOIM$/.test(document.title)", vec![]).await;
     alice.click(&format!("[data-testid=conversation-{group_chat}]")).await;
@@ -477,6 +560,152 @@ async fn two_people_chat_in_real_browsers() {
         .await;
     assert_eq!(login("a brand new passphrase").await.unwrap().status(), 200, "the new password signs in");
     assert_eq!(login(PASSWORD).await.unwrap().status(), 401, "the old one does not");
+
+    // Group management from the member list. Alice (owner) mutes Bob for an hour: Bob's
+    // open group chat closes its composer, and opens it again when she unmutes him.
+    bob.click("[data-testid=nav-chats]").await;
+    bob.click(&format!("[data-testid=conversation-{group_chat}]")).await;
+    wait_message(&bob, mentioned).await;
+    // Reading further up while Carol writes: a button offers the way down.
+    for n in 1..=30 {
+        send_text(&app, &carol, group_chat, &format!("trail note {n}")).await;
+    }
+    wait_message(&bob, "trail note 30").await;
+    bob.execute("document.querySelector('.messages').scrollTop = 0", vec![]).await;
+    send_text(&app, &carol, group_chat, "Summit!").await;
+    wait_message(&bob, "Summit!").await;
+    bob.wait_for(
+        "the jump-to-latest button",
+        "const b = document.querySelector('[data-testid=jump-latest]'); return !b.hidden && b.textContent === '1 new message ↓'",
+        vec![],
+    )
+    .await;
+    bob.click("[data-testid=jump-latest]").await;
+    bob.wait_for(
+        "the newest message in view, the button gone",
+        "const s = document.querySelector('.messages'); \
+         return s.scrollHeight - s.scrollTop - s.clientHeight < 40 && document.querySelector('[data-testid=jump-latest]').hidden",
+        vec![],
+    )
+    .await;
+    bob.wait_for(
+        "the member count in the chat header",
+        "return document.querySelector('[data-testid=chat-subtitle]')?.textContent === '3 members'",
+        vec![],
+    )
+    .await;
+    alice.execute(&format!("location.hash = '#/groups/{group}'"), vec![]).await;
+    alice
+        .wait_for(
+            "the member count",
+            "return document.querySelector('[data-testid=member-count]')?.textContent === 'Members (3)'",
+            vec![],
+        )
+        .await;
+    alice.click("[data-testid=mute-bob]").await;
+    let choices = alice
+        .execute(
+            "return [...document.querySelectorAll('[data-testid=mute-duration] option')].map((o) => o.textContent)",
+            vec![],
+        )
+        .await;
+    assert_eq!(choices, json!(["1 hour", "8 hours", "1 day", "1 week"]));
+    alice.click("[data-testid=mute-submit]").await;
+    alice
+        .wait_for(
+            "Bob shown muted",
+            "return document.querySelector('[data-testid=member-bob][data-muted=true] [data-testid=muted-until]') !== null \
+               && document.querySelector('[data-testid=unmute-bob]') !== null",
+            vec![],
+        )
+        .await;
+    let muted_for: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM muted_until - now())::float8 FROM group_members WHERE group_id = $1 AND user_id = (SELECT id FROM users WHERE username = 'bob')",
+    )
+    .bind(group)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!((3500.0..=3600.0).contains(&muted_for), "muted for an hour, not {muted_for} s");
+    bob.wait_for(
+        "Bob's composer closed while muted",
+        "const lock = document.querySelector('[data-testid=composer-locked]'); \
+         return !lock.hidden && lock.textContent.startsWith('An admin muted you until') \
+           && document.querySelector('[data-testid=composer]').disabled",
+        vec![],
+    )
+    .await;
+    alice.click("[data-testid=unmute-bob]").await;
+    bob.wait_for(
+        "Bob's composer open again",
+        "return document.querySelector('[data-testid=composer-locked]').hidden \
+           && !document.querySelector('[data-testid=composer]').disabled",
+        vec![],
+    )
+    .await;
+
+    // Alice removes Carol (after a confirmation) and hands the group to Bob, who sees it
+    // live; Bob disbands it, and Alice's page and chat say so.
+    alice.execute("window.confirm = () => true", vec![]).await;
+    alice.click("[data-testid=kick-carol]").await;
+    alice
+        .wait_for(
+            "Carol gone from the members",
+            "return !document.querySelector('[data-testid=member-carol]') \
+               && document.querySelector('[data-testid=member-count]').textContent === 'Members (2)'",
+            vec![],
+        )
+        .await;
+    let seen: Value = app.get_as(&carol.access_token, &format!("/api/v1/groups/{group}")).await.json().await.unwrap();
+    assert_eq!(seen["my_role"], Value::Null, "Carol is no longer a member");
+    bob.wait_for(
+        "the header's member count following",
+        "return document.querySelector('[data-testid=chat-subtitle]')?.textContent === '2 members'",
+        vec![],
+    )
+    .await;
+    alice.click("[data-testid=transfer-bob]").await;
+    alice
+        .wait_for(
+            "Bob the owner, Alice an admin",
+            "return document.querySelector('[data-testid=member-bob] .role')?.textContent === 'Owner' \
+               && document.querySelector('[data-testid=member-alice] .role')?.textContent === 'Admin' \
+               && document.querySelector('[data-testid=disband-group]').hidden",
+            vec![],
+        )
+        .await;
+    bob.click(".chat-head a[href^='#/groups/']").await;
+    bob.wait_for(
+        "Bob's page as the owner",
+        "return document.querySelector('[data-testid=group-facts]')?.textContent.includes('you are Owner') \
+           && !document.querySelector('[data-testid=disband-group]').hidden",
+        vec![],
+    )
+    .await;
+    bob.execute("window.confirm = () => true", vec![]).await;
+    bob.click("[data-testid=disband-group]").await;
+    alice
+        .wait_for(
+            "the group shown disbanded to Alice",
+            "return document.querySelector('[data-testid=group-facts]')?.textContent.includes('disbanded')",
+            vec![],
+        )
+        .await;
+    let disbanded: i64 = sqlx::query_scalar("SELECT count(*) FROM groups WHERE id = $1 AND disbanded_at IS NOT NULL")
+        .bind(group)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(disbanded, 1);
+    alice.click("[data-testid=open-group-chat]").await;
+    alice
+        .wait_for(
+            "the composer closed in the disbanded group",
+            "const lock = document.querySelector('[data-testid=composer-locked]'); \
+             return !lock.hidden && lock.textContent === 'This group was disbanded.'",
+            vec![],
+        )
+        .await;
 
     alice.close().await;
     bob.close().await;

@@ -1,6 +1,7 @@
 // One conversation: history that loads older pages as you scroll up, the composer
 // (Enter sends, Shift+Enter breaks the line), pending/failed states with retry,
-// replies, edits, recalls, typing and read receipts.
+// replies, edits, recalls, typing and read receipts; in a group, @mentions, the
+// senders' pictures, and a composer that says why it is closed (muted, removed, disbanded).
 
 import { avatar, describeError, h, presenceDot, shortTime } from '../dom.js';
 import {
@@ -11,10 +12,13 @@ import {
   deliveredTo,
   displayName,
   editMessage,
+  groupInfo,
   isMe,
+  isMutedMember,
   isOnline,
   loadOlder,
   markRead,
+  mentionsMe,
   openChat,
   readers,
   recallMessage,
@@ -27,6 +31,7 @@ import {
   toggleReaction,
   typists,
 } from '../store.js';
+import { mentionPicker } from './mentions.js';
 
 /** The reactions offered in a message's picker; any one emoji works through the API. */
 const QUICK_REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
@@ -40,6 +45,7 @@ export function chatView(root, id, focusSeq = null) {
   const olderButton = h('button', { type: 'button', class: 'load-older ghost small', 'data-testid': 'load-older', onclick: () => older() }, 'Load earlier messages');
   const list = h('ol', { class: 'message-list', 'data-testid': 'messages', 'aria-live': 'polite' });
   const scroller = h('div', { class: 'messages', tabindex: '0', 'aria-label': 'Messages' }, olderButton, list);
+  const jumpButton = h('button', { type: 'button', class: 'jump-latest', 'data-testid': 'jump-latest', hidden: true, onclick: () => jumpToLatest() });
   const typingLine = h('p', { class: 'typing', 'data-testid': 'typing', 'aria-live': 'polite' });
   const banner = h('div', { class: 'composer-banner', hidden: true });
   const input = h('textarea', {
@@ -52,12 +58,14 @@ export function chatView(root, id, focusSeq = null) {
   });
   const sendButton = h('button', { type: 'submit', class: 'primary', 'data-testid': 'send' }, 'Send');
   const composerError = h('p', { class: 'notice error', role: 'alert', hidden: true });
-  const composer = h('form', { class: 'composer' }, banner, composerError, h('div', { class: 'composer-row' }, input, sendButton));
+  const locked = h('p', { class: 'composer-locked', role: 'status', 'data-testid': 'composer-locked', hidden: true });
+  const mentions = mentionPicker(input, mentionCandidates);
+  const composer = h('form', { class: 'composer' }, mentions.el, banner, composerError, locked, h('div', { class: 'composer-row' }, input, sendButton));
   const view = h(
     'section',
     { class: 'chat', 'data-testid': 'chat', 'data-conversation-id': String(id) },
     h('header', { class: 'chat-head' }, h('a', { href: '#/chats', class: 'back', 'aria-label': 'Back to conversations' }, '‹'), headPicture, h('div', { class: 'chat-heading' }, title, subtitle), muteButton, infoLink),
-    scroller,
+    h('div', { class: 'messages-wrap' }, scroller, jumpButton),
     typingLine,
     composer,
   );
@@ -69,6 +77,11 @@ export function chatView(root, id, focusSeq = null) {
   let loadingOlder = false;
   let opened = false;
   const rendered = new Map(); // key → { node, signature }
+  /** The first message unread when the chat was opened: the "New messages" line goes above it. */
+  const opening = state.conversations.get(id);
+  const firstUnread = opening && opening.last_seq > opening.last_read_seq ? opening.last_read_seq + 1 : null;
+  /** The newest seq the user has seen at the bottom; newer ones arriving above it offer a jump. */
+  let seenSeq = opening ? opening.last_seq : 0;
 
   // ---- header ---------------------------------------------------------------------
   function renderHead() {
@@ -98,8 +111,39 @@ export function chatView(root, id, focusSeq = null) {
       const presence = state.presence.get(conversation.peer.id);
       subtitle.textContent = presence && presence.online ? 'online' : presence && presence.last_seen_at ? `last seen ${shortTime(presence.last_seen_at)}` : `@${conversation.peer.username}`;
     } else {
-      subtitle.textContent = 'Group chat';
+      const info = conversation.group_id && groupInfo(conversation.group_id);
+      const group = info && info.group;
+      subtitle.textContent = group ? `${group.member_count} member${group.member_count === 1 ? '' : 's'}${group.disbanded_at ? ' · disbanded' : ''}` : 'Group chat';
     }
+    renderLock();
+  }
+
+  /** The group's other members, for @mentions. */
+  function mentionCandidates() {
+    const conversation = state.conversations.get(id);
+    const info = conversation && conversation.group_id && groupInfo(conversation.group_id);
+    if (!info) return [];
+    return info.members.filter((member) => !isMe(member.user.id)).map((member) => member.user);
+  }
+
+  /** Closes the composer, saying why, when this group no longer takes the user's messages. */
+  function renderLock() {
+    const conversation = state.conversations.get(id);
+    const info = conversation && conversation.group_id && groupInfo(conversation.group_id);
+    let reason = '';
+    if (info && (!info.group || !info.group.my_role)) reason = 'You are no longer a member of this group.';
+    else if (info && info.group.disbanded_at) reason = 'This group was disbanded.';
+    else if (info) {
+      const me = info.members.find((member) => isMe(member.user.id));
+      if (isMutedMember(me)) reason = `An admin muted you until ${new Date(me.muted_until).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' })}.`;
+    }
+    locked.hidden = !reason;
+    locked.textContent = reason;
+    input.disabled = sendButton.disabled = Boolean(reason);
+    clearTimeout(renderLock.timer);
+    // A mute ends on its own: open the composer again then.
+    const me = info && info.members.find((member) => isMe(member.user.id));
+    if (isMutedMember(me)) renderLock.timer = setTimeout(renderLock, Math.min(new Date(me.muted_until) - Date.now() + 500, 2 ** 31 - 1));
   }
 
   function renderTyping() {
@@ -124,10 +168,12 @@ export function chatView(root, id, focusSeq = null) {
     // A separator above the first message of each day.
     const entries = [];
     let lastDay = null;
+    const markerSeq = firstUnread === null ? null : stored.find((m) => m.seq >= firstUnread && !isMe(m.sender_id))?.seq;
     for (const entry of messages) {
       const day = dayOf(entry.message.created_at);
       if (day.key !== lastDay) entries.push({ key: `d${day.key}`, day: day.label });
       lastDay = day.key;
+      if (entry.status === 'sent' && entry.message.seq === markerSeq) entries.push({ key: 'unread', marker: true });
       entries.push(entry);
     }
 
@@ -141,12 +187,14 @@ export function chatView(root, id, focusSeq = null) {
     let previous = null;
     for (const entry of entries) {
       keep.add(entry.key);
-      if (entry.day) {
+      if (entry.day || entry.marker) {
         let current = rendered.get(entry.key);
-        if (!current || current.signature !== entry.day) {
-          const node = h('li', { class: 'day-separator', role: 'separator', 'data-testid': 'day-separator', text: entry.day });
+        if (!current || current.signature !== (entry.day || 'marker')) {
+          const node = entry.marker
+            ? h('li', { class: 'unread-marker', role: 'separator', 'data-testid': 'unread-marker', 'aria-label': 'New messages' }, h('span', {}, 'New messages'))
+            : h('li', { class: 'day-separator', role: 'separator', 'data-testid': 'day-separator', text: entry.day });
           if (current) current.node.replaceWith(node);
-          current = { node, signature: entry.day };
+          current = { node, signature: entry.day || 'marker' };
           rendered.set(entry.key, current);
         }
         const expectedAfter = previous ? previous.nextSibling : list.firstChild;
@@ -166,6 +214,9 @@ export function chatView(root, id, focusSeq = null) {
         entry.message.error && entry.message.error.message,
         receipt,
         displayName(entry.message.sender_id),
+        group && (state.users.get(entry.message.sender_id) || {}).avatar_url,
+        (entry.message.mentions || []).map(displayName),
+        entry.message.mention_all,
         reply && [reply.body, reply.deleted],
         entry.message === lastOwn,
       ]);
@@ -189,6 +240,33 @@ export function chatView(root, id, focusSeq = null) {
 
     if (atBottom || !opened) scroller.scrollTop = scroller.scrollHeight;
     else if (anchor && anchor.isConnected) scroller.scrollTop = anchor.offsetTop - anchorOffset;
+    renderJump();
+  }
+
+  function isAtBottom() {
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
+  }
+
+  /** "2 new messages ↓" while the user reads further up and others write. */
+  function renderJump() {
+    const { stored } = timeline(id);
+    const newest = stored.length ? stored[stored.length - 1].seq : 0;
+    if (isAtBottom() || !opened) {
+      seenSeq = Math.max(seenSeq, newest);
+      jumpButton.hidden = true;
+      return;
+    }
+    const fresh = stored.filter((m) => m.seq > seenSeq && !isMe(m.sender_id) && !m.deleted).length;
+    jumpButton.hidden = fresh === 0;
+    jumpButton.textContent = `${fresh} new message${fresh === 1 ? '' : 's'} ↓`;
+    jumpButton.setAttribute('aria-label', `Jump to the latest message (${fresh} new)`);
+  }
+
+  function jumpToLatest() {
+    scroller.scrollTop = scroller.scrollHeight;
+    renderJump();
+    markRead(id);
+    input.focus();
   }
 
   /** The local calendar day of `when` (now for a message not yet stored), and its label. */
@@ -218,6 +296,10 @@ export function chatView(root, id, focusSeq = null) {
     const classes = ['message', mine ? 'mine' : 'theirs', entry.status];
     if (m.deleted) classes.push('deleted');
     if (lastOwn) classes.push('last-own');
+    const mentioned = entry.status === 'sent' && mentionsMe(m);
+    if (mentioned) classes.push('mentioned');
+    const picture = group && !mine;
+    if (picture) classes.push('with-picture');
     const meta = h(
       'div',
       { class: 'meta' },
@@ -266,6 +348,9 @@ export function chatView(root, id, focusSeq = null) {
             mine ? h('button', { type: 'button', class: 'link', 'data-action': 'recall', onclick: () => recall(m) }, 'Recall') : null,
           )
         : null;
+    const bubble = h('div', { class: 'bubble' }, mentioned ? h('span', { class: 'visually-hidden' }, 'Mentions you. ') : null, meta, quote, body, reactions);
+    const below = h('div', { class: 'below' }, status, actions);
+    const sender = state.users.get(m.sender_id) || { id: m.sender_id, nickname: displayName(m.sender_id) };
     return h(
       'li',
       {
@@ -274,20 +359,42 @@ export function chatView(root, id, focusSeq = null) {
         'data-seq': m.seq ? String(m.seq) : null,
         'data-client-msg-id': m.client_msg_id,
         'data-status': entry.status,
+        'data-mentioned': mentioned ? 'true' : null,
       },
-      h('div', { class: 'bubble' }, meta, quote, body, reactions),
-      h('div', { class: 'below' }, status, actions),
+      picture ? [h('span', { class: 'sender-picture', title: displayName(m.sender_id) }, avatar(sender, 'sm')), h('div', { class: 'message-column' }, bubble, below)] : [bubble, below],
     );
   }
 
   function contentOf(m) {
-    if (m.kind === 'text' || !m.content) return linkified(m.body ?? '');
+    if (m.kind === 'text' || !m.content) return withMentions(m.body ?? '', m);
     const url = m.content.url;
     const label = m.kind === 'file' ? m.content.name || 'file' : m.kind === 'link' ? m.content.title || url : 'image';
     const parts = [];
     if (typeof url === 'string' && /^https?:\/\//i.test(url)) parts.push(h('a', { href: url, target: '_blank', rel: 'noopener noreferrer nofollow', text: `[${m.kind}] ${label}` }));
     else parts.push(`[${m.kind}]`);
     if (m.body) parts.push(h('br'), linkified(m.body));
+    return parts;
+  }
+
+  /** Text with the `@names` of the users it mentions marked (the user's own stronger). */
+  function withMentions(text, m) {
+    const names = new Map();
+    for (const userId of m.mentions || []) {
+      const user = state.users.get(userId);
+      if (!user) continue;
+      for (const name of [user.nickname, user.username]) if (name) names.set(`@${name}`.toLowerCase(), userId);
+    }
+    if (!names.size) return linkified(text);
+    const escaped = [...names.keys()].sort((a, b) => b.length - a.length).map((name) => name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+    const parts = [];
+    let last = 0;
+    for (const match of text.matchAll(new RegExp(escaped.join('|'), 'giu'))) {
+      parts.push(linkified(text.slice(last, match.index)));
+      const userId = names.get(match[0].toLowerCase());
+      parts.push(h('span', { class: `mention${isMe(userId) ? ' me' : ''}`, 'data-testid': 'mention', text: match[0] }));
+      last = match.index + match[0].length;
+    }
+    parts.push(linkified(text.slice(last)));
     return parts;
   }
 
@@ -342,7 +449,8 @@ export function chatView(root, id, focusSeq = null) {
 
   scroller.addEventListener('scroll', () => {
     if (scroller.scrollTop < 60 && chatState(id).hasOlder && chatState(id).loaded) older();
-    if (scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40) markRead(id);
+    if (isAtBottom()) markRead(id);
+    renderJump();
   });
 
   // ---- composer -------------------------------------------------------------------
@@ -443,7 +551,8 @@ export function chatView(root, id, focusSeq = null) {
       }
       return;
     }
-    sendMessage(id, text, replyTo);
+    sendMessage(id, text, replyTo, mentions.mentionsIn(text));
+    mentions.reset();
     input.value = '';
     cancelContext();
     setTyping(id, false);
@@ -452,6 +561,7 @@ export function chatView(root, id, focusSeq = null) {
   });
 
   input.addEventListener('keydown', (event) => {
+    if (mentions.onKey(event)) return;
     if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       composer.requestSubmit();
@@ -468,6 +578,7 @@ export function chatView(root, id, focusSeq = null) {
     }
   });
   input.addEventListener('input', () => {
+    mentions.update();
     autosize();
     if (editing === null) setTyping(id, input.value.trim().length > 0);
   });
@@ -493,6 +604,7 @@ export function chatView(root, id, focusSeq = null) {
     bus.on('typing', (detail) => detail.id === id && renderTyping()),
     bus.on('presence', renderHead),
     bus.on('conversations', renderHead),
+    bus.on('group', renderHead),
   ];
 
   renderHead();
@@ -502,12 +614,17 @@ export function chatView(root, id, focusSeq = null) {
       renderMessages();
       opened = true;
       scroller.scrollTop = scroller.scrollHeight;
+      // Opened with unread messages: start at the "New messages" line when they do not all fit.
+      const marker = list.querySelector('[data-testid=unread-marker]');
+      if (marker && focusSeq === null && marker.offsetTop < scroller.scrollTop) scroller.scrollTop = marker.offsetTop - 8;
+      renderJump();
       if (focusSeq !== null) await focusMessage(focusSeq);
     })
     .catch((err) => showError(err));
   input.focus();
 
   return () => {
+    clearTimeout(renderLock.timer);
     setTyping(id, false);
     closeChat(id);
     document.removeEventListener('visibilitychange', onVisible);

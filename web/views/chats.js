@@ -3,7 +3,7 @@
 
 import { api, query } from '../api.js';
 import { avatar, describeError, h, presenceDot, shortTime } from '../dom.js';
-import { bus, conversationTitle, displayName, isMe, isOnline, sortedConversations, state, unread } from '../store.js';
+import { bus, conversationTitle, displayName, isMe, isOnline, sortedConversations, state, unread, unreadMentions } from '../store.js';
 
 export function conversationList() {
   const list = h('ul', { class: 'conversations', 'data-testid': 'conversations' });
@@ -69,6 +69,7 @@ export function conversationList() {
 
   function item(conversation) {
     const count = unread(conversation);
+    const mentions = unreadMentions(conversation);
     const peer = conversation.peer;
     const last = conversation.last_message;
     let preview = '';
@@ -85,7 +86,7 @@ export function conversationList() {
         'a',
         {
           href: `#/chats/${conversation.id}`,
-          class: `conversation${conversation.id === selected ? ' selected' : ''}${count ? ' has-unread' : ''}`,
+          class: `conversation${conversation.id === selected ? ' selected' : ''}${count ? ' has-unread' : ''}${mentions ? ' has-mention' : ''}`,
           'data-testid': `conversation-${conversation.id}`,
           'data-conversation-id': String(conversation.id),
           'aria-current': conversation.id === selected ? 'true' : null,
@@ -95,7 +96,12 @@ export function conversationList() {
           'span',
           { class: 'summary' },
           h('span', { class: 'title-row' }, h('span', { class: 'title', text: conversationTitle(conversation) }), h('time', { class: 'when', text: last ? shortTime(last.created_at) : '' })),
-          h('span', { class: 'preview-row' }, h('span', { class: 'preview', text: preview }), count ? h('span', { class: 'badge', 'data-testid': 'unread', 'aria-label': `${count} unread`, text: count > 99 ? '99+' : String(count) }) : null),
+          h('span', { class: 'preview-row' }, h('span', { class: 'preview', text: preview }),
+            // "@" beside the count: some of the unread messages name you.
+            mentions
+              ? h('span', { class: 'badge mention-badge', 'data-testid': 'mention-badge', title: `${mentions} unread mention${mentions === 1 ? '' : 's'}`, 'aria-label': `${mentions} unread mention${mentions === 1 ? '' : 's'}`, text: '@' })
+              : null,
+            count ? h('span', { class: 'badge', 'data-testid': 'unread', 'aria-label': `${count} unread`, text: count > 99 ? '99+' : String(count) }) : null),
         ),
       ),
     );

@@ -1,12 +1,20 @@
 // Groups: my groups, creating and joining one, invitations; a group's page with its
 // announcement, members and roles, join requests for admins, and the way into its chat.
+// From the member list admins mute (for a while), unmute and remove members; the owner
+// also promotes, hands over ownership and disbands the group.
 
 import { api, query } from '../api.js';
 import { avatar, h, notice, onSubmit, shortTime } from '../dom.js';
-import { bus, loadConversations, openGroupConversation, remember, state } from '../store.js';
+import { bus, isMutedMember, loadConversations, openGroupConversation, remember, state } from '../store.js';
 
 const POLICY_TEXT = { open: 'Anyone can join', approval: 'Admins approve who joins', invite_only: 'Invitation only' };
 const ROLE_TEXT = { owner: 'Owner', admin: 'Admin', member: 'Member' };
+const MUTE_CHOICES = [
+  [3600, '1 hour'],
+  [8 * 3600, '8 hours'],
+  [24 * 3600, '1 day'],
+  [7 * 24 * 3600, '1 week'],
+];
 
 export function groupsView(root) {
   const mine = h('ul', { class: 'groups', 'data-testid': 'my-groups' });
@@ -125,9 +133,10 @@ export function groupsView(root) {
 export function groupView(root, id) {
   const status = notice();
   const name = h('h2', { 'data-testid': 'group-title' }, 'Group');
-  const facts = h('p', { class: 'facts' });
+  const facts = h('p', { class: 'facts', 'data-testid': 'group-facts' });
   const openChat = h('button', { type: 'button', class: 'primary', 'data-testid': 'open-group-chat' }, 'Open chat');
   const leave = h('button', { type: 'button', class: 'ghost' }, 'Leave group');
+  const disband = h('button', { type: 'button', class: 'ghost danger', 'data-testid': 'disband-group' }, 'Disband group');
   const announcement = h('p', { class: 'announcement', 'data-testid': 'announcement' });
   const announcementMeta = h('p', { class: 'hint' });
   const announcementForm = h(
@@ -136,6 +145,7 @@ export function groupView(root, id) {
     h('label', { class: 'field' }, 'Edit announcement', h('textarea', { name: 'announcement', rows: '3', maxlength: '2000', 'data-testid': 'announcement-input' })),
     h('button', { type: 'submit', 'data-testid': 'announcement-save' }, 'Save announcement'),
   );
+  const membersTitle = h('h3', { 'data-testid': 'member-count' }, 'Members');
   const members = h('ul', { class: 'people', 'data-testid': 'group-members' });
   const requestsCard = h('section', { class: 'card', hidden: true }, h('h3', {}, 'Join requests'));
   const requests = h('ul', { class: 'people', 'data-testid': 'join-requests' });
@@ -151,10 +161,10 @@ export function groupView(root, id) {
       { class: 'page' },
       h('header', { class: 'page-head' }, h('a', { href: '#/groups', class: 'back', 'aria-label': 'Back to groups' }, '‹'), name),
       status.el,
-      h('section', { class: 'card' }, facts, h('div', { class: 'button-row' }, openChat, leave)),
+      h('section', { class: 'card' }, facts, h('div', { class: 'button-row' }, openChat, leave, disband)),
       h('section', { class: 'card' }, h('h3', {}, 'Announcement'), announcement, announcementMeta, announcementForm),
       requestsCard,
-      h('section', { class: 'card' }, h('h3', {}, 'Members'), members),
+      h('section', { class: 'card' }, membersTitle, members),
       inviteCard,
     ),
   );
@@ -172,6 +182,16 @@ export function groupView(root, id) {
       await api('POST', `/groups/${id}/leave`);
       await loadConversations();
       location.hash = '#/groups';
+    } catch (err) {
+      status.error(err);
+    }
+  };
+  disband.onclick = async () => {
+    if (!window.confirm(`Disband “${group.name}”? Nobody can write in it any more, and this cannot be undone.`)) return;
+    try {
+      await api('DELETE', `/groups/${id}`);
+      status.ok('The group was disbanded.');
+      await load();
     } catch (err) {
       status.error(err);
     }
@@ -194,6 +214,7 @@ export function groupView(root, id) {
     if (!group) return;
     name.textContent = group.name;
     facts.textContent = `#${group.id} · ${POLICY_TEXT[group.join_policy] || group.join_policy} · ${group.member_count} of ${group.member_limit} members · you are ${ROLE_TEXT[group.my_role] || 'not a member'}${group.disbanded_at ? ' · disbanded' : ''}`;
+    membersTitle.textContent = `Members (${group.member_count})`;
     announcement.textContent = group.announcement || 'No announcement.';
     announcement.classList.toggle('empty', !group.announcement);
     announcementMeta.textContent = group.announcement_updated_at ? `Updated ${shortTime(group.announcement_updated_at)}` : '';
@@ -201,6 +222,7 @@ export function groupView(root, id) {
     if (!announcementForm.hidden && document.activeElement !== announcementForm.announcement) announcementForm.announcement.value = group.announcement || '';
     openChat.hidden = !group.my_role;
     leave.hidden = !group.my_role || Boolean(group.disbanded_at);
+    disband.hidden = group.my_role !== 'owner' || Boolean(group.disbanded_at);
     requestsCard.hidden = !isAdmin() || group.join_policy !== 'approval';
     const memberIds = new Set([...members.querySelectorAll('[data-user-id]')].map((el) => Number(el.dataset.userId)));
     // Re-rendered on every member change: keep the friend already chosen.
@@ -213,33 +235,93 @@ export function groupView(root, id) {
     inviteCard.hidden = !group.my_role || Boolean(group.disbanded_at);
   }
 
+  /** The owner/admin actions on one member's row (none on the own row or in a disbanded group). */
+  function memberActions(member, row) {
+    const actions = [];
+    if (!group || group.disbanded_at || member.user.id === state.me.id) return actions;
+    const name = member.user.nickname || member.user.username;
+    const username = member.user.username;
+    const iAmOwner = group.my_role === 'owner';
+    if (iAmOwner && member.role !== 'owner') {
+      const next = member.role === 'admin' ? 'member' : 'admin';
+      const button = h('button', { type: 'button', class: 'small ghost', 'data-testid': `role-${username}` }, next === 'admin' ? 'Make admin' : 'Remove admin');
+      button.onclick = () => change(() => api('PUT', `/groups/${id}/members/${member.user.id}/role`, { role: next }));
+      actions.push(button);
+    }
+    // Muting and removing follow one rule: admins act on members, the owner on admins too.
+    const canModerate = member.role === 'member' ? isAdmin() : member.role === 'admin' && iAmOwner;
+    if (canModerate) {
+      if (isMutedMember(member)) {
+        const unmute = h('button', { type: 'button', class: 'small ghost', 'data-testid': `unmute-${username}` }, 'Unmute');
+        unmute.onclick = () => change(() => api('DELETE', `/groups/${id}/members/${member.user.id}/mute`));
+        actions.push(unmute);
+      } else {
+        const mute = h('button', { type: 'button', class: 'small ghost', 'data-testid': `mute-${username}`, 'aria-expanded': 'false' }, 'Mute…');
+        mute.onclick = () => toggleMuteForm(row, member, mute);
+        actions.push(mute);
+      }
+      const kick = h('button', { type: 'button', class: 'small ghost danger', 'data-testid': `kick-${username}` }, 'Remove');
+      kick.onclick = () => {
+        if (window.confirm(`Remove ${name} from the group?`)) change(() => api('DELETE', `/groups/${id}/members/${member.user.id}`), `${name} was removed.`);
+      };
+      actions.push(kick);
+    }
+    if (iAmOwner) {
+      const transfer = h('button', { type: 'button', class: 'small ghost', 'data-testid': `transfer-${username}` }, 'Make owner');
+      transfer.onclick = () => {
+        if (window.confirm(`Make ${name} the owner of the group? You will become an admin.`)) {
+          change(() => api('POST', `/groups/${id}/transfer`, { user_id: member.user.id }), `${name} owns the group now.`);
+        }
+      };
+      actions.push(transfer);
+    }
+    return actions;
+  }
+
+  /** A small form under the member's row: for how long, then Mute. */
+  function toggleMuteForm(row, member, button) {
+    const open = row.querySelector('.mute-form');
+    if (open) {
+      open.remove();
+      button.setAttribute('aria-expanded', 'false');
+      return;
+    }
+    const duration = h(
+      'select',
+      { name: 'duration', 'aria-label': `Mute ${member.user.nickname || member.user.username} for`, 'data-testid': 'mute-duration' },
+      MUTE_CHOICES.map(([secs, text]) => h('option', { value: String(secs) }, text)),
+    );
+    const form = h('form', { class: 'inline-form mute-form' }, duration, h('button', { type: 'submit', class: 'small primary', 'data-testid': 'mute-submit' }, 'Mute'));
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      change(() => api('PUT', `/groups/${id}/members/${member.user.id}/mute`, { duration_secs: Number(duration.value) }));
+    });
+    row.append(form);
+    button.setAttribute('aria-expanded', 'true');
+    duration.focus();
+  }
+
   async function loadMembers() {
     const page = await api('GET', `/groups/${id}/members${query({ limit: 100 })}`);
     members.replaceChildren(
       ...page.items.map((member) => {
         remember(member.user);
-        const actions = [];
-        const iAmOwner = group && group.my_role === 'owner';
-        if (iAmOwner && member.role !== 'owner') {
-          const next = member.role === 'admin' ? 'member' : 'admin';
-          const button = h('button', { type: 'button', class: 'small ghost' }, next === 'admin' ? 'Make admin' : 'Remove admin');
-          button.onclick = () => change(() => api('PUT', `/groups/${id}/members/${member.user.id}/role`, { role: next }));
-          actions.push(button);
-        }
-        const canKick = member.role === 'member' ? isAdmin() : member.role === 'admin' && iAmOwner;
-        if (canKick && member.user.id !== state.me.id) {
-          const button = h('button', { type: 'button', class: 'small ghost' }, 'Remove');
-          button.onclick = () => change(() => api('DELETE', `/groups/${id}/members/${member.user.id}`));
-          actions.push(button);
-        }
-        return h(
+        const muted = isMutedMember(member);
+        const row = h(
           'li',
-          { class: 'person', 'data-user-id': String(member.user.id), 'data-testid': `member-${member.user.username}` },
+          { class: 'person member', 'data-user-id': String(member.user.id), 'data-testid': `member-${member.user.username}`, 'data-muted': muted ? 'true' : null },
           h('span', { class: 'picture' }, avatar(member.user)),
-          h('span', { class: 'who' }, h('span', { class: 'name', text: member.user.nickname || member.user.username }), h('span', { class: 'username', text: `@${member.user.username}` })),
+          h(
+            'span',
+            { class: 'who' },
+            h('span', { class: 'name', text: member.user.nickname || member.user.username }),
+            h('span', { class: 'username', text: `@${member.user.username}` }),
+            muted ? h('span', { class: 'note', 'data-testid': 'muted-until', text: `Muted until ${new Date(member.muted_until).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' })}` }) : null,
+          ),
           h('span', { class: `role role-${member.role}`, text: ROLE_TEXT[member.role] || member.role }),
-          h('span', { class: 'person-actions' }, actions),
         );
+        row.append(h('span', { class: 'person-actions' }, memberActions(member, row)));
+        return row;
       }),
     );
     if (page.next_cursor) members.append(h('li', { class: 'empty' }, `Showing the first ${page.items.length} members.`));
@@ -262,9 +344,10 @@ export function groupView(root, id) {
     if (!page.items.length) requests.append(h('li', { class: 'empty' }, 'No pending requests.'));
   }
 
-  async function change(action) {
+  async function change(action, done) {
     try {
       await action();
+      if (done) status.ok(done);
       await load();
     } catch (err) {
       status.error(err);
@@ -278,6 +361,8 @@ export function groupView(root, id) {
       await loadMembers();
       render();
       await loadRequests();
+    } else {
+      members.replaceChildren(h('li', { class: 'empty' }, 'Only members see who is in the group.'));
     }
   }
 

@@ -31,6 +31,9 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// WebDriver key codes, for [`Session::type_into`].
 pub mod keys {
     pub const ENTER: &str = "\u{E007}";
+    pub const ESCAPE: &str = "\u{E00C}";
+    pub const ARROW_UP: &str = "\u{E013}";
+    pub const ARROW_DOWN: &str = "\u{E015}";
     pub const SHIFT: &str = "\u{E008}";
     /// Releases held modifier keys.
     pub const RELEASE: &str = "\u{E000}";
