@@ -21,6 +21,9 @@ pub const INTERVAL: Duration = Duration::from_secs(60);
 /// Rows per delete statement.
 pub const BATCH: i64 = 1000;
 
+/// Days a webhook delivery stays as a dead letter before the sweep deletes it.
+pub const DEAD_LETTER_DAYS: u32 = 30;
+
 pub async fn run(pool: PgPool, metrics: std::sync::Arc<Metrics>, retention_days: u32, stop: CancellationToken) {
     let mut ticks = tokio::time::interval(INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -46,11 +49,13 @@ pub async fn sweep(
     retention_days: u32,
     stop: &CancellationToken,
 ) -> sqlx::Result<()> {
-    let kinds: [(&'static str, Option<u32>); 4] = [
+    let kinds: [(&'static str, Option<u32>); 5] = [
         ("messages", (retention_days > 0).then_some(retention_days)),
         ("sessions", Some(1)),
         ("tickets", Some(0)),
         ("retired_usernames", Some(0)),
+        // Long enough for an operator to notice a failing endpoint and requeue.
+        ("webhook_dead_letters", Some(DEAD_LETTER_DAYS)),
     ];
     for (kind, older_than_days) in kinds {
         let Some(days) = older_than_days else { continue };

@@ -34,6 +34,15 @@ pub async fn delete_batch(pool: &PgPool, kind: &str, days: u32, batch: i64) -> s
         .execute(&mut *tx)
         .await?
         .rows_affected(),
+        "webhook_dead_letters" => sqlx::query!(
+            "DELETE FROM webhook_deliveries WHERE id IN (
+                 SELECT id FROM webhook_deliveries WHERE dead_at < now() - make_interval(days => $1) LIMIT $2)",
+            days,
+            batch
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected(),
         "retired_usernames" => sqlx::query!(
             "DELETE FROM retired_usernames WHERE username_hash IN (
                  SELECT username_hash FROM retired_usernames

@@ -687,6 +687,18 @@ async fn retention_deletes_messages_past_their_days_and_expired_sessions_and_not
     .execute(&app.pool)
     .await
     .unwrap();
+    // Two webhook dead letters, one past the 30 days they are kept; a delivery still
+    // pending, however old, is never swept.
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (endpoint, recipient_id, conversation_id, seq, sender_id, kind, muted,
+                                         created_at, attempts, dead_at)
+         VALUES ('http://old.example/', 1, 1, 1, 1, 'text', false, now() - interval '40 days', 10, now() - interval '31 days'),
+                ('http://new.example/', 1, 1, 2, 1, 'text', false, now() - interval '40 days', 10, now() - interval '29 days'),
+                ('http://pending.example/', 1, 1, 3, 1, 'text', false, now() - interval '40 days', 1, NULL)",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
 
     // An instance with 30 days of retention sweeps as it starts.
     let keeper = crate::support::spawn_peer_with(&app, |config| config.chat.retention_days = 30).await;
@@ -732,6 +744,17 @@ async fn retention_deletes_messages_past_their_days_and_expired_sessions_and_not
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     assert_eq!(held, [vec![2u8]], "a name is forgotten once it is free again, and not before");
+    let deliveries = loop {
+        let left: Vec<String> = sqlx::query_scalar("SELECT endpoint FROM webhook_deliveries ORDER BY seq")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+        if left.len() < 3 || std::time::Instant::now() > deadline {
+            break left;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(deliveries, ["http://new.example/", "http://pending.example/"], "only the old dead letter goes");
     let metrics = keeper.get("/metrics").await.text().await.unwrap();
     assert_eq!(
         crate::support::metric_value(&metrics, "goim_retention_deleted_total{kind=\"messages\"}"),
