@@ -182,17 +182,7 @@ pub async fn delete_account(state: &AppState, caller: Authenticated, password: P
             .map(|&friend| Published { recipients: vec![friend], event: Event::FriendRemoved { user_id: user } }),
     );
     let unreacted = db::messages::remove_reactions_by(&mut tx, user).await?;
-    if !unreacted.is_empty() {
-        // Reactions have no removal event without the emoji; members re-read instead.
-        let mut conversations: Vec<_> = unreacted.iter().map(|bump| bump.conversation_id).collect();
-        conversations.sort_unstable_by_key(|id| id.0);
-        conversations.dedup();
-        let mut members: Vec<UserId> =
-            db::conversations::members_of(&mut *tx, &conversations).await?.into_iter().map(|(_, u)| u).collect();
-        members.sort_unstable_by_key(|id| id.0);
-        members.dedup();
-        announcements.push(Published { recipients: members, event: Event::resync("reactions_removed") });
-    }
+    announcements.extend(admin::unreaction_events(&mut tx, &unreacted).await?);
     if state.config.chat.deleted_account_messages == DeletedAccountMessages::Remove {
         let removed = db::messages::tombstone_all_by(&mut tx, user, user).await?;
         announcements.extend(admin::removal_events(&mut tx, &removed, user).await?);

@@ -13,7 +13,7 @@ use crate::{
         self,
         admin::{AdminUserRow, AuditRow, AuditTarget, Stats},
     },
-    domain::{GroupId, Password, SessionId, UserId},
+    domain::{ConversationId, GroupId, Password, SessionId, UserId},
     error::ApiError,
     events::{Event, Published},
     service::page::{self, Page},
@@ -153,15 +153,9 @@ pub async fn removal_events(
     removed: &[db::messages::VersionBump],
     by: UserId,
 ) -> Result<Vec<Published>, ApiError> {
-    let mut conversations: Vec<_> = removed.iter().map(|bump| bump.conversation_id).collect();
-    conversations.sort_unstable_by_key(|id| id.0);
-    conversations.dedup();
-    let members = db::conversations::members_of(&mut *tx, &conversations).await?;
+    let members = members_touched(tx, removed).await?;
     if removed.len() > MAX_DELETE_EVENTS {
-        let mut everyone: Vec<UserId> = members.into_iter().map(|(_, user)| user).collect();
-        everyone.sort_unstable_by_key(|id| id.0);
-        everyone.dedup();
-        return Ok(vec![Published { recipients: everyone, event: Event::resync("messages_removed") }]);
+        return Ok(vec![resync_for(&members, "messages_removed")]);
     }
     Ok(removed
         .iter()
@@ -175,6 +169,37 @@ pub async fn removal_events(
             },
         })
         .collect())
+}
+
+/// The (conversation, member) pairs of every conversation a bulk change touched.
+async fn members_touched(
+    tx: &mut sqlx::PgConnection,
+    bumps: &[db::messages::VersionBump],
+) -> Result<Vec<(ConversationId, UserId)>, ApiError> {
+    let mut conversations: Vec<_> = bumps.iter().map(|bump| bump.conversation_id).collect();
+    conversations.sort_unstable_by_key(|id| id.0);
+    conversations.dedup();
+    Ok(db::conversations::members_of(&mut *tx, &conversations).await?)
+}
+
+/// One `resync` for each member, once, of the conversations a bulk change touched.
+fn resync_for(members: &[(ConversationId, UserId)], reason: &str) -> Published {
+    let mut everyone: Vec<UserId> = members.iter().map(|&(_, user)| user).collect();
+    everyone.sort_unstable_by_key(|id| id.0);
+    everyone.dedup();
+    Published { recipients: everyone, event: Event::resync(reason) }
+}
+
+/// What members hear when a deleted account's reactions go: reactions have no removal
+/// event without the emoji, so members re-read instead.
+pub async fn unreaction_events(
+    tx: &mut sqlx::PgConnection,
+    unreacted: &[db::messages::VersionBump],
+) -> Result<Option<Published>, ApiError> {
+    if unreacted.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(resync_for(&members_touched(tx, unreacted).await?, "reactions_removed")))
 }
 
 /// Disbands any group, as its owner could.
