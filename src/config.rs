@@ -161,6 +161,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub webhooks: WebhookConfig,
+
+    #[command(flatten)]
+    pub uploads: UploadConfig,
 }
 
 /// HTTP serving, logging and shutdown.
@@ -407,6 +410,34 @@ pub enum WebhookPreview {
     None,
     /// Also the sender's nickname and the first characters of the text.
     Text,
+}
+
+/// Files and images sent in chats, stored in PostgreSQL (docs/protocol.md, "Uploads").
+#[derive(Clone, Args)]
+#[command(next_help_heading = "uploads")]
+pub struct UploadConfig {
+    /// Largest upload, bytes; larger ones get 413 (before their body is read when the
+    /// request says its length).
+    #[arg(long, global = true, env = "GOIM_UPLOAD_MAX_BYTES", default_value_t = 25 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=(1 << 32)))]
+    pub upload_max_bytes: u64,
+
+    /// Bytes one user's uploads may take in total (sent or not); 0: no limit.
+    #[arg(long, global = true, env = "GOIM_UPLOAD_QUOTA_BYTES", default_value_t = 1 << 30)]
+    pub upload_quota_bytes: u64,
+
+    /// Seconds an upload's body may take to arrive in full (instead of
+    /// GOIM_BODY_TIMEOUT_SECS); at most an hour.
+    #[arg(long, global = true, env = "GOIM_UPLOAD_TIMEOUT_SECS", default_value = "300", value_parser = parse_upload_timeout)]
+    pub upload_timeout: Duration,
+}
+
+fn parse_upload_timeout(s: &str) -> Result<Duration, String> {
+    let timeout = parse_secs(s)?;
+    // The orphan sweep removes unfinished uploads after an hour.
+    if timeout > Duration::from_secs(3600) {
+        return Err("must be at most 3600 seconds".into());
+    }
+    Ok(timeout)
 }
 
 /// Webhooks for offline delivery (docs/operations.md, "Webhooks").

@@ -293,3 +293,39 @@ pub struct HistoryResponse {
     pub has_older: bool,
     pub has_newer: bool,
 }
+
+/// A stored upload. Send it with a message of kind `image` (when `width` is present) or
+/// `file`, whose content is `{"upload_id": id}`.
+#[derive(Serialize, ToSchema)]
+pub struct UploadResponse {
+    pub id: uuid::Uuid,
+    /// The file's name without any directory part.
+    pub name: String,
+    /// Sniffed from the bytes; the type the client claimed is ignored.
+    pub mime: String,
+    pub size: i64,
+    /// Present when the bytes decoded as an image (which can then be sent as `image`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<i32>,
+    /// `GET /api/v1/uploads/{id}/thumbnail` answers.
+    pub has_thumbnail: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<crate::db::uploads::UploadRow> for UploadResponse {
+    fn from(row: crate::db::uploads::UploadRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            mime: row.mime,
+            size: row.size,
+            width: row.width,
+            height: row.height,
+            has_thumbnail: row.has_thumbnail,
+            created_at: row.created_at,
+        }
+    }
+}

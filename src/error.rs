@@ -31,6 +31,8 @@ pub enum ApiError {
     Gone { code: &'static str, message: String },
     #[error("the request body exceeds the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("{message}")]
+    QuotaExceeded { message: String },
     #[error("the request body did not arrive within {} s", .limit.as_secs())]
     BodyTimeout { limit: Duration },
     #[error("the request target (path and query) exceeds {limit} bytes")]
@@ -88,6 +90,7 @@ impl ApiError {
             | Self::TooMany { code, .. } => code,
             Self::Validation { .. } => "validation_failed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::QuotaExceeded { .. } => "upload_quota_exceeded",
             Self::BodyTimeout { .. } => "request_timeout",
             Self::UriTooLong { .. } => "uri_too_long",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -164,7 +167,7 @@ impl ResponseError for ApiError {
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Gone { .. } => StatusCode::GONE,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } | Self::QuotaExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -1,5 +1,6 @@
 //! Deletes what GOIM no longer keeps: messages older than `GOIM_RETENTION_DAYS` (when
-//! set), sessions that expired a day ago, and expired WebSocket tickets. In batches of
+//! set), sessions that expired a day ago, expired WebSocket tickets, and uploads that no
+//! live message names (`db::retention`, "orphan_uploads"). In batches of
 //! [`BATCH`] rows, each its own short transaction on the application pool, so a sweep
 //! never holds locks the writer waits for and never blocks a send for long.
 //!
@@ -49,13 +50,15 @@ pub async fn sweep(
     retention_days: u32,
     stop: &CancellationToken,
 ) -> sqlx::Result<()> {
-    let kinds: [(&'static str, Option<u32>); 5] = [
+    let kinds: [(&'static str, Option<u32>); 6] = [
         ("messages", (retention_days > 0).then_some(retention_days)),
         ("sessions", Some(1)),
         ("tickets", Some(0)),
         ("retired_usernames", Some(0)),
         // Long enough for an operator to notice a failing endpoint and requeue.
         ("webhook_dead_letters", Some(DEAD_LETTER_DAYS)),
+        // A day for the uploader to send what they uploaded.
+        ("orphan_uploads", Some(1)),
     ];
     for (kind, older_than_days) in kinds {
         let Some(days) = older_than_days else { continue };

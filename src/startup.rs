@@ -138,6 +138,7 @@ impl Application {
             writer,
             tokens: Arc::new(tokens),
             hasher: PasswordHasher::new(hashing_concurrency),
+            previews: Arc::new(tokio::sync::Semaphore::new(hashing_concurrency)),
             rate_limits: Arc::new(RateLimits::new(config.auth.auth_rate_burst, config.auth.auth_rate_per_minute)),
             config: Arc::new(config),
             metrics,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use sqlx::PgPool;
+use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -32,6 +33,9 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     pub hasher: PasswordHasher,
     pub rate_limits: Arc<RateLimits>,
+    /// Images decoded at once for their previews (one per core): decoding is the one
+    /// CPU- and memory-heavy step of an upload.
+    pub previews: Arc<Semaphore>,
     /// Cancelled when shutdown begins; long-lived tasks (WebSocket sessions, background
     /// writers, the listener) select on it and wind down.
     pub shutdown: CancellationToken,

@@ -13,6 +13,7 @@ pub mod presence;
 pub mod relay;
 pub mod retention;
 pub mod sessions;
+pub mod uploads;
 pub mod users;
 pub mod webhooks;
 pub mod ws_tickets;

@@ -53,6 +53,26 @@ pub async fn delete_batch(pool: &PgPool, kind: &str, days: u32, batch: i64) -> s
         .execute(&mut *tx)
         .await?
         .rows_affected(),
+        // Uploads no live message names: unfinished ones after an hour (longer than any
+        // upload may take), finished ones `days` after upload and an hour after a send
+        // last named them (a send on its way to commit keeps its file).
+        "orphan_uploads" => sqlx::query!(
+            "DELETE FROM uploads WHERE id IN (
+                 SELECT u.id FROM uploads u
+                  WHERE (u.completed_at IS NULL AND u.created_at < now() - interval '1 hour')
+                     OR (u.created_at < now() - make_interval(days => $1)
+                         AND (u.used_at IS NULL OR u.used_at < now() - interval '1 hour')
+                         AND NOT EXISTS (
+                             SELECT 1 FROM messages m
+                              WHERE m.kind IN ('image', 'file') AND m.content ? 'upload_id'
+                                AND m.content ->> 'upload_id' = u.id::text AND m.deleted_at IS NULL))
+                  LIMIT $2)",
+            days,
+            batch
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected(),
         _ => sqlx::query!(
             "DELETE FROM ws_tickets WHERE ticket_hash IN (
                  SELECT ticket_hash FROM ws_tickets WHERE expires_at < now() - make_interval(days => $1) LIMIT $2)",

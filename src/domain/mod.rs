@@ -3,20 +3,25 @@
 
 pub mod group;
 pub mod ids;
+pub mod image_preview;
 pub mod message;
 pub mod password;
 pub mod profile;
 pub mod social;
+pub mod upload;
 pub mod username;
 
 pub use group::{
     Announcement, GroupDescription, GroupId, GroupName, HistoryVisibility, JoinPolicy, Role, ShortMessage,
 };
 pub use ids::{SessionId, UserId};
-pub use message::{ConversationId, Emoji, MessageInput, MessageKind, MessageView, NewMessage, message_body};
+pub use message::{
+    Attachment, ConversationId, Emoji, MessageInput, MessageKind, MessageView, NewMessage, message_body,
+};
 pub use password::Password;
 pub use profile::{AvatarUrl, Bio, Birthday, Nickname};
 pub use social::{Remark, RequestNote};
+pub use upload::FileName;
 pub use username::Username;
 
 /// Why a value was refused; `field` names the input it came from.

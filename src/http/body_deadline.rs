@@ -2,7 +2,8 @@
 //! trickles its body (one byte every 20 s) would otherwise hold its connection, and a
 //! file descriptor, for as long as it likes. The body must arrive in full within
 //! `GOIM_BODY_TIMEOUT_SECS` of the request's start; after that the read fails and the
-//! request is answered 408. WebSocket upgrades are exempt: their "body" is the socket.
+//! request is answered 408. Uploads get `GOIM_UPLOAD_TIMEOUT_SECS` instead. WebSocket
+//! upgrades are exempt: their "body" is the socket.
 
 use std::{
     future::Future,
@@ -27,6 +28,8 @@ use crate::state::AppState;
 
 /// The gateway's handshake route (`crate::gateway`, which this module may not import).
 const WEBSOCKET_PATH: &str = "/api/v1/ws";
+/// Uploads may take `GOIM_UPLOAD_TIMEOUT_SECS` instead: files are larger than requests.
+pub const UPLOAD_PATH: &str = "/api/v1/uploads";
 
 pub async fn body_deadline(
     mut req: ServiceRequest,
@@ -38,7 +41,9 @@ pub async fn body_deadline(
         && req.path() == WEBSOCKET_PATH
         && req.headers().contains_key(header::UPGRADE);
     if let (false, Some(state)) = (websocket, req.app_data::<web::Data<AppState>>()) {
-        let deadline = tokio::time::sleep(state.config.server.body_timeout);
+        let upload = req.method() == actix_web::http::Method::POST && req.path() == UPLOAD_PATH;
+        let limit = if upload { state.config.uploads.upload_timeout } else { state.config.server.body_timeout };
+        let deadline = tokio::time::sleep(limit);
         let body = DeadlineBody { inner: req.take_payload(), deadline: Box::pin(deadline) };
         req.set_payload(Payload::Stream { payload: Box::pin(body) });
     }

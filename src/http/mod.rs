@@ -14,6 +14,7 @@ mod json;
 mod me;
 mod observe;
 pub mod openapi;
+mod uploads;
 mod uri_limit;
 mod users;
 mod web_client;
@@ -61,6 +62,9 @@ pub fn configure(state: &AppState) -> impl FnOnce(&mut web::ServiceConfig) + use
                     )
                     .service(web::resource("/me/sessions").route(web::get().to(me::list_sessions)))
                     .service(web::resource("/me/sessions/{session_id}").route(web::delete().to(me::revoke_session)))
+                    .service(web::resource("/uploads").route(web::post().to(uploads::upload)))
+                    .service(web::resource("/uploads/{upload_id}").route(web::get().to(uploads::download)))
+                    .service(web::resource("/uploads/{upload_id}/thumbnail").route(web::get().to(uploads::thumbnail)))
                     .service(web::resource("/users").route(web::get().to(users::search_users)))
                     .service(web::resource("/admin/users").route(web::get().to(admin::admin_list_users)))
                     .service(

@@ -6,7 +6,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{admin, auth, blocks, conversations, friends, groups, me, users};
+use super::{admin, auth, blocks, conversations, friends, groups, me, uploads, users};
 use crate::dto;
 
 #[derive(OpenApi)]
@@ -31,6 +31,7 @@ use crate::dto;
         conversations::delete_message, conversations::add_reaction, conversations::remove_reaction,
         conversations::mark_read, conversations::update_settings, conversations::search_messages,
         conversations::list_receipts,
+        uploads::upload, uploads::download, uploads::thumbnail,
         admin::admin_list_users, admin::admin_deactivate_user, admin::admin_reactivate_user, admin::admin_reset_password,
         admin::admin_delete_user_messages, admin::admin_disband_group, admin::admin_stats, admin::admin_audit,
     ),
@@ -44,6 +45,7 @@ use crate::dto;
         (name = "blocks", description = "Blocking users"),
         (name = "groups", description = "Groups, members, roles, join requests, invitations"),
         (name = "messages", description = "Conversations, messages, read markers, reactions, search"),
+        (name = "uploads", description = "Files and images stored in PostgreSQL, sent in messages of kind image or file"),
         (name = "realtime", description = "The WebSocket (docs/protocol.md): tickets and the handshake"),
         (name = "admin", description = "Server administration, for accounts granted the server-admin flag with `goim admin grant` (403 not_admin for anyone else); every action is audited"),
     )

@@ -160,13 +160,13 @@ fn request_host(req: &HttpRequest) -> Option<&str> {
 }
 
 /// Scripts, styles and fonts from this origin only (no inline code), images also from
-/// any HTTPS host (avatars) and `data:`, network only to this origin — `ws:`/`wss:` of
-/// the same host are named explicitly because older browsers do not count them as
-/// `'self'`.
+/// any HTTPS host (avatars), `data:`, and `blob:` (uploads, which the client fetches
+/// with its token), network only to this origin — `ws:`/`wss:` of the same host are
+/// named explicitly because older browsers do not count them as `'self'`.
 fn content_security_policy(host: Option<&str>) -> String {
     let sockets = host.map(|host| format!(" ws://{host} wss://{host}")).unwrap_or_default();
     format!(
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; \
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data: blob:; \
          connect-src 'self'{sockets}; object-src 'none'; base-uri 'none'; form-action 'self'; \
          frame-ancestors 'none'"
     )

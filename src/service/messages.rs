@@ -6,6 +6,7 @@ use super::{
     page::{self, Page},
     policy::{self, Access, Action, Allowed},
     turn::Turn,
+    uploads,
 };
 use sqlx::PgPool;
 
@@ -38,7 +39,10 @@ pub async fn send_in_turn(
     input: MessageInput,
     mut turn: Turn,
 ) -> Result<Ack, ApiError> {
-    let message = NewMessage::parse(input, state.config.chat.max_message_bytes as usize)?;
+    let mut message = NewMessage::parse(input, state.config.chat.max_message_bytes as usize)?;
+    // The one send that reads before the writer: an attachment's facts come from its
+    // upload, and they are part of what the request hash identifies.
+    uploads::attach(state, sender, &mut message).await?;
     turn.wait().await;
     let ack = state.writer.enqueue(PendingMessage { conversation_id: id, sender_id: sender, message }).await;
     turn.pass();

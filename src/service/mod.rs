@@ -11,4 +11,5 @@ pub mod messages;
 pub mod page;
 pub mod policy;
 pub mod turn;
+pub mod uploads;
 pub mod users;

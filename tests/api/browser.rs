@@ -728,7 +728,7 @@ async fn the_web_client_is_served_with_strict_headers() {
         "default-src 'self'".to_owned(),
         "script-src 'self'".to_owned(),
         "style-src 'self'".to_owned(),
-        "img-src 'self' https: data:".to_owned(),
+        "img-src 'self' https: data: blob:".to_owned(),
         format!("connect-src 'self' ws://{host} wss://{host}"),
         "frame-ancestors 'none'".to_owned(),
     ] {

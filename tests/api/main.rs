@@ -25,4 +25,5 @@ mod policy;
 mod profiles;
 mod search;
 mod support;
+mod uploads;
 mod webhooks;

@@ -406,6 +406,19 @@ fn rows() -> Vec<Row> {
             .expect(Cells::signed_in(not_found("session_not_found")).with(&[Owner], Expect::Ok)),
     ]);
 
+    // Uploads: anyone signed in may upload; the group's picture (the admin's) is for
+    // whoever can read the group's history, and nobody else learns it exists.
+    let picture_readers = || Cells::signed_in(not_found("upload_not_found")).with(&IN_GROUP, Expect::Ok);
+    rows.extend([
+        rest(M::POST, "/api/v1/uploads").fill(|_, _| Fill::default().query("name=note.txt").body(json!({ "a": 1 }))),
+        rest(M::GET, "/api/v1/uploads/{upload_id}")
+            .fill(|w, _| Fill::default().param("upload_id", &w.picture))
+            .expect(picture_readers()),
+        rest(M::GET, "/api/v1/uploads/{upload_id}/thumbnail")
+            .fill(|w, _| Fill::default().param("upload_id", &w.picture))
+            .expect(picture_readers()),
+    ]);
+
     // Server administration: nobody in the world holds the server-admin flag, so every
     // signed-in caller is refused, before any parameter is looked at.
     let not_admin = || Cells::signed_in(forbidden("not_admin"));
@@ -844,6 +857,8 @@ struct World {
     friend_request: i64,
     /// From the owner to `NonMember`, pending.
     invitation: i64,
+    /// An image the admin sent in the group's conversation (an upload id).
+    picture: String,
     /// From a user who is no actor, pending.
     join_request: i64,
     /// From the same user to a group of `Another`'s, pending.
@@ -1001,6 +1016,14 @@ impl Worlds<'_> {
             said.push((who, ack["seq"].as_i64().unwrap()));
             react(app, get(who), chat_id, 1).await;
         }
+        let picture = crate::uploads::uploaded(app, get(Admin), "club.png", crate::uploads::png(64, 48)).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let image = json!({ "client_msg_id": Uuid::new_v4(), "kind": "image", "body": format!("{marker} picture"),
+            "content": { "upload_id": picture } });
+        expect(app, get(Admin), Method::POST, &format!("/api/v1/conversations/{chat_id}/messages"), Some(image), 201)
+            .await;
         let mute = format!("/api/v1/groups/{group}/members/{}/mute", get(Muted).id);
         expect(app, owner, Method::PUT, &mute, Some(json!({ "duration_secs": 3600 })), 200).await;
         let kick = format!("/api/v1/groups/{group}/members/{}", get(Kicked).id);
@@ -1047,6 +1070,7 @@ impl Worlds<'_> {
             directs,
             friend_request,
             invitation,
+            picture,
             join_request,
             foreign_join_request,
             user_ids,

@@ -392,8 +392,9 @@ async fn bad_messages_are_refused_and_nothing_is_stored() {
     );
     assert_eq!(message_count(&app).await, 1);
 
+    let picture = crate::uploads::uploaded(&app, member, "cat.png", crate::uploads::png(640, 480)).await;
     let good_image = json!({ "client_msg_id": id(), "kind": "image", "body": "look", "reply_to_seq": 1, "mentions": [owner.id],
-        "content": { "url": "https://cdn.example/cat.jpg", "mime": "image/jpeg", "size": 52_000, "width": 640, "height": 480 } });
+        "content": { "upload_id": picture["id"] } });
     assert_eq!(send(&app, member, conversation, good_image).await.status(), 201);
     let page = history(&app, owner, conversation, "").await;
     assert_eq!(page["items"][1]["content"]["width"], 640);

@@ -1,0 +1,231 @@
+//! Files and images: taking an upload in, naming it in a message, and deciding who may
+//! read it back.
+//!
+//! An upload is stored in chunks of [`CHUNK_BYTES`] as they arrive, each its own short
+//! statement: a request holds one chunk in memory and no pooled connection while it
+//! waits for the client. Its type comes from its first bytes. Images are decoded once,
+//! a few at a time, for their dimensions and a thumbnail.
+//!
+//! Who may read an upload follows from the messages that name it: its uploader, and
+//! whoever can read one of those messages under the conversation's own rules
+//! ([`policy::readable`]). A recalled message stops naming it; an upload no live message
+//! names is removed by the retention sweep.
+
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::policy;
+use crate::{
+    db::{self, uploads::UploadRow},
+    domain::{
+        Attachment, FileName, NewMessage, UserId,
+        image_preview::{self, Preview},
+        upload::{self, SNIFF_BYTES},
+    },
+    error::ApiError,
+    state::AppState,
+};
+
+/// Bytes per stored chunk: large enough that a 25 MiB file is a hundred statements,
+/// small enough that a request holds little memory.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+/// How long a finished upload waits for its turn to be decoded before the client is
+/// told to come back.
+const PREVIEW_QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Messages consulted for read access; an upload is rarely named more than once.
+const NAMING_MESSAGES_CHECKED: i64 = 20;
+
+fn not_found() -> ApiError {
+    ApiError::not_found("upload_not_found", "no such upload")
+}
+
+/// Stores the body as `owner`'s upload named `name`. `declared` is the request's
+/// `Content-Length`, if it gave one: a body that announces more than is allowed is
+/// refused before it is read.
+pub async fn receive<S, B>(
+    state: &AppState,
+    owner: UserId,
+    name: FileName,
+    declared: Option<u64>,
+    body: S,
+) -> Result<UploadRow, ApiError>
+where
+    S: Stream<Item = Result<B, ApiError>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    let limits = Limits::of(state, owner).await?;
+    if let Some(length) = declared {
+        limits.check(length)?;
+    }
+    let id = Uuid::new_v4();
+    db::uploads::create(&state.pool, id, owner, name.as_str()).await?;
+    match store(state, id, &limits, body).await {
+        Ok(row) => Ok(row),
+        Err(error) => {
+            // Best effort: if the database is the trouble, the sweep removes it later.
+            if let Err(cleanup) = db::uploads::discard(&state.pool, id).await {
+                tracing::warn!(error = %cleanup, upload = %id, "could not remove a failed upload");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// The largest upload `owner` may make now: the size limit, or what is left of their quota.
+struct Limits {
+    max_bytes: u64,
+    quota_left: Option<u64>,
+}
+
+impl Limits {
+    async fn of(state: &AppState, owner: UserId) -> Result<Self, ApiError> {
+        let config = &state.config.uploads;
+        let quota_left = if config.upload_quota_bytes == 0 {
+            None
+        } else {
+            let used = db::uploads::stored_bytes(&state.pool, owner).await?;
+            Some(config.upload_quota_bytes.saturating_sub(u64::try_from(used).unwrap_or(0)))
+        };
+        Ok(Self { max_bytes: config.upload_max_bytes, quota_left })
+    }
+
+    fn check(&self, size: u64) -> Result<(), ApiError> {
+        if size > self.max_bytes {
+            return Err(ApiError::PayloadTooLarge { limit: usize::try_from(self.max_bytes).unwrap_or(usize::MAX) });
+        }
+        if let Some(left) = self.quota_left
+            && size > left
+        {
+            return Err(ApiError::QuotaExceeded {
+                message: format!(
+                    "your uploads are at their storage limit ({left} bytes left); uploads you did not send are removed after a day"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+async fn store<S, B>(state: &AppState, id: Uuid, limits: &Limits, mut body: S) -> Result<UploadRow, ApiError>
+where
+    S: Stream<Item = Result<B, ApiError>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    let mut pending = Vec::with_capacity(CHUNK_BYTES);
+    let mut head = Vec::with_capacity(SNIFF_BYTES);
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut chunks = 0i32;
+    while let Some(piece) = body.next().await {
+        let piece = piece?;
+        let mut bytes = piece.as_ref();
+        size += bytes.len() as u64;
+        limits.check(size)?;
+        hasher.update(bytes);
+        head.extend_from_slice(&bytes[..bytes.len().min(SNIFF_BYTES - head.len())]);
+        while !bytes.is_empty() {
+            let take = bytes.len().min(CHUNK_BYTES - pending.len());
+            pending.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if pending.len() == CHUNK_BYTES {
+                db::uploads::insert_chunk(&state.pool, id, chunks, &pending).await?;
+                chunks += 1;
+                pending.clear();
+            }
+        }
+    }
+    if size == 0 {
+        return Err(ApiError::validation("body", "the file is empty"));
+    }
+    if !pending.is_empty() {
+        db::uploads::insert_chunk(&state.pool, id, chunks, &pending).await?;
+    }
+    drop(pending);
+    let mime = upload::sniff(&head);
+    let preview = if upload::is_inline_image(mime) { preview(state, id).await? } else { None };
+    let thumbnail = preview.as_ref().map(|p| (p.thumbnail.as_slice(), p.thumbnail_mime));
+    let finished = db::uploads::Finished {
+        mime,
+        size: i64::try_from(size).unwrap_or(i64::MAX),
+        dimensions: preview.as_ref().map(|p| (dimension(p.width), dimension(p.height))),
+        thumbnail,
+        sha256: &hasher.finalize(),
+    };
+    db::uploads::complete(&state.pool, id, &finished).await?;
+    db::uploads::find(&state.pool, id).await?.ok_or_else(not_found)
+}
+
+fn dimension(pixels: u32) -> i32 {
+    i32::try_from(pixels).unwrap_or(i32::MAX)
+}
+
+/// Decodes a stored image for its preview; `None` when the bytes are not an image this
+/// server can decode within its limits (it is then served as a file).
+async fn preview(state: &AppState, id: Uuid) -> Result<Option<Preview>, ApiError> {
+    let _permit = tokio::time::timeout(PREVIEW_QUEUE_TIMEOUT, state.previews.acquire())
+        .await
+        .map_err(|_| ApiError::Unavailable(anyhow::anyhow!("every image decoder stayed busy")))?
+        .map_err(|_| ApiError::Unavailable(anyhow::anyhow!("shutting down")))?;
+    let bytes = db::uploads::all_chunks(&state.pool, id).await?.concat();
+    let decoded = tokio::task::spawn_blocking(move || image_preview::preview(&bytes))
+        .await
+        .map_err(|error| ApiError::internal(anyhow::anyhow!("image decoding panicked: {error}")))?;
+    match decoded {
+        Ok(preview) => Ok(Some(preview)),
+        Err(error) => {
+            tracing::debug!(%error, upload = %id, "an upload that looks like an image does not decode");
+            Ok(None)
+        }
+    }
+}
+
+/// Fills in an `image` or `file` message's content from the sender's own upload, and
+/// marks the upload as used so the orphan sweep leaves it alone while the message is on
+/// its way. Messages of other kinds pass unchanged.
+pub async fn attach(state: &AppState, sender: UserId, message: &mut NewMessage) -> Result<(), ApiError> {
+    let Some(upload_id) = message.upload_id() else { return Ok(()) };
+    let row = db::uploads::use_for_send(&state.pool, upload_id, sender)
+        .await?
+        .ok_or_else(|| ApiError::validation("content", "upload_id must name a finished upload of yours"))?;
+    message.attach(&Attachment {
+        upload_id,
+        name: row.name,
+        mime: row.mime,
+        size: row.size,
+        dimensions: row.width.zip(row.height),
+    })?;
+    Ok(())
+}
+
+/// The upload, if `caller` may read it (404 otherwise, also when it exists).
+pub async fn readable(state: &AppState, caller: UserId, id: Uuid) -> Result<UploadRow, ApiError> {
+    let row = db::uploads::find(&state.pool, id).await?.ok_or_else(not_found)?;
+    if row.owner_id == caller {
+        return Ok(row);
+    }
+    for (conversation, seq) in db::uploads::naming_messages(&state.pool, id, NAMING_MESSAGES_CHECKED).await? {
+        match policy::readable(&state.pool, conversation, caller).await {
+            Ok(access) if seq > access.member.visible_from_seq => return Ok(row),
+            Ok(_) | Err(ApiError::NotFound { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Err(not_found())
+}
+
+/// Chunk `n` of an upload already found [`readable`]; `None` past the last one.
+pub async fn chunk(state: &AppState, id: Uuid, n: i32) -> Result<Option<Vec<u8>>, ApiError> {
+    Ok(db::uploads::chunk(&state.pool, id, n).await?)
+}
+
+/// The thumbnail of a readable image upload and its type.
+pub async fn thumbnail(state: &AppState, caller: UserId, id: Uuid) -> Result<(UploadRow, Vec<u8>, String), ApiError> {
+    let row = readable(state, caller, id).await?;
+    let (bytes, mime) = db::uploads::thumbnail(&state.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("thumbnail_not_found", "this upload has no thumbnail"))?;
+    Ok((row, bytes, mime))
+}
