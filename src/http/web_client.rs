@@ -47,6 +47,7 @@ const ASSETS: &[Asset] = &[
     asset!("socket.js", JS),
     asset!("store.js", JS),
     asset!("dom.js", JS),
+    asset!("notify.js", JS),
     asset!("views/auth.js", JS),
     asset!("views/shell.js", JS),
     asset!("views/chats.js", JS),
