@@ -13,6 +13,23 @@ function api() {
   return typeof window.Notification === 'function' ? window.Notification : null;
 }
 
+/** The remembered choice; storage may be unavailable (some private modes): then off. */
+function remembered() {
+  try {
+    return localStorage.getItem(SETTING);
+  } catch {
+    return null;
+  }
+}
+
+function remember(value) {
+  try {
+    localStorage.setItem(SETTING, value);
+  } catch {
+    // Not remembered; the switch shows what holds.
+  }
+}
+
 /**
  * Where notifications stand: `unsupported` (no API), `denied` (blocked in the browser),
  * `on`, or `off` (not asked yet, or turned off here).
@@ -21,7 +38,7 @@ export function notificationState() {
   const Notification = api();
   if (!Notification) return 'unsupported';
   if (Notification.permission === 'denied') return 'denied';
-  return Notification.permission === 'granted' && localStorage.getItem(SETTING) === 'on' ? 'on' : 'off';
+  return Notification.permission === 'granted' && remembered() === 'on' ? 'on' : 'off';
 }
 
 /** Turns notifications on, asking the browser first; call it from a click. */
@@ -29,12 +46,12 @@ export async function enableNotifications() {
   const Notification = api();
   if (!Notification) return 'unsupported';
   const permission = Notification.permission === 'granted' ? 'granted' : await Notification.requestPermission();
-  if (permission === 'granted') localStorage.setItem(SETTING, 'on');
+  if (permission === 'granted') remember('on');
   return notificationState();
 }
 
 export function disableNotifications() {
-  localStorage.setItem(SETTING, 'off');
+  remember('off');
   return notificationState();
 }
 

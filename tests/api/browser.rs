@@ -181,6 +181,7 @@ async fn two_people_chat_in_real_browsers() {
             vec![],
         )
         .await;
+    alice.hover("[data-testid=chat-title]").await;
     let png = alice.screenshot().await;
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "the screenshot is not a PNG");
     if std::env::var("GOIM_UPDATE_SCREENSHOT").as_deref() == Ok("1") {
