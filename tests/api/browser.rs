@@ -769,6 +769,10 @@ async fn a_phone_sized_client_works_by_touch() {
     sign_in(&phone, &app, "dana").await;
     let size = phone.execute("return [innerWidth, innerHeight, matchMedia('(hover: none)').matches]", vec![]).await;
     assert_eq!(size, json!([390, 844, true]), "a phone-sized touch screen");
+    let fonts = phone.execute("return getComputedStyle(document.querySelector('.app')).fontFamily", vec![]).await;
+    for emoji in ["Apple Color Emoji", "Segoe UI Emoji", "Noto Color Emoji"] {
+        assert!(fonts.as_str().unwrap().contains(emoji), "no {emoji} in the font stack: {fonts}");
+    }
     let fits = "return document.documentElement.scrollWidth <= innerWidth \
                 && document.body.scrollWidth <= innerWidth";
     let shown = "const e = document.querySelector(arguments[0]); return Boolean(e && e.offsetParent !== null)";
