@@ -7,6 +7,7 @@
 
 import { logout, onSessionChange, restore } from './api.js';
 import { h } from './dom.js';
+import './notify.js';
 import { bus, debug, start, state, stop, unread, unreadMentions } from './store.js';
 import { authView } from './views/auth.js';
 import { chatView } from './views/chat.js';

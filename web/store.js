@@ -764,6 +764,8 @@ function handleEvent(event) {
       if (id === state.active) markRead(id);
       bus.emit('chat', { id });
       bus.emit('conversations');
+      // A new message as it arrives (notify.js decides whether it is worth a notification).
+      if (fresh) bus.emit('message', message);
       break;
     }
     case 'message_deleted':

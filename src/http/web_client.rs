@@ -47,6 +47,7 @@ const ASSETS: &[Asset] = &[
     asset!("socket.js", JS),
     asset!("store.js", JS),
     asset!("dom.js", JS),
+    asset!("notify.js", JS),
     asset!("views/auth.js", JS),
     asset!("views/shell.js", JS),
     asset!("views/chats.js", JS),
@@ -190,6 +191,28 @@ mod tests {
         assert!(policy.contains("connect-src 'self' ws://chat.example:8080 wss://chat.example:8080;"));
         assert!(!policy.contains("unsafe-inline"));
         assert_eq!(content_security_policy(None).matches("connect-src 'self';").count(), 1);
+    }
+
+    /// A file added under `web/` but not to [`ASSETS`] would answer 404 in the browser.
+    #[test]
+    fn every_file_of_the_client_is_embedded() {
+        fn walk(dir: &std::path::Path, prefix: &str, found: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).expect("web/ is readable") {
+                let entry = entry.expect("a directory entry");
+                let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+                if entry.file_type().expect("a file type").is_dir() {
+                    walk(&entry.path(), &format!("{name}/"), found);
+                } else {
+                    found.push(name);
+                }
+            }
+        }
+        let mut on_disk = Vec::new();
+        walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web"), "", &mut on_disk);
+        on_disk.sort();
+        let mut embedded: Vec<String> = ASSETS.iter().map(|asset| asset.path.to_owned()).collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded, "web/ and the ASSETS list differ");
     }
 
     #[test]

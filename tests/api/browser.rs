@@ -2,7 +2,9 @@
 //! WebDriver: two people register, become friends, chat both ways with typing and read
 //! receipts, edit, reply and recall, meet a third in a group (with @mentions, muting,
 //! removing, handing over and disbanding from the member list), reload, and lose and
-//! regain their connection without losing a message.
+//! regain their connection without losing a message. A message's actions show on hover
+//! and to the keyboard; on a phone-sized touch screen they open by a tap or a long press,
+//! and the panes take turns; desktop notifications are asked for, shown and opened.
 //!
 //! Needs `chromium` and `chromedriver` (see `support::webdriver`); without them the test
 //! fails with instructions. `GOIM_UPDATE_SCREENSHOT=1` rewrites `docs/screenshot.png`.
@@ -10,8 +12,10 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use std::time::Duration;
+
 use crate::support::{
-    TestApp, send_text, spawn_app,
+    TestApp, befriend, open_direct, send_text, spawn_app,
     webdriver::{ChromeDriver, Session, keys},
 };
 
@@ -121,14 +125,38 @@ async fn two_people_chat_in_real_browsers() {
         )
         .await;
 
+    // A message's actions stay out of sight (and out of the pointer's way) until the
+    // mouse is over the message, or the keyboard is in its toolbar (Escape leaves it).
+    alice.hover("[data-testid=chat-title]").await;
+    let first = ".message.mine[data-seq='1']";
+    wait_actions(&alice, first, "hidden").await;
+    alice.hover(&format!("{first} .bubble")).await;
+    wait_actions(&alice, first, "shown").await;
+    alice.hover("[data-testid=chat-title]").await;
+    wait_actions(&alice, first, "hidden").await;
+    alice.execute("document.querySelector('.messages').focus()", vec![]).await;
+    alice.press(keys::TAB).await;
+    let focused = alice
+        .execute("return document.activeElement.closest('[data-seq]')?.dataset.seq + ' ' + document.activeElement.dataset.action", vec![])
+        .await;
+    assert_eq!(focused, json!("1 reply"), "Tab reaches the first message's actions");
+    wait_actions(&alice, first, "shown").await;
+    alice.press(keys::ESCAPE).await;
+    wait_actions(&alice, first, "hidden").await;
+    assert_eq!(
+        alice.execute("return document.activeElement.classList.contains('messages')", vec![]).await,
+        json!(true),
+        "Escape hands the focus back to the message list"
+    );
+
     // Edit, reply.
-    alice.click(".message.mine[data-seq='1'] [data-action=edit]").await;
+    act(&alice, first, "edit").await;
     clear(&alice, "[data-testid=composer]").await;
     send(&alice, "Hi Bob! Are we still on for the hike on Saturday?").await;
     wait_message(&bob, "Hi Bob! Are we still on for the hike on Saturday?").await;
     bob.wait_for("the edited mark", "return document.querySelector(\"[data-seq='1'] [data-testid=edited]\")", vec![])
         .await;
-    alice.click("[data-seq='2'] [data-action=reply]").await;
+    act(&alice, "[data-seq='2']", "reply").await;
     send(&alice, "Perfect — see you there!").await;
     bob.wait_for(
         "the reply quote",
@@ -153,6 +181,7 @@ async fn two_people_chat_in_real_browsers() {
             vec![],
         )
         .await;
+    alice.hover("[data-testid=chat-title]").await;
     let png = alice.screenshot().await;
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "the screenshot is not a PNG");
     if std::env::var("GOIM_UPDATE_SCREENSHOT").as_deref() == Ok("1") {
@@ -180,7 +209,7 @@ async fn two_people_chat_in_real_browsers() {
             vec![json!(attack)],
         )
         .await;
-    alice.click(&format!("[data-seq='{}'] [data-action=recall]", seq.as_str().unwrap())).await;
+    act(&alice, &format!("[data-seq='{}']", seq.as_str().unwrap()), "recall").await;
     bob.wait_for("the recalled tombstone", "return document.querySelector(`[data-seq='${arguments[0]}'] [data-testid=message-body]`)?.textContent === 'Message recalled'", vec![seq.clone()]).await;
     assert_eq!(message_count(&bob, attack).await, 0);
 
@@ -375,14 +404,14 @@ async fn two_people_chat_in_real_browsers() {
     alice.click(&format!("[data-testid=conversation-{direct}]")).await;
     wait_message(&alice, "Can't wait!").await;
     // A reaction from the message's picker, shown with its count, taken back by a click.
-    alice
+    let seq = alice
         .execute(
-            "[...document.querySelectorAll('[data-testid=message]')] \
-               .find((li) => li.querySelector('[data-testid=message-body]')?.textContent === \"Can't wait!\") \
-               .querySelector('[data-action=react]').click()",
+            "return [...document.querySelectorAll('[data-testid=message]')] \
+               .find((li) => li.querySelector('[data-testid=message-body]')?.textContent === \"Can't wait!\").dataset.seq",
             vec![],
         )
         .await;
+    act(&alice, &format!("[data-seq='{}']", seq.as_str().unwrap()), "react").await;
     alice.click("[data-testid=\"pick-👍\"]").await;
     alice
         .wait_for(
@@ -711,6 +740,267 @@ async fn two_people_chat_in_real_browsers() {
     bob.close().await;
 }
 
+/// On a phone (390×844 CSS pixels, a touch screen): one pane at a time, from the list to
+/// a conversation and back; the composer in view; nothing wider than the screen; a
+/// message's actions opened by a tap or a long press and closed by a tap elsewhere; a
+/// shared link shows its address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_sized_client_works_by_touch() {
+    let app = spawn_app().await;
+    let dana = app.register("dana").await;
+    let erin = app.register("erin").await;
+    befriend(&app, &dana, &erin).await;
+    let direct = open_direct(&app, &erin, &dana).await;
+    send_text(&app, &erin, direct, "Morning! Tea at 10?").await;
+    send_text(&app, &dana, direct, "Sounds good").await;
+    let link = json!({
+        "client_msg_id": uuid::Uuid::new_v4(),
+        "kind": "link",
+        "body": "the menu",
+        "content": { "url": "https://example.com/tea-house/menu", "title": "The Tea House" },
+    });
+    let sent = app
+        .send_as(Method::POST, &erin.access_token, &format!("/api/v1/conversations/{direct}/messages"), Some(&link))
+        .await;
+    assert_eq!(sent.status(), 201, "the link message is stored");
+
+    let driver = ChromeDriver::start().await;
+    let phone = driver.phone_session(390, 844).await;
+    sign_in(&phone, &app, "dana").await;
+    let size = phone.execute("return [innerWidth, innerHeight, matchMedia('(hover: none)').matches]", vec![]).await;
+    assert_eq!(size, json!([390, 844, true]), "a phone-sized touch screen");
+    let fonts = phone.execute("return getComputedStyle(document.querySelector('.app')).fontFamily", vec![]).await;
+    for emoji in ["Apple Color Emoji", "Segoe UI Emoji", "Noto Color Emoji"] {
+        assert!(fonts.as_str().unwrap().contains(emoji), "no {emoji} in the font stack: {fonts}");
+    }
+    let fits = "return document.documentElement.scrollWidth <= innerWidth \
+                && document.body.scrollWidth <= innerWidth";
+    let shown = "const e = document.querySelector(arguments[0]); return Boolean(e && e.offsetParent !== null)";
+
+    // The list alone fills the screen.
+    let item = format!("[data-testid=conversation-{direct}]");
+    phone.wait_for("the conversation in the list", shown, vec![json!(item)]).await;
+    assert_eq!(phone.execute(shown, vec![json!("main.main")]).await, json!(false), "the list and a page side by side");
+    phone.wait_for("the list to fit the width", fits, vec![]).await;
+
+    // A tap opens the conversation in place of the list, with the composer in view.
+    phone.click(&item).await;
+    wait_message(&phone, "Morning! Tea at 10?").await;
+    assert_eq!(phone.execute(shown, vec![json!("aside.side")]).await, json!(false), "the list stays beside the chat");
+    let composer = phone
+        .execute(
+            "const input = document.querySelector('[data-testid=composer]').getBoundingClientRect(); \
+             const send = document.querySelector('[data-testid=send]').getBoundingClientRect(); \
+             return input.width > 150 && input.top >= 0 && input.bottom <= innerHeight \
+               && send.left >= input.right && send.right <= innerWidth && send.bottom <= innerHeight",
+            vec![],
+        )
+        .await;
+    assert_eq!(composer, json!(true), "the composer and its button are on the screen");
+    phone.wait_for("the chat to fit the width", fits, vec![]).await;
+
+    // A shared link shows where it goes, not only its title.
+    let shared = phone
+        .wait_for(
+            "the link message",
+            "const card = document.querySelector('[data-testid=link-card]'); \
+             return card && [card.querySelector('.link-title')?.textContent, \
+               card.querySelector('[data-testid=link-url]')?.textContent, \
+               card.querySelector('[data-testid=link-url]')?.getAttribute('href')]",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        shared,
+        json!(["The Tea House", "https://example.com/tea-house/menu", "https://example.com/tea-house/menu"])
+    );
+
+    // Actions: hidden; a tap on the bubble opens them, a tap elsewhere closes them.
+    let theirs = ".message.theirs[data-seq='1']";
+    let mine = ".message.mine[data-seq='2']";
+    wait_actions(&phone, theirs, "hidden").await;
+    wait_actions(&phone, mine, "hidden").await;
+    phone.touch(&format!("{theirs} [data-testid=message-body]"), Duration::from_millis(40)).await;
+    wait_actions(&phone, theirs, "shown").await;
+    phone.wait_for("the open toolbar to fit the width", fits, vec![]).await;
+    phone.touch(".chat-head", Duration::from_millis(40)).await;
+    wait_actions(&phone, theirs, "hidden").await;
+    // A long press opens them too, and they stay open when the finger lifts.
+    phone.touch(&format!("{mine} [data-testid=message-body]"), Duration::from_millis(700)).await;
+    wait_actions(&phone, mine, "shown").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_actions(&phone, mine, "shown").await;
+    assert_eq!(
+        phone.execute("return document.querySelectorAll('.message.actions-open').length", vec![]).await,
+        json!(1),
+        "one message's actions open at a time"
+    );
+    // React from there: the picker, then the reaction under the message.
+    phone.click(&format!("{mine} [data-action=react]")).await;
+    phone.wait_for("the reaction picker", shown, vec![json!(format!("{mine} [data-testid=reaction-picker]"))]).await;
+    phone.wait_for("the picker to fit the width", fits, vec![]).await;
+    phone.click(&format!("{mine} [data-testid=\"pick-🎉\"]")).await;
+    phone
+        .wait_for(
+            "the reaction on Dana's message",
+            "return document.querySelector(arguments[0])?.textContent === '🎉 1'",
+            vec![json!(format!("{mine} [data-testid=\"reaction-🎉\"]"))],
+        )
+        .await;
+    wait_actions(&phone, mine, "hidden").await;
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM message_reactions WHERE conversation_id = $1 AND emoji = '🎉'")
+            .bind(direct)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, 1, "the reaction is stored");
+
+    // Back to the list.
+    phone.click(".chat-head .back").await;
+    phone.wait_for("the list again", shown, vec![json!(item)]).await;
+    assert_eq!(phone.execute(shown, vec![json!("[data-testid=chat]")]).await, json!(false), "the chat is gone");
+    phone.wait_for("the list to fit the width again", fits, vec![]).await;
+
+    phone.close().await;
+}
+
+/// Desktop notifications: asked for only from the profile page's switch, remembered,
+/// shown for a message in a conversation that is not on screen and not muted, never
+/// for the open one or one's own; a click on one opens its conversation. Where the
+/// browser has no Notification API, or refuses, the switch says so. The browser's
+/// `Notification` is replaced by a recorder (headless Chromium shows none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desktop_notifications_for_conversations_not_on_screen() {
+    let app = spawn_app().await;
+    let fay = app.register("fay").await;
+    let gus = app.register("gus").await;
+    let hal = app.register("hal").await;
+    befriend(&app, &fay, &gus).await;
+    befriend(&app, &fay, &hal).await;
+    let with_gus = open_direct(&app, &gus, &fay).await;
+    let with_hal = open_direct(&app, &hal, &fay).await;
+    send_text(&app, &gus, with_gus, "hello from gus").await;
+    send_text(&app, &hal, with_hal, "hello from hal").await;
+
+    let driver = ChromeDriver::start().await;
+    let browser = driver.session(1200, 760).await;
+    sign_in(&browser, &app, "fay").await;
+    const RECORDER: &str = "window.asked = 0; window.shown = []; \
+        class Recorder { \
+          constructor(title, options) { this.title = title; this.body = options.body; window.shown.push(this); } \
+          close() { this.closed = true; } \
+        } \
+        Recorder.permission = arguments[0]; \
+        Recorder.requestPermission = async () => { window.asked += 1; Recorder.permission = arguments[1]; return arguments[1]; }; \
+        window.Notification = Recorder;";
+    let switch =
+        "const t = document.querySelector('[data-testid=notifications-toggle]'); return [t.checked, t.disabled]";
+
+    // No API: the switch says so and cannot be turned on.
+    browser.execute("window.Notification = undefined", vec![]).await;
+    open_profile(&browser, "unsupported").await;
+    assert_eq!(browser.execute(switch, vec![]).await, json!([false, true]));
+
+    // Opening the page asks nothing; the click does. Refused: the switch says so.
+    browser.execute(RECORDER, vec![json!("default"), json!("denied")]).await;
+    open_profile(&browser, "off").await;
+    assert_eq!(browser.execute("return window.asked", vec![]).await, json!(0), "asked before any click");
+    browser.click("[data-testid=notifications-toggle]").await;
+    notifications_are(&browser, "denied").await;
+    assert_eq!(browser.execute("return window.asked", vec![]).await, json!(1));
+    assert_eq!(browser.execute(switch, vec![]).await, json!([false, true]));
+    let blocked =
+        browser.execute("return document.querySelector('[data-testid=notifications-state]').textContent", vec![]).await;
+    assert!(blocked.as_str().unwrap().starts_with("Blocked"), "{blocked}");
+
+    // Allowed: on, and remembered in this browser.
+    browser.execute(RECORDER, vec![json!("default"), json!("granted")]).await;
+    open_profile(&browser, "off").await;
+    browser.click("[data-testid=notifications-toggle]").await;
+    notifications_are(&browser, "on").await;
+    assert_eq!(browser.execute("return window.asked", vec![]).await, json!(1));
+    assert_eq!(browser.execute(switch, vec![]).await, json!([true, false]));
+    assert_eq!(browser.execute("return localStorage.getItem('goim.notifications')", vec![]).await, json!("on"));
+
+    // With Gus's chat open, a message from Hal is notified; one from Gus is not.
+    browser.execute(&format!("location.hash = '#/chats/{with_gus}'"), vec![]).await;
+    wait_message(&browser, "hello from gus").await;
+    send_text(&app, &hal, with_hal, "are you coming?").await;
+    let shown = browser
+        .wait_for(
+            "a notification",
+            "return window.shown.length === 1 && [window.shown[0].title, window.shown[0].body]",
+            vec![],
+        )
+        .await;
+    assert_eq!(shown, json!(["hal", "are you coming?"]));
+    send_text(&app, &gus, with_gus, "in the open chat").await;
+    wait_message(&browser, "in the open chat").await;
+    // Fay's own message, from another device, is not notified either.
+    send_text(&app, &fay, with_hal, "on my way").await;
+    let preview = format!("[data-testid=conversation-{with_hal}] .preview");
+    browser
+        .wait_for(
+            "Fay's own message in the list",
+            "return document.querySelector(arguments[0])?.textContent.includes('on my way')",
+            vec![json!(preview)],
+        )
+        .await;
+    assert_eq!(browser.execute("return window.shown.length", vec![]).await, json!(1), "notified needlessly");
+
+    // A click on the notification opens Hal's chat.
+    browser.execute("window.shown[0].onclick()", vec![]).await;
+    browser
+        .wait_for(
+            "Hal's chat opened by the notification",
+            "return location.hash === `#/chats/${arguments[0]}` \
+               && document.querySelector('[data-testid=chat-title]')?.textContent === 'hal' && window.shown[0].closed",
+            vec![json!(with_hal)],
+        )
+        .await;
+
+    // Muted: Hal's messages are not notified while another chat is open.
+    browser.click("[data-testid=mute-toggle]").await;
+    browser
+        .wait_for(
+            "the Unmute button",
+            "return document.querySelector('[data-testid=mute-toggle]')?.textContent === 'Unmute'",
+            vec![],
+        )
+        .await;
+    browser.execute(&format!("location.hash = '#/chats/{with_gus}'"), vec![]).await;
+    wait_message(&browser, "in the open chat").await;
+    send_text(&app, &hal, with_hal, "muted news").await;
+    browser
+        .wait_for(
+            "Hal's muted message in the list",
+            "return document.querySelector(arguments[0])?.textContent.includes('muted news')",
+            vec![json!(preview)],
+        )
+        .await;
+    assert_eq!(browser.execute("return window.shown.length", vec![]).await, json!(1), "a muted chat notified");
+
+    browser.close().await;
+}
+
+/// Opens the profile page afresh and waits for its notification switch to say `state`.
+async fn open_profile(session: &Session, state: &str) {
+    session.execute("location.hash = '#/chats'", vec![]).await;
+    session.execute("location.hash = '#/profile'", vec![]).await;
+    notifications_are(session, state).await;
+}
+
+async fn notifications_are(session: &Session, state: &str) {
+    session
+        .wait_for(
+            &format!("notifications {state}"),
+            "return document.querySelector('[data-testid=notifications-state]')?.dataset.state === arguments[0]",
+            vec![json!(state)],
+        )
+        .await;
+}
+
 #[tokio::test]
 async fn the_web_client_is_served_with_strict_headers() {
     let app = spawn_app().await;
@@ -765,6 +1055,50 @@ async fn register(session: &Session, app: &TestApp, username: &str, nickname: &s
     session.type_into("[data-testid=auth-username]", username).await;
     session.type_into("[data-testid=auth-password]", PASSWORD).await;
     session.type_into("[data-testid=auth-nickname]", nickname).await;
+    session.click("[data-testid=auth-submit]").await;
+    wait_online(session, username).await;
+}
+
+/// Whether the toolbar of the message matching `arguments[0]` is `arguments[1]`:
+/// `shown` (opaque, and what a click on its middle lands on) or `hidden` (transparent,
+/// and clicks go through to what lies beneath).
+const ACTIONS_ARE: &str = "const actions = document.querySelector(`${arguments[0]} .actions`); \
+     const box = actions.getBoundingClientRect(); \
+     const hit = actions.contains(document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2)); \
+     const opacity = getComputedStyle(actions).opacity; \
+     const now = opacity === '1' && hit ? 'shown' : opacity === '0' && !hit ? 'hidden' : 'between'; \
+     return now === arguments[1];";
+
+async fn wait_actions(session: &Session, message: &str, state: &str) {
+    session
+        .wait_for(&format!("the actions of {message} {state}"), ACTIONS_ARE, vec![json!(message), json!(state)])
+        .await;
+}
+
+/// Runs `action` on the message matching `message` as a mouse user does: over the
+/// message, then a click on the action that appears.
+async fn act(session: &Session, message: &str, action: &str) {
+    session.hover(&format!("{message} .bubble")).await;
+    wait_actions(session, message, "shown").await;
+    session.click(&format!("{message} [data-action={action}]")).await;
+}
+
+/// Signs `username` (registered with [`PASSWORD`]) in from the page's form.
+async fn sign_in(session: &Session, app: &TestApp, username: &str) {
+    session.goto(&app.url("/")).await;
+    let registering = session
+        .wait_for(
+            "the sign-in form",
+            "const submit = document.querySelector('[data-testid=auth-submit]'); \
+             return submit && (submit.textContent === 'Create account' ? 'register' : 'login')",
+            vec![],
+        )
+        .await;
+    if registering == json!("register") {
+        session.click("[data-testid=auth-toggle]").await;
+    }
+    session.type_into("[data-testid=auth-username]", username).await;
+    session.type_into("[data-testid=auth-password]", PASSWORD).await;
     session.click("[data-testid=auth-submit]").await;
     wait_online(session, username).await;
 }

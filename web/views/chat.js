@@ -223,7 +223,11 @@ export function chatView(root, id, focusSeq = null) {
       let current = rendered.get(entry.key);
       if (!current || current.signature !== signature) {
         const node = messageNode(entry, { group, receipt, reply, lastOwn: entry.message === lastOwn });
-        if (current) current.node.replaceWith(node);
+        if (current) {
+          // A toolbar opened by a tap stays open through a re-render (a receipt, a reaction).
+          if (current.node.classList.contains('actions-open')) node.classList.add('actions-open');
+          current.node.replaceWith(node);
+        }
         current = { node, signature };
         rendered.set(entry.key, current);
       }
@@ -341,7 +345,7 @@ export function chatView(root, id, focusSeq = null) {
       entry.status === 'sent' && !m.deleted
         ? h(
             'div',
-            { class: 'actions' },
+            { class: 'actions', role: 'toolbar', 'aria-label': 'Message actions', 'data-testid': 'message-actions' },
             h('button', { type: 'button', class: 'link', 'data-action': 'reply', onclick: () => startReply(m) }, 'Reply'),
             h('button', { type: 'button', class: 'link', 'data-action': 'react', onclick: (event) => openPicker(event.currentTarget, m) }, 'React'),
             mine && m.kind === 'text' ? h('button', { type: 'button', class: 'link', 'data-action': 'edit', onclick: () => startEdit(m) }, 'Edit') : null,
@@ -367,6 +371,7 @@ export function chatView(root, id, focusSeq = null) {
 
   function contentOf(m) {
     if (m.kind === 'text' || !m.content) return withMentions(m.body ?? '', m);
+    if (m.kind === 'link') return linkContent(m);
     const url = m.content.url;
     const label = m.kind === 'file' ? m.content.name || 'file' : m.kind === 'link' ? m.content.title || url : 'image';
     const parts = [];
@@ -374,6 +379,23 @@ export function chatView(root, id, focusSeq = null) {
     else parts.push(`[${m.kind}]`);
     if (m.body) parts.push(h('br'), linkified(m.body));
     return parts;
+  }
+
+  /** A shared link: its title (when it has one), the URL itself, the description, then the caption. */
+  function linkContent(m) {
+    const { url, title, description } = m.content;
+    if (typeof url !== 'string' || !/^https?:\/\//i.test(url)) return ['[link]', m.body ? [h('br'), linkified(m.body)] : null];
+    const link = { href: url, target: '_blank', rel: 'noopener noreferrer nofollow' };
+    return [
+      h(
+        'span',
+        { class: 'link-card', 'data-testid': 'link-card' },
+        title ? h('a', { ...link, class: 'link-title', text: title }) : null,
+        h('a', { ...link, class: 'link-url', 'data-testid': 'link-url', text: url }),
+        description ? h('span', { class: 'link-description', text: description }) : null,
+      ),
+      m.body ? linkified(m.body) : null,
+    ];
   }
 
   /** Text with the `@names` of the users it mentions marked (the user's own stronger). */
@@ -453,6 +475,98 @@ export function chatView(root, id, focusSeq = null) {
     renderJump();
   });
 
+  // ---- message actions ------------------------------------------------------------
+  // Reply / React / Edit / Recall stay out of sight until wanted: shown on hover where
+  // there is a mouse (CSS), on focus for the keyboard (CSS :focus-within; Escape hides
+  // them), and on touch screens by a tap on the bubble or a long press (the class
+  // `actions-open`; a tap anywhere else closes them).
+  const LONG_PRESS_MS = 500;
+  let press = null;
+  let swallowClick = false;
+
+  function openActions(node) {
+    closeActions(node);
+    node.classList.add('actions-open');
+  }
+
+  /** Closes every open toolbar (and its reaction picker) but `except`'s. */
+  function closeActions(except = null) {
+    for (const node of list.querySelectorAll('.message.actions-open')) {
+      if (node === except) continue;
+      node.classList.remove('actions-open');
+      node.querySelector('.reaction-picker')?.remove();
+    }
+  }
+
+  /** A message that offers actions, under the pointer of `event`, outside its toolbar. */
+  function messageWithActions(event) {
+    const node = event.target.closest && event.target.closest('.message');
+    return node && list.contains(node) && node.querySelector('.actions') && !event.target.closest('.actions') ? node : null;
+  }
+
+  const canHover = () => matchMedia('(hover: hover)').matches;
+
+  list.addEventListener('pointerdown', (event) => {
+    const node = event.pointerType !== 'mouse' && messageWithActions(event);
+    if (!node) return;
+    const timer = setTimeout(() => {
+      press = null;
+      swallowClick = true;
+      openActions(node);
+    }, LONG_PRESS_MS);
+    press = { timer, x: event.clientX, y: event.clientY };
+  });
+  const endPress = () => {
+    if (press) clearTimeout(press.timer);
+    press = null;
+  };
+  list.addEventListener('pointermove', (event) => {
+    if (press && Math.hypot(event.clientX - press.x, event.clientY - press.y) > 10) endPress();
+  });
+  list.addEventListener('pointerup', endPress);
+  list.addEventListener('pointercancel', endPress);
+  list.addEventListener('contextmenu', (event) => {
+    // The long press opened the toolbar; no context menu on top of it.
+    if (swallowClick || press) event.preventDefault();
+  });
+
+  function onDocumentClick(event) {
+    if (swallowClick) {
+      // The click that ends a long press: the toolbar stays, a link under it stays shut.
+      swallowClick = false;
+      if (list.contains(event.target)) {
+        event.preventDefault();
+        return;
+      }
+    }
+    const action = event.target.closest && event.target.closest('.actions [data-action], .reaction-picker button');
+    if (action) {
+      // Done with the toolbar once an action ran (React opens the picker and stays).
+      if (action.dataset.action !== 'react') closeActions();
+      return;
+    }
+    const node = messageWithActions(event);
+    const tap = event.pointerType === 'touch' || event.pointerType === 'pen' || !canHover();
+    if (node && tap && event.target.closest('.bubble') && !event.target.closest('a, button')) {
+      if (node.classList.contains('actions-open')) closeActions();
+      else openActions(node);
+      return;
+    }
+    closeActions();
+  }
+  document.addEventListener('click', onDocumentClick, true);
+
+  view.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape') return;
+    const node = event.target.closest && event.target.closest('.message');
+    closeActions();
+    if (node && list.contains(node)) {
+      // Out of the toolbar (focus-within would keep it shown), back to the list.
+      event.preventDefault();
+      scroller.focus();
+    }
+  });
+
   // ---- composer -------------------------------------------------------------------
   function setBanner(text, onCancel) {
     banner.hidden = !text;
@@ -518,6 +632,8 @@ export function chatView(root, id, focusSeq = null) {
       ),
     );
     anchor.after(picker);
+    // Pinned open while the choice is made, even when the pointer wanders off.
+    anchor.closest('.message')?.classList.add('actions-open');
   }
 
   async function recall(m) {
@@ -628,6 +744,8 @@ export function chatView(root, id, focusSeq = null) {
     setTyping(id, false);
     closeChat(id);
     document.removeEventListener('visibilitychange', onVisible);
+    document.removeEventListener('click', onDocumentClick, true);
+    endPress();
     offs.forEach((off) => off());
   };
 }

@@ -1,8 +1,10 @@
 // The own profile: nickname, avatar URL, birthday and bio (PATCH /api/v1/me); the
-// password; the devices signed in, each of which can be signed out.
+// password; desktop notifications in this browser; the devices signed in, each of
+// which can be signed out.
 
 import { api } from '../api.js';
 import { avatar, h, notice, onSubmit, shortTime } from '../dom.js';
+import { disableNotifications, enableNotifications, notificationState } from '../notify.js';
 import { bus, remember, state } from '../store.js';
 
 export function profileView(root) {
@@ -94,6 +96,27 @@ export function profileView(root) {
   }
   loadDevices().catch((err) => devicesStatus.error(err));
 
+  // Desktop notifications: the browser is asked on this click, never before.
+  const NOTIFICATION_TEXT = {
+    on: 'On: new messages in other conversations show a notification, unless you muted them.',
+    off: 'Off. Turn them on to hear about new messages while GOIM is in the background.',
+    denied: 'Blocked by this browser. Allow notifications for this site in its settings to turn them on.',
+    unsupported: 'Not available in this browser.',
+  };
+  const notifyToggle = h('input', { type: 'checkbox', 'data-testid': 'notifications-toggle' });
+  const notifyState = h('p', { class: 'hint', 'data-testid': 'notifications-state', 'aria-live': 'polite' });
+  function renderNotifications(current = notificationState()) {
+    notifyToggle.checked = current === 'on';
+    notifyToggle.disabled = current === 'unsupported' || current === 'denied';
+    notifyState.textContent = NOTIFICATION_TEXT[current];
+    notifyState.dataset.state = current;
+  }
+  notifyToggle.addEventListener('change', async () => {
+    notifyToggle.disabled = true;
+    renderNotifications(notifyToggle.checked ? await enableNotifications() : disableNotifications());
+  });
+  renderNotifications();
+
   root.replaceChildren(
     h(
       'div',
@@ -101,6 +124,13 @@ export function profileView(root) {
       h('header', { class: 'page-head' }, h('a', { href: '#/chats', class: 'back', 'aria-label': 'Back to conversations' }, '‹'), h('h2', {}, 'Your profile')),
       h('section', { class: 'card profile' }, picture, form),
       h('section', { class: 'card' }, h('h3', {}, 'Password'), passwordForm),
+      h(
+        'section',
+        { class: 'card' },
+        h('h3', {}, 'Notifications'),
+        h('label', { class: 'check' }, notifyToggle, 'Desktop notifications'),
+        notifyState,
+      ),
       h('section', { class: 'card' }, h('h3', {}, 'Devices'), devicesStatus.el, devices),
     ),
   );

@@ -30,6 +30,7 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// WebDriver key codes, for [`Session::type_into`].
 pub mod keys {
+    pub const TAB: &str = "\u{E004}";
     pub const ENTER: &str = "\u{E007}";
     pub const ESCAPE: &str = "\u{E00C}";
     pub const ARROW_UP: &str = "\u{E013}";
@@ -120,10 +121,26 @@ impl ChromeDriver {
         format!("http://{}", self.address)
     }
 
-    /// A new headless Chromium with its own empty profile and the given window size.
+    /// A new headless Chromium with its own empty profile and the given window size,
+    /// acting as a desktop with a mouse: left alone, headless Chromium reports no
+    /// pointer at all (`hover: none`), unlike any real desktop browser.
     pub async fn session(&self, width: u32, height: u32) -> Session {
+        let desktop =
+            "--blink-settings=primaryHoverType=2,availableHoverTypes=2,primaryPointerType=4,availablePointerTypes=4";
+        self.open(width, height, vec![desktop.to_owned()], None).await
+    }
+
+    /// A phone: Chromium's mobile emulation at `width`×`height` CSS pixels with a touch
+    /// screen (`hover: none`, `pointer: coarse`), so that clicks arrive as taps.
+    pub async fn phone_session(&self, width: u32, height: u32) -> Session {
+        let emulation =
+            json!({ "deviceMetrics": { "width": width, "height": height, "pixelRatio": 3, "touch": true } });
+        self.open(width, height, vec![], Some(emulation)).await
+    }
+
+    async fn open(&self, width: u32, height: u32, extra_args: Vec<String>, mobile: Option<Value>) -> Session {
         let profile = tempfile::Builder::new().prefix("goim-chromium-").tempdir().expect("profile dir");
-        let args = vec![
+        let mut args = vec![
             "--headless=new".to_owned(),
             // The tests run as root in CI, where Chromium's sandbox cannot start.
             "--no-sandbox".to_owned(),
@@ -137,11 +154,16 @@ impl ChromeDriver {
             format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        args.extend(extra_args);
+        let mut options = json!({ "binary": self.browser, "args": args });
+        if let Some(mobile) = mobile {
+            options["mobileEmulation"] = mobile;
+        }
         let capabilities = json!({
             "capabilities": {
                 "alwaysMatch": {
                     "browserName": "chrome",
-                    "goog:chromeOptions": { "binary": self.browser, "args": args },
+                    "goog:chromeOptions": options,
                     "unhandledPromptBehavior": "ignore",
                 }
             }
@@ -315,6 +337,52 @@ impl Session {
                 Err(error) => panic!("cannot {action} `{css}`: {error}"),
             }
         }
+    }
+
+    /// Moves the mouse onto the middle of the element matching `css`.
+    pub async fn hover(&self, css: &str) {
+        let element = self.element(css).await;
+        self.perform(json!([{
+            "type": "pointer",
+            "id": "mouse",
+            "parameters": { "pointerType": "mouse" },
+            "actions": [{ "type": "pointerMove", "duration": 0, "origin": { ELEMENT_KEY: element }, "x": 0, "y": 0 }],
+        }]))
+        .await;
+    }
+
+    /// Touches the middle of the element matching `css` for `hold` (a tap when short,
+    /// a long press when long).
+    pub async fn touch(&self, css: &str, hold: Duration) {
+        let element = self.element(css).await;
+        self.perform(json!([{
+            "type": "pointer",
+            "id": "finger",
+            "parameters": { "pointerType": "touch" },
+            "actions": [
+                { "type": "pointerMove", "duration": 0, "origin": { ELEMENT_KEY: element }, "x": 0, "y": 0 },
+                { "type": "pointerDown", "button": 0 },
+                { "type": "pause", "duration": hold.as_millis() as u64 },
+                { "type": "pointerUp", "button": 0 },
+            ],
+        }]))
+        .await;
+    }
+
+    /// Presses and releases `key` (one of [`keys`] or a character) on the focused element.
+    pub async fn press(&self, key: &str) {
+        self.perform(json!([{
+            "type": "key",
+            "id": "keyboard",
+            "actions": [{ "type": "keyDown", "value": key }, { "type": "keyUp", "value": key }],
+        }]))
+        .await;
+    }
+
+    async fn perform(&self, actions: Value) {
+        self.post("/actions", json!({ "actions": actions })).await;
+        // Release whatever is still held, so the next action starts from rest.
+        let _ = self.call(reqwest::Method::DELETE, "/actions", None).await;
     }
 
     /// A PNG of the viewport.
