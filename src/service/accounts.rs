@@ -187,6 +187,8 @@ pub async fn delete_account(state: &AppState, caller: Authenticated, password: P
         let removed = db::messages::tombstone_all_by(&mut tx, user, user).await?;
         announcements.extend(admin::removal_events(&mut tx, &removed, user).await?);
     }
+    // After any removal above, so the files of removed messages go too.
+    db::uploads::discard_unsent_of(&mut *tx, user).await?;
     db::account_deletion::erase(&mut tx, user, state.config.chat.username_reuse_days).await?;
     tx.commit().await?;
     announcements.extend(admin::revocations(user, &forgotten.sessions));

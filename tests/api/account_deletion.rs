@@ -211,6 +211,34 @@ async fn the_remove_setting_removes_a_deleted_accounts_messages() {
     assert!(bodies.contains(&json!("erin's own")));
 }
 
+/// A deleted account's files: those its kept messages show stay with the conversation;
+/// unsent ones, and with `remove` the removed messages' files, go at once.
+#[tokio::test]
+async fn a_deleted_accounts_unsent_uploads_go_and_sent_ones_follow_its_messages() {
+    for (setting, kept) in [(DeletedAccountMessages::Keep, vec!["sent.txt"]), (DeletedAccountMessages::Remove, vec![])]
+    {
+        let app = spawn_app_with(|c| c.chat.deleted_account_messages = setting).await;
+        let zed = app.register("zed").await;
+        let erin = app.register("erin").await;
+        befriend(&app, &zed, &erin).await;
+        let direct = open_direct(&app, &zed, &erin).await;
+        let sent = crate::uploads::uploaded(&app, &zed, "sent.txt", b"shared".to_vec()).await;
+        crate::uploads::uploaded(&app, &zed, "unsent.txt", b"private".to_vec()).await;
+        let message =
+            json!({ "client_msg_id": uuid::Uuid::new_v4(), "kind": "file", "content": { "upload_id": sent["id"] } });
+        let path = format!("/api/v1/conversations/{direct}/messages");
+        assert_eq!(call(&app, &zed, Method::POST, &path, Some(message)).await.status(), 201);
+
+        assert_eq!(delete_account(&app, &zed, TEST_PASSWORD).await.status(), 204);
+        let left: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM uploads ORDER BY name").fetch_all(&app.pool).await.unwrap();
+        assert_eq!(left, kept, "{setting:?}");
+        let download =
+            call(&app, &erin, Method::GET, &format!("/api/v1/uploads/{}", sent["id"].as_str().unwrap()), None).await;
+        assert_eq!(download.status(), if kept.is_empty() { 404 } else { 200 }, "{setting:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_username_comes_back_after_the_reuse_delay() {
     let app = spawn_app_with(|c| c.chat.username_reuse_days = 0).await;
