@@ -10,7 +10,7 @@ use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 pub const THUMBNAIL_EDGE: u32 = 320;
 /// Larger images are stored and served as files, without a preview.
 const MAX_EDGE: u32 = 12_000;
-const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
+const MAX_DECODE_BYTES: u64 = 128 * 1024 * 1024;
 
 #[derive(Debug)]
 pub struct Preview {
