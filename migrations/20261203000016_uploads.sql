@@ -46,3 +46,13 @@ ALTER TABLE upload_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
 -- live messages refer to this upload?".
 CREATE INDEX messages_upload_id ON messages ((content ->> 'upload_id'))
     WHERE kind IN ('image', 'file') AND content ? 'upload_id';
+
+-- Whether a live (not recalled or removed) message names the upload: the one definition
+-- the orphan sweep and account deletion share. A plain SQL function, so the planner
+-- inlines it and uses the index above.
+CREATE FUNCTION upload_is_named(upload uuid) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN EXISTS (
+        SELECT 1 FROM messages m
+         WHERE m.kind IN ('image', 'file') AND m.content ? 'upload_id'
+           AND m.content ->> 'upload_id' = upload::text AND m.deleted_at IS NULL);

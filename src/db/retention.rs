@@ -62,10 +62,7 @@ pub async fn delete_batch(pool: &PgPool, kind: &str, days: u32, batch: i64) -> s
                   WHERE (u.completed_at IS NULL AND u.created_at < now() - interval '1 hour')
                      OR (u.created_at < now() - make_interval(days => $1)
                          AND (u.used_at IS NULL OR u.used_at < now() - interval '1 hour')
-                         AND NOT EXISTS (
-                             SELECT 1 FROM messages m
-                              WHERE m.kind IN ('image', 'file') AND m.content ? 'upload_id'
-                                AND m.content ->> 'upload_id' = u.id::text AND m.deleted_at IS NULL))
+                         AND NOT upload_is_named(u.id))
                   LIMIT $2)",
             days,
             batch

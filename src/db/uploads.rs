@@ -171,10 +171,7 @@ pub async fn naming_messages(
 /// recalled files, which nobody else can read anyway).
 pub async fn discard_unsent_of(db: impl PgExecutor<'_>, owner: UserId) -> sqlx::Result<u64> {
     let deleted = sqlx::query!(
-        "DELETE FROM uploads u WHERE u.owner_id = $1 AND NOT EXISTS (
-             SELECT 1 FROM messages m
-              WHERE m.kind IN ('image', 'file') AND m.content ? 'upload_id'
-                AND m.content ->> 'upload_id' = u.id::text AND m.deleted_at IS NULL)",
+        "DELETE FROM uploads u WHERE u.owner_id = $1 AND NOT upload_is_named(u.id)",
         owner.0
     )
     .execute(db)
