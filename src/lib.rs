@@ -55,7 +55,7 @@
 //! | `webhooks` | `config`, `db`, `metrics` |
 //! | `writer` | `db`, `domain`, `error`, `events`, `metrics`, `search_upkeep`, `webhooks` |
 //! | `hub` | `db`, `domain`, `events`, `metrics` |
-//! | `relay` | `db`, `domain`, `events`, `hub`, `metrics` |
+//! | `relay` | `auth`, `db`, `domain`, `events`, `hub`, `metrics` |
 //! | `auth` | `config`, `db`, `domain`, `error` |
 //! | `state` | `auth`, `config`, `events`, `hub`, `metrics`, `relay`, `writer` |
 //! | `service` | `auth`, `config`, `db`, `domain`, `error`, `events`, `metrics`, `state`, `writer` |

@@ -25,7 +25,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("webhooks", &["config", "db", "metrics"]),
     ("writer", &["db", "domain", "error", "events", "metrics", "search_upkeep", "webhooks"]),
     ("hub", &["db", "domain", "events", "metrics"]),
-    ("relay", &["db", "domain", "events", "hub", "metrics"]),
+    ("relay", &["auth", "db", "domain", "events", "hub", "metrics"]),
     ("auth", &["config", "db", "domain", "error"]),
     ("state", &["auth", "config", "events", "hub", "metrics", "relay", "writer"]),
     ("service", &["auth", "config", "db", "domain", "error", "events", "metrics", "state", "writer"]),
