@@ -24,5 +24,6 @@ mod messages;
 mod policy;
 mod profiles;
 mod search;
+mod session_check;
 mod support;
 mod webhooks;
