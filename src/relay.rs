@@ -119,10 +119,10 @@ impl RelayStatus {
     }
 }
 
-/// Starts the notifier and the listener; both end when `stop` is cancelled.
+/// Starts the notifier and the listener (on connections of their own, with the pool's
+/// settings); both end when `stop` is cancelled.
 pub fn start(
     pool: PgPool,
-    options: PgConnectOptions,
     events: &EventBus,
     hub: Hub,
     revocations: Revocations,
@@ -132,6 +132,7 @@ pub fn start(
 ) -> RelayStatus {
     let origin = Uuid::new_v4();
     let status = RelayStatus::default();
+    let options = (*pool.connect_options()).clone();
     // The notifier has a connection of its own: behind the request path's queries in the
     // shared pool it fell seconds behind the bus under load (measured with W5).
     let notifier_pool = db::relay::own_connection(&options);

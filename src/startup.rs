@@ -125,7 +125,6 @@ impl Application {
         let revocations = Revocations::new(config.auth.access_token_ttl);
         let relay = relay::start(
             pool.clone(),
-            (*pool.connect_options()).clone(),
             &events,
             hub.clone(),
             revocations.clone(),
