@@ -13,6 +13,9 @@ pub const CHANNEL: &str = "goim_events";
 /// (`migrations/20261203000017_session_revocation_notify.sql`); the payload is its id.
 pub const SESSION_CHANNEL: &str = "goim_session_revoked";
 
+/// The `application_name` of every instance's listening connection.
+pub const LISTENER_APPLICATION_NAME: &str = "goim listener";
+
 /// Largest payload sent in one notification; PostgreSQL refuses payloads of 8000 bytes
 /// or more.
 pub const MAX_PAYLOAD: usize = 7900;
@@ -34,7 +37,10 @@ pub fn own_connection(options: &PgConnectOptions) -> sqlx::PgPool {
 /// application pool): LISTEN holds its connection for as long as it listens, so it needs
 /// a direct or session-mode connection, never transaction-mode pooling.
 pub async fn listen(options: &PgConnectOptions) -> sqlx::Result<PgListener> {
-    let mut listener = PgListener::connect_with(&own_connection(options)).await?;
+    // Named, so an operator (and a test) can tell it in pg_stat_activity: its last
+    // statement is the revocation load, not LISTEN.
+    let options = options.clone().application_name(LISTENER_APPLICATION_NAME);
+    let mut listener = PgListener::connect_with(&own_connection(&options)).await?;
     listener.listen_all([CHANNEL, SESSION_CHANNEL]).await?;
     Ok(listener)
 }
