@@ -55,8 +55,8 @@
 //! | `webhooks` | `config`, `db`, `metrics` |
 //! | `writer` | `db`, `domain`, `error`, `events`, `metrics`, `search_upkeep`, `webhooks` |
 //! | `hub` | `db`, `domain`, `events`, `metrics` |
-//! | `relay` | `db`, `domain`, `events`, `hub`, `metrics` |
 //! | `auth` | `config`, `db`, `domain`, `error` |
+//! | `relay` | `auth`, `db`, `domain`, `events`, `hub`, `metrics` |
 //! | `state` | `auth`, `config`, `events`, `hub`, `metrics`, `relay`, `writer` |
 //! | `service` | `auth`, `config`, `db`, `domain`, `error`, `events`, `metrics`, `state`, `writer` |
 //! | `dto` | `db`, `domain`, `service`, `writer` |

@@ -12,6 +12,12 @@
 //!   own notifications, and hands the others' events to the local hub, which resolves its
 //!   own recipients (one notification serves a whole group).
 //!
+//! - The same connection listens for revoked sessions (`goim_session_revoked`, sent by a
+//!   trigger) and keeps the instance's [`Revocations`] cache: once LISTEN succeeds it
+//!   reloads the recent revocations over that connection and makes the cache
+//!   authoritative; when the connection drops, the cache stops being authoritative
+//!   until the next reload, and requests check their session in the database meanwhile.
+//!
 //! Nothing is lost silently. When the notifier falls behind the bus, or the listener's
 //! connection drops (it reconnects with backoff), the affected sockets are told to
 //! `resync` (docs/protocol.md §5): the notifier asks every other instance to do so, the
@@ -22,14 +28,19 @@
 use std::{sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
-use sqlx::{PgPool, postgres::PgConnectOptions};
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgListener},
+};
+use time::OffsetDateTime;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
+    auth::Revocations,
     db,
-    domain::{ConversationId, MessageView, UserId},
+    domain::{ConversationId, MessageView, SessionId, UserId},
     events::{Event, EventBus, Published},
     hub::Hub,
     metrics::Metrics,
@@ -108,24 +119,26 @@ impl RelayStatus {
     }
 }
 
-/// Starts the notifier and the listener; both end when `stop` is cancelled.
+/// Starts the notifier and the listener (on connections of their own, with the pool's
+/// settings); both end when `stop` is cancelled.
 pub fn start(
     pool: PgPool,
-    options: PgConnectOptions,
     events: &EventBus,
     hub: Hub,
+    revocations: Revocations,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
 ) -> RelayStatus {
     let origin = Uuid::new_v4();
     let status = RelayStatus::default();
+    let options = (*pool.connect_options()).clone();
     // The notifier has a connection of its own: behind the request path's queries in the
     // shared pool it fell seconds behind the bus under load (measured with W5).
     let notifier_pool = db::relay::own_connection(&options);
     let notifier = notify_loop(origin, notifier_pool, events.subscribe(), metrics.clone(), stop.clone());
     tasks.spawn(tracing::Instrument::instrument(notifier, tracing::info_span!("relay_notifier")));
-    let listener = listen_loop(origin, pool, options, hub, metrics, status.clone(), stop);
+    let listener = listen_loop(origin, pool, options, hub, revocations, metrics, status.clone(), stop);
     tasks.spawn(tracing::Instrument::instrument(listener, tracing::info_span!("relay_listener")));
     status
 }
@@ -279,11 +292,13 @@ fn payloads(origin: Uuid, items: &[Item]) -> Vec<String> {
     out
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn listen_loop(
     origin: Uuid,
     pool: PgPool,
     options: PgConnectOptions,
     hub: Hub,
+    revocations: Revocations,
     metrics: Arc<Metrics>,
     status: RelayStatus,
     stop: CancellationToken,
@@ -293,7 +308,7 @@ async fn listen_loop(
     loop {
         let listener = tokio::select! {
             _ = stop.cancelled() => return,
-            listener = db::relay::listen(&options) => listener,
+            listener = listen_and_load(&options, &revocations) => listener,
         };
         let mut listener = match listener {
             Ok(listener) => listener,
@@ -322,11 +337,18 @@ async fn listen_loop(
                 received = listener.try_recv() => received,
             };
             match received {
+                Ok(Some(notification)) if notification.channel() == db::relay::SESSION_CHANNEL => {
+                    match notification.payload().parse::<Uuid>() {
+                        Ok(session) => revocations.record([SessionId(session)], OffsetDateTime::now_utc()),
+                        Err(error) => tracing::warn!(%error, "ignoring a session revocation that does not parse"),
+                    }
+                }
                 Ok(Some(notification)) => {
                     metrics.relay_notifications_received.inc();
                     receive(origin, &pool, &hub, notification.payload()).await;
                 }
                 Ok(None) | Err(_) => {
+                    revocations.lost();
                     tracing::warn!("lost the connection that listens for other instances' events; reconnecting");
                     metrics.relay_reconnects.inc();
                     status.set(false, &metrics);
@@ -335,6 +357,18 @@ async fn listen_loop(
             }
         }
     }
+}
+
+/// Listens, then fills the revocation cache with what was revoked within its window and
+/// makes it authoritative. The load runs over the listening connection itself, after
+/// LISTEN: a revocation committed before it is in it, one committed after is notified,
+/// and a busy application pool cannot delay it.
+async fn listen_and_load(options: &PgConnectOptions, revocations: &Revocations) -> sqlx::Result<PgListener> {
+    let mut listener = db::relay::listen(options).await?;
+    let sessions = db::sessions::recently_revoked(&mut listener, revocations.window()).await?;
+    let deleted_users = db::sessions::recently_deleted_users(&mut listener, revocations.window()).await?;
+    revocations.loaded(&sessions, &deleted_users, OffsetDateTime::now_utc());
+    Ok(listener)
 }
 
 async fn receive(origin: Uuid, pool: &PgPool, hub: &Hub, payload: &str) {

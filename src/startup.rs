@@ -13,7 +13,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
 use crate::{
-    auth::{PasswordHasher, RateLimits, SessionCheck, TokenKeys},
+    auth::{PasswordHasher, RateLimits, Revocations, SessionCheck, TokenKeys},
     config::Config,
     events::EventBus,
     gateway, http,
@@ -122,11 +122,12 @@ impl Application {
         let hub = Hub::new(presence, metrics.clone());
         let fanout = hub::run_fanout(hub.clone(), events.clone(), shutdown.clone());
         tasks.spawn(fanout.instrument(tracing::info_span!("fanout")));
+        let revocations = Revocations::new(config.auth.access_token_ttl);
         let relay = relay::start(
             pool.clone(),
-            (*pool.connect_options()).clone(),
             &events,
             hub.clone(),
+            revocations.clone(),
             metrics.clone(),
             shutdown.clone(),
             &tasks,
@@ -137,6 +138,7 @@ impl Application {
             pool,
             writer,
             tokens: Arc::new(tokens),
+            revocations,
             hasher: PasswordHasher::new(hashing_concurrency),
             previews: Arc::new(tokio::sync::Semaphore::new(hashing_concurrency)),
             rate_limits: Arc::new(RateLimits::new(config.auth.auth_rate_burst, config.auth.auth_rate_per_minute)),
@@ -147,7 +149,11 @@ impl Application {
             tasks,
         };
         let app_state = state.clone();
-        let session_check = SessionCheck { tokens: state.tokens.clone(), pool: state.pool.clone() };
+        let session_check = SessionCheck {
+            tokens: state.tokens.clone(),
+            revocations: state.revocations.clone(),
+            pool: state.pool.clone(),
+        };
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(app_state.clone()))

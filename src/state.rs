@@ -8,7 +8,7 @@ use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    auth::{PasswordHasher, RateLimits, TokenKeys},
+    auth::{PasswordHasher, RateLimits, Revocations, TokenKeys},
     config::Config,
     events::EventBus,
     hub::Hub,
@@ -31,6 +31,9 @@ pub struct AppState {
     /// Whether events from other instances arrive (LISTEN/NOTIFY).
     pub relay: RelayStatus,
     pub tokens: Arc<TokenKeys>,
+    /// Sessions revoked within the access-token lifetime, fed by the relay's listener;
+    /// lets a request be authorised without a database connection.
+    pub revocations: Revocations,
     pub hasher: PasswordHasher,
     pub rate_limits: Arc<RateLimits>,
     /// Images decoded at once for their previews (one per core): decoding is the one

@@ -138,11 +138,13 @@ impl MessageWriter {
         // shape never changes, so one generic plan per connection serves every batch.
         let options = (*pool.connect_options()).clone().options([("plan_cache_mode", "force_generic_plan")]);
         // Otherwise configured like the main pool: same session settings (statement
-        // timeout, planner costs), idle timeout and connection lifetime.
+        // timeout, planner costs), acquire timeout (a database that cannot give a lane
+        // its connection is a 503 after the configured wait, as on every other path),
+        // idle timeout and connection lifetime.
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(u32::try_from(lanes.max(1)).unwrap_or(1))
             .min_connections(0)
-            .acquire_timeout(ENQUEUE_TIMEOUT)
+            .acquire_timeout(pool.options().get_acquire_timeout())
             .idle_timeout(pool.options().get_idle_timeout())
             .max_lifetime(pool.options().get_max_lifetime())
             .connect_lazy_with(options);

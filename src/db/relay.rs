@@ -9,6 +9,13 @@ use sqlx::{
 /// The channel every GOIM instance of one database listens on.
 pub const CHANNEL: &str = "goim_events";
 
+/// The channel on which `sessions`' triggers announce every revoked or deleted session
+/// (`migrations/20261203000017_session_revocation_notify.sql`); the payload is its id.
+pub const SESSION_CHANNEL: &str = "goim_session_revoked";
+
+/// The `application_name` of every instance's listening connection.
+pub const LISTENER_APPLICATION_NAME: &str = "goim listener";
+
 /// Largest payload sent in one notification; PostgreSQL refuses payloads of 8000 bytes
 /// or more.
 pub const MAX_PAYLOAD: usize = 7900;
@@ -26,12 +33,15 @@ pub fn own_connection(options: &PgConnectOptions) -> sqlx::PgPool {
     PgPoolOptions::new().max_connections(1).min_connections(0).connect_lazy_with(options.clone())
 }
 
-/// A listener on [`CHANNEL`] over a connection of its own (a pool of one, outside the
+/// A listener on [`CHANNEL`] and [`SESSION_CHANNEL`] over a connection of its own (a pool of one, outside the
 /// application pool): LISTEN holds its connection for as long as it listens, so it needs
 /// a direct or session-mode connection, never transaction-mode pooling.
 pub async fn listen(options: &PgConnectOptions) -> sqlx::Result<PgListener> {
-    let mut listener = PgListener::connect_with(&own_connection(options)).await?;
-    listener.listen(CHANNEL).await?;
+    // Named, so an operator (and a test) can tell it in pg_stat_activity: its last
+    // statement is the revocation load, not LISTEN.
+    let options = options.clone().application_name(LISTENER_APPLICATION_NAME);
+    let mut listener = PgListener::connect_with(&own_connection(&options)).await?;
+    listener.listen_all([CHANNEL, SESSION_CHANNEL]).await?;
     Ok(listener)
 }
 

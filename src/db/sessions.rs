@@ -144,14 +144,16 @@ pub async fn is_active(db: impl PgExecutor<'_>, user: UserId, session: SessionId
 }
 
 /// Until when `session` of `user` may be used (it slides forward on refresh); `None`
-/// when it is revoked, expired or unknown.
+/// when [`is_active`] would say `false`.
 pub async fn active_until(
     db: impl PgExecutor<'_>,
     user: UserId,
     session: SessionId,
 ) -> sqlx::Result<Option<OffsetDateTime>> {
     sqlx::query_scalar!(
-        "SELECT expires_at FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > now()",
+        "SELECT s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
+          WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now()
+            AND u.deactivated_at IS NULL AND u.deleted_at IS NULL",
         session.0,
         user.0
     )
@@ -167,6 +169,29 @@ pub async fn list_active(db: impl PgExecutor<'_>, user: UserId) -> sqlx::Result<
             WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
             ORDER BY last_used_at DESC"#,
         user.0
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Sessions revoked within the last `within`: what an instance's revocation cache
+/// (`crate::auth::revocations`) reloads when it starts listening, since notifications
+/// sent while it was not listening are lost.
+pub async fn recently_revoked(db: impl PgExecutor<'_>, within: std::time::Duration) -> sqlx::Result<Vec<SessionId>> {
+    sqlx::query_scalar!(
+        r#"SELECT id AS "id: SessionId" FROM sessions WHERE revoked_at > now() - make_interval(secs => $1)"#,
+        within.as_secs_f64()
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Accounts deleted within the last `within`: their sessions rows are gone, so for the
+/// revocation cache the account stands for them.
+pub async fn recently_deleted_users(db: impl PgExecutor<'_>, within: std::time::Duration) -> sqlx::Result<Vec<UserId>> {
+    sqlx::query_scalar!(
+        r#"SELECT id AS "id: UserId" FROM users WHERE deleted_at > now() - make_interval(secs => $1)"#,
+        within.as_secs_f64()
     )
     .fetch_all(db)
     .await

@@ -73,6 +73,29 @@ pub async fn reachable(db: impl PgExecutor<'_>, id: UserId) -> sqlx::Result<bool
     .await
 }
 
+/// Whether `id` may sign in (not deactivated, not deleted), holding a share lock on the
+/// account until the transaction ends. A new session is inserted under this lock, so a
+/// deactivation or deletion (which update the row) runs either before it (and the login
+/// is refused here) or after its commit (and revokes the new session too): no session
+/// of a closed account is ever left unrevoked, which the revocation cache relies on.
+pub async fn lock_active(db: impl PgExecutor<'_>, id: UserId) -> sqlx::Result<bool> {
+    let found = sqlx::query_scalar!(
+        "SELECT id FROM users WHERE id = $1 AND deactivated_at IS NULL AND deleted_at IS NULL FOR SHARE",
+        id.0
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// Locks `id`'s row for an update later in the transaction. Account deletion takes it
+/// first, so a login waiting in [`lock_active`] sees the account deleted rather than
+/// adding a session after the deletion removed the others.
+pub async fn lock_for_update(db: impl PgExecutor<'_>, id: UserId) -> sqlx::Result<()> {
+    sqlx::query_scalar!("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE", id.0).fetch_optional(db).await?;
+    Ok(())
+}
+
 /// Whether `username` belonged to a deleted account and is still held back.
 pub async fn is_retired(db: impl PgExecutor<'_>, username: &str) -> sqlx::Result<bool> {
     sqlx::query_scalar!(

@@ -20,12 +20,13 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use utoipa::ToSchema;
 
 use crate::{
-    auth::{Authenticated, extractor::authenticate},
+    auth::{Authenticated, Verdict, check_token, session_revoked},
     db,
     domain::{SessionId, UserId},
     error::ApiError,
@@ -68,8 +69,9 @@ pub async fn create_ticket(state: web::Data<AppState>, caller: Authenticated) ->
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let ticket = URL_SAFE_NO_PAD.encode(bytes);
     let hash = Sha256::digest(ticket.as_bytes());
-    db::ws_tickets::insert(&state.pool, &hash, caller.user_id, caller.session_id, TICKET_TTL_SECS as f64).await?;
-    db::ws_tickets::delete_expired(&state.pool).await?;
+    let mut connection = state.pool.acquire().await?;
+    db::ws_tickets::insert(&mut *connection, &hash, caller.user_id, caller.session_id, TICKET_TTL_SECS as f64).await?;
+    db::ws_tickets::delete_expired(&mut *connection).await?;
     Ok(HttpResponse::Ok().json(TicketResponse { ticket, expires_in: TICKET_TTL_SECS }))
 }
 
@@ -108,8 +110,9 @@ pub async fn connect(
     refuse_while_stopping(&state)?;
     check_subprotocol(&req)?;
     check_origin(&req, &state.config.websocket.ws_allowed_origins)?;
-    let (user, session) = match &query.ticket {
-        Some(ticket) => redeem_ticket(&state, ticket).await?,
+    // A token is checked before waiting for a connection; a ticket is in the database.
+    let caller = match &query.ticket {
+        Some(_) => None,
         None => {
             let token = req
                 .headers()
@@ -117,14 +120,23 @@ pub async fn connect(
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
                 .ok_or_else(|| ApiError::unauthorized("missing_token", "a ticket or an access token is required"))?;
-            let caller = authenticate(&state.tokens, &state.pool, token.trim()).await?;
-            (caller.user_id, caller.session_id)
+            Some(check_token(&state.tokens, &state.revocations, token.trim())?.0)
         }
     };
-    // The socket closes by itself when the session expires; revocations are pushed.
-    let session_expires_at = db::sessions::active_until(&state.pool, user, session)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("session_revoked", "this session has been signed out"))?;
+    // One connection for the whole handshake: the session's expiry is read anyway (the
+    // socket closes by itself then), and the same read tells whether it is active.
+    let mut connection = state.pool.acquire().await?;
+    let (user, session) = match (caller, &query.ticket) {
+        (Some(caller), _) => (caller.user_id, caller.session_id),
+        (None, ticket) => redeem_ticket(&mut connection, ticket.as_deref().unwrap_or_default()).await?,
+    };
+    // Revocations are pushed to open sockets from here on.
+    if state.revocations.verdict(user, session) == Verdict::Revoked {
+        return Err(session_revoked());
+    }
+    let session_expires_at =
+        db::sessions::active_until(&mut *connection, user, session).await?.ok_or_else(session_revoked)?;
+    drop(connection);
     let config = &state.config;
     // The handshake is checked before the socket is registered: a failed one must not
     // count as a connection, nor flap the user's presence. Nothing reaches the client
@@ -187,8 +199,8 @@ fn too_many_connections() -> ApiError {
     ApiError::TooMany { code: "too_many_connections", message: "too many open connections for this user".into() }
 }
 
-async fn redeem_ticket(state: &AppState, ticket: &str) -> Result<(UserId, SessionId), ApiError> {
-    let found = db::ws_tickets::redeem(&state.pool, &Sha256::digest(ticket.as_bytes())).await?;
+async fn redeem_ticket(connection: &mut PgConnection, ticket: &str) -> Result<(UserId, SessionId), ApiError> {
+    let found = db::ws_tickets::redeem(&mut *connection, &Sha256::digest(ticket.as_bytes())).await?;
     found.ok_or_else(|| ApiError::unauthorized("invalid_ticket", "the ticket is unknown, used or expired"))
 }
 

@@ -17,6 +17,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::protocol::{self, ClientRequest};
 use crate::{
+    auth::Verdict,
     db,
     domain::{ConversationId, Emoji, SessionId, UserId},
     dto::{AckView, ConversationPage, ConversationView, HistoryResponse},
@@ -177,15 +178,20 @@ impl SocketSession {
         }
     }
 
-    /// Closes a silent peer and an expired session, and pings. The database is read only
-    /// when the session's known expiry has passed (a refresh may have moved it) or every
-    /// [`SESSION_RECHECK`], not on every heartbeat.
+    /// Closes a silent peer and an expired or revoked session, and pings. The database is
+    /// read only when the session's known expiry has passed (a refresh may have moved it)
+    /// or every [`SESSION_RECHECK`] while the revocation cache is not authoritative (it
+    /// would have seen a revocation whose push was lost), not on every heartbeat.
     async fn heartbeat(&mut self) -> Flow {
         if self.last_heard.elapsed() > self.state.config.websocket.ws_timeout {
             return Flow::Close(Some(reason(CloseCode::Normal, "heartbeat timeout")));
         }
+        let verdict = self.state.revocations.verdict(self.user, self.session);
+        if verdict == Verdict::Revoked {
+            return Flow::Close(Some(reason(CloseCode::Other(CLOSE_SESSION_REVOKED), "session revoked")));
+        }
         let expired = OffsetDateTime::now_utc() >= self.session_expires_at;
-        if expired || self.session_checked.elapsed() >= SESSION_RECHECK {
+        if expired || (verdict == Verdict::Unknown && self.session_checked.elapsed() >= SESSION_RECHECK) {
             match db::sessions::active_until(&self.state.pool, self.user, self.session).await {
                 Ok(Some(until)) => {
                     self.session_expires_at = until;

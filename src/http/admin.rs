@@ -13,7 +13,7 @@ use crate::{
     db::admin::{AdminUserRow, AuditRow},
     domain::{GroupId, Password, UserId},
     error::ApiError,
-    service::admin,
+    service::{accounts, admin},
     state::AppState,
 };
 
@@ -115,7 +115,7 @@ pub async fn admin_deactivate_user(
 ) -> Result<HttpResponse, ApiError> {
     let actor = admin::require_admin(&state.pool, caller.user_id).await?;
     let events = admin::deactivate(&state.pool, actor, UserId(path.into_inner())).await?;
-    state.events.publish_all(events);
+    accounts::announce(&state, events);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -164,7 +164,7 @@ pub async fn admin_reset_password(
     let actor = admin::require_admin(&state.pool, caller.user_id).await?;
     let password = Password::parse(body.into_inner().password, "password")?;
     let events = admin::reset_password(&state.pool, &state.hasher, actor, UserId(path.into_inner()), password).await?;
-    state.events.publish_all(events);
+    accounts::announce(&state, events);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -191,7 +191,7 @@ pub async fn admin_delete_user_messages(
 ) -> Result<HttpResponse, ApiError> {
     let actor = admin::require_admin(&state.pool, caller.user_id).await?;
     let (deleted, events) = admin::delete_messages(&state.pool, actor, UserId(path.into_inner())).await?;
-    state.events.publish_all(events);
+    accounts::announce(&state, events);
     Ok(HttpResponse::Ok().json(DeletedMessages { deleted }))
 }
 
@@ -211,7 +211,7 @@ pub async fn admin_disband_group(
 ) -> Result<HttpResponse, ApiError> {
     let actor = admin::require_admin(&state.pool, caller.user_id).await?;
     let events = admin::disband_group(&state.pool, actor, GroupId(path.into_inner())).await?;
-    state.events.publish_all(events);
+    accounts::announce(&state, events);
     Ok(HttpResponse::NoContent().finish())
 }
 

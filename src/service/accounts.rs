@@ -137,7 +137,19 @@ pub async fn logout(state: &AppState, caller: Authenticated) -> Result<(), ApiEr
 /// Closes the revoked sessions' sockets (4001) on every instance: the event reaches this
 /// instance's hub directly and the others through the relay.
 fn announce_revoked(state: &AppState, user: UserId, sessions: &[SessionId]) {
-    state.events.publish_all(admin::revocations(user, sessions));
+    announce(state, admin::revocations(user, sessions));
+}
+
+/// Publishes what an operation collected after its commit. Revoked sessions go into this
+/// instance's revocation cache first, so the client's next request here is refused even
+/// before the database's notification comes back through the listener.
+pub fn announce(state: &AppState, events: Vec<Published>) {
+    let revoked = events.iter().filter_map(|published| match published.event {
+        Event::SessionRevoked { session_id, .. } => Some(session_id),
+        _ => None,
+    });
+    state.revocations.record(revoked, OffsetDateTime::now_utc());
+    state.events.publish_all(events);
 }
 
 /// Requires the current password; signs out every other session.
@@ -173,6 +185,7 @@ pub async fn delete_account(state: &AppState, caller: Authenticated, password: P
         return Err(ApiError::forbidden("wrong_password", "the password is wrong"));
     }
     let mut tx = state.pool.begin().await?;
+    db::users::lock_for_update(&mut *tx, user).await?;
     let mut announcements = groups::depart_all(&mut tx, user).await?;
     let forgotten = db::account_deletion::forget(&mut tx, user).await?;
     announcements.extend(
@@ -192,7 +205,7 @@ pub async fn delete_account(state: &AppState, caller: Authenticated, password: P
     db::account_deletion::erase(&mut tx, user, state.config.chat.username_reuse_days).await?;
     tx.commit().await?;
     announcements.extend(admin::revocations(user, &forgotten.sessions));
-    state.events.publish_all(announcements);
+    announce(state, announcements);
     tracing::info!(user_id = %user, "account deleted");
     Ok(())
 }
@@ -214,6 +227,9 @@ async fn start_session(
     user_id: UserId,
     device: &Device,
 ) -> Result<IssuedTokens, ApiError> {
+    if !db::users::lock_active(&mut *tx, user_id).await? {
+        return Err(account_deactivated());
+    }
     let session_id = db::sessions::insert(
         &mut *tx,
         &NewSession {

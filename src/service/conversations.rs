@@ -36,8 +36,9 @@ pub async fn open_direct(state: &AppState, caller: UserId, peer: UserId) -> Resu
 
 /// A group's conversation, for its members.
 pub async fn of_group(pool: &PgPool, caller: UserId, group: GroupId) -> Result<ConversationId, ApiError> {
-    let id = db::conversations::for_group(pool, group).await?.ok_or_else(policy::conversation_not_found)?;
-    policy::readable(pool, id, caller).await?;
+    let mut connection = pool.acquire().await?;
+    let id = db::conversations::for_group(&mut *connection, group).await?.ok_or_else(policy::conversation_not_found)?;
+    policy::readable(&mut connection, id, caller).await?;
     Ok(id)
 }
 
@@ -111,8 +112,9 @@ pub async fn mark_delivered(state: &AppState, caller: UserId, id: ConversationId
 
 /// Every member's read and delivery markers: group read receipts ("read by 7 of 9").
 pub async fn receipts(pool: &PgPool, caller: UserId, id: ConversationId) -> Result<Vec<(UserId, i64, i64)>, ApiError> {
-    policy::readable(pool, id, caller).await?;
-    let receipts = db::conversations::receipts(pool, id).await?;
+    let mut connection = pool.acquire().await?;
+    policy::readable(&mut connection, id, caller).await?;
+    let receipts = db::conversations::receipts(&mut *connection, id).await?;
     Ok(receipts.into_iter().map(|r| (r.user_id, r.last_read_seq, r.last_delivered_seq)).collect())
 }
 

@@ -131,11 +131,13 @@ pub async fn history(
         (None, None, None) => Window::Before(i64::MAX),
         _ => return Err(ApiError::validation("before", "give at most one of before, after, or from/to")),
     };
-    let access = policy::readable(pool, id, caller).await?;
-    let rows = db::messages::history(pool, id, access.member.visible_from_seq, window, limit).await?;
+    let mut connection = pool.acquire().await?;
+    let access = policy::readable(&mut connection, id, caller).await?;
+    let rows = db::messages::history(&mut *connection, id, access.member.visible_from_seq, window, limit).await?;
     let mut messages: Vec<MessageView> = rows.into_iter().map(MessageView::from).collect();
     let seqs: Vec<i64> = messages.iter().map(|m| m.seq).collect();
-    let mut reactions = db::messages::reactions_for(pool, id, &seqs, caller).await?;
+    let mut reactions = db::messages::reactions_for(&mut *connection, id, &seqs, caller).await?;
+    drop(connection);
     for message in &mut messages {
         message.reactions = reactions.remove(&message.seq).unwrap_or_default();
     }

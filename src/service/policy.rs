@@ -13,7 +13,7 @@
 
 use time::OffsetDateTime;
 
-use sqlx::PgPool;
+use sqlx::PgConnection;
 
 use crate::{
     config::DirectMessagePolicy,
@@ -57,9 +57,11 @@ impl Action {
     }
 }
 
-pub async fn readable(pool: &PgPool, id: ConversationId, user: UserId) -> Result<Access, ApiError> {
-    let member = db::conversations::member_state(pool, id, user).await?.ok_or_else(conversation_not_found)?;
-    let conversation = db::conversations::find(pool, id).await?.ok_or_else(conversation_not_found)?;
+/// Whether `user` may read the conversation, on the caller's connection: a read that
+/// goes on to fetch messages does it over the same one.
+pub async fn readable(db: &mut PgConnection, id: ConversationId, user: UserId) -> Result<Access, ApiError> {
+    let member = db::conversations::member_state(&mut *db, id, user).await?.ok_or_else(conversation_not_found)?;
+    let conversation = db::conversations::find(&mut *db, id).await?.ok_or_else(conversation_not_found)?;
     Ok(Access { conversation, member })
 }
 

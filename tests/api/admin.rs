@@ -29,7 +29,7 @@ fn stdout(output: &Output) -> String {
 }
 
 /// Registers `name` and makes them a server administrator from the command line.
-async fn admin_user(app: &TestApp, name: &str) -> TestUser {
+pub(crate) async fn admin_user(app: &TestApp, name: &str) -> TestUser {
     let user = app.register(name).await;
     let granted = goim_admin(app, &["grant", name]).await;
     assert!(granted.status.success(), "grant: {}", String::from_utf8_lossy(&granted.stderr));

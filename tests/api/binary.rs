@@ -280,6 +280,58 @@ mod signals {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// Authentication takes no connection of its own: against a frozen database, an
+    /// authenticated read and a send each answer 503 after one acquire timeout, not after
+    /// the extractor's acquire and then the handler's (issue #15: "one acquire per
+    /// request").
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_authenticated_request_to_a_frozen_database_waits_for_one_acquire_only() {
+        use nix::{sys::signal::kill, unistd::Pid};
+        let dir = new_data_dir();
+        let goim = RunningGoim::start_with(
+            &dir,
+            &[("GOIM_DB_ACQUIRE_TIMEOUT_SECS", "2"), ("GOIM_DB_STATEMENT_TIMEOUT_SECS", "2")],
+        );
+        let http = Http::new(&goim.address);
+        let (token, conversation) = http.user_with_group("frozen_bea");
+        let path = format!("/api/v1/conversations/{conversation}/messages");
+        struct Frozen(Vec<u32>);
+        impl Drop for Frozen {
+            fn drop(&mut self) {
+                for pid in &self.0 {
+                    let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGCONT);
+                }
+            }
+        }
+        let frozen = Frozen(postgres_tree(goim.postmaster_pid()));
+        for pid in &frozen.0 {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGSTOP);
+        }
+        let message = serde_json::json!({ "client_msg_id": uuid::Uuid::new_v4(), "body": "into the freeze" });
+        let requests = [
+            ("GET /api/v1/me", reqwest::Method::GET, "/api/v1/me".to_owned(), None),
+            ("GET history", reqwest::Method::GET, path.clone(), None),
+            ("POST a message", reqwest::Method::POST, path.clone(), Some(message)),
+        ];
+        let mut answers = Vec::new();
+        for (what, method, path, body) in requests {
+            let started = std::time::Instant::now();
+            let answer = http.call(method, &path, Some(&token), body);
+            answers.push((what, answer, started.elapsed()));
+        }
+        drop(frozen);
+        for (what, answer, waited) in answers {
+            assert_eq!(answer.status, 503, "{what}: {}", answer.body);
+            assert_eq!(answer.body["error"]["code"], "service_unavailable", "{what}");
+            assert!(answer.retry_after.is_some(), "{what}: Retry-After");
+            // One 2 s acquire and some slack; two acquires would take 4 s.
+            assert!(waited < Duration::from_millis(3500), "{what}: answered after {waited:?}");
+        }
+        drop(goim);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     /// Started with the usual soft limit of 1,024 open files, GOIM raises it to the hard
     /// limit, so a few hundred idle sockets cannot starve its accept loop.
     #[cfg(target_os = "linux")]

@@ -93,7 +93,7 @@ async fn when_the_listening_connection_is_killed_it_reconnects_and_clients_lose_
             // Every LISTEN connection goes, in the middle of the traffic.
             let killed: Vec<bool> = sqlx::query_scalar(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                  WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+                  WHERE datname = current_database() AND application_name = 'goim listener'",
             )
             .fetch_all(&a.pool)
             .await

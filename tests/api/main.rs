@@ -24,6 +24,7 @@ mod messages;
 mod policy;
 mod profiles;
 mod search;
+mod session_check;
 mod support;
 mod uploads;
 mod webhooks;

@@ -306,3 +306,22 @@ pub async fn send_text(app: &TestApp, user: &TestUser, conversation: i64, text: 
     assert_eq!(response.status(), 201, "{} sends {text:?}", user.username);
     response.json().await.expect("ack body")
 }
+
+/// Waits until `count` backends wait for a lock (the ones `connection` holds), at most
+/// [`TIMEOUT`].
+pub async fn wait_for_lock_waiters(connection: &mut sqlx::PgConnection, count: i64) {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut *connection)
+        .await
+        .expect("pg_stat_activity");
+        if waiting >= count {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{count} lock waiters never came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
