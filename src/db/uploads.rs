@@ -170,11 +170,8 @@ pub async fn naming_messages(
 /// Removes `owner`'s uploads that no live message names (a deleted account's unsent or
 /// recalled files, which nobody else can read anyway).
 pub async fn discard_unsent_of(db: impl PgExecutor<'_>, owner: UserId) -> sqlx::Result<u64> {
-    let deleted = sqlx::query!(
-        "DELETE FROM uploads u WHERE u.owner_id = $1 AND NOT upload_is_named(u.id)",
-        owner.0
-    )
-    .execute(db)
-    .await?;
+    let deleted = sqlx::query!("DELETE FROM uploads u WHERE u.owner_id = $1 AND NOT upload_is_named(u.id)", owner.0)
+        .execute(db)
+        .await?;
     Ok(deleted.rows_affected())
 }

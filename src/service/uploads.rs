@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::policy;
@@ -202,12 +203,18 @@ pub async fn attach(state: &AppState, sender: UserId, message: &mut NewMessage) 
 
 /// The upload, if `caller` may read it (404 otherwise, also when it exists).
 pub async fn readable(state: &AppState, caller: UserId, id: Uuid) -> Result<UploadRow, ApiError> {
-    let row = db::uploads::find(&state.pool, id).await?.ok_or_else(not_found)?;
+    let mut connection = state.pool.acquire().await?;
+    readable_on(&mut connection, caller, id).await
+}
+
+/// [`readable`] on the caller's connection.
+async fn readable_on(db: &mut PgConnection, caller: UserId, id: Uuid) -> Result<UploadRow, ApiError> {
+    let row = db::uploads::find(&mut *db, id).await?.ok_or_else(not_found)?;
     if row.owner_id == caller {
         return Ok(row);
     }
-    for (conversation, seq) in db::uploads::naming_messages(&state.pool, id, NAMING_MESSAGES_CHECKED).await? {
-        match policy::readable(&state.pool, conversation, caller).await {
+    for (conversation, seq) in db::uploads::naming_messages(&mut *db, id, NAMING_MESSAGES_CHECKED).await? {
+        match policy::readable(&mut *db, conversation, caller).await {
             Ok(access) if seq > access.member.visible_from_seq => return Ok(row),
             Ok(_) | Err(ApiError::NotFound { .. }) => {}
             Err(error) => return Err(error),
@@ -223,8 +230,9 @@ pub async fn chunk(state: &AppState, id: Uuid, n: i32) -> Result<Option<Vec<u8>>
 
 /// The thumbnail of a readable image upload and its type.
 pub async fn thumbnail(state: &AppState, caller: UserId, id: Uuid) -> Result<(UploadRow, Vec<u8>, String), ApiError> {
-    let row = readable(state, caller, id).await?;
-    let (bytes, mime) = db::uploads::thumbnail(&state.pool, id)
+    let mut connection = state.pool.acquire().await?;
+    let row = readable_on(&mut connection, caller, id).await?;
+    let (bytes, mime) = db::uploads::thumbnail(&mut *connection, id)
         .await?
         .ok_or_else(|| ApiError::not_found("thumbnail_not_found", "this upload has no thumbnail"))?;
     Ok((row, bytes, mime))
