@@ -169,12 +169,12 @@ async fn two_people_chat_in_real_browsers() {
     // A photo: Bob attaches one with a caption; Alice sees it inline and reacts to it.
     let pictures = tempfile::tempdir().expect("a temporary directory");
     let photo = pictures.path().join("trailhead.png");
-    std::fs::write(&photo, scene_png(480, 300)).expect("write the photo");
-    let caption = "The view from the top last time ⛰️";
+    std::fs::write(&photo, scene_png(480, 270)).expect("write the photo");
+    let caption = "The view from the top last time";
     bob.type_into("[data-testid=composer]", caption).await;
     bob.choose_file("[data-testid=attach-input]", &photo).await;
     let shown = alice.wait_for("Bob's photo", IMAGE_SHOWN, vec![json!(caption)]).await;
-    assert_eq!(shown["natural"], json!(320), "the thumbnail (480 × 300 → 320 × 200): {shown}");
+    assert_eq!(shown["natural"], json!(320), "the thumbnail (480 × 270 → 320 × 180): {shown}");
     let photo_seq = shown["seq"].as_str().expect("a stored message").to_owned();
     let photo_message = format!(".message.theirs[data-seq='{photo_seq}']");
     act(&alice, &photo_message, "react").await;
@@ -185,6 +185,10 @@ async fn two_people_chat_in_real_browsers() {
         vec![json!(format!("[data-seq='{photo_seq}'] [data-testid=\"reaction-❤️\"]"))],
     )
     .await;
+    alice.hover("[data-testid=chat-title]").await;
+    wait_actions(&alice, &photo_message, "hidden").await;
+    send(&alice, "Wow, that light!").await;
+    wait_message(&bob, "Wow, that light!").await;
 
     // The picture for the README: a real conversation with a photo and a reaction, with
     // Bob typing.
@@ -209,7 +213,7 @@ async fn two_people_chat_in_real_browsers() {
             "the reaction on the photo, with the photo in full view",
             "const m = document.querySelector(arguments[0]); const box = m?.getBoundingClientRect(); \
              const list = document.querySelector('.messages').getBoundingClientRect(); \
-             return m?.querySelector('[data-testid=\"reaction-❤️\"]') && box.top >= list.top && box.bottom <= list.bottom",
+             return m?.querySelector('[data-testid=\"reaction-❤️\"]') && box.top >= list.top + 8 && box.bottom <= list.bottom",
             vec![json!(photo_message)],
         )
         .await;
@@ -1487,7 +1491,7 @@ fn scene_png(width: u32, height: u32) -> Vec<u8> {
             scene(x, y)
         } else {
             let depth = (y - horizon) / (h - horizon);
-            let ripple = ((y - horizon) * 0.9).sin() * 2.0 * (1.0 + depth);
+            let ripple = ((y - horizon) * 0.7).sin() * 0.8 * (1.0 + 2.0 * depth);
             mix(scene(x + ripple, 2.0 * horizon - y), [24.0, 36.0, 60.0], 0.35 + depth * 0.35)
         };
         image::Rgb(color.map(|c| c.round().clamp(0.0, 255.0) as u8))
