@@ -5,6 +5,8 @@
 //! regain their connection without losing a message. A message's actions show on hover
 //! and to the keyboard; on a phone-sized touch screen they open by a tap or a long press,
 //! and the panes take turns; desktop notifications are asked for, shown and opened.
+//! Images and files are attached, pasted and dropped, shown inline or as a download,
+//! and refused uploads say why.
 //!
 //! Needs `chromium` and `chromedriver` (see `support::webdriver`); without them the test
 //! fails with instructions. `GOIM_UPDATE_SCREENSHOT=1` rewrites `docs/screenshot.png`.
