@@ -185,3 +185,69 @@ export function query(params) {
   const text = search.toString();
   return text ? `?${text}` : '';
 }
+
+/**
+ * Uploads `file` (a File or Blob) as `name` to POST /uploads with the raw bytes as the
+ * body; `onProgress(fraction)` follows the upload. Resolves to the upload's facts,
+ * throws ApiError. XMLHttpRequest, since fetch() does not report upload progress.
+ */
+export async function upload(file, name, onProgress) {
+  const attempt = (token) =>
+    new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open('POST', `${BASE}/uploads${query({ name })}`);
+      xhr.setRequestHeader('Authorization', `Bearer ${token}`);
+      xhr.setRequestHeader('Accept', 'application/json');
+      xhr.setRequestHeader('Content-Type', 'application/octet-stream');
+      xhr.responseType = 'json';
+      if (onProgress) xhr.upload.onprogress = (event) => event.lengthComputable && onProgress(event.loaded / event.total);
+      xhr.onload = () => {
+        const data = xhr.response;
+        if (xhr.status >= 200 && xhr.status < 300) return resolve(data);
+        const error = (data && data.error) || {};
+        reject(new ApiError(xhr.status, error.code || `http_${xhr.status}`, error.message || `The server answered ${xhr.status}.`, error.field));
+      };
+      xhr.onerror = () => reject(new ApiError(0, 'network_error', 'Cannot reach the server. Check your connection.'));
+      xhr.ontimeout = xhr.onerror;
+      xhr.send(file);
+    });
+  try {
+    return await attempt(await accessToken());
+  } catch (err) {
+    if (err.status === 401 && err.code === 'token_expired') {
+      await refresh();
+      return attempt(session.accessToken);
+    }
+    if (err.status === 401) end();
+    throw err;
+  }
+}
+
+/** GET `/api/v1<path>` with the token, as a Blob (an upload's bytes or thumbnail). */
+export async function fetchBlob(path) {
+  const get = async (token) => {
+    let response;
+    try {
+      response = await fetch(BASE + path, { headers: { Authorization: `Bearer ${token}` }, credentials: 'omit', cache: 'no-store' });
+    } catch {
+      throw new ApiError(0, 'network_error', 'Cannot reach the server. Check your connection.');
+    }
+    if (response.ok) return response.blob();
+    let error = {};
+    try {
+      error = (await response.json()).error || {};
+    } catch {
+      // Not JSON: the status says enough.
+    }
+    throw new ApiError(response.status, error.code || `http_${response.status}`, error.message || `The server answered ${response.status}.`);
+  };
+  try {
+    return await get(await accessToken());
+  } catch (err) {
+    if (err.status === 401 && err.code === 'token_expired') {
+      await refresh();
+      return get(session.accessToken);
+    }
+    throw err;
+  }
+}

@@ -8,7 +8,7 @@
 // changed since; a message is applied only when it is newer than the copy we hold, so
 // events racing the sync reply are neither lost nor shown twice.
 
-import { ApiError, api, currentUserId, query } from './api.js';
+import { ApiError, api, currentUserId, query, upload } from './api.js';
 import { Realtime } from './socket.js';
 
 class Emitter {
@@ -328,9 +328,27 @@ function preview(message) {
     sender_id: message.sender_id,
     kind: message.kind,
     body: message.deleted ? null : message.body,
+    // Not in the server's list preview; kept while the client saw the message itself.
+    name: message.deleted || !message.content ? undefined : message.content.name,
     deleted: message.deleted,
     created_at: message.created_at,
   };
+}
+
+/**
+ * One line that stands for a message (or a conversation's last message preview): the
+ * text, or "📷 Photo" / "📎 name" for an image or a file, with its caption.
+ */
+export function summaryText(message) {
+  if (!message) return '';
+  if (message.deleted) return 'Message recalled';
+  const caption = message.body ? `: ${message.body}` : '';
+  if (message.kind === 'image') return `📷 Photo${caption}`;
+  if (message.kind === 'file') {
+    const name = (message.content && message.content.name) || message.name;
+    return name ? `📎 ${name}${caption}` : `📎 ${message.body || 'File'}`;
+  }
+  return message.body ?? `[${message.kind}]`;
 }
 
 export async function openChat(id) {
@@ -452,10 +470,94 @@ export function sendMessage(id, body, replyToSeq, mentions = []) {
   deliver(local);
 }
 
+/**
+ * Uploads `file` and then sends it as an `image` (when the server could read it as one)
+ * or a `file`, with `caption` as its body. Until the upload is done the message is a
+ * pending bubble that shows its progress; a failed upload stays there with its error.
+ */
+export function sendFile(id, file, caption, replyToSeq, mentions = []) {
+  const name = file.name || (file.type === 'image/png' ? 'pasted image.png' : file.type === 'image/jpeg' ? 'pasted image.jpg' : 'file');
+  const local = {
+    conversation_id: id,
+    client_msg_id: uuid(),
+    sender_id: state.me.id,
+    kind: /^image\//.test(file.type) ? 'image' : 'file',
+    body: caption || null,
+    content: { name, size: file.size, mime: file.type },
+    reply_to_seq: replyToSeq ?? null,
+    mentions,
+    created_at: new Date().toISOString(),
+    status: 'uploading',
+    progress: 0,
+    error: null,
+    file,
+    uploaded: null,
+    preview: /^image\//.test(file.type) ? URL.createObjectURL(file) : null,
+  };
+  chatOf(id).pending.set(local.client_msg_id, local);
+  bus.emit('chat', { id });
+  uploadThenDeliver(local);
+}
+
+async function uploadThenDeliver(local) {
+  const id = local.conversation_id;
+  if (local.inFlight) return;
+  local.inFlight = true;
+  local.status = 'uploading';
+  local.error = null;
+  local.progress = 0;
+  bus.emit('chat', { id });
+  let shown = 0;
+  try {
+    const answer = await upload(local.file, local.content.name, (fraction) => {
+      local.progress = fraction;
+      // A re-render per whole percent at most.
+      if (Math.floor(fraction * 100) !== shown) {
+        shown = Math.floor(fraction * 100);
+        bus.emit('chat', { id });
+      }
+    });
+    local.uploaded = answer;
+    local.kind = typeof answer.width === 'number' ? 'image' : 'file';
+    local.content = { upload_id: answer.id, name: answer.name, mime: answer.mime, size: answer.size };
+    if (local.kind === 'image') Object.assign(local.content, { width: answer.width, height: answer.height });
+    local.status = 'pending';
+  } catch (err) {
+    local.status = 'failed';
+    local.error = err;
+    local.uploadFailed = true;
+    local.transient = err.code === 'network_error' || err.status >= 500;
+    bus.emit('chat', { id });
+    return;
+  } finally {
+    local.inFlight = false;
+  }
+  local.uploadFailed = false;
+  local.file = null;
+  bus.emit('chat', { id });
+  deliver(local);
+}
+
 /** Sends again with the same client_msg_id: the server answers with the original ack. */
 export function retry(id, clientMsgId) {
   const local = chatOf(id).pending.get(clientMsgId);
-  if (local) deliver(local);
+  if (local) resend(local);
+}
+
+/** A file whose upload failed is uploaded again; everything else is sent again. */
+function resend(local) {
+  if (local.file && !local.uploaded) uploadThenDeliver(local);
+  else deliver(local);
+}
+
+/** Gives up on a message that was never sent (a failed upload). */
+export function discard(id, clientMsgId) {
+  const chat = chatOf(id);
+  const local = chat.pending.get(clientMsgId);
+  if (!local || local.inFlight) return;
+  chat.pending.delete(clientMsgId);
+  if (local.preview) URL.revokeObjectURL(local.preview);
+  bus.emit('chat', { id });
 }
 
 const TRANSIENT = new Set(['disconnected', 'timeout', 'network_error', 'service_unavailable', 'stopped', 'rate_limited']);
@@ -473,12 +575,19 @@ function deliver(local) {
 
 async function deliverNow(local) {
   if (local.inFlight || !chatOf(local.conversation_id).pending.has(local.client_msg_id)) return;
+  // A file is sent once its upload is done (uploadThenDeliver).
+  if (local.file && !local.uploaded) return;
   const id = local.conversation_id;
   local.inFlight = true;
   local.status = 'pending';
   local.error = null;
   bus.emit('chat', { id });
   const message = { client_msg_id: local.client_msg_id, body: local.body };
+  if (local.uploaded) {
+    message.kind = local.kind;
+    message.content = { upload_id: local.uploaded.id };
+    if (!local.body) delete message.body;
+  }
   if (local.reply_to_seq) message.reply_to_seq = local.reply_to_seq;
   if (local.mentions && local.mentions.length) message.mentions = local.mentions;
   try {
@@ -506,9 +615,9 @@ function applyAck(local, ack) {
       seq: ack.seq,
       sender_id: local.sender_id,
       client_msg_id: local.client_msg_id,
-      kind: 'text',
+      kind: local.uploaded ? local.kind : 'text',
       body: local.body,
-      content: null,
+      content: local.uploaded ? local.content : null,
       reply_to_seq: local.reply_to_seq,
       mentions: local.mentions || [],
       mention_all: false,
@@ -521,6 +630,8 @@ function applyAck(local, ack) {
   if (conversation && ack.seq > conversation.last_read_seq) conversation.last_read_seq = ack.seq;
   bus.emit('chat', { id: local.conversation_id });
   bus.emit('conversations');
+  // The bubble that showed the local picture has been replaced by now.
+  if (local.preview) URL.revokeObjectURL(local.preview);
 }
 
 export async function editMessage(id, seq, body) {
@@ -712,7 +823,7 @@ async function catchUp() {
   // in the order it was written (deliver() queues per conversation).
   for (const chat of state.chats.values()) {
     for (const local of chat.pending.values()) {
-      if (local.status === 'pending' || (local.status === 'failed' && local.transient)) deliver(local);
+      if (local.status === 'pending' || (local.status === 'failed' && local.transient)) resend(local);
     }
   }
   countIncomingRequests().catch(() => {});

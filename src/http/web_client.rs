@@ -48,6 +48,7 @@ const ASSETS: &[Asset] = &[
     asset!("store.js", JS),
     asset!("dom.js", JS),
     asset!("notify.js", JS),
+    asset!("media.js", JS),
     asset!("views/auth.js", JS),
     asset!("views/shell.js", JS),
     asset!("views/chats.js", JS),

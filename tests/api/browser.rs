@@ -5,17 +5,20 @@
 //! regain their connection without losing a message. A message's actions show on hover
 //! and to the keyboard; on a phone-sized touch screen they open by a tap or a long press,
 //! and the panes take turns; desktop notifications are asked for, shown and opened.
+//! Images and files are attached, pasted and dropped, shown inline or as a download,
+//! and refused uploads say why.
 //!
 //! Needs `chromium` and `chromedriver` (see `support::webdriver`); without them the test
 //! fails with instructions. `GOIM_UPDATE_SCREENSHOT=1` rewrites `docs/screenshot.png`.
 
+use base64::Engine;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use std::time::Duration;
 
 use crate::support::{
-    TestApp, befriend, open_direct, send_text, spawn_app,
+    TestApp, befriend, open_direct, send_text, spawn_app, spawn_app_with,
     webdriver::{ChromeDriver, Session, keys},
 };
 
@@ -165,7 +168,32 @@ async fn two_people_chat_in_real_browsers() {
     )
     .await;
 
-    // The picture for the README: a real conversation, with Bob typing.
+    // A photo: Bob attaches one with a caption; Alice sees it inline and reacts to it.
+    let pictures = tempfile::tempdir().expect("a temporary directory");
+    let photo = pictures.path().join("trailhead.png");
+    std::fs::write(&photo, scene_png(480, 270)).expect("write the photo");
+    let caption = "The view from the top last time";
+    bob.type_into("[data-testid=composer]", caption).await;
+    bob.choose_file("[data-testid=attach-input]", &photo).await;
+    let shown = alice.wait_for("Bob's photo", IMAGE_SHOWN, vec![json!(caption)]).await;
+    assert_eq!(shown["natural"], json!(320), "the thumbnail (480 × 270 → 320 × 180): {shown}");
+    let photo_seq = shown["seq"].as_str().expect("a stored message").to_owned();
+    let photo_message = format!(".message.theirs[data-seq='{photo_seq}']");
+    act(&alice, &photo_message, "react").await;
+    alice.click(&format!("{photo_message} [data-testid=\"pick-❤️\"]")).await;
+    bob.wait_for(
+        "Alice's reaction on the photo",
+        "return document.querySelector(arguments[0])?.textContent === '❤️ 1'",
+        vec![json!(format!("[data-seq='{photo_seq}'] [data-testid=\"reaction-❤️\"]"))],
+    )
+    .await;
+    alice.hover("[data-testid=chat-title]").await;
+    wait_actions(&alice, &photo_message, "hidden").await;
+    send(&alice, "Wow, that light!").await;
+    wait_message(&bob, "Wow, that light!").await;
+
+    // The picture for the README: a real conversation with a photo and a reaction, with
+    // Bob typing.
     bob.type_into("[data-testid=composer]", "Can't wait").await;
     alice
         .wait_for(
@@ -182,6 +210,15 @@ async fn two_people_chat_in_real_browsers() {
         )
         .await;
     alice.hover("[data-testid=chat-title]").await;
+    alice
+        .wait_for(
+            "the reaction on the photo, with the photo in full view",
+            "const m = document.querySelector(arguments[0]); const box = m?.getBoundingClientRect(); \
+             const list = document.querySelector('.messages').getBoundingClientRect(); \
+             return m?.querySelector('[data-testid=\"reaction-❤️\"]') && box.top >= list.top + 8 && box.bottom <= list.bottom",
+            vec![json!(photo_message)],
+        )
+        .await;
     let png = alice.screenshot().await;
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "the screenshot is not a PNG");
     if std::env::var("GOIM_UPDATE_SCREENSHOT").as_deref() == Ok("1") {
@@ -198,7 +235,7 @@ async fn two_people_chat_in_real_browsers() {
     let rendered = bob
         .execute(
             "const body = [...document.querySelectorAll('[data-testid=message-body]')].find(b => b.textContent === arguments[0]);
-             return { children: body.children.length, images: document.querySelectorAll('[data-testid=messages] img').length };",
+             return { children: body.children.length, images: document.querySelectorAll('[data-testid=messages] img:not([data-testid=message-image])').length };",
             vec![json!(attack)],
         )
         .await;
@@ -421,11 +458,12 @@ async fn two_people_chat_in_real_browsers() {
             vec![],
         )
         .await;
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM message_reactions WHERE conversation_id = $1")
-        .bind(direct)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM message_reactions WHERE conversation_id = $1 AND emoji = '👍'")
+            .bind(direct)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(stored, 1, "the reaction is stored");
     alice.click("[data-testid=\"reaction-👍\"]").await;
     alice
@@ -1162,4 +1200,305 @@ async fn message_count(session: &Session, text: &str) -> i64 {
 
 async fn alice_id(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT id FROM users WHERE username = 'alice'").fetch_one(&app.pool).await.unwrap()
+}
+
+/// An image message whose caption is `arguments[0]`, stored and with its thumbnail
+/// drawn: its seq, whether the picture is a `blob:` URL, the thumbnail's own width, the
+/// size reserved for it before it arrived and the width it is shown at.
+const IMAGE_SHOWN: &str = "const m = [...document.querySelectorAll('[data-testid=message][data-status=sent]')] \
+       .find((m) => m.querySelector('[data-testid=caption]')?.textContent === arguments[0]); \
+     const img = m && m.querySelector('img[data-testid=message-image]'); \
+     return img && img.complete && img.naturalWidth > 0 && { seq: m.dataset.seq, blob: img.src.startsWith('blob:'), \
+       natural: img.naturalWidth, width: img.getAttribute('width'), height: img.getAttribute('height'), \
+       shown: Math.round(img.getBoundingClientRect().width) };";
+
+/// The file message named `arguments[0]`, stored: its name, size and download button.
+const FILE_SHOWN: &str = "const card = [...document.querySelectorAll('[data-testid=message][data-status=sent] [data-testid=file-card]')] \
+       .find((c) => c.querySelector('[data-testid=file-name]')?.textContent === arguments[0]); \
+     return card && [card.querySelector('[data-testid=file-name]').textContent, \
+       card.querySelector('[data-testid=file-size]').textContent, \
+       card.querySelector('[data-testid=download]')?.textContent ?? null];";
+
+/// Images and files, from one browser to another: attached with the paperclip (with the
+/// composer's text as the caption), pasted and dropped; shown inline from a thumbnail
+/// fetched with the token (sized before it arrives), opened full size in an overlay, a
+/// file with its name, size and a download that saves its bytes; the chat list says
+/// "📷 Photo" / "📎 name"; a recalled image leaves the usual tombstone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_and_files_travel_between_browsers() {
+    let app = spawn_app().await;
+    let ivy = app.register("ivy").await;
+    let jon = app.register("jon").await;
+    befriend(&app, &ivy, &jon).await;
+    let direct = open_direct(&app, &ivy, &jon).await;
+    send_text(&app, &jon, direct, "Send me the photos from Sunday?").await;
+    let files = tempfile::tempdir().expect("a temporary directory");
+    let photo = files.path().join("summit.png");
+    std::fs::write(&photo, scene_png(480, 300)).expect("write the photo");
+    let notes = files.path().join("packing list.txt");
+    let notes_text = "tent\n".repeat(300);
+    std::fs::write(&notes, &notes_text).expect("write the notes");
+
+    let driver = ChromeDriver::start().await;
+    let ivy_b = driver.session(1200, 760).await;
+    let jon_b = driver.session(1200, 760).await;
+    sign_in(&ivy_b, &app, "ivy").await;
+    sign_in(&jon_b, &app, "jon").await;
+    let item = format!("[data-testid=conversation-{direct}]");
+    ivy_b.click(&item).await;
+    jon_b.click(&item).await;
+    wait_message(&ivy_b, "Send me the photos from Sunday?").await;
+    wait_message(&jon_b, "Send me the photos from Sunday?").await;
+
+    // The paperclip has a name, and the picker takes an image: the composer's text goes
+    // along as its caption and the composer is empty again.
+    let label =
+        ivy_b.execute("return document.querySelector('[data-testid=attach]').getAttribute('aria-label')", vec![]).await;
+    assert_eq!(label, json!("Attach images or files"));
+    ivy_b.type_into("[data-testid=composer]", "From the summit").await;
+    ivy_b.choose_file("[data-testid=attach-input]", &photo).await;
+    let shown = jon_b.wait_for("Ivy's photo at Jon", IMAGE_SHOWN, vec![json!("From the summit")]).await;
+    assert_eq!(
+        (&shown["blob"], &shown["natural"], &shown["width"], &shown["height"], &shown["shown"]),
+        (&json!(true), &json!(320), &json!("320"), &json!("200"), &json!(320)),
+        "a 320 × 200 thumbnail from a blob: URL, its room kept before it arrived: {shown}"
+    );
+    ivy_b.wait_for("Ivy's own photo", IMAGE_SHOWN, vec![json!("From the summit")]).await;
+    assert_eq!(ivy_b.execute("return document.querySelector('[data-testid=composer]').value", vec![]).await, json!(""));
+    let stored: (String, Option<String>) =
+        sqlx::query_as("SELECT kind, body FROM messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(direct)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, ("image".to_owned(), Some("From the summit".to_owned())), "sent as an image with its caption");
+
+    // Opened, the whole image (480 pixels wide) over the page; Escape closes it.
+    jon_b.click("[data-testid=open-image]").await;
+    let full = jon_b
+        .wait_for(
+            "the full image",
+            "const img = document.querySelector('[data-testid=lightbox-image]'); \
+             return img && img.complete && img.naturalWidth > 0 && [img.naturalWidth, img.naturalHeight, img.src.startsWith('blob:')]",
+            vec![],
+        )
+        .await;
+    assert_eq!(full, json!([480, 300, true]));
+    jon_b.press(keys::ESCAPE).await;
+    jon_b.wait_for("the overlay closed", "return !document.querySelector('[data-testid=lightbox]')", vec![]).await;
+    // The keyboard opens it too (Enter on the focused picture); its button closes it.
+    jon_b.execute("document.querySelector('[data-testid=open-image]').focus()", vec![]).await;
+    jon_b.press(keys::ENTER).await;
+    jon_b
+        .wait_for(
+            "the overlay again",
+            "return document.querySelector('[data-testid=lightbox-image]')?.naturalWidth === 480",
+            vec![],
+        )
+        .await;
+    jon_b.click("[data-testid=lightbox-close]").await;
+    jon_b
+        .wait_for("the overlay closed again", "return !document.querySelector('[data-testid=lightbox]')", vec![])
+        .await;
+
+    // A file: its name, its size in words and a Download button that saves its bytes
+    // under its name (the browser's download is caught at the link it clicks).
+    ivy_b.choose_file("[data-testid=attach-input]", &notes).await;
+    let card = jon_b.wait_for("the file at Jon", FILE_SHOWN, vec![json!("packing list.txt")]).await;
+    assert_eq!(card, json!(["packing list.txt", "1.5 KB", "Download"]));
+    jon_b
+        .execute(
+            "window.saved = []; window.blobs = new Map(); \
+             const create = URL.createObjectURL; \
+             URL.createObjectURL = (blob) => { const url = create(blob); window.blobs.set(url, blob); return url; }; \
+             const click = HTMLAnchorElement.prototype.click; \
+             HTMLAnchorElement.prototype.click = function () { \
+               if (this.download) window.saved.push({ name: this.download, href: this.href }); else click.call(this); };",
+            vec![],
+        )
+        .await;
+    jon_b.click("[data-testid=download]").await;
+    let saved = jon_b.wait_for("the download", "return window.saved[0]", vec![]).await;
+    assert_eq!(saved["name"], json!("packing list.txt"));
+    assert!(saved["href"].as_str().unwrap().starts_with("blob:"), "{saved}");
+    let bytes = jon_b.execute("return window.blobs.get(window.saved[0].href).text()", vec![]).await;
+    assert_eq!(bytes, json!(notes_text), "the download holds the file's bytes");
+    let preview = format!("{item} .preview");
+    let preview_is = "return document.querySelector(arguments[0])?.textContent === arguments[1]";
+    jon_b.wait_for("the file in the chat list", preview_is, vec![json!(preview), json!("📎 packing list.txt")]).await;
+    ivy_b.wait_for("the file in Ivy's list", preview_is, vec![json!(preview), json!("You: 📎 packing list.txt")]).await;
+
+    // A pasted image (a screenshot on the clipboard) is sent as an image.
+    let pasted = base64::engine::general_purpose::STANDARD.encode(scene_png(200, 120));
+    let prevented = ivy_b
+        .execute(
+            "const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0)); \
+             const data = new DataTransfer(); data.items.add(new File([bytes], 'x.png', { type: 'image/png' })); \
+             const paste = new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }); \
+             document.querySelector('[data-testid=composer]').dispatchEvent(paste); \
+             return paste.defaultPrevented;",
+            vec![json!(pasted)],
+        )
+        .await;
+    assert_eq!(prevented, json!(true), "the paste was taken as a file");
+    let pasted_shown = jon_b
+        .wait_for(
+            "the pasted image at Jon",
+            "const img = [...document.querySelectorAll('[data-status=sent] img[data-testid=message-image]')].find((i) => i.alt === 'x.png'); \
+             return img && img.complete && img.naturalWidth > 0 && [img.naturalWidth, img.src.startsWith('blob:')]",
+            vec![],
+        )
+        .await;
+    assert_eq!(pasted_shown, json!([200, true]), "a 200 × 120 image is its own thumbnail");
+    jon_b.wait_for("the photo in the chat list", preview_is, vec![json!(preview), json!("📷 Photo")]).await;
+
+    // A file dropped on the chat: a hint while it is over it, then sent.
+    let dropped = ivy_b
+        .execute(
+            "const data = new DataTransfer(); data.items.add(new File(['dropped here'], 'dropped notes.txt', { type: 'text/plain' })); \
+             const target = document.querySelector('[data-testid=messages]'); \
+             const hint = () => getComputedStyle(document.querySelector('[data-testid=drop-hint]')).display; \
+             const before = hint(); \
+             target.dispatchEvent(new DragEvent('dragenter', { dataTransfer: data, bubbles: true, cancelable: true })); \
+             const over = new DragEvent('dragover', { dataTransfer: data, bubbles: true, cancelable: true }); \
+             target.dispatchEvent(over); \
+             const during = hint(); \
+             const drop = new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }); \
+             target.dispatchEvent(drop); \
+             return [before, during, over.defaultPrevented, drop.defaultPrevented, hint()];",
+            vec![],
+        )
+        .await;
+    assert_eq!(dropped, json!(["none", "flex", true, true, "none"]), "hint, accepted drop, hint gone");
+    let card = jon_b.wait_for("the dropped file at Jon", FILE_SHOWN, vec![json!("dropped notes.txt")]).await;
+    assert_eq!(card, json!(["dropped notes.txt", "12 bytes", "Download"]));
+
+    // Recalled, the photo is a tombstone like any message, and its picture is gone.
+    let seq = shown["seq"].as_str().unwrap();
+    act(&ivy_b, &format!(".message.mine[data-seq='{seq}']"), "recall").await;
+    let gone = jon_b
+        .wait_for(
+            "the recalled photo",
+            "const m = document.querySelector(`[data-seq='${arguments[0]}']`); \
+             return m?.querySelector('[data-testid=message-body]')?.textContent === 'Message recalled' \
+               && m.querySelectorAll('img').length === 0",
+            vec![json!(seq)],
+        )
+        .await;
+    assert_eq!(gone, json!(true));
+
+    ivy_b.close().await;
+    jon_b.close().await;
+}
+
+/// Uploads the server refuses: a file over `GOIM_UPLOAD_MAX_BYTES`, then one over the
+/// quota, each stay as a failed bubble saying why (no Retry: the same bytes would fail
+/// again; Remove takes it away), and nothing reaches the other person; a file that fits
+/// still goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_uploads_say_why_and_send_nothing() {
+    let app = spawn_app_with(|config| {
+        config.uploads.upload_max_bytes = 4000;
+        config.uploads.upload_quota_bytes = 6000;
+    })
+    .await;
+    let kim = app.register("kim").await;
+    let lou = app.register("lou").await;
+    befriend(&app, &kim, &lou).await;
+    let direct = open_direct(&app, &kim, &lou).await;
+    let files = tempfile::tempdir().expect("a temporary directory");
+    let write = |name: &str, size: usize| {
+        let path = files.path().join(name);
+        std::fs::write(&path, "x".repeat(size)).expect("write a file");
+        path
+    };
+    let (big, first, second) = (write("big.txt", 10_000), write("first.txt", 3000), write("second.txt", 3500));
+
+    let driver = ChromeDriver::start().await;
+    let browser = driver.session(1200, 760).await;
+    sign_in(&browser, &app, "kim").await;
+    browser.click(&format!("[data-testid=conversation-{direct}]")).await;
+    browser.wait_for("the chat", "return document.querySelector('[data-testid=composer]')", vec![]).await;
+
+    let failed = "const m = [...document.querySelectorAll('[data-testid=message][data-status=failed]')] \
+           .find((m) => m.querySelector('[data-testid=file-name]')?.textContent === arguments[0]); \
+         return m && [m.querySelector('[data-testid=message-status] span').textContent, \
+           Boolean(m.querySelector('[data-testid=retry]')), Boolean(m.querySelector('[data-testid=discard]'))];";
+    browser.choose_file("[data-testid=attach-input]", &big).await;
+    let said = browser.wait_for("the too-large bubble", failed, vec![json!("big.txt")]).await;
+    assert_eq!(said, json!(["Not sent: This file is too large to send (the limit is 4 KB).", false, true]));
+
+    browser.choose_file("[data-testid=attach-input]", &first).await;
+    browser.wait_for("the first file sent", FILE_SHOWN, vec![json!("first.txt")]).await;
+    browser.choose_file("[data-testid=attach-input]", &second).await;
+    let said = browser.wait_for("the over-quota bubble", failed, vec![json!("second.txt")]).await;
+    assert_eq!(
+        said,
+        json!(["Not sent: Your storage for files is full: this file would go over your quota.", false, true])
+    );
+
+    // Only the file that fitted reached Lou.
+    let page =
+        app.send_as(Method::GET, &lou.access_token, &format!("/api/v1/conversations/{direct}/messages"), None).await;
+    assert_eq!(page.status(), 200);
+    let page: Value = page.json().await.unwrap();
+    let names: Vec<&Value> = page["items"].as_array().unwrap().iter().map(|m| &m["content"]["name"]).collect();
+    assert_eq!(names, vec![&json!("first.txt")], "what reached Lou: {page}");
+
+    // Remove takes a refused bubble away.
+    browser.click("[data-testid=message][data-status=failed]:has([data-testid=file-name]) [data-testid=discard]").await;
+    browser
+        .wait_for(
+            "one refused bubble left",
+            "return document.querySelectorAll('[data-testid=message][data-status=failed]').length === 1",
+            vec![],
+        )
+        .await;
+
+    browser.close().await;
+}
+
+/// A small picture for the image tests and the README screenshot: a dusk sky with a
+/// low sun over two ranges of hills, mirrored in a lake (a scene, not noise).
+fn scene_png(width: u32, height: u32) -> Vec<u8> {
+    let (w, h) = (width as f32, height as f32);
+    let horizon = h * 0.7;
+    let (sun_x, sun_y, sun_r) = (w * 0.66, h * 0.42, h * 0.085);
+    let mix = |a: [f32; 3], b: [f32; 3], t: f32| {
+        let t = t.clamp(0.0, 1.0);
+        [0, 1, 2].map(|i| a[i] + (b[i] - a[i]) * t)
+    };
+    let sky = |x: f32, y: f32| {
+        let base = mix([44.0, 62.0, 128.0], [252.0, 176.0, 112.0], (y / horizon).clamp(0.0, 1.0).powf(1.8));
+        let d = ((x - sun_x).powi(2) + (y - sun_y).powi(2)).sqrt();
+        if d < sun_r {
+            return [255.0, 238.0, 186.0];
+        }
+        mix(base, [255.0, 214.0, 150.0], (-(d - sun_r) / (sun_r * 2.5)).exp() * 0.7)
+    };
+    let far = |x: f32| horizon - h * 0.17 - (x / w * 8.0).sin() * h * 0.05 - (x / w * 21.0 + 1.3).sin() * h * 0.018;
+    let near = |x: f32| horizon - h * 0.05 - (x / w * 4.5 + 2.1).sin() * h * 0.06 - (x / w * 15.0).sin() * h * 0.012;
+    let scene = |x: f32, y: f32| {
+        if y >= near(x) {
+            mix([70.0, 92.0, 84.0], [34.0, 50.0, 50.0], (y - near(x)) / (h * 0.12))
+        } else if y >= far(x) {
+            mix([124.0, 108.0, 156.0], [92.0, 86.0, 130.0], (y - far(x)) / (h * 0.15))
+        } else {
+            sky(x, y)
+        }
+    };
+    let picture = image::RgbImage::from_fn(width, height, |px, py| {
+        let (x, y) = (px as f32 + 0.5, py as f32 + 0.5);
+        let color = if y < horizon {
+            scene(x, y)
+        } else {
+            let depth = (y - horizon) / (h - horizon);
+            let ripple = ((y - horizon) * 0.7).sin() * 0.8 * (1.0 + 2.0 * depth);
+            mix(scene(x + ripple, 2.0 * horizon - y), [24.0, 36.0, 60.0], 0.35 + depth * 0.35)
+        };
+        image::Rgb(color.map(|c| c.round().clamp(0.0, 255.0) as u8))
+    });
+    let mut png = std::io::Cursor::new(Vec::new());
+    picture.write_to(&mut png, image::ImageFormat::Png).expect("the PNG encodes");
+    png.into_inner()
 }

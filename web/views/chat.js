@@ -1,12 +1,16 @@
 // One conversation: history that loads older pages as you scroll up, the composer
 // (Enter sends, Shift+Enter breaks the line), pending/failed states with retry,
-// replies, edits, recalls, typing and read receipts; in a group, @mentions, the
-// senders' pictures, and a composer that says why it is closed (muted, removed, disbanded).
+// replies, edits, recalls, typing and read receipts; images and files (attached, pasted
+// or dropped; uploaded with progress, shown inline or as a download); in a group,
+// @mentions, the senders' pictures, and a composer that says why it is closed (muted,
+// removed, disbanded).
 
 import { avatar, describeError, h, presenceDot, shortTime } from '../dom.js';
+import { download, fitted, humanSize, openLightbox, thumbnailUrl, uploadErrorText } from '../media.js';
 import {
   bus,
   chat as chatState,
+  discard,
   closeChat,
   conversationTitle,
   deliveredTo,
@@ -23,10 +27,12 @@ import {
   readers,
   recallMessage,
   retry,
+  sendFile,
   sendMessage,
   setConversationMuted,
   setTyping,
   state,
+  summaryText,
   timeline,
   toggleReaction,
   typists,
@@ -57,15 +63,22 @@ export function chatView(root, id, focusSeq = null) {
     maxlength: '16384',
   });
   const sendButton = h('button', { type: 'submit', class: 'primary', 'data-testid': 'send' }, 'Send');
+  const fileInput = h('input', { type: 'file', multiple: true, class: 'visually-hidden', tabindex: '-1', 'aria-hidden': 'true', 'data-testid': 'attach-input' });
+  const attachButton = h(
+    'button',
+    { type: 'button', class: 'attach ghost', title: 'Attach images or files', 'aria-label': 'Attach images or files', 'data-testid': 'attach', onclick: () => fileInput.click() },
+    icon(PAPERCLIP),
+  );
+  const dropHint = h('div', { class: 'drop-hint', 'data-testid': 'drop-hint', 'aria-hidden': 'true' }, h('span', {}, 'Drop to send'));
   const composerError = h('p', { class: 'notice error', role: 'alert', hidden: true });
   const locked = h('p', { class: 'composer-locked', role: 'status', 'data-testid': 'composer-locked', hidden: true });
   const mentions = mentionPicker(input, mentionCandidates);
-  const composer = h('form', { class: 'composer' }, mentions.el, banner, composerError, locked, h('div', { class: 'composer-row' }, input, sendButton));
+  const composer = h('form', { class: 'composer' }, mentions.el, banner, composerError, locked, h('div', { class: 'composer-row' }, attachButton, fileInput, input, sendButton));
   const view = h(
     'section',
     { class: 'chat', 'data-testid': 'chat', 'data-conversation-id': String(id) },
     h('header', { class: 'chat-head' }, h('a', { href: '#/chats', class: 'back', 'aria-label': 'Back to conversations' }, '‹'), headPicture, h('div', { class: 'chat-heading' }, title, subtitle), muteButton, infoLink),
-    h('div', { class: 'messages-wrap' }, scroller, jumpButton),
+    h('div', { class: 'messages-wrap' }, scroller, jumpButton, dropHint),
     typingLine,
     composer,
   );
@@ -139,7 +152,7 @@ export function chatView(root, id, focusSeq = null) {
     }
     locked.hidden = !reason;
     locked.textContent = reason;
-    input.disabled = sendButton.disabled = Boolean(reason);
+    input.disabled = sendButton.disabled = attachButton.disabled = Boolean(reason);
     clearTimeout(renderLock.timer);
     // A mute ends on its own: open the composer again then.
     const me = info && info.members.find((member) => isMe(member.user.id));
@@ -212,12 +225,15 @@ export function chatView(root, id, focusSeq = null) {
         entry.message.edited_at,
         entry.message.reactions,
         entry.message.error && entry.message.error.message,
+        entry.message.kind,
+        entry.message.content && [entry.message.content.upload_id, entry.message.content.name],
+        entry.status === 'uploading' && Math.floor((entry.message.progress || 0) * 100),
         receipt,
         displayName(entry.message.sender_id),
         group && (state.users.get(entry.message.sender_id) || {}).avatar_url,
         (entry.message.mentions || []).map(displayName),
         entry.message.mention_all,
-        reply && [reply.body, reply.deleted],
+        reply && [reply.body, reply.deleted, reply.kind],
         entry.message === lastOwn,
       ]);
       let current = rendered.get(entry.key);
@@ -313,11 +329,16 @@ export function chatView(root, id, focusSeq = null) {
     );
     let quote = null;
     if (m.reply_to_seq) {
-      const text = reply ? (reply.deleted ? 'Message recalled' : reply.body ?? `[${reply.kind}]`) : `message #${m.reply_to_seq}`;
+      const text = reply ? summaryText(reply) : `message #${m.reply_to_seq}`;
       const who = reply ? (isMe(reply.sender_id) ? 'You' : displayName(reply.sender_id)) : '';
       quote = h('blockquote', { class: 'reply-quote', 'data-testid': 'reply-quote' }, who ? h('strong', { text: `${who}: ` }) : null, h('span', { text: text.slice(0, 140) }));
     }
-    const body = m.deleted ? h('p', { class: 'body recalled', 'data-testid': 'message-body' }, 'Message recalled') : h('p', { class: 'body', 'data-testid': 'message-body' }, contentOf(m));
+    const media = !m.deleted && (m.kind === 'image' || m.kind === 'file') && m.content;
+    const body = m.deleted
+      ? h('p', { class: 'body recalled', 'data-testid': 'message-body' }, 'Message recalled')
+      : media
+        ? h('div', { class: 'body media', 'data-testid': 'message-body' }, mediaContent(m, entry))
+        : h('p', { class: 'body', 'data-testid': 'message-body' }, contentOf(m));
     const reactable = entry.status === 'sent' && !m.deleted;
     const chip = (r) =>
       h('button', {
@@ -333,7 +354,20 @@ export function chatView(root, id, focusSeq = null) {
     const reactions = (m.reactions || []).length ? h('div', { class: 'reactions' }, ...m.reactions.map(chip)) : null;
     let status = null;
     if (entry.status === 'pending') status = h('span', { class: 'status', 'data-testid': 'message-status' }, 'Sending…');
-    else if (entry.status === 'failed') {
+    else if (entry.status === 'uploading') {
+      const percent = Math.floor((m.progress || 0) * 100);
+      status = h('span', { class: 'status', 'data-testid': 'message-status' }, percent > 0 ? `Uploading… ${percent}%` : 'Uploading…');
+    } else if (entry.status === 'failed' && m.uploadFailed) {
+      // Too large, over the quota or refused: trying the same bytes again cannot help.
+      const again = m.transient || !(m.error && (m.error.status === 413 || m.error.status === 400));
+      status = h(
+        'span',
+        { class: 'status failed', 'data-testid': 'message-status', role: 'alert' },
+        h('span', { text: `Not sent: ${uploadErrorText(m.error)}` }),
+        again ? h('button', { type: 'button', class: 'link', 'data-testid': 'retry', onclick: () => retry(id, m.client_msg_id) }, 'Retry') : null,
+        h('button', { type: 'button', class: 'link', 'data-testid': 'discard', onclick: () => discard(id, m.client_msg_id) }, 'Remove'),
+      );
+    } else if (entry.status === 'failed') {
       status = h(
         'span',
         { class: 'status failed', 'data-testid': 'message-status' },
@@ -379,6 +413,71 @@ export function chatView(root, id, focusSeq = null) {
     else parts.push(`[${m.kind}]`);
     if (m.body) parts.push(h('br'), linkified(m.body));
     return parts;
+  }
+
+  /**
+   * An image (its thumbnail, sized before it arrives so nothing jumps; opens the full
+   * image) or a file (icon, name, size and a Download button), then the caption.
+   */
+  function mediaContent(m, entry) {
+    const c = m.content;
+    const name = c.name || (m.kind === 'image' ? 'Image' : 'File');
+    const stored = entry.status === 'sent' && typeof c.upload_id === 'string';
+    const uploading = entry.status === 'uploading';
+    let main;
+    if (m.kind === 'image') {
+      const sized = c.width > 0 && c.height > 0;
+      const box = sized ? fitted(c.width, c.height) : null;
+      const img = h('img', {
+        class: `media-thumb${sized ? '' : ' unsized'}`,
+        alt: name,
+        width: box ? String(box.width) : null,
+        height: box ? String(box.height) : null,
+        'data-testid': 'message-image',
+        draggable: 'false',
+      });
+      if (stored) {
+        thumbnailUrl(c.upload_id)
+          .then((url) => (img.src = url))
+          .catch(() => img.replaceWith(h('span', { class: 'media-missing', 'data-testid': 'image-missing', text: 'The image cannot be shown.' })));
+        main = h('button', { type: 'button', class: 'media-open', 'aria-label': `Open image ${name}`, 'data-testid': 'open-image', onclick: () => openLightbox(c) }, img);
+      } else {
+        if (m.preview) img.src = m.preview;
+        main = h('span', { class: 'media-open pending' }, img);
+      }
+    } else {
+      const button = stored
+        ? h('button', {
+            type: 'button',
+            class: 'small file-download',
+            'data-testid': 'download',
+            'aria-label': `Download ${name}`,
+            text: 'Download',
+            onclick: async () => {
+              button.disabled = true;
+              button.textContent = 'Downloading…';
+              try {
+                await download(c);
+              } catch (err) {
+                showError(err);
+              } finally {
+                button.disabled = false;
+                button.textContent = 'Download';
+              }
+            },
+          })
+        : null;
+      main = h(
+        'span',
+        { class: 'file-card', 'data-testid': 'file-card' },
+        h('span', { class: 'file-icon', 'aria-hidden': 'true' }, icon(DOCUMENT)),
+        h('span', { class: 'file-info' }, h('span', { class: 'file-name', 'data-testid': 'file-name', title: name, text: name }), h('span', { class: 'file-size', 'data-testid': 'file-size', text: humanSize(c.size) })),
+        button,
+      );
+    }
+    const progress = uploading ? h('progress', { class: 'upload-progress', max: '1', value: m.progress || 0, 'aria-label': `Uploading ${name}` }) : null;
+    const caption = m.body ? h('p', { class: 'caption', 'data-testid': 'caption' }, withMentions(m.body, m)) : null;
+    return [main, progress, caption];
   }
 
   /** A shared link: its title (when it has one), the URL itself, the description, then the caption. */
@@ -580,7 +679,7 @@ export function chatView(root, id, focusSeq = null) {
     editing = null;
     replyTo = m.seq;
     const who = isMe(m.sender_id) ? 'yourself' : displayName(m.sender_id);
-    setBanner(`Replying to ${who}: ${(m.body || '').slice(0, 80)}`, cancelContext);
+    setBanner(`Replying to ${who}: ${summaryText(m).slice(0, 80)}`, cancelContext);
     input.focus();
   }
 
@@ -676,6 +775,82 @@ export function chatView(root, id, focusSeq = null) {
     scroller.scrollTop = scroller.scrollHeight;
   });
 
+  /**
+   * Uploads and sends each file as its own message; the composer's text (unless an edit
+   * is in progress) becomes the first one's caption, and a reply target its reply.
+   */
+  function sendFiles(files) {
+    if (!files.length || input.disabled) return;
+    composerError.hidden = true;
+    const caption = editing === null ? input.value.trim() : '';
+    files.forEach((file, index) => {
+      const first = index === 0;
+      sendFile(id, file, first ? caption : '', first ? replyTo : null, first && caption ? mentions.mentionsIn(caption) : []);
+    });
+    if (editing === null) {
+      input.value = '';
+      mentions.reset();
+      cancelContext();
+      setTyping(id, false);
+      autosize();
+    }
+    scroller.scrollTop = scroller.scrollHeight;
+  }
+
+  fileInput.addEventListener('change', () => {
+    const files = [...fileInput.files];
+    fileInput.value = '';
+    sendFiles(files);
+    input.focus();
+  });
+
+  // A pasted image (a screenshot) is sent like an attached one; pasted text stays text.
+  view.addEventListener('paste', (event) => {
+    const files = [...((event.clipboardData && event.clipboardData.files) || [])];
+    if (!files.length) return;
+    event.preventDefault();
+    sendFiles(files);
+  });
+
+  // Files dragged over the chat: a hint over the messages; dropped, they are sent.
+  let dragDepth = 0;
+  const carriesFiles = (event) => Boolean(event.dataTransfer && [...event.dataTransfer.types].includes('Files'));
+  const endDrag = () => {
+    dragDepth = 0;
+    view.classList.remove('dragging');
+  };
+  view.addEventListener('dragenter', (event) => {
+    if (!carriesFiles(event) || input.disabled) return;
+    event.preventDefault();
+    dragDepth += 1;
+    view.classList.add('dragging');
+  });
+  view.addEventListener('dragover', (event) => {
+    if (!carriesFiles(event) || input.disabled) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = 'copy';
+  });
+  view.addEventListener('dragleave', (event) => {
+    if (!carriesFiles(event)) return;
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (dragDepth === 0) view.classList.remove('dragging');
+  });
+  view.addEventListener('drop', (event) => {
+    endDrag();
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    sendFiles([...event.dataTransfer.files]);
+  });
+  // A file dropped beside the chat must not replace the app with the file.
+  const keepFiles = (event) => {
+    if (carriesFiles(event) && !view.contains(event.target)) {
+      event.preventDefault();
+      if (event.type === 'drop') endDrag();
+    }
+  };
+  document.addEventListener('dragover', keepFiles);
+  document.addEventListener('drop', keepFiles);
+
   input.addEventListener('keydown', (event) => {
     if (mentions.onKey(event)) return;
     if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
@@ -745,7 +920,26 @@ export function chatView(root, id, focusSeq = null) {
     closeChat(id);
     document.removeEventListener('visibilitychange', onVisible);
     document.removeEventListener('click', onDocumentClick, true);
+    document.removeEventListener('dragover', keepFiles);
+    document.removeEventListener('drop', keepFiles);
     endPress();
     offs.forEach((off) => off());
   };
+}
+
+const PAPERCLIP = 'M16.5 6.5 8.9 14.1a1.8 1.8 0 0 0 2.6 2.6l7.3-7.3a3.7 3.7 0 0 0-5.3-5.3L6.2 11.4a5.6 5.6 0 0 0 7.9 7.9l6.2-6.2';
+const DOCUMENT = 'M6.5 2.5h7.5l4.5 4.5v14.5h-12zM14 2.5V7h4.5M9 12h6M9 15.5h6';
+
+/** A line icon (24 × 24, drawn in the current colour) from an SVG path. */
+function icon(path) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('class', 'icon');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('focusable', 'false');
+  const line = document.createElementNS(ns, 'path');
+  line.setAttribute('d', path);
+  svg.append(line);
+  return svg;
 }

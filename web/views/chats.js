@@ -3,7 +3,7 @@
 
 import { api, query } from '../api.js';
 import { avatar, describeError, h, presenceDot, shortTime } from '../dom.js';
-import { bus, conversationTitle, displayName, isMe, isOnline, sortedConversations, state, unread, unreadMentions } from '../store.js';
+import { bus, conversationTitle, displayName, isMe, isOnline, sortedConversations, state, summaryText, unread, unreadMentions } from '../store.js';
 
 export function conversationList() {
   const list = h('ul', { class: 'conversations', 'data-testid': 'conversations' });
@@ -49,7 +49,7 @@ export function conversationList() {
               'span',
               { class: 'summary' },
               h('span', { class: 'title-row' }, h('span', { class: 'title', text: conversation ? conversationTitle(conversation) : `#${m.conversation_id}` }), h('time', { class: 'when', text: shortTime(m.created_at) })),
-              h('span', { class: 'preview-row' }, h('span', { class: 'preview', text: `${who}: ${m.body ?? ''}` })),
+              h('span', { class: 'preview-row' }, h('span', { class: 'preview', text: `${who}: ${summaryText(m)}` })),
             ),
           ),
         );
@@ -75,7 +75,7 @@ export function conversationList() {
     let preview = '';
     if (last) {
       const who = isMe(last.sender_id) ? 'You' : conversation.kind === 'group' ? displayName(last.sender_id) : '';
-      const text = last.deleted ? 'Message recalled' : last.body ?? `[${last.kind}]`;
+      const text = summaryText(last);
       preview = who ? `${who}: ${text}` : text;
     }
     const picture = peer ? avatar(peer) : avatar({ nickname: conversation.group_name, avatar_url: conversation.group_avatar_url });

@@ -323,6 +323,14 @@ impl Session {
         self.interact(css, "value", json!({ "text": text })).await;
     }
 
+    /// Chooses the file at `path` (absolute) in the `<input type=file>` matching `css`,
+    /// as a person picking it in the file dialog does: chromedriver sets a file input's
+    /// files from the typed path, even when the input itself is out of sight.
+    pub async fn choose_file(&self, css: &str, path: &Path) {
+        assert!(path.is_absolute(), "a file input needs an absolute path: {}", path.display());
+        self.interact(css, "value", json!({ "text": path.to_str().expect("a UTF-8 path") })).await;
+    }
+
     async fn interact(&self, css: &str, action: &str, body: Value) {
         let deadline = Instant::now() + UI_TIMEOUT;
         loop {
