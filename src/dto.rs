@@ -208,6 +208,9 @@ pub struct LastMessagePreview {
     pub kind: MessageKind,
     /// Up to 200 characters; null for tombstones and media without caption.
     pub body: Option<String>,
+    /// `image` and `file`: the upload's file name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub deleted: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -251,6 +254,7 @@ impl From<ListRow> for ConversationView {
                 sender_id: sender.0,
                 kind: MessageKind::parse(&kind).unwrap_or(MessageKind::Text),
                 body: row.last_body,
+                name: row.last_file_name,
                 deleted: row.last_deleted.unwrap_or(false),
                 created_at,
             }),

@@ -292,6 +292,7 @@ pub struct ListRow {
     pub last_kind: Option<String>,
     pub last_body: Option<String>,
     pub last_deleted: Option<bool>,
+    pub last_file_name: Option<String>,
     pub last_created_at: Option<OffsetDateTime>,
 }
 

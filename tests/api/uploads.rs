@@ -183,6 +183,9 @@ async fn a_large_file_is_stored_in_chunks_and_comes_back_whole() {
         .unwrap();
     assert_eq!(chunks, [262_144, 262_144, 175_712], "256 KiB chunks");
     assert_eq!(send(&app, &ann, conversation, attachment("file", &stored["id"])).await.status(), 201);
+    let list: Value = fetch(&app, &bob, "/api/v1/conversations").await.json().await.unwrap();
+    let last = &list["items"][0]["last_message"];
+    assert_eq!((last["kind"].as_str(), last["name"].as_str()), (Some("file"), Some("data.bin")), "{list}");
     let got = fetch(&app, &bob, &format!("/api/v1/uploads/{}", stored["id"].as_str().unwrap())).await;
     assert_eq!(header(&got, "content-length"), "700000");
     assert!(header(&got, "content-disposition").starts_with("attachment"));

@@ -22,6 +22,7 @@ SELECT p.id AS "id!: ConversationId", p.kind AS "kind!", p.group_id AS "group_id
        p.pinned AS "pinned!", p.muted AS "muted!", p.archived AS "archived!", p.activity_at AS "activity_at!",
        m.sender_id AS "last_sender_id?: UserId", m.kind AS "last_kind?",
        left(m.body, 200) AS "last_body?", (m.deleted_at IS NOT NULL) AS "last_deleted?",
+       m.content ->> 'name' AS "last_file_name?",
        m.created_at AS "last_created_at?"
   FROM page p
   LEFT JOIN groups g ON g.id = p.group_id
