@@ -129,6 +129,10 @@ export function openLightbox(content) {
       event.preventDefault();
       event.stopPropagation();
       done();
+    } else if (event.key === 'Tab') {
+      // A modal dialog keeps the focus: its close button is all there is to reach.
+      event.preventDefault();
+      close.focus();
     }
   };
   close.addEventListener('click', done);

@@ -1296,6 +1296,11 @@ async fn images_and_files_travel_between_browsers() {
             vec![],
         )
         .await;
+    // A modal keeps the focus: Tab does not wander into the chat behind it.
+    jon_b.press(keys::TAB).await;
+    jon_b.press(keys::TAB).await;
+    let focused = jon_b.execute("return document.activeElement?.dataset?.testid ?? null", vec![]).await;
+    assert_eq!(focused, json!("lightbox-close"));
     jon_b.click("[data-testid=lightbox-close]").await;
     jon_b
         .wait_for("the overlay closed again", "return !document.querySelector('[data-testid=lightbox]')", vec![])
