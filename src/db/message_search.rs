@@ -120,7 +120,8 @@ pub async fn search<'a>(
         .await?;
         return Ok((rows, SearchPlan::Trigram));
     }
-    let everything = bounded_scan(&mut db, user, &pattern, conversation, after, limit, i64::MAX / 4, i64::MAX / 4).await?;
+    let everything =
+        bounded_scan(&mut db, user, &pattern, conversation, after, limit, i64::MAX / 4, i64::MAX / 4).await?;
     Ok((everything.into_iter().map(MessageRow::from).collect(), SearchPlan::Everything))
 }
 

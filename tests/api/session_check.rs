@@ -96,7 +96,8 @@ async fn queued_request(
     sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
     sqlx::query("LOCK TABLE friend_requests IN ACCESS EXCLUSIVE MODE").execute(&mut locker).await.unwrap();
     let hold = || {
-        let (client, url, token) = (app.client.clone(), app.url("/api/v1/friend-requests"), holder.access_token.clone());
+        let (client, url, token) =
+            (app.client.clone(), app.url("/api/v1/friend-requests"), holder.access_token.clone());
         tokio::spawn(async move { client.get(url).bearer_auth(token).send().await.map(|r| r.status()) })
     };
     let mut holders = vec![hold()];
@@ -139,7 +140,8 @@ async fn every_area_queues_for_one_connection_only() {
     let ann = admin_user(&app, "areas_ann").await;
     let bob = app.register("areas_bob").await;
     crate::support::befriend(&app, &ann, &bob).await;
-    let created = call(&app, &ann, Method::POST, "/api/v1/groups", Some(json!({ "name": "Areas", "join_policy": "open" })));
+    let created =
+        call(&app, &ann, Method::POST, "/api/v1/groups", Some(json!({ "name": "Areas", "join_policy": "open" })));
     let group: Value = created.await.json().await.unwrap();
     let group = group["id"].as_i64().unwrap();
     let opened = call(&app, &ann, Method::POST, "/api/v1/conversations/direct", Some(json!({ "user_id": bob.id })));
