@@ -154,12 +154,16 @@ async fn every_area_queues_for_one_connection_only() {
         (Method::POST, "/api/v1/conversations/direct".into(), Some(json!({ "user_id": bob.id }))),
         (Method::GET, format!("/api/v1/groups/{group}"), None),
         (Method::GET, format!("/api/v1/groups/{group}/members"), None),
+        (Method::GET, format!("/api/v1/groups/{group}/announcements"), None),
+        (Method::PATCH, format!("/api/v1/groups/{group}"), Some(json!({ "description": "queued" }))),
         (Method::GET, "/api/v1/friends".into(), None),
         (Method::GET, format!("/api/v1/users/{}/mutual-friends", bob.id), None),
         (Method::GET, "/api/v1/blocks".into(), None),
         (Method::GET, format!("/api/v1/users/{}", bob.id), None),
         (Method::GET, "/api/v1/messages/search?q=hello".into(), None),
+        (Method::GET, "/api/v1/users?q=areas".into(), None),
         (Method::GET, "/api/v1/admin/stats".into(), None),
+        (Method::GET, "/api/v1/admin/users".into(), None),
     ];
     let mut slow = Vec::new();
     for (method, path, body) in cases {
