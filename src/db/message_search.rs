@@ -18,7 +18,7 @@
 //!    **Everything**: step 1's statement over all of the caller's conversations and
 //!    messages — bounded by what the caller can see rather than by the whole table.
 
-use sqlx::PgPool;
+use sqlx::{Acquire, PgConnection, Postgres};
 use time::OffsetDateTime;
 
 use super::messages::MessageRow;
@@ -88,8 +88,8 @@ impl From<RecentHit> for MessageRow {
 
 /// Messages containing `needle`, newest first (see the module documentation), and
 /// which statement answered.
-pub async fn search(
-    pool: &PgPool,
+pub async fn search<'a>(
+    db: impl Acquire<'a, Database = Postgres>,
     user: UserId,
     needle: &str,
     conversation: Option<ConversationId>,
@@ -97,8 +97,10 @@ pub async fn search(
     limit: i64,
 ) -> sqlx::Result<(Vec<MessageRow>, SearchPlan)> {
     let pattern = ilike_pattern(needle);
+    // Every tier on one connection: a search queues for the pool once.
+    let mut db = db.acquire().await?;
     let recent =
-        bounded_scan(pool, user, &pattern, conversation, after, limit, RECENT_CONVERSATIONS, RECENT_WINDOW).await?;
+        bounded_scan(&mut db, user, &pattern, conversation, after, limit, RECENT_CONVERSATIONS, RECENT_WINDOW).await?;
     if is_exact_page(&recent, limit) {
         return Ok((recent.into_iter().map(MessageRow::from).collect(), SearchPlan::Recent));
     }
@@ -114,17 +116,18 @@ pub async fn search(
             after.map(|a| a.2),
             limit
         )
-        .fetch_all(pool)
+        .fetch_all(&mut *db)
         .await?;
         return Ok((rows, SearchPlan::Trigram));
     }
-    let everything = bounded_scan(pool, user, &pattern, conversation, after, limit, i64::MAX / 4, i64::MAX / 4).await?;
+    let everything =
+        bounded_scan(&mut db, user, &pattern, conversation, after, limit, i64::MAX / 4, i64::MAX / 4).await?;
     Ok((everything.into_iter().map(MessageRow::from).collect(), SearchPlan::Everything))
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn bounded_scan(
-    pool: &PgPool,
+    db: &mut PgConnection,
     user: UserId,
     pattern: &str,
     conversation: Option<ConversationId>,
@@ -146,7 +149,7 @@ async fn bounded_scan(
         conversations,
         window
     )
-    .fetch_all(pool)
+    .fetch_all(db)
     .await
 }
 

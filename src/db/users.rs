@@ -1,6 +1,6 @@
 //! The `users` table.
 
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{Acquire, PgExecutor, Postgres};
 use time::{Date, OffsetDateTime};
 
 use crate::domain::{AvatarUrl, Bio, Birthday, Nickname, UserId, Username};
@@ -239,18 +239,20 @@ pub const SEARCH_SQL: &str = include_str!("sql/user_search.sql");
 /// tiers run cheapest first, stopping at the first that fills the page.
 ///
 /// Also says at which tier it stopped.
-pub async fn search(
-    pool: &PgPool,
+pub async fn search<'a>(
+    db: impl Acquire<'a, Database = Postgres>,
     query: &str,
     after: Option<(f32, UserId)>,
     limit: i64,
 ) -> sqlx::Result<(Vec<SearchHit>, SearchTier)> {
     let tiers = SearchTier::for_query(query);
+    // Every tier on one connection: a search queues for the pool once.
+    let mut db = db.acquire().await?;
     let mut tier = tiers[0];
     let mut hits = Vec::new();
     for &next in tiers {
         tier = next;
-        hits = search_one_tier(pool, &SearchArguments::new(query, tier), after, limit).await?;
+        hits = search_one_tier(&mut *db, &SearchArguments::new(query, tier), after, limit).await?;
         if hits.len() as i64 >= limit {
             break;
         }

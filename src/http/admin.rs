@@ -88,11 +88,12 @@ pub async fn admin_list_users(
     caller: Authenticated,
     query: web::Query<UserListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    admin::require_admin(&state.pool, caller.user_id).await?;
+    let mut connection = state.pool.acquire().await?;
+    admin::require_admin(&mut *connection, caller.user_id).await?;
     if query.q.as_ref().is_some_and(|q| q.chars().count() > 64) {
         return Err(ApiError::validation("q", "at most 64 characters"));
     }
-    let page = admin::list_users(&state.pool, query.q.as_deref(), query.cursor.as_deref(), query.limit).await?;
+    let page = admin::list_users(&mut *connection, query.q.as_deref(), query.cursor.as_deref(), query.limit).await?;
     let items = page.items.into_iter().map(AdminUser::from).collect();
     Ok(HttpResponse::Ok().json(AdminUserPage { items, next_cursor: page.next_cursor }))
 }
@@ -113,8 +114,10 @@ pub async fn admin_deactivate_user(
     caller: Authenticated,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = admin::require_admin(&state.pool, caller.user_id).await?;
-    let events = admin::deactivate(&state.pool, actor, UserId(path.into_inner())).await?;
+    let mut connection = state.pool.acquire().await?;
+    let actor = admin::require_admin(&mut *connection, caller.user_id).await?;
+    let events = admin::deactivate(&mut *connection, actor, UserId(path.into_inner())).await?;
+    drop(connection);
     accounts::announce(&state, events);
     Ok(HttpResponse::NoContent().finish())
 }
@@ -132,8 +135,9 @@ pub async fn admin_reactivate_user(
     caller: Authenticated,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = admin::require_admin(&state.pool, caller.user_id).await?;
-    admin::reactivate(&state.pool, actor, UserId(path.into_inner())).await?;
+    let mut connection = state.pool.acquire().await?;
+    let actor = admin::require_admin(&mut *connection, caller.user_id).await?;
+    admin::reactivate(&mut *connection, actor, UserId(path.into_inner())).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -189,8 +193,10 @@ pub async fn admin_delete_user_messages(
     caller: Authenticated,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = admin::require_admin(&state.pool, caller.user_id).await?;
-    let (deleted, events) = admin::delete_messages(&state.pool, actor, UserId(path.into_inner())).await?;
+    let mut connection = state.pool.acquire().await?;
+    let actor = admin::require_admin(&mut *connection, caller.user_id).await?;
+    let (deleted, events) = admin::delete_messages(&mut *connection, actor, UserId(path.into_inner())).await?;
+    drop(connection);
     accounts::announce(&state, events);
     Ok(HttpResponse::Ok().json(DeletedMessages { deleted }))
 }
@@ -209,8 +215,10 @@ pub async fn admin_disband_group(
     caller: Authenticated,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = admin::require_admin(&state.pool, caller.user_id).await?;
-    let events = admin::disband_group(&state.pool, actor, GroupId(path.into_inner())).await?;
+    let mut connection = state.pool.acquire().await?;
+    let actor = admin::require_admin(&mut *connection, caller.user_id).await?;
+    let events = admin::disband_group(&mut *connection, actor, GroupId(path.into_inner())).await?;
+    drop(connection);
     accounts::announce(&state, events);
     Ok(HttpResponse::NoContent().finish())
 }
@@ -238,8 +246,10 @@ pub struct ServerStats {
         (status = 403, description = "not_admin", body = crate::dto::ErrorResponse),
     ))]
 pub async fn admin_stats(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
-    admin::require_admin(&state.pool, caller.user_id).await?;
-    let stats = admin::stats(&state.pool).await?;
+    let mut connection = state.pool.acquire().await?;
+    admin::require_admin(&mut *connection, caller.user_id).await?;
+    let stats = admin::stats(&mut *connection).await?;
+    drop(connection);
     Ok(HttpResponse::Ok().json(ServerStats {
         users: stats.users,
         deactivated_users: stats.deactivated_users,
@@ -315,8 +325,9 @@ pub async fn admin_audit(
     caller: Authenticated,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    admin::require_admin(&state.pool, caller.user_id).await?;
-    let page = admin::audit(&state.pool, query.cursor.as_deref(), query.limit).await?;
+    let mut connection = state.pool.acquire().await?;
+    admin::require_admin(&mut *connection, caller.user_id).await?;
+    let page = admin::audit(&mut *connection, query.cursor.as_deref(), query.limit).await?;
     let items = page.items.into_iter().map(AuditEntry::from).collect();
     Ok(HttpResponse::Ok().json(AuditPage { items, next_cursor: page.next_cursor }))
 }

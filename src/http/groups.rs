@@ -179,9 +179,8 @@ pub async fn update_group(
         member_limit: body.member_limit,
     };
     let id = GroupId(path.into_inner());
-    let group = groups::update(&state, caller.user_id, id, change).await?;
-    let (_, role) = groups::show(&state.pool, caller.user_id, id).await?;
-    Ok(HttpResponse::Ok().json(GroupView::new(group, role)))
+    let (group, role) = groups::update(&state, caller.user_id, id, change).await?;
+    Ok(HttpResponse::Ok().json(GroupView::new(group, Some(role))))
 }
 
 /// Disband the group (owner). Members keep read access to its history; every change

@@ -5,7 +5,7 @@
 //! running instances. Every change is written to the audit trail in its own transaction.
 
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::{Acquire, Connection, PgExecutor, PgPool, Postgres};
 
 use crate::{
     auth::PasswordHasher,
@@ -41,8 +41,8 @@ impl Actor {
 }
 
 /// The caller as a server administrator, or 403 `not_admin`.
-pub async fn require_admin(pool: &PgPool, caller: UserId) -> Result<Actor, ApiError> {
-    if db::admin::is_admin(pool, caller).await? {
+pub async fn require_admin(db: impl PgExecutor<'_>, caller: UserId) -> Result<Actor, ApiError> {
+    if db::admin::is_admin(db, caller).await? {
         Ok(Actor::Admin(caller))
     } else {
         Err(ApiError::forbidden("not_admin", "this needs a server administrator"))
@@ -67,7 +67,7 @@ pub async fn set_admin(pool: &PgPool, target: UserId, admin: bool) -> Result<(),
 }
 
 pub async fn list_users(
-    pool: &PgPool,
+    db: impl PgExecutor<'_>,
     query: Option<&str>,
     cursor: Option<&str>,
     limit: Option<i64>,
@@ -78,17 +78,21 @@ pub async fn list_users(
         .map(str::trim)
         .filter(|q| !q.is_empty())
         .map(|q| format!("%{}%", db::users::escape_like(&q.to_lowercase())));
-    let rows = db::admin::list_users(pool, pattern.as_deref(), before, limit + 1).await?;
+    let rows = db::admin::list_users(db, pattern.as_deref(), before, limit + 1).await?;
     Ok(page::paginate(rows, limit, |row| row.id.0.to_string()))
 }
 
 /// Signs the account out everywhere (its sockets close at once, on every instance) and
 /// refuses its logins until it is reactivated. Doing it twice changes nothing.
-pub async fn deactivate(pool: &PgPool, actor: Actor, target: UserId) -> Result<Vec<Published>, ApiError> {
+pub async fn deactivate<'a>(
+    db: impl Acquire<'a, Database = Postgres>,
+    actor: Actor,
+    target: UserId,
+) -> Result<Vec<Published>, ApiError> {
     if actor == Actor::Admin(target) {
         return Err(ApiError::bad_request("cannot_deactivate_self", "an administrator cannot deactivate themselves"));
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = db.begin().await?;
     let changed = db::admin::set_deactivated(&mut *tx, target, true).await?.ok_or_else(user_not_found)?;
     let revoked = db::sessions::revoke_all(&mut *tx, target, "deactivated").await?;
     if changed {
@@ -99,8 +103,12 @@ pub async fn deactivate(pool: &PgPool, actor: Actor, target: UserId) -> Result<V
     Ok(revocations(target, &revoked))
 }
 
-pub async fn reactivate(pool: &PgPool, actor: Actor, target: UserId) -> Result<(), ApiError> {
-    let mut tx = pool.begin().await?;
+pub async fn reactivate<'a>(
+    db: impl Acquire<'a, Database = Postgres>,
+    actor: Actor,
+    target: UserId,
+) -> Result<(), ApiError> {
+    let mut tx = db.begin().await?;
     let changed = db::admin::set_deactivated(&mut *tx, target, false).await?.ok_or_else(user_not_found)?;
     if changed {
         db::admin::record(&mut *tx, actor.user(), "reactivate_user", for_user(target), &json!({})).await?;
@@ -131,11 +139,16 @@ pub async fn reset_password(
 }
 
 /// Removes every message the account has sent, as recalls; returns how many.
-pub async fn delete_messages(pool: &PgPool, actor: Actor, target: UserId) -> Result<(u64, Vec<Published>), ApiError> {
-    if !db::users::reachable(pool, target).await? {
+pub async fn delete_messages<'a>(
+    db: impl Acquire<'a, Database = Postgres>,
+    actor: Actor,
+    target: UserId,
+) -> Result<(u64, Vec<Published>), ApiError> {
+    let mut connection = db.acquire().await?;
+    if !db::users::reachable(&mut *connection, target).await? {
         return Err(user_not_found());
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = Connection::begin(&mut *connection).await?;
     let by = actor.user().unwrap_or(target);
     let removed = db::messages::tombstone_all_by(&mut tx, target, by).await?;
     let events = removal_events(&mut tx, &removed, by).await?;
@@ -203,8 +216,12 @@ pub async fn unreaction_events(
 }
 
 /// Disbands any group, as its owner could.
-pub async fn disband_group(pool: &PgPool, actor: Actor, group: GroupId) -> Result<Vec<Published>, ApiError> {
-    let mut tx = pool.begin().await?;
+pub async fn disband_group<'a>(
+    db: impl Acquire<'a, Database = Postgres>,
+    actor: Actor,
+    group: GroupId,
+) -> Result<Vec<Published>, ApiError> {
+    let mut tx = db.begin().await?;
     let row = db::groups::lock(&mut *tx, group)
         .await?
         .ok_or_else(|| ApiError::not_found("group_not_found", "no such group"))?;
@@ -219,14 +236,18 @@ pub async fn disband_group(pool: &PgPool, actor: Actor, group: GroupId) -> Resul
     Ok(vec![Published { recipients: members, event: Event::GroupDisbanded { group_id: group } }])
 }
 
-pub async fn stats(pool: &PgPool) -> Result<Stats, ApiError> {
-    Ok(db::admin::stats(pool).await?)
+pub async fn stats(db: impl PgExecutor<'_>) -> Result<Stats, ApiError> {
+    Ok(db::admin::stats(db).await?)
 }
 
-pub async fn audit(pool: &PgPool, cursor: Option<&str>, limit: Option<i64>) -> Result<Page<AuditRow>, ApiError> {
+pub async fn audit(
+    db: impl PgExecutor<'_>,
+    cursor: Option<&str>,
+    limit: Option<i64>,
+) -> Result<Page<AuditRow>, ApiError> {
     let limit = page::limit(limit, page::MAX_LIMIT)?;
     let before = page::decode_i64(cursor)?;
-    let rows = db::admin::audit(pool, before, limit + 1).await?;
+    let rows = db::admin::audit(db, before, limit + 1).await?;
     Ok(page::paginate(rows, limit, |row| row.id.to_string()))
 }
 

@@ -6,7 +6,7 @@ use super::{
     page::{self, Page},
     policy::{self, Action},
 };
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 
 use crate::{
     db::{
@@ -24,11 +24,12 @@ pub async fn open_direct(state: &AppState, caller: UserId, peer: UserId) -> Resu
     if caller == peer {
         return Err(ApiError::bad_request("cannot_message_self", "a direct conversation needs another user"));
     }
-    if !db::users::reachable(&state.pool, peer).await? {
+    let mut connection = state.pool.acquire().await?;
+    if !db::users::reachable(&mut *connection, peer).await? {
         return Err(ApiError::not_found("user_not_found", "no such user"));
     }
-    policy::check_direct(state, caller, peer).await?;
-    let mut tx = state.pool.begin().await?;
+    policy::check_direct(&mut connection, state.config.chat.direct_messages, caller, peer).await?;
+    let mut tx = connection.begin().await?;
     let id = db::conversations::get_or_create_direct(&mut tx, caller, peer).await?;
     tx.commit().await?;
     Ok(id)
@@ -79,11 +80,15 @@ pub async fn mark_read(state: &AppState, caller: UserId, id: ConversationId, seq
     if seq < 0 {
         return Err(ApiError::validation("seq", "must not be negative"));
     }
-    let before = policy::authorize(state, caller, id, Action::Read).await?.access;
-    let marker =
-        db::conversations::mark_read(&state.pool, id, caller, seq).await?.ok_or_else(policy::conversation_not_found)?;
+    let mut connection = state.pool.acquire().await?;
+    let direct_messages = state.config.chat.direct_messages;
+    let before = policy::authorize(&mut connection, direct_messages, caller, id, Action::Read).await?.access;
+    let marker = db::conversations::mark_read(&mut *connection, id, caller, seq)
+        .await?
+        .ok_or_else(policy::conversation_not_found)?;
     if marker != before.member.last_read_seq {
-        let members = db::conversations::member_ids(&state.pool, id).await?;
+        let members = db::conversations::member_ids(&mut *connection, id).await?;
+        drop(connection);
         state
             .events
             .publish(members, Event::ReadMarkerMoved { conversation_id: id, user_id: caller, last_read_seq: marker });
@@ -97,11 +102,13 @@ pub async fn mark_delivered(state: &AppState, caller: UserId, id: ConversationId
     if seq < 0 {
         return Err(ApiError::validation("seq", "must not be negative"));
     }
-    policy::authorize(state, caller, id, Action::Delivered).await?;
-    let moved = db::conversations::mark_delivered(&state.pool, id, caller, seq).await?;
+    let mut connection = state.pool.acquire().await?;
+    policy::authorize(&mut connection, state.config.chat.direct_messages, caller, id, Action::Delivered).await?;
+    let moved = db::conversations::mark_delivered(&mut *connection, id, caller, seq).await?;
     let (marker, changed) = moved.ok_or_else(policy::conversation_not_found)?;
     if changed {
-        let members = db::conversations::member_ids(&state.pool, id).await?;
+        let members = db::conversations::member_ids(&mut *connection, id).await?;
+        drop(connection);
         state.events.publish(
             members,
             Event::DeliveryReceipt { conversation_id: id, user_id: caller, last_delivered_seq: marker },
@@ -120,8 +127,10 @@ pub async fn receipts(pool: &PgPool, caller: UserId, id: ConversationId) -> Resu
 
 /// Tells the other members that the caller is (or stopped) typing. Never stored.
 pub async fn typing(state: &AppState, caller: UserId, id: ConversationId, typing: bool) -> Result<(), ApiError> {
-    policy::authorize(state, caller, id, Action::Typing).await?;
-    let mut members = db::conversations::member_ids(&state.pool, id).await?;
+    let mut connection = state.pool.acquire().await?;
+    policy::authorize(&mut connection, state.config.chat.direct_messages, caller, id, Action::Typing).await?;
+    let mut members = db::conversations::member_ids(&mut *connection, id).await?;
+    drop(connection);
     members.retain(|member| *member != caller);
     state.events.publish(
         members,
@@ -156,7 +165,8 @@ pub async fn sync(
     if !(1..=SYNC_MAX_LIMIT).contains(&limit) {
         return Err(ApiError::validation("limit", format!("must be 1–{SYNC_MAX_LIMIT}")));
     }
-    let heads = db::conversations::heads(pool, caller).await?;
+    let mut connection = pool.acquire().await?;
+    let heads = db::conversations::heads(&mut *connection, caller).await?;
     let mut budget = limit;
     let mut result = Vec::new();
     let mut has_more = false;
@@ -176,13 +186,13 @@ pub async fn sync(
             has_more = true;
             break;
         }
-        let rows = db::messages::changed_since(pool, id, cursor, visible_from, budget + 1).await?;
+        let rows = db::messages::changed_since(&mut *connection, id, cursor, visible_from, budget + 1).await?;
         let more = rows.len() as i64 > budget;
         let rows: Vec<_> = rows.into_iter().take(budget as usize).collect();
         budget -= rows.len() as i64;
         has_more |= more;
         let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-        let mut reactions = db::messages::reactions_for(pool, id, &seqs, caller).await?;
+        let mut reactions = db::messages::reactions_for(&mut *connection, id, &seqs, caller).await?;
         let changes = rows
             .into_iter()
             .map(|row| {

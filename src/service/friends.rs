@@ -157,11 +157,12 @@ pub async fn mutual_friends(
     limit: Option<i64>,
 ) -> Result<Page<UserSummaryRow>, ApiError> {
     let limit = page::limit(limit, page::MAX_LIMIT)?;
-    if db::users::find(pool, other).await?.is_none() {
+    let mut connection = pool.acquire().await?;
+    if db::users::find(&mut *connection, other).await?.is_none() {
         return Err(ApiError::not_found("user_not_found", "no such user"));
     }
     let after = page::decode_i64(cursor)?.map(UserId);
-    let rows = db::friends::mutual(pool, caller, other, after, limit + 1).await?;
+    let rows = db::friends::mutual(&mut *connection, caller, other, after, limit + 1).await?;
     Ok(page::paginate(rows, limit, |row| row.id.to_string()))
 }
 

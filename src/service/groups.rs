@@ -8,7 +8,7 @@
 use time::{Duration, OffsetDateTime};
 
 use super::page::{self, Page};
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 
 use crate::{
     db::{
@@ -54,7 +54,8 @@ pub async fn create(state: &AppState, caller: UserId, settings: NewGroupSettings
     let member_limit = settings.member_limit.unwrap_or(state.config.chat.group_max_members as i32);
     check_member_limit(state, member_limit, 1)?;
     let announcement = settings.announcement.as_str();
-    let mut tx = state.pool.begin().await?;
+    let mut connection = state.pool.acquire().await?;
+    let mut tx = connection.begin().await?;
     let group = db::groups::insert(
         &mut *tx,
         &NewGroup {
@@ -74,23 +75,30 @@ pub async fn create(state: &AppState, caller: UserId, settings: NewGroupSettings
         db::groups::record_announcement(&mut *tx, group.id, announcement, caller).await?;
     }
     tx.commit().await?;
-    Ok(db::groups::find(&state.pool, group.id).await?.unwrap_or(group))
+    Ok(db::groups::find(&mut *connection, group.id).await?.unwrap_or(group))
 }
 
 /// A group as `caller` may see it, with the caller's role if a member. Members see
 /// everything; others see open and approval groups (to decide whether to join), but
 /// not invite-only ones, which answer as if missing.
 pub async fn show(pool: &PgPool, caller: UserId, id: GroupId) -> Result<(GroupRow, Option<Role>), ApiError> {
-    let group = db::groups::find(pool, id).await?.ok_or_else(group_not_found)?;
-    let role = db::groups::member(pool, id, caller).await?.map(|m| m.role);
-    let invited = role.is_none() && has_pending_invitation(pool, id, caller).await?;
+    let mut connection = pool.acquire().await?;
+    let group = db::groups::find(&mut *connection, id).await?.ok_or_else(group_not_found)?;
+    let role = db::groups::member(&mut *connection, id, caller).await?.map(|m| m.role);
+    let invited = role.is_none() && has_pending_invitation(&mut connection, id, caller).await?;
     if role.is_none() && !invited && policy(&group) == JoinPolicy::InviteOnly {
         return Err(group_not_found());
     }
     Ok((group, role))
 }
 
-pub async fn update(state: &AppState, caller: UserId, id: GroupId, change: GroupUpdate) -> Result<GroupRow, ApiError> {
+/// The updated group and the caller's role in it.
+pub async fn update(
+    state: &AppState,
+    caller: UserId,
+    id: GroupId,
+    change: GroupUpdate,
+) -> Result<(GroupRow, Role), ApiError> {
     let mut tx = state.pool.begin().await?;
     let (group, role) = acting_member(&mut tx, id, caller).await?;
     require(role.is_admin_or_owner())?;
@@ -136,7 +144,7 @@ pub async fn update(state: &AppState, caller: UserId, id: GroupId, change: Group
         );
     }
     state.events.publish(members, Event::GroupUpdated { group_id: id });
-    Ok(updated)
+    Ok((updated, role))
 }
 
 /// Soft: the group and its member list stay (history remains readable to its
@@ -166,7 +174,7 @@ pub async fn join(
     let mut tx = state.pool.begin().await?;
     let group = db::groups::lock(&mut *tx, id).await?.ok_or_else(group_not_found)?;
     let member = db::groups::member(&mut *tx, id, caller).await?.is_some();
-    if !member && policy(&group) == JoinPolicy::InviteOnly && !has_pending_invitation(&state.pool, id, caller).await? {
+    if !member && policy(&group) == JoinPolicy::InviteOnly && !has_pending_invitation(&mut tx, id, caller).await? {
         return Err(group_not_found());
     }
     refuse_disbanded(&group)?;
@@ -397,12 +405,13 @@ pub async fn answer_invitation(
     accept: bool,
 ) -> Result<GroupId, ApiError> {
     let not_found = || ApiError::not_found("invitation_not_found", "no such invitation");
-    let invitation = db::groups::find_invitation(&state.pool, invitation_id)
+    let mut connection = state.pool.acquire().await?;
+    let invitation = db::groups::find_invitation(&mut *connection, invitation_id)
         .await?
         .filter(|i| i.invitee_id == caller)
         .ok_or_else(not_found)?;
     let id = invitation.group_id;
-    let mut tx = state.pool.begin().await?;
+    let mut tx = connection.begin().await?;
     refuse_disbanded(&db::groups::lock(&mut *tx, id).await?.ok_or_else(group_not_found)?)?;
     let status = if accept { "accepted" } else { "declined" };
     if !db::groups::decide_invitation(&mut *tx, invitation.id, status).await? {
@@ -462,9 +471,10 @@ pub async fn list_join_requests(
     limit: Option<i64>,
 ) -> Result<Page<db::groups::JoinRequestListRow>, ApiError> {
     let limit = page::limit(limit, page::MAX_LIMIT)?;
-    let role = reading_member(pool, id, caller).await?;
+    let mut connection = pool.acquire().await?;
+    let role = reading_member(&mut connection, id, caller).await?;
     require(role.is_admin_or_owner())?;
-    let rows = db::groups::list_join_requests(pool, id, page::decode_i64(cursor)?, limit + 1).await?;
+    let rows = db::groups::list_join_requests(&mut *connection, id, page::decode_i64(cursor)?, limit + 1).await?;
     Ok(page::paginate(rows, limit, |row| row.id.to_string()))
 }
 
@@ -476,9 +486,10 @@ pub async fn list_members(
     limit: Option<i64>,
 ) -> Result<Page<db::groups::MemberListRow>, ApiError> {
     let limit = page::limit(limit, page::MAX_LIMIT)?;
-    reading_member(pool, id, caller).await?;
+    let mut connection = pool.acquire().await?;
+    reading_member(&mut connection, id, caller).await?;
     let after = page::decode_i64(cursor)?.map(UserId);
-    let rows = db::groups::list_members(pool, id, after, limit + 1).await?;
+    let rows = db::groups::list_members(&mut *connection, id, after, limit + 1).await?;
     Ok(page::paginate(rows, limit, |row| row.user_id.to_string()))
 }
 
@@ -490,8 +501,9 @@ pub async fn announcements(
     limit: Option<i64>,
 ) -> Result<Page<db::groups::AnnouncementRow>, ApiError> {
     let limit = page::limit(limit, page::MAX_LIMIT)?;
-    reading_member(pool, id, caller).await?;
-    let rows = db::groups::announcements(pool, id, page::decode_i64(cursor)?, limit + 1).await?;
+    let mut connection = pool.acquire().await?;
+    reading_member(&mut connection, id, caller).await?;
+    let rows = db::groups::announcements(&mut *connection, id, page::decode_i64(cursor)?, limit + 1).await?;
     Ok(page::paginate(rows, limit, |row| row.id.to_string()))
 }
 
@@ -519,9 +531,9 @@ pub async fn my_invitations(
 }
 
 /// The caller's role in a group, for reads. Disbanded groups stay readable.
-async fn reading_member(pool: &PgPool, id: GroupId, caller: UserId) -> Result<Role, ApiError> {
-    let group = db::groups::find(pool, id).await?.ok_or_else(group_not_found)?;
-    db::groups::member(pool, id, caller).await?.map(|m| m.role).ok_or_else(|| outsider(&group))
+async fn reading_member(db: &mut sqlx::PgConnection, id: GroupId, caller: UserId) -> Result<Role, ApiError> {
+    let group = db::groups::find(&mut *db, id).await?.ok_or_else(group_not_found)?;
+    db::groups::member(&mut *db, id, caller).await?.map(|m| m.role).ok_or_else(|| outsider(&group))
 }
 
 /// Locks the group and returns it with the caller's role; the caller must be a member
@@ -569,8 +581,8 @@ async fn admin_ids(tx: &mut sqlx::PgConnection, id: GroupId) -> Result<Vec<UserI
     Ok(db::groups::admin_ids(&mut *tx, id).await?)
 }
 
-async fn has_pending_invitation(pool: &PgPool, id: GroupId, user: UserId) -> Result<bool, ApiError> {
-    Ok(db::groups::has_pending_invitation(pool, id, user).await?)
+async fn has_pending_invitation(db: &mut sqlx::PgConnection, id: GroupId, user: UserId) -> Result<bool, ApiError> {
+    Ok(db::groups::has_pending_invitation(db, id, user).await?)
 }
 
 fn check_member_limit(state: &AppState, limit: i32, current_members: i32) -> Result<(), ApiError> {

@@ -8,7 +8,7 @@ use super::{
     turn::Turn,
     uploads,
 };
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 
 use crate::{
     config::DirectMessagePolicy,
@@ -162,8 +162,10 @@ pub async fn edit(
 ) -> Result<MessageView, ApiError> {
     let body = crate::domain::message_body(&body, state.config.chat.max_message_bytes as usize)?
         .ok_or_else(|| ApiError::validation("body", "must not be empty"))?;
-    let access = policy::authorize(state, caller, id, Action::Edit).await?.access;
-    let mut tx = state.pool.begin().await?;
+    let mut connection = state.pool.acquire().await?;
+    let access =
+        policy::authorize(&mut connection, state.config.chat.direct_messages, caller, id, Action::Edit).await?.access;
+    let mut tx = connection.begin().await?;
     let message = visible_message(&mut tx, &access, id, seq).await?;
     if message.sender_id != caller {
         return Err(ApiError::forbidden("not_your_message", "you can only edit your own messages"));
@@ -188,9 +190,11 @@ pub async fn edit(
 /// Recalls the caller's own message within the recall window, or removes any message
 /// as a group owner or admin. The message becomes a tombstone; its seq stays.
 pub async fn delete(state: &AppState, caller: UserId, id: ConversationId, seq: i64) -> Result<(), ApiError> {
-    let Allowed { access, role } = policy::authorize(state, caller, id, Action::Recall).await?;
+    let mut connection = state.pool.acquire().await?;
+    let Allowed { access, role } =
+        policy::authorize(&mut connection, state.config.chat.direct_messages, caller, id, Action::Recall).await?;
     let moderator = role.is_some_and(Role::is_admin_or_owner);
-    let mut tx = state.pool.begin().await?;
+    let mut tx = connection.begin().await?;
     let message = visible_message(&mut tx, &access, id, seq).await?;
     if message.deleted_at.is_some() {
         return Ok(());
@@ -220,8 +224,10 @@ pub async fn react(
     emoji: Emoji,
     add: bool,
 ) -> Result<(), ApiError> {
-    let access = policy::authorize(state, caller, id, Action::React).await?.access;
-    let mut tx = state.pool.begin().await?;
+    let mut connection = state.pool.acquire().await?;
+    let access =
+        policy::authorize(&mut connection, state.config.chat.direct_messages, caller, id, Action::React).await?.access;
+    let mut tx = connection.begin().await?;
     let message = visible_message(&mut tx, &access, id, seq).await?;
     if message.deleted_at.is_some() {
         return Err(ApiError::conflict("message_deleted", "this message was recalled or removed"));

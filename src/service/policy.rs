@@ -23,7 +23,6 @@ use crate::{
     },
     domain::{ConversationId, Role, UserId},
     error::ApiError,
-    state::AppState,
 };
 
 /// A member's view of a conversation.
@@ -65,15 +64,17 @@ pub async fn readable(db: &mut PgConnection, id: ConversationId, user: UserId) -
     Ok(Access { conversation, member })
 }
 
-/// Whether `user` may do `action` in the conversation now (one round trip).
+/// Whether `user` may do `action` in the conversation now (one round trip), on the
+/// caller's connection: the request goes on to act over the same one.
 pub async fn authorize(
-    state: &AppState,
+    db: &mut PgConnection,
+    direct_messages: DirectMessagePolicy,
     user: UserId,
     id: ConversationId,
     action: Action,
 ) -> Result<Allowed, ApiError> {
-    let context = db::conversations::context(&state.pool, id, user, None).await?.ok_or_else(conversation_not_found)?;
-    check(state.config.chat.direct_messages, &context, user, action)
+    let context = db::conversations::context(&mut *db, id, user, None).await?.ok_or_else(conversation_not_found)?;
+    check(direct_messages, &context, user, action)
 }
 
 /// [`authorize`] decided from facts already read with [`db::conversations::context`].
@@ -116,12 +117,17 @@ pub fn check(
     }
 }
 
-/// Whether `a` may open a direct conversation with `b`: the rules of sending.
-pub async fn check_direct(state: &AppState, a: UserId, b: UserId) -> Result<(), ApiError> {
-    let blocked = db::blocks::exists_either_way(&state.pool, a, b).await?;
-    let friends = state.config.chat.direct_messages == DirectMessagePolicy::Anyone
-        || db::friends::are_friends(&state.pool, a, b).await?;
-    direct_allowed(state.config.chat.direct_messages, blocked, friends)
+/// Whether `a` may open a direct conversation with `b`: the rules of sending. On the
+/// caller's connection.
+pub async fn check_direct(
+    db: &mut PgConnection,
+    direct_messages: DirectMessagePolicy,
+    a: UserId,
+    b: UserId,
+) -> Result<(), ApiError> {
+    let blocked = db::blocks::exists_either_way(&mut *db, a, b).await?;
+    let friends = direct_messages == DirectMessagePolicy::Anyone || db::friends::are_friends(&mut *db, a, b).await?;
+    direct_allowed(direct_messages, blocked, friends)
 }
 
 fn direct_allowed(policy: DirectMessagePolicy, blocked: bool, friends: bool) -> Result<(), ApiError> {

@@ -79,6 +79,104 @@ async fn an_authenticated_request_queues_for_one_connection_only() {
     assert!(waited < Duration::from_millis(2500), "answered {status} after {waited:?}");
 }
 
+/// One request, sent while the pool's only connection is held and others queue behind
+/// it: its status and how long it took to be answered.
+async fn queued_request(
+    app: &TestApp,
+    holder: &TestUser,
+    caller: &TestUser,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, bool, Duration) {
+    // Each holder waits for this lock in its only statement until the statement times
+    // out, holding the pool's only connection for a second. None of the requests below
+    // reads friend requests.
+    let mut locker = sqlx::PgConnection::connect_with(&app.db_options).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query("LOCK TABLE friend_requests IN ACCESS EXCLUSIVE MODE").execute(&mut locker).await.unwrap();
+    let hold = || {
+        let (client, url, token) =
+            (app.client.clone(), app.url("/api/v1/friend-requests"), holder.access_token.clone());
+        tokio::spawn(async move { client.get(url).bearer_auth(token).send().await.map(|r| r.status()) })
+    };
+    let mut holders = vec![hold()];
+    wait_for_lock_waiters(&mut locker, 1).await;
+
+    let request = {
+        let (client, url, token) = (app.client.clone(), app.url(path), caller.access_token.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut request = client.request(method, url).bearer_auth(token);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.headers().contains_key("retry-after"), started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    holders.extend((0..3).map(|_| hold()));
+    let answered = request.await.unwrap();
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    for holder in holders {
+        let _ = holder.await.unwrap();
+    }
+    answered
+}
+
+/// The same bound for a representative request of every area: each takes one
+/// connection (or one transaction) from the pool, so it queues once.
+#[tokio::test]
+async fn every_area_queues_for_one_connection_only() {
+    let app = spawn_app_with(|config| {
+        config.database.db_max_connections = 1;
+        config.database.db_acquire_timeout = Duration::from_secs(2);
+        config.database.db_statement_timeout = Duration::from_secs(1);
+    })
+    .await;
+    app.wait_until_ready().await;
+    let holder = app.register("areas_holder").await;
+    let ann = admin_user(&app, "areas_ann").await;
+    let bob = app.register("areas_bob").await;
+    crate::support::befriend(&app, &ann, &bob).await;
+    let created =
+        call(&app, &ann, Method::POST, "/api/v1/groups", Some(json!({ "name": "Areas", "join_policy": "open" })));
+    let group: Value = created.await.json().await.unwrap();
+    let group = group["id"].as_i64().unwrap();
+    let opened = call(&app, &ann, Method::POST, "/api/v1/conversations/direct", Some(json!({ "user_id": bob.id })));
+    let direct: Value = opened.await.json().await.unwrap();
+    let direct = direct["conversation_id"].as_i64().unwrap();
+
+    let cases: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, "/api/v1/conversations".into(), None),
+        (Method::POST, format!("/api/v1/conversations/{direct}/read"), Some(json!({ "seq": 0 }))),
+        (Method::POST, "/api/v1/conversations/direct".into(), Some(json!({ "user_id": bob.id }))),
+        (Method::GET, format!("/api/v1/groups/{group}"), None),
+        (Method::GET, format!("/api/v1/groups/{group}/members"), None),
+        (Method::GET, format!("/api/v1/groups/{group}/announcements"), None),
+        (Method::PATCH, format!("/api/v1/groups/{group}"), Some(json!({ "description": "queued" }))),
+        (Method::GET, "/api/v1/friends".into(), None),
+        (Method::GET, format!("/api/v1/users/{}/mutual-friends", bob.id), None),
+        (Method::GET, "/api/v1/blocks".into(), None),
+        (Method::GET, format!("/api/v1/users/{}", bob.id), None),
+        (Method::GET, "/api/v1/messages/search?q=hello".into(), None),
+        (Method::GET, "/api/v1/users?q=areas".into(), None),
+        (Method::GET, "/api/v1/admin/stats".into(), None),
+        (Method::GET, "/api/v1/admin/users".into(), None),
+    ];
+    let mut slow = Vec::new();
+    for (method, path, body) in cases {
+        let (status, retry_after, waited) = queued_request(&app, &holder, &ann, method.clone(), &path, body).await;
+        assert!((200..300).contains(&status) || (status == 503 && retry_after), "{method} {path}: {status}");
+        // One 2 s acquire at most (and the second the first holder keeps the connection).
+        if waited >= Duration::from_millis(2500) {
+            slow.push(format!("{method} {path}: {status} after {waited:?}"));
+        }
+    }
+    assert!(slow.is_empty(), "queued more than once: {slow:#?}");
+}
+
 /// A second session of `user`, logged in on `app`: its access token and session id.
 async fn second_session(app: &TestApp, user: &TestUser) -> (String, String) {
     let body = json!({ "username": user.username, "password": TEST_PASSWORD });
