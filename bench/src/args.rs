@@ -131,11 +131,11 @@ pub struct ChatBenchArgs {
     /// then read from their `/metrics`, so the client's own work is not counted.
     #[arg(long = "url")]
     pub urls: Vec<String>,
-    /// Where the machine-readable results go (JSON).
     /// Paces the senders to this many messages per second in total (each sends its share
     /// at even intervals); without it they send as fast as `--in-flight` allows.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub rate: Option<u32>,
+    /// Where the machine-readable results go (JSON).
     #[arg(long, default_value = "bench-results/chat.json")]
     pub out: PathBuf,
 }
