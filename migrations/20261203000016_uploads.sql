@@ -23,14 +23,16 @@ CREATE TABLE uploads (
     sha256       bytea,
     created_at   timestamptz NOT NULL DEFAULT now(),
     completed_at timestamptz,
-    -- Last time a send named this upload: the orphan sweep leaves it alone for a while
-    -- after that, so a message on its way to commit never loses its file.
-    used_at      timestamptz
+    -- When the orphan sweep next looks at this upload: two hours after it began (longer
+    -- than any upload may take), a day after it finished, an hour after a send named it
+    -- (a message on its way to commit never loses its file), and a day after the sweep
+    -- last found it named. So each sweep reads only the uploads that are due.
+    sweep_after  timestamptz NOT NULL DEFAULT now() + interval '2 hours'
 );
 
-CREATE INDEX uploads_owner ON uploads (owner_id, created_at);
--- The orphan sweep's scan: unfinished or unused uploads by age.
-CREATE INDEX uploads_created_at ON uploads (created_at);
+-- The quota's sum per user, from the index alone.
+CREATE INDEX uploads_owner ON uploads (owner_id) INCLUDE (size);
+CREATE INDEX uploads_sweep_after ON uploads (sweep_after);
 
 CREATE TABLE upload_chunks (
     upload_id uuid NOT NULL REFERENCES uploads (id) ON DELETE CASCADE,
@@ -48,8 +50,7 @@ CREATE INDEX messages_upload_id ON messages ((content ->> 'upload_id'))
     WHERE kind IN ('image', 'file') AND content ? 'upload_id';
 
 -- Whether a live (not recalled or removed) message names the upload: the one definition
--- the orphan sweep and account deletion share. A plain SQL function, so the planner
--- inlines it and uses the index above.
+-- the orphan sweep and account deletion share. Its query uses the index above.
 CREATE FUNCTION upload_is_named(upload uuid) RETURNS boolean
     LANGUAGE sql STABLE PARALLEL SAFE
     RETURN EXISTS (

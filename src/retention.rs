@@ -57,8 +57,8 @@ pub async fn sweep(
         ("retired_usernames", Some(0)),
         // Long enough for an operator to notice a failing endpoint and requeue.
         ("webhook_dead_letters", Some(DEAD_LETTER_DAYS)),
-        // A day for the uploader to send what they uploaded.
-        ("orphan_uploads", Some(1)),
+        // Each upload carries its own due time (`sweep_after`); the days are unused.
+        ("orphan_uploads", Some(0)),
     ];
     for (kind, older_than_days) in kinds {
         let Some(days) = older_than_days else { continue };

@@ -53,23 +53,29 @@ pub async fn delete_batch(pool: &PgPool, kind: &str, days: u32, batch: i64) -> s
         .execute(&mut *tx)
         .await?
         .rows_affected(),
-        // Uploads no live message names: unfinished ones after an hour (longer than any
-        // upload may take), finished ones `days` after upload and an hour after a send
-        // last named them (a send on its way to commit keeps its file).
-        "orphan_uploads" => sqlx::query!(
-            "DELETE FROM uploads WHERE id IN (
-                 SELECT u.id FROM uploads u
-                  WHERE (u.completed_at IS NULL AND u.created_at < now() - interval '1 hour')
-                     OR (u.created_at < now() - make_interval(days => $1)
-                         AND (u.used_at IS NULL OR u.used_at < now() - interval '1 hour')
-                         AND NOT upload_is_named(u.id))
-                  LIMIT $2)",
-            days,
-            batch
-        )
-        .execute(&mut *tx)
-        .await?
-        .rows_affected(),
+        // Uploads that are due (`sweep_after`, migration 16): unfinished ones, and
+        // finished ones no live message names. The due ones still named are looked at
+        // again a day later.
+        "orphan_uploads" => {
+            let deleted = sqlx::query!(
+                "DELETE FROM uploads WHERE id IN (
+                     SELECT id FROM uploads
+                      WHERE sweep_after < now() AND (completed_at IS NULL OR NOT upload_is_named(id))
+                      ORDER BY sweep_after LIMIT $1)",
+                batch
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query!(
+                "UPDATE uploads SET sweep_after = now() + interval '1 day' WHERE id IN (
+                     SELECT id FROM uploads WHERE sweep_after < now() ORDER BY sweep_after LIMIT $1)",
+                batch
+            )
+            .execute(&mut *tx)
+            .await?;
+            deleted
+        }
         _ => sqlx::query!(
             "DELETE FROM ws_tickets WHERE ticket_hash IN (
                  SELECT ticket_hash FROM ws_tickets WHERE expires_at < now() - make_interval(days => $1) LIMIT $2)",

@@ -2,7 +2,8 @@
 //! whatever executor it is given: an upload in progress never holds a connection while
 //! it waits for the client's next bytes.
 
-use sqlx::PgExecutor;
+use futures_util::TryStreamExt;
+use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -54,9 +55,30 @@ pub async fn stored_bytes(db: impl PgExecutor<'_>, owner: UserId) -> sqlx::Resul
     .await
 }
 
-/// Appends chunk `n`; also counts its bytes in `size`, so the quota sees an upload in
-/// progress.
-pub async fn insert_chunk(db: impl PgExecutor<'_>, id: Uuid, n: i32, data: &[u8]) -> sqlx::Result<()> {
+/// Appends chunk `n` and counts its bytes in `size` (so the quota sees an upload in
+/// progress) unless that would take `owner`'s uploads past `quota` bytes: `false` then,
+/// and nothing is stored. Uploads of one owner take turns here (an advisory lock), so
+/// parallel uploads cannot each see the same room left.
+pub async fn insert_chunk(
+    pool: &PgPool,
+    id: Uuid,
+    owner: UserId,
+    n: i32,
+    data: &[u8],
+    quota: Option<i64>,
+) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    if let Some(quota) = quota {
+        sqlx::query!(
+            r#"SELECT 1 AS "locked!" FROM pg_advisory_xact_lock(hashtextextended('goim.upload_quota:' || $1::bigint, 0))"#,
+            owner.0
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if stored_bytes(&mut *tx, owner).await?.saturating_add(data.len() as i64) > quota {
+            return Ok(false);
+        }
+    }
     sqlx::query!(
         "WITH chunk AS (INSERT INTO upload_chunks (upload_id, n, data) VALUES ($1, $2, $3))
          UPDATE uploads SET size = size + $4 WHERE id = $1",
@@ -65,9 +87,10 @@ pub async fn insert_chunk(db: impl PgExecutor<'_>, id: Uuid, n: i32, data: &[u8]
         data,
         data.len() as i64
     )
-    .execute(db)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    tx.commit().await?;
+    Ok(true)
 }
 
 pub async fn chunk(db: impl PgExecutor<'_>, id: Uuid, n: i32) -> sqlx::Result<Option<Vec<u8>>> {
@@ -76,9 +99,14 @@ pub async fn chunk(db: impl PgExecutor<'_>, id: Uuid, n: i32) -> sqlx::Result<Op
         .await
 }
 
-/// Every chunk in order: only for decoding an image, whose size the upload limit bounds.
-pub async fn all_chunks(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Vec<Vec<u8>>> {
-    sqlx::query_scalar!("SELECT data FROM upload_chunks WHERE upload_id = $1 ORDER BY n", id).fetch_all(db).await
+/// Appends every chunk to `bytes`, in order, one row at a time: only for decoding an
+/// image, whose size the caller bounds.
+pub async fn read_all(db: impl PgExecutor<'_>, id: Uuid, bytes: &mut Vec<u8>) -> sqlx::Result<()> {
+    let mut rows = sqlx::query_scalar!("SELECT data FROM upload_chunks WHERE upload_id = $1 ORDER BY n", id).fetch(db);
+    while let Some(chunk) = rows.try_next().await? {
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(())
 }
 
 pub async fn complete(db: impl PgExecutor<'_>, id: Uuid, finished: &Finished<'_>) -> sqlx::Result<()> {
@@ -87,7 +115,7 @@ pub async fn complete(db: impl PgExecutor<'_>, id: Uuid, finished: &Finished<'_>
     sqlx::query!(
         "UPDATE uploads
             SET mime = $2, size = $3, width = $4, height = $5, thumbnail = $6, thumbnail_mime = $7,
-                sha256 = $8, completed_at = now()
+                sha256 = $8, completed_at = now(), sweep_after = now() + interval '1 day'
           WHERE id = $1",
         id,
         finished.mime,
@@ -122,11 +150,12 @@ pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Uplo
     .await
 }
 
-/// A finished upload of `owner`'s, marked as just named by a send (see `used_at`).
+/// A finished upload of `owner`'s, kept from the orphan sweep for an hour at least: a
+/// send names it (see `sweep_after`).
 pub async fn use_for_send(db: impl PgExecutor<'_>, id: Uuid, owner: UserId) -> sqlx::Result<Option<UploadRow>> {
     sqlx::query_as!(
         UploadRow,
-        r#"UPDATE uploads SET used_at = now()
+        r#"UPDATE uploads SET sweep_after = greatest(sweep_after, now() + interval '1 hour')
             WHERE id = $1 AND owner_id = $2 AND completed_at IS NOT NULL
         RETURNING id, owner_id AS "owner_id: UserId", name, mime, size, width, height,
                   thumbnail IS NOT NULL AS "has_thumbnail!", sha256, created_at"#,
@@ -148,18 +177,23 @@ pub async fn thumbnail(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option
     Ok(row.map(|row| (row.thumbnail, row.thumbnail_mime)))
 }
 
-/// The live (not recalled or removed) messages that name the upload, oldest first.
-pub async fn naming_messages(
+/// The live (not recalled or removed) messages that name the upload in conversations
+/// `member` belongs to, after the point from which they see its history, oldest first:
+/// the candidates whose conversation's read rule then decides.
+pub async fn naming_messages_seen_by(
     db: impl PgExecutor<'_>,
     id: Uuid,
+    member: UserId,
     limit: i64,
 ) -> sqlx::Result<Vec<(ConversationId, i64)>> {
     let rows = sqlx::query!(
-        r#"SELECT conversation_id AS "conversation_id: ConversationId", seq FROM messages
-            WHERE kind IN ('image', 'file') AND content ? 'upload_id' AND content ->> 'upload_id' = $1
-              AND deleted_at IS NULL
-            ORDER BY created_at LIMIT $2"#,
+        r#"SELECT m.conversation_id AS "conversation_id: ConversationId", m.seq FROM messages m
+             JOIN conversation_members cm ON cm.conversation_id = m.conversation_id AND cm.user_id = $2
+            WHERE m.kind IN ('image', 'file') AND m.content ? 'upload_id' AND m.content ->> 'upload_id' = $1
+              AND m.deleted_at IS NULL AND m.seq > cm.visible_from_seq
+            ORDER BY m.created_at LIMIT $3"#,
         id.to_string(),
+        member.0,
         limit
     )
     .fetch_all(db)

@@ -4,13 +4,19 @@
 
 use std::io::Cursor;
 
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, metadata::Orientation};
 
 /// The thumbnail fits in this square.
 pub const THUMBNAIL_EDGE: u32 = 320;
 /// Larger images are stored and served as files, without a preview.
 const MAX_EDGE: u32 = 12_000;
 const MAX_DECODE_BYTES: u64 = 128 * 1024 * 1024;
+/// Bounds the decoding time as the bytes bound its memory (a 40-megapixel photo passes).
+const MAX_PIXELS: u64 = 40_000_000;
+
+fn too_large() -> image::ImageError {
+    image::ImageError::Limits(image::error::LimitError::from_kind(image::error::LimitErrorKind::DimensionError))
+}
 
 #[derive(Debug)]
 pub struct Preview {
@@ -28,9 +34,22 @@ pub fn preview(bytes: &[u8]) -> Result<Preview, image::ImageError> {
     limits.max_image_width = Some(MAX_EDGE);
     limits.max_image_height = Some(MAX_EDGE);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
-    reader.limits(limits);
+    reader.limits(limits.clone());
     let mut decoder = reader.into_decoder()?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(too_large());
+    }
+    // `from_decoder` does not hold the decoded buffer to the limits (only `decode`
+    // does): reserve it here, twice when turning it a quarter makes a second buffer.
     let orientation = decoder.orientation()?;
+    limits.reserve(decoder.total_bytes())?;
+    if matches!(
+        orientation,
+        Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH
+    ) {
+        limits.reserve(decoder.total_bytes())?;
+    }
     let mut image = DynamicImage::from_decoder(decoder)?;
     image.apply_orientation(orientation);
     let (width, height) = (image.width(), image.height());
@@ -95,5 +114,18 @@ mod tests {
         let too_wide = png(MAX_EDGE + 1, 1, false);
         assert!(matches!(preview(&too_wide), Err(image::ImageError::Limits(_))));
         assert!(preview(&png(MAX_EDGE, 1, false)).is_ok());
+        // Within the edge limit but 48 megapixels, in a quarter of a megabyte of PNG.
+        let mut many = Vec::new();
+        DynamicImage::ImageLuma8(image::GrayImage::new(8_000, 6_000))
+            .write_to(&mut Cursor::new(&mut many), image::ImageFormat::Png)
+            .unwrap();
+        assert!(many.len() < 1_000_000, "{} bytes", many.len());
+        assert!(matches!(preview(&many), Err(image::ImageError::Limits(_))));
+        // Under 40 megapixels, but 16-bit RGBA decodes to 138 MB, over the 128 MiB budget.
+        let mut deep = Vec::new();
+        DynamicImage::ImageRgba16(image::ImageBuffer::new(4_200, 4_100))
+            .write_to(&mut Cursor::new(&mut deep), image::ImageFormat::Png)
+            .unwrap();
+        assert!(matches!(preview(&deep), Err(image::ImageError::Limits(_))));
     }
 }

@@ -15,8 +15,11 @@ pub struct FileName(String);
 
 impl FileName {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        if raw.chars().count() > 255 || has_forbidden_controls(raw, false) {
-            return Err(Invalid::new("name", "must be at most 255 characters without control characters"));
+        if raw.chars().count() > 255 || has_forbidden_controls(raw, false) || raw.chars().any(is_invisible_format) {
+            return Err(Invalid::new(
+                "name",
+                "must be at most 255 characters without control, direction or zero-width characters",
+            ));
         }
         let last = raw.rsplit(['/', '\\']).next().unwrap_or_default().trim();
         if !last.chars().any(|c| c != '.' && !c.is_whitespace()) {
@@ -28,6 +31,12 @@ impl FileName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Characters that reorder or hide text: `invoice\u{202E}fdp.exe` shows as
+/// `invoiceexe.pdf`. A file name has no use for them.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// The type of a file from its first bytes (at least [`SNIFF_BYTES`] of them when the
@@ -116,7 +125,18 @@ mod tests {
         assert_eq!(FileName::parse("C:\\Users\\ann\\cat.png").unwrap().as_str(), "cat.png");
         assert_eq!(FileName::parse("../../etc/passwd").unwrap().as_str(), "passwd");
         assert_eq!(FileName::parse("  report 2026.pdf ").unwrap().as_str(), "report 2026.pdf");
-        for bad in ["", "dir/", "..", "...", " . ", "a\u{0}b", "x\ny", &"n".repeat(256)] {
+        for bad in [
+            "",
+            "dir/",
+            "..",
+            "...",
+            " . ",
+            "a\u{0}b",
+            "x\ny",
+            "invoice\u{202E}fdp.exe",
+            "a\u{200B}b",
+            &"n".repeat(256),
+        ] {
             assert!(FileName::parse(bad).is_err(), "{bad:?}");
         }
     }

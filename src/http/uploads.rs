@@ -36,11 +36,12 @@ const UPLOAD_CSP: &str = "default-src 'none'; sandbox";
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct UploadQuery {
-    /// The file's name, up to 255 characters; only its last path component is kept
-    /// (it must have a character other than spaces and dots).
+    /// The file's name, up to 255 characters without control, direction or zero-width
+    /// characters; only its last path component is kept (it must have a character other
+    /// than spaces and dots).
     #[param(
         max_length = 255,
-        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^/\\\\\\s.\\u0000-\\u001f\\u007f-\\u009f][^/\\\\\\u0000-\\u001f\\u007f-\\u009f]*$"
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2069\\ufeff]*[^/\\\\\\s.\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2069\\ufeff][^/\\\\\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2069\\ufeff]*$"
     )]
     name: String,
 }

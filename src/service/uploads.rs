@@ -36,8 +36,11 @@ pub const CHUNK_BYTES: usize = 256 * 1024;
 /// How long a finished upload waits for its turn to be decoded before the client is
 /// told to come back.
 const PREVIEW_QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Messages consulted for read access; an upload is rarely named more than once.
+/// Candidate messages consulted for read access (already narrowed to the caller's
+/// conversations, so the first one nearly always decides).
 const NAMING_MESSAGES_CHECKED: i64 = 20;
+/// Larger images are kept as files: decoding them would hold the whole file in memory.
+const PREVIEW_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 fn not_found() -> ApiError {
     ApiError::not_found("upload_not_found", "no such upload")
@@ -75,38 +78,55 @@ where
     }
 }
 
-/// The largest upload `owner` may make now: the size limit, or what is left of their quota.
+/// The largest upload `owner` may make: the size limit, and their quota. What is left of
+/// the quota is read once to refuse early; each chunk is then checked against it again
+/// as it is stored ([`db::uploads::insert_chunk`]), so parallel uploads cannot share
+/// the same room.
 struct Limits {
+    owner: UserId,
     max_bytes: u64,
+    quota: Option<u64>,
     quota_left: Option<u64>,
 }
 
 impl Limits {
     async fn of(state: &AppState, owner: UserId) -> Result<Self, ApiError> {
         let config = &state.config.uploads;
-        let quota_left = if config.upload_quota_bytes == 0 {
-            None
-        } else {
-            let used = db::uploads::stored_bytes(&state.pool, owner).await?;
-            Some(config.upload_quota_bytes.saturating_sub(u64::try_from(used).unwrap_or(0)))
+        let quota = (config.upload_quota_bytes > 0).then_some(config.upload_quota_bytes);
+        let quota_left = match quota {
+            None => None,
+            Some(quota) => {
+                let used = db::uploads::stored_bytes(&state.pool, owner).await?;
+                Some(quota.saturating_sub(u64::try_from(used).unwrap_or(0)))
+            }
         };
-        Ok(Self { max_bytes: config.upload_max_bytes, quota_left })
+        Ok(Self { owner, max_bytes: config.upload_max_bytes, quota, quota_left })
     }
 
     fn check(&self, size: u64) -> Result<(), ApiError> {
         if size > self.max_bytes {
             return Err(ApiError::PayloadTooLarge { limit: usize::try_from(self.max_bytes).unwrap_or(usize::MAX) });
         }
-        if let Some(left) = self.quota_left
-            && size > left
-        {
-            return Err(ApiError::QuotaExceeded {
-                message: format!(
-                    "your uploads are at their storage limit ({left} bytes left); uploads you did not send are removed after a day"
-                ),
-            });
+        match self.quota_left {
+            Some(left) if size > left => Err(quota_exceeded()),
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Stores chunk `n`, within the quota as it stands now.
+    async fn put(&self, state: &AppState, id: Uuid, n: i32, data: &[u8]) -> Result<(), ApiError> {
+        let quota = self.quota.map(|quota| i64::try_from(quota).unwrap_or(i64::MAX));
+        if db::uploads::insert_chunk(&state.pool, id, self.owner, n, data, quota).await? {
+            Ok(())
+        } else {
+            Err(quota_exceeded())
+        }
+    }
+}
+
+fn quota_exceeded() -> ApiError {
+    ApiError::QuotaExceeded {
+        message: "your uploads are at their storage limit; uploads you did not send are removed after a day".into(),
     }
 }
 
@@ -132,7 +152,7 @@ where
             pending.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
             if pending.len() == CHUNK_BYTES {
-                db::uploads::insert_chunk(&state.pool, id, chunks, &pending).await?;
+                limits.put(state, id, chunks, &pending).await?;
                 chunks += 1;
                 pending.clear();
             }
@@ -142,11 +162,12 @@ where
         return Err(ApiError::validation("body", "the file is empty"));
     }
     if !pending.is_empty() {
-        db::uploads::insert_chunk(&state.pool, id, chunks, &pending).await?;
+        limits.put(state, id, chunks, &pending).await?;
     }
     drop(pending);
     let mime = upload::sniff(&head);
-    let preview = if upload::is_inline_image(mime) { preview(state, id).await? } else { None };
+    let preview =
+        if upload::is_inline_image(mime) && size <= PREVIEW_MAX_BYTES { preview(state, id, size).await? } else { None };
     let thumbnail = preview.as_ref().map(|p| (p.thumbnail.as_slice(), p.thumbnail_mime));
     let finished = db::uploads::Finished {
         mime,
@@ -165,12 +186,13 @@ fn dimension(pixels: u32) -> i32 {
 
 /// Decodes a stored image for its preview; `None` when the bytes are not an image this
 /// server can decode within its limits (it is then served as a file).
-async fn preview(state: &AppState, id: Uuid) -> Result<Option<Preview>, ApiError> {
+async fn preview(state: &AppState, id: Uuid, size: u64) -> Result<Option<Preview>, ApiError> {
     let _permit = tokio::time::timeout(PREVIEW_QUEUE_TIMEOUT, state.previews.acquire())
         .await
         .map_err(|_| ApiError::Unavailable(anyhow::anyhow!("every image decoder stayed busy")))?
         .map_err(|_| ApiError::Unavailable(anyhow::anyhow!("shutting down")))?;
-    let bytes = db::uploads::all_chunks(&state.pool, id).await?.concat();
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    db::uploads::read_all(&state.pool, id, &mut bytes).await?;
     let decoded = tokio::task::spawn_blocking(move || image_preview::preview(&bytes))
         .await
         .map_err(|error| ApiError::internal(anyhow::anyhow!("image decoding panicked: {error}")))?;
@@ -213,7 +235,9 @@ async fn readable_on(db: &mut PgConnection, caller: UserId, id: Uuid) -> Result<
     if row.owner_id == caller {
         return Ok(row);
     }
-    for (conversation, seq) in db::uploads::naming_messages(&mut *db, id, NAMING_MESSAGES_CHECKED).await? {
+    for (conversation, seq) in
+        db::uploads::naming_messages_seen_by(&mut *db, id, caller, NAMING_MESSAGES_CHECKED).await?
+    {
         match policy::readable(&mut *db, conversation, caller).await {
             Ok(access) if seq > access.member.visible_from_seq => return Ok(row),
             Ok(_) | Err(ApiError::NotFound { .. }) => {}

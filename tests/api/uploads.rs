@@ -263,6 +263,22 @@ async fn the_size_limit_holds_with_and_without_a_declared_length_and_the_quota_c
     assert_eq!(count(&app, "uploads").await, 2);
 }
 
+/// Parallel uploads cannot each take the same room left in the quota.
+#[tokio::test]
+async fn parallel_uploads_stay_within_the_quota() {
+    let app = spawn_app_with(|config| config.uploads.upload_quota_bytes = 250_000).await;
+    let ann = app.register("race_ann").await;
+    let names: Vec<String> = (0..6).map(|i| format!("part{i}.bin")).collect();
+    let attempts = names.iter().enumerate().map(|(i, name)| upload(&app, &ann, name, vec![i as u8; 100_000]));
+    let statuses: Vec<u16> =
+        futures_util::future::join_all(attempts).await.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 2, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 413).count(), 4, "{statuses:?}");
+    let stored: i64 =
+        sqlx::query_scalar("SELECT coalesce(sum(size), 0)::bigint FROM uploads").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(stored, 200_000);
+}
+
 #[tokio::test]
 async fn bad_uploads_and_bad_references_are_refused_and_change_nothing() {
     let app = spawn_app().await;
@@ -333,15 +349,19 @@ async fn uploads_no_message_names_are_swept_and_sent_ones_stay() {
     let recall =
         call(&app, &ann, Method::DELETE, &format!("/api/v1/conversations/{conversation}/messages/2"), None).await;
     assert_eq!(recall.status(), 204);
-    // An upload that broke off two hours ago, never finished.
+    // An upload that broke off three hours ago, never finished; everything but the fresh
+    // upload is due for the sweep.
     let broken = Uuid::new_v4();
-    sqlx::query("INSERT INTO uploads (id, owner_id, name, mime, created_at) VALUES ($1, $2, 'broken', 'x/y', now() - interval '2 hours')")
-        .bind(broken)
-        .bind(ann.id)
-        .execute(&app.pool)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE uploads SET created_at = now() - interval '2 days', used_at = used_at - interval '2 days' WHERE name <> 'fresh.txt'")
+    sqlx::query(
+        "INSERT INTO uploads (id, owner_id, name, mime, created_at, sweep_after)
+         VALUES ($1, $2, 'broken', 'x/y', now() - interval '3 hours', now() - interval '1 hour')",
+    )
+    .bind(broken)
+    .bind(ann.id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE uploads SET sweep_after = now() - interval '1 minute' WHERE name <> 'fresh.txt'")
         .execute(&app.pool)
         .await
         .unwrap();
@@ -358,6 +378,12 @@ async fn uploads_no_message_names_are_swept_and_sent_ones_stay() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     assert_eq!(left, ["fresh.txt", "sent.txt"]);
+    let recheck: bool =
+        sqlx::query_scalar("SELECT sweep_after > now() + interval '23 hours' FROM uploads WHERE name = 'sent.txt'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(recheck, "a named upload is looked at again a day later, not every minute");
     let _ = (unsent, fresh);
     let chunks: i64 = sqlx::query_scalar("SELECT count(*) FROM upload_chunks").fetch_one(&app.pool).await.unwrap();
     assert_eq!(chunks, 2, "chunks go with their upload");
