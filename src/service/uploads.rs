@@ -66,15 +66,30 @@ where
     }
     let id = Uuid::new_v4();
     db::uploads::create(&state.pool, id, owner, name.as_str()).await?;
-    match store(state, id, &limits, body).await {
-        Ok(row) => Ok(row),
-        Err(error) => {
-            // Best effort: if the database is the trouble, the sweep removes it later.
-            if let Err(cleanup) = db::uploads::discard(&state.pool, id).await {
-                tracing::warn!(error = %cleanup, upload = %id, "could not remove a failed upload");
+    let mut unfinished = Unfinished { pool: state.pool.clone(), id: Some(id) };
+    let row = store(state, id, &limits, declared, body).await?;
+    unfinished.id = None;
+    Ok(row)
+}
+
+/// Removes an upload that did not finish: on an error, and also when the request is
+/// dropped midway (the client went away), so a broken-off upload does not count against
+/// its owner's quota until the sweep comes. Best effort: if the database is the
+/// trouble, the sweep removes it later.
+struct Unfinished {
+    pool: sqlx::PgPool,
+    id: Option<Uuid>,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        let (Some(id), Ok(runtime)) = (self.id.take(), tokio::runtime::Handle::try_current()) else { return };
+        let pool = self.pool.clone();
+        runtime.spawn(async move {
+            if let Err(error) = db::uploads::discard(&pool, id).await {
+                tracing::warn!(%error, upload = %id, "could not remove an unfinished upload");
             }
-            Err(error)
-        }
+        });
     }
 }
 
@@ -130,7 +145,13 @@ fn quota_exceeded() -> ApiError {
     }
 }
 
-async fn store<S, B>(state: &AppState, id: Uuid, limits: &Limits, mut body: S) -> Result<UploadRow, ApiError>
+async fn store<S, B>(
+    state: &AppState,
+    id: Uuid,
+    limits: &Limits,
+    declared: Option<u64>,
+    mut body: S,
+) -> Result<UploadRow, ApiError>
 where
     S: Stream<Item = Result<B, ApiError>> + Unpin,
     B: AsRef<[u8]>,
@@ -157,6 +178,11 @@ where
                 pending.clear();
             }
         }
+    }
+    // A peer that goes away can end the body early without an error: never store a
+    // truncated file as a whole one.
+    if declared.is_some_and(|declared| declared != size) {
+        return Err(ApiError::bad_request("invalid_body", "the body ended before its declared length"));
     }
     if size == 0 {
         return Err(ApiError::validation("body", "the file is empty"));

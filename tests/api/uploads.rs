@@ -263,6 +263,33 @@ async fn the_size_limit_holds_with_and_without_a_declared_length_and_the_quota_c
     assert_eq!(count(&app, "uploads").await, 2);
 }
 
+/// A client that goes away halfway leaves nothing behind, and its quota is free again.
+#[tokio::test]
+async fn an_upload_broken_off_midway_is_removed_at_once() {
+    let app = spawn_app().await;
+    let ann = app.register("gone_ann").await;
+    let address = app.address.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /api/v1/uploads?name=half.bin HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Length: 900000\r\n\r\n",
+        ann.access_token
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(&vec![5u8; 400_000]).await.unwrap();
+    // Wait until the first chunk is stored, then vanish.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while count(&app, "upload_chunks").await == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(count(&app, "upload_chunks").await, 1, "the first chunk is stored as it arrives");
+    drop(socket);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while count(&app, "uploads").await > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!((count(&app, "uploads").await, count(&app, "upload_chunks").await), (0, 0));
+}
+
 /// Parallel uploads cannot each take the same room left in the quota.
 #[tokio::test]
 async fn parallel_uploads_stay_within_the_quota() {
