@@ -207,6 +207,27 @@ mod signals {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// PostgreSQL processes stopped with SIGSTOP; thawed when dropped, also when an
+    /// assertion fails.
+    struct Frozen(Vec<u32>);
+
+    impl Frozen {
+        fn stop(pids: Vec<u32>) -> Self {
+            for pid in &pids {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), Signal::SIGSTOP);
+            }
+            Self(pids)
+        }
+    }
+
+    impl Drop for Frozen {
+        fn drop(&mut self) {
+            for pid in &self.0 {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), Signal::SIGCONT);
+            }
+        }
+    }
+
     /// The postmaster and every process it started (the backends), from /proc.
     #[cfg(target_os = "linux")]
     fn postgres_tree(postmaster: u32) -> Vec<u32> {
@@ -229,7 +250,6 @@ mod signals {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_frozen_database_is_503_within_the_timeouts_and_a_retry_lands_once() {
-        use nix::{sys::signal::kill, unistd::Pid};
         let dir = new_data_dir();
         let goim = RunningGoim::start_with(
             &dir,
@@ -237,19 +257,7 @@ mod signals {
         );
         let http = Http::new(&goim.address);
         let (token, conversation) = http.user_with_group("frozen_ann");
-        /// Thaws the processes when dropped, also when an assertion fails.
-        struct Frozen(Vec<u32>);
-        impl Drop for Frozen {
-            fn drop(&mut self) {
-                for pid in &self.0 {
-                    let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGCONT);
-                }
-            }
-        }
-        let frozen = Frozen(postgres_tree(goim.postmaster_pid()));
-        for pid in &frozen.0 {
-            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGSTOP);
-        }
+        let frozen = Frozen::stop(postgres_tree(goim.postmaster_pid()));
         let message = serde_json::json!({ "client_msg_id": uuid::Uuid::new_v4(), "body": "into the freeze" });
         let path = format!("/api/v1/conversations/{conversation}/messages");
         let send = || http.call(reqwest::Method::POST, &path, Some(&token), Some(message.clone()));
@@ -287,7 +295,6 @@ mod signals {
     #[cfg(target_os = "linux")]
     #[test]
     fn an_authenticated_request_to_a_frozen_database_waits_for_one_acquire_only() {
-        use nix::{sys::signal::kill, unistd::Pid};
         let dir = new_data_dir();
         let goim = RunningGoim::start_with(
             &dir,
@@ -296,18 +303,7 @@ mod signals {
         let http = Http::new(&goim.address);
         let (token, conversation) = http.user_with_group("frozen_bea");
         let path = format!("/api/v1/conversations/{conversation}/messages");
-        struct Frozen(Vec<u32>);
-        impl Drop for Frozen {
-            fn drop(&mut self) {
-                for pid in &self.0 {
-                    let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGCONT);
-                }
-            }
-        }
-        let frozen = Frozen(postgres_tree(goim.postmaster_pid()));
-        for pid in &frozen.0 {
-            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGSTOP);
-        }
+        let frozen = Frozen::stop(postgres_tree(goim.postmaster_pid()));
         let message = serde_json::json!({ "client_msg_id": uuid::Uuid::new_v4(), "body": "into the freeze" });
         let requests = [
             ("GET /api/v1/me", reqwest::Method::GET, "/api/v1/me".to_owned(), None),

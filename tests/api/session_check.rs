@@ -21,13 +21,8 @@ use crate::{
     },
 };
 
-/// The pool is full and its queue moves (connections held by statements that time out,
-/// others waiting behind): an authenticated request queues for a connection once, so it
-/// is answered within one acquire timeout. With the session read from the pool first, it
-/// queued twice — for the session check, then behind everyone who arrived meanwhile for
-/// its query — and answered 503 after nearly two.
-#[tokio::test]
-async fn an_authenticated_request_queues_for_one_connection_only() {
+/// A server with a one-connection pool: 2 s to get it, 1 s per statement.
+async fn one_connection_app() -> crate::support::TestApp {
     let app = spawn_app_with(|config| {
         config.database.db_max_connections = 1;
         config.database.db_acquire_timeout = Duration::from_secs(2);
@@ -35,6 +30,17 @@ async fn an_authenticated_request_queues_for_one_connection_only() {
     })
     .await;
     app.wait_until_ready().await;
+    app
+}
+
+/// The pool is full and its queue moves (connections held by statements that time out,
+/// others waiting behind): an authenticated request queues for a connection once, so it
+/// is answered within one acquire timeout. With the session read from the pool first, it
+/// queued twice — for the session check, then behind everyone who arrived meanwhile for
+/// its query — and answered 503 after nearly two.
+#[tokio::test]
+async fn an_authenticated_request_queues_for_one_connection_only() {
+    let app = one_connection_app().await;
     let ann = app.register("queue_ann").await;
     let group = crate::support::call(
         &app,
@@ -129,13 +135,7 @@ async fn queued_request(
 /// connection (or one transaction) from the pool, so it queues once.
 #[tokio::test]
 async fn every_area_queues_for_one_connection_only() {
-    let app = spawn_app_with(|config| {
-        config.database.db_max_connections = 1;
-        config.database.db_acquire_timeout = Duration::from_secs(2);
-        config.database.db_statement_timeout = Duration::from_secs(1);
-    })
-    .await;
-    app.wait_until_ready().await;
+    let app = one_connection_app().await;
     let holder = app.register("areas_holder").await;
     let ann = admin_user(&app, "areas_ann").await;
     let bob = app.register("areas_bob").await;
