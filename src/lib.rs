@@ -9,7 +9,7 @@
 //!   with the `.sqlx/` offline cache); the longer statements are files in `src/db/sql/`.
 //! - [`events`]: domain events published after commit, for the real-time gateway.
 //! - [`writer`]: the batching message writer: shared commits, acks after commit, drain on
-//!   shutdown. [`search_upkeep`] merges the search index's pending list beside it;
+//!   shutdown. [`search_index`] indexes committed messages for search beside it;
 //!   [`retention`] deletes what is past its keep-by date.
 //! - [`webhooks`]: webhooks for offline delivery: the outbox the writer queues into, in
 //!   the message's transaction, and the worker that posts signed events with retries.
@@ -50,10 +50,10 @@
 //! | `db` | `config`, `domain` |
 //! | `events` | `domain` |
 //! | `error` | `db`, `domain` |
-//! | `search_upkeep` | `db` |
+//! | `search_index` | `db`, `domain` |
 //! | `retention` | `db`, `metrics` |
 //! | `webhooks` | `config`, `db`, `metrics` |
-//! | `writer` | `db`, `domain`, `error`, `events`, `metrics`, `search_upkeep`, `webhooks` |
+//! | `writer` | `db`, `domain`, `error`, `events`, `metrics`, `search_index`, `webhooks` |
 //! | `hub` | `db`, `domain`, `events`, `metrics` |
 //! | `auth` | `config`, `db`, `domain`, `error` |
 //! | `relay` | `auth`, `db`, `domain`, `events`, `hub`, `metrics` |
@@ -93,7 +93,7 @@ pub mod pg;
 pub mod readiness;
 pub mod relay;
 pub mod retention;
-pub mod search_upkeep;
+pub mod search_index;
 pub mod service;
 pub mod shutdown;
 pub mod startup;

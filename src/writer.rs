@@ -20,7 +20,7 @@
 //!
 //! With webhooks on, the same transaction queues a webhook delivery for every member
 //! without a connected socket ([`crate::webhooks::Outbox`]); the worker is nudged after
-//! the commit.
+//! the commit. Search indexing happens after the commit too ([`crate::search_index`]).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -44,6 +44,7 @@ use crate::{
     error::ApiError,
     events::{Event, EventBus},
     metrics::Metrics,
+    search_index::SearchQueue,
     webhooks::Outbox,
 };
 use tracing::Instrument;
@@ -130,9 +131,9 @@ impl MessageWriter {
         webhooks: Option<Outbox>,
     ) -> Self {
         let stop = CancellationToken::new();
-        // Every message adds to the search index's pending list; merging it belongs with
-        // the writes, and off their transactions.
-        tasks.spawn(crate::search_upkeep::run(pool.clone(), stop.clone()));
+        // Committed messages are indexed for search here, off the writers' transactions.
+        let search = SearchQueue::default();
+        tasks.spawn(crate::search_index::run(pool.clone(), search.clone(), stop.clone()));
         // The writer's statements take arrays, and PostgreSQL would otherwise re-plan
         // them for every batch (custom plans): planning cost more than the work. Their
         // shape never changes, so one generic plan per connection serves every batch.
@@ -156,6 +157,7 @@ impl MessageWriter {
                     events: events.clone(),
                     metrics: metrics.clone(),
                     webhooks: webhooks.clone(),
+                    search: search.clone(),
                 };
                 let lane_task = run_lane(lane, pool.clone(), sinks, receiver, stop.clone());
                 tasks.spawn(lane_task.instrument(tracing::info_span!("writer_lane", lane)));
@@ -209,6 +211,7 @@ struct Sinks {
     events: EventBus,
     metrics: Arc<Metrics>,
     webhooks: Option<Outbox>,
+    search: SearchQueue,
 }
 
 async fn run_lane(lane: usize, pool: PgPool, sinks: Sinks, mut queue: mpsc::Receiver<Job>, stop: CancellationToken) {
@@ -277,8 +280,9 @@ struct Stored {
 }
 
 fn deliver(sinks: &Sinks, batch: Vec<Job>, stored: Stored) {
-    let Sinks { events, metrics, webhooks, .. } = sinks;
+    let Sinks { events, metrics, webhooks, search, .. } = sinks;
     metrics.messages_stored.inc_by(stored.created.len() as u64);
+    search.mark(stored.created.iter().map(|(row, _)| row.conversation_id));
     if let Some(outbox) = webhooks
         && stored.webhooks_queued > 0
     {

@@ -269,7 +269,9 @@ async fn seed(pool: &PgPool, shape: &Shape) -> anyhow::Result<(bool, f64)> {
     tx.commit().await.context("committing the seeded data")?;
     println!("seeding: committed after {:.0} s; VACUUM (ANALYZE)", started.elapsed().as_secs_f64());
     // Sets the visibility map (index-only scans) and the planner statistics.
-    for table in ["messages", "conversations", "conversation_members", "message_reactions", "users"] {
+    for table in
+        ["messages", "conversations", "conversation_members", "message_reactions", "users", "message_search_blocks"]
+    {
         sqlx::raw_sql(&format!("VACUUM (ANALYZE) {table}"))
             .execute(&mut conn)
             .await
@@ -401,6 +403,19 @@ async fn seed_in(conn: &mut PgConnection, shape: &Shape, hash: &str) -> anyhow::
         sqlx::raw_sql(&definition.clone()).execute(&mut *conn).await.with_context(|| format!("rebuilding {name}"))?;
         progress(&format!("rebuilt {name}"));
     }
+    // Every message in a search block, as GOIM's indexer would leave them; the blocks'
+    // trigram index is rebuilt around the bulk insert too.
+    let (blocks_index,): (String,) =
+        sqlx::query_as("SELECT indexdef FROM pg_indexes WHERE indexname = 'message_search_blocks_trgm'")
+            .fetch_one(&mut *conn)
+            .await?;
+    sqlx::raw_sql("DROP INDEX message_search_blocks_trgm").execute(&mut *conn).await?;
+    sqlx::raw_sql("SELECT * FROM message_search_index((SELECT array_agg(id) FROM conversations), 1::bigint << 40)")
+        .execute(&mut *conn)
+        .await
+        .context("building the search blocks")?;
+    sqlx::raw_sql(&blocks_index).execute(&mut *conn).await.context("rebuilding the search blocks' index")?;
+    progress("search blocks");
     sqlx::query("UPDATE users SET bio = $1 WHERE lower(username) = $2")
         .bind(shape.marker())
         .bind(hub_username())

@@ -12,8 +12,11 @@
 //!    conversation's latest activity, and the message just below each window), which the
 //!    statement computes alongside. The work is bounded whatever the word.
 //! 2. Otherwise, for needles with a run of three or more letters or digits, **Trigram**:
-//!    the GIN trigram index finds every match in the whole table, then membership
-//!    filters them. Cheap for rare words, which is when step 1 did not suffice.
+//!    the GIN trigram index over blocks of consecutive messages (migration 18, built by
+//!    `crate::search_index` off the send path) finds the blocks of the caller's
+//!    conversations that match; their messages, and each conversation's messages not yet
+//!    in a block, are then checked one by one. Cheap for rare words, which is when step 1
+//!    did not suffice.
 //!    For shorter needles (one- and two-character CJK words: no trigram to look up),
 //!    **Everything**: step 1's statement over all of the caller's conversations and
 //!    messages — bounded by what the caller can see rather than by the whole table.
@@ -153,10 +156,35 @@ async fn bounded_scan(
     .await
 }
 
-/// Merges the message-body trigram index's pending list (see `crate::search_upkeep`);
+/// Indexes up to `per_conversation` not-yet-indexed messages of each of `conversations`
+/// into search blocks (migration 18), skipping conversations another transaction is
+/// indexing or rebuilding. Returns how many were indexed, and those still behind.
+pub async fn index_blocks(
+    db: impl sqlx::PgExecutor<'_>,
+    conversations: &[i64],
+    per_conversation: i64,
+) -> sqlx::Result<(i64, Vec<i64>)> {
+    let row = sqlx::query!(
+        r#"SELECT indexed AS "indexed!", behind AS "behind!" FROM message_search_index($1, $2)"#,
+        conversations,
+        per_conversation
+    )
+    .fetch_one(db)
+    .await?;
+    Ok((row.indexed, row.behind))
+}
+
+/// Up to `max` conversations with messages not yet in a search block.
+pub async fn behind(db: impl sqlx::PgExecutor<'_>, max: i64) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar!(r#"SELECT message_search_behind AS "id!" FROM message_search_behind($1)"#, max)
+        .fetch_all(db)
+        .await
+}
+
+/// Merges the search blocks' trigram index's pending list (see `crate::search_index`);
 /// returns how many pending pages were merged.
 pub async fn merge_pending_list(db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<i64> {
-    sqlx::query_scalar!(r#"SELECT gin_clean_pending_list('messages_body_trgm'::regclass) AS "pages!""#)
+    sqlx::query_scalar!(r#"SELECT gin_clean_pending_list('message_search_blocks_trgm'::regclass) AS "pages!""#)
         .fetch_one(db)
         .await
 }

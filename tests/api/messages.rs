@@ -554,6 +554,98 @@ async fn a_full_page_of_recent_hits_does_not_hide_a_newer_one_outside_the_window
     assert_eq!(hits, expected);
 }
 
+/// Waits until the search indexer has put every message of `conversation` in a block.
+async fn wait_until_indexed(app: &TestApp, conversation: i64) {
+    for _ in 0..100 {
+        let behind: bool = sqlx::query_scalar(
+            "SELECT c.last_seq > p.indexed_seq FROM conversations c
+               JOIN message_search_progress p ON p.conversation_id = c.id WHERE c.id = $1",
+        )
+        .bind(conversation)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if !behind {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("conversation {conversation} was not indexed for search within 10 s");
+}
+
+/// The text the search blocks hold for `conversation`, in seq order.
+async fn block_text(app: &TestApp, conversation: i64) -> String {
+    sqlx::query_scalar(
+        "SELECT coalesce(string_agg(body, E'\\n' ORDER BY first_seq), '') FROM message_search_blocks
+          WHERE conversation_id = $1",
+    )
+    .bind(conversation)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn search_blocks_follow_edits_recalls_and_the_callers_visibility() {
+    let app = spawn_app().await;
+    let users = app.seed_users("blocks", 3).await;
+    let (owner, early, late) = (&users[0], &users[1], &users[2]);
+    let (group, conversation) = group_with(&app, owner, &[early], json!({ "history_visibility": "since_join" })).await;
+    send_text(&app, owner, conversation, "the zebra crossing").await;
+    send_text(&app, owner, conversation, "斑马线在这里").await;
+    // Across a block boundary (64 messages per block).
+    for i in 0..70 {
+        send_text(&app, owner, conversation, &format!("filler {i}")).await;
+    }
+    call(&app, late, Method::POST, &format!("/api/v1/groups/{group}/join"), None).await;
+    send_text(&app, owner, conversation, "a zebra after the join").await;
+    wait_until_indexed(&app, conversation).await;
+    assert!(block_text(&app, conversation).await.contains("the zebra crossing"), "indexed off the send path");
+
+    // Found through the blocks, each hit checked against the caller's visibility.
+    assert_eq!(search_all_pages(&app, early, "zebra", 20).await, [(conversation, 73), (conversation, 1)]);
+    assert_eq!(search_all_pages(&app, late, "zebra", 20).await, [(conversation, 73)]);
+    assert_eq!(search_all_pages(&app, early, "斑马线", 20).await, [(conversation, 2)]);
+    // Not yet in a block: read directly.
+    send_text(&app, owner, conversation, "zebra, fresh off the press").await;
+    assert_eq!(search_all_pages(&app, early, "zebra", 20).await.len(), 3);
+
+    // An edit: the old words are neither found nor kept in the blocks; the new ones are found.
+    let path = format!("/api/v1/conversations/{conversation}/messages/1");
+    let edited = call(&app, owner, Method::PATCH, &path, Some(json!({ "body": "the giraffe crossing" }))).await;
+    assert_eq!(edited.status(), 200);
+    assert!(!block_text(&app, conversation).await.contains("the zebra crossing"));
+    assert_eq!(search_all_pages(&app, early, "giraffe", 20).await, [(conversation, 1)]);
+    assert_eq!(search_all_pages(&app, early, "zebra crossing", 20).await, Vec::<(i64, i64)>::new());
+
+    // A recall: gone from results and from the blocks.
+    assert_eq!(call(&app, owner, Method::DELETE, &path, None).await.status(), 204);
+    assert!(!block_text(&app, conversation).await.contains("giraffe"));
+    assert_eq!(search_all_pages(&app, early, "giraffe", 20).await, Vec::<(i64, i64)>::new());
+    // A needle spanning two messages of one block is not a message's text.
+    assert_eq!(search_all_pages(&app, early, "filler 3\nfiller 4", 20).await, Vec::<(i64, i64)>::new());
+}
+
+#[tokio::test]
+async fn deleted_messages_leave_no_search_text_behind() {
+    let app = spawn_app().await;
+    let users = app.seed_users("sweep", 1).await;
+    let owner = &users[0];
+    let (_, conversation) = group_with(&app, owner, &[], json!({})).await;
+    for i in 0..66 {
+        send_text(&app, owner, conversation, &format!("secret number {i}")).await;
+    }
+    wait_until_indexed(&app, conversation).await;
+    // As the retention sweep deletes: many messages in one statement.
+    sqlx::query("DELETE FROM messages WHERE conversation_id = $1 AND seq <= 65")
+        .bind(conversation)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(block_text(&app, conversation).await, "secret number 65", "a block keeps only what is left");
+    assert_eq!(search_all_pages(&app, owner, "secret", 20).await, [(conversation, 66)]);
+}
+
 fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
