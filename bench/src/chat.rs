@@ -23,8 +23,10 @@ use sqlx::PgPool;
 use tokio::sync::{Mutex, Semaphore};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 
-use super::{BenchServer, Machine, cpu::CpuMeter, http_client, load_average, stats::Latencies, write_json};
-use crate::args::ChatBenchArgs;
+use super::{
+    BenchServer, Machine, cpu::CpuMeter, http_client, load_average, stats::Latencies, wait_until_indexed, write_json,
+};
+use crate::{args::ChatBenchArgs, text::ChatText};
 
 #[derive(Serialize)]
 struct Report {
@@ -54,6 +56,9 @@ struct Report {
     /// Of `cpu_us_per_message`: PostgreSQL's share, when its processes are visible.
     postgres_cpu_us_per_message: Option<f64>,
     duplicates_or_out_of_order: u64,
+    /// How long after the last delivery every message was in a search block (`None`:
+    /// the server has no search blocks, or they were not done within 30 s).
+    search_indexed_ms_after_last_delivery: Option<f64>,
 }
 
 /// Where the application under test runs.
@@ -167,6 +172,7 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
         let times = send_times.clone();
         senders.push(tokio::spawn(async move {
             let (mut sink, mut stream) = sender_socket.split();
+            let mut text = ChatText::new(conversation.unsigned_abs());
             let window = Arc::new(Semaphore::new(in_flight as usize));
             let pending: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
             let (acks_window, acks_pending) = (window.clone(), pending.clone());
@@ -190,8 +196,9 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
                     pace.tick().await;
                 }
                 window.acquire().await.context("window")?.forget();
-                let marker = uuid::Uuid::new_v4().to_string();
-                let body = format!("{marker} w1 message padding text to reach about one hundred bytes..");
+                // The first word tells the receiver which send this is.
+                let marker = format!("m{conversation}x{i}");
+                let body = format!("{marker} {}", text.message());
                 let id = i.to_string();
                 let sent = Instant::now();
                 pending.lock().await.insert(id.clone(), sent);
@@ -237,6 +244,9 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
     }
     let (received, anomalies) = gather(receivers).await?;
     let wall = started.elapsed();
+    let conversations: Vec<i64> = pairs.iter().map(|p| p.conversation).collect();
+    // Indexing for search runs after the commits: its CPU belongs to these messages too.
+    let indexed_after = wait_until_indexed(&pool, &conversations).await;
     let measured = before.per_op(&meter.snapshot(), received.len());
     let servers_after = servers_cpu(&http, &servers).await?;
     // Separate servers: their own CPU from /metrics, not this process (the client).
@@ -246,7 +256,6 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
     };
     let postgres_cpu = measured.and_then(|c| c.postgres_us);
     let cpu = goim_cpu.map(|goim| goim + postgres_cpu.unwrap_or(0.0));
-    let conversations: Vec<i64> = pairs.iter().map(|p| p.conversation).collect();
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE conversation_id = ANY($1)")
         .bind(&conversations)
         .fetch_one(&pool)
@@ -279,9 +288,10 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
         goim_cpu_us_per_message: goim_cpu,
         postgres_cpu_us_per_message: postgres_cpu,
         duplicates_or_out_of_order: anomalies,
+        search_indexed_ms_after_last_delivery: indexed_after.map(|d| d.as_secs_f64() * 1e3),
     };
     println!(
-        "{} ({} instance(s), {}): {} pairs × {} msgs: {:.0} msgs/s delivered; ack p50 {:.1} ms p99 {:.1} ms; receive p50 {:.1} ms p99 {:.1} ms; cpu {:.0} µs/msg (goim {:.0}, postgres {:.0}); delivered {} stored {} anomalies {}",
+        "{} ({} instance(s), {}): {} pairs × {} msgs: {:.0} msgs/s delivered; ack p50 {:.1} ms p99 {:.1} ms; receive p50 {:.1} ms p99 {:.1} ms; cpu {:.0} µs/msg (goim {:.0}, postgres {:.0}); delivered {} stored {} anomalies {}; search-indexed {:.0} ms after the last delivery",
         if instances > 1 { "W5" } else { "W1" },
         instances,
         report.server,
@@ -297,7 +307,8 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
         report.postgres_cpu_us_per_message.unwrap_or(f64::NAN),
         report.delivered,
         report.stored,
-        report.duplicates_or_out_of_order
+        report.duplicates_or_out_of_order,
+        report.search_indexed_ms_after_last_delivery.unwrap_or(f64::NAN)
     );
     write_json(&args.out, &report)?;
     anyhow::ensure!(

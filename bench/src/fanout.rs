@@ -27,7 +27,7 @@ use super::{
     stats::Latencies,
     write_json,
 };
-use crate::args::FanoutBenchArgs;
+use crate::{args::FanoutBenchArgs, text::ChatText};
 
 #[derive(Serialize)]
 struct Report {
@@ -124,13 +124,14 @@ pub async fn run(config: Config, pool: PgPool, args: &FanoutBenchArgs) -> anyhow
         }));
         if sending {
             let messages = args.messages;
+            let mut text = ChatText::new(senders.len() as u64);
             senders.push(tokio::spawn(async move {
                 for i in 0..messages {
                     window.acquire().await.context("window")?.forget();
                     let sent = started.elapsed().as_micros();
                     let frame = json!({ "id": i.to_string(), "type": "send", "conversation_id": conversation,
                         "message": { "client_msg_id": uuid::Uuid::new_v4(),
-                                     "body": format!("{sent} w2 group message of about a hundred bytes, padding..") } });
+                                     "body": format!("{sent} {}", text.message()) } });
                     sink.send(Message::text(frame.to_string())).await.context("send")?;
                 }
                 anyhow::Ok(sink)

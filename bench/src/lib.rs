@@ -23,6 +23,7 @@ mod history;
 mod phase;
 mod social;
 mod stats;
+mod text;
 mod writes;
 
 use std::{
@@ -204,4 +205,26 @@ fn write_json(path: &Path, report: &impl Serialize) -> anyhow::Result<()> {
     }
     let json = serde_json::to_vec_pretty(report)?;
     std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Waits, at most 30 s, until GOIM's search indexer has put every message of
+/// `conversations` in a search block; how long that took, or `None` (a server without
+/// search blocks, or not done in time).
+async fn wait_until_indexed(pool: &sqlx::PgPool, conversations: &[i64]) -> Option<std::time::Duration> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(30) {
+        let behind: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM conversations c JOIN message_search_progress p ON p.conversation_id = c.id
+              WHERE c.id = ANY($1) AND c.last_seq > p.indexed_seq",
+        )
+        .bind(conversations)
+        .fetch_one(pool)
+        .await
+        .ok()?;
+        if behind == 0 {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    None
 }
