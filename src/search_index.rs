@@ -29,9 +29,11 @@ pub const INTERVAL: Duration = Duration::from_secs(1);
 /// How often every conversation is looked at for messages no instance indexed.
 pub const FULL_LOOK_INTERVAL: Duration = Duration::from_secs(60);
 /// Conversations per indexing transaction.
-const CONVERSATIONS_PER_RUN: usize = 256;
-/// Messages per conversation per indexing transaction (64 blocks).
-const MESSAGES_PER_CONVERSATION: i64 = 64 * 64;
+const CONVERSATIONS_PER_RUN: usize = 64;
+/// Messages per conversation per indexing transaction (16 blocks). With the line above,
+/// a transaction indexes at most 65,536 messages: about a second of work when catching
+/// up, well inside the statement timeout.
+const MESSAGES_PER_CONVERSATION: i64 = 16 * 64;
 /// Conversations the queue holds at most; past that, the next run looks at all of them.
 const QUEUE_CAP: usize = 100_000;
 

@@ -137,7 +137,20 @@ impl MessageWriter {
         // The writer's statements take arrays, and PostgreSQL would otherwise re-plan
         // them for every batch (custom plans): planning cost more than the work. Their
         // shape never changes, so one generic plan per connection serves every batch.
-        let options = (*pool.connect_options()).clone().options([("plan_cache_mode", "force_generic_plan")]);
+        //
+        // That plan is made on the connection's first batch, from the statistics of
+        // that moment (on a new server: empty tables), and kept until the statistics
+        // change. With empty tables a scan of the whole table looks free, and a plan
+        // that reads all of `friendships` or a conversation's every message per batch
+        // was kept while the tables grew (found in W1). Every statement of the writer
+        // looks rows up by key, so its sessions rule out the plan shapes that read a
+        // whole table: sequential and bitmap scans, hash joins.
+        let options = (*pool.connect_options()).clone().options([
+            ("plan_cache_mode", "force_generic_plan"),
+            ("enable_seqscan", "off"),
+            ("enable_bitmapscan", "off"),
+            ("enable_hashjoin", "off"),
+        ]);
         // Otherwise configured like the main pool: same session settings (statement
         // timeout, planner costs), acquire timeout (a database that cannot give a lane
         // its connection is a 503 after the configured wait, as on every other path),

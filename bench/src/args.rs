@@ -51,6 +51,18 @@ pub enum BenchWorkload {
     History(HistoryBenchArgs),
 }
 
+impl BenchWorkload {
+    /// Whether the workload drives `goim` processes of its own (`--url`) rather than
+    /// serving in-process.
+    pub fn drives_separate_servers(&self) -> bool {
+        match self {
+            Self::Chat(args) => !args.urls.is_empty(),
+            Self::Fanout(args) => args.url.is_some(),
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct HistoryBenchArgs {
     /// Direct conversations seeded; one user is in 1,000 of them (or all, if fewer).

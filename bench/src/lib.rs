@@ -34,7 +34,7 @@ use std::{
 };
 
 use anyhow::Context;
-use goim::{cli, config::Config, pg, startup::Application, telemetry};
+use goim::{cli, config::Config, db, pg, startup::Application, telemetry};
 use serde::Serialize;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -49,8 +49,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const EXIT_CONFIG: u8 = 2;
 
 /// Runs the parsed command line: checks the configuration as `goim` does, opens the
-/// database as `serve` does (managed cluster or `DATABASE_URL`, then migrations), runs
-/// the workload, and stops the managed cluster again.
+/// database as `serve` does (managed cluster or `DATABASE_URL`, then migrations; no
+/// migrations when driving separate servers on `DATABASE_URL`), runs the workload, and
+/// stops the managed cluster again.
 pub fn run(args: BenchArgs) -> ExitCode {
     let BenchArgs { mut config, command } = args;
     let workload = match command {
@@ -82,7 +83,14 @@ pub fn run(args: BenchArgs) -> ExitCode {
     };
     let result = runtime.block_on(async move {
         config.auth.jwt_secret = Some(cli::jwt_secret(&config)?);
-        let (pool, managed) = cli::open_database(&config).await?;
+        let (pool, managed) = match &config.database.database_url {
+            // The server under test owns the schema: a bench must not migrate the
+            // database of a `goim` older (or newer) than itself.
+            Some(url) if workload.drives_separate_servers() => {
+                (db::connect(&config, db::parse_url(url)?).await.context("cannot connect to PostgreSQL")?, None)
+            }
+            _ => cli::open_database(&config).await?,
+        };
         let result = run_workload(config, pool, workload).await;
         cli::stop_managed(managed).await;
         result

@@ -441,6 +441,11 @@ impl ContextRow {
 /// The context query over a source `k` (`ord`, `conversation_id`, `sender_id`,
 /// `client_msg_id`, `mentioned`) already joined to the sender's membership `cm`: the
 /// single lookup and the writer's batch differ only there.
+///
+/// Blocks, friendship and the peer's deletion are lateral lookups by key rather than
+/// `EXISTS`: PostgreSQL may run an `EXISTS` as one hashed pass over the whole table, the
+/// cheapest plan while the table is small, and the writer keeps its first plan (see
+/// `crate::writer`) while the table grows.
 macro_rules! context_rows {
     ($source:literal $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
@@ -451,22 +456,26 @@ macro_rules! context_rows {
                       c.last_message_at AS "last_message_at?", c.created_at AS "created_at?",
                       cm.last_read_seq AS "member_last_read_seq?", cm.visible_from_seq AS "member_visible_from_seq?",
                       cm.pinned AS "member_pinned?", cm.muted AS "member_muted?", cm.archived AS "member_archived?",
-                      (c.user_low IS NOT NULL AND EXISTS (
-                          SELECT 1 FROM blocks b
-                           WHERE (b.blocker_id = c.user_low AND b.blocked_id = c.user_high)
-                              OR (b.blocker_id = c.user_high AND b.blocked_id = c.user_low))) AS "blocked_either_way!",
-                      (c.user_low IS NOT NULL AND EXISTS (
-                          SELECT 1 FROM friendships f WHERE f.user_id = c.user_low AND f.friend_id = c.user_high)) AS "friends!",
-                      (c.user_low IS NOT NULL AND EXISTS (
-                          SELECT 1 FROM users pu
-                           WHERE pu.id = (CASE WHEN c.user_low = k.sender_id THEN c.user_high ELSE c.user_low END)
-                             AND pu.deleted_at IS NOT NULL)) AS "peer_deleted!",
+                      (blocked.yes IS NOT NULL) AS "blocked_either_way!", (friends.yes IS NOT NULL) AS "friends!",
+                      COALESCE(peer.deleted, false) AS "peer_deleted!",
                       (g.id IS NOT NULL) AS "group_exists!", g.disbanded_at AS "group_disbanded_at?",
                       gm.role AS "group_role?", gm.muted_until AS "group_muted_until?",
                       m.seq AS "earlier_seq?", m.created_at AS "earlier_created_at?",
                       m.request_hash AS "earlier_request_hash?", k.mentioned AS "mentioned_members!"
                  FROM "# + $source + r#"
                  LEFT JOIN conversations c ON c.id = k.conversation_id
+                 LEFT JOIN LATERAL (
+                     SELECT true AS yes FROM blocks b WHERE b.blocker_id = c.user_low AND b.blocked_id = c.user_high
+                     UNION ALL
+                     SELECT true FROM blocks b WHERE b.blocker_id = c.user_high AND b.blocked_id = c.user_low
+                     LIMIT 1) blocked ON true
+                 LEFT JOIN LATERAL (
+                     SELECT true AS yes FROM friendships f WHERE f.user_id = c.user_low AND f.friend_id = c.user_high
+                     ) friends ON true
+                 LEFT JOIN LATERAL (
+                     SELECT pu.deleted_at IS NOT NULL AS deleted FROM users pu
+                      WHERE pu.id = CASE WHEN c.user_low = k.sender_id THEN c.user_high ELSE c.user_low END
+                     ) peer ON true
                  LEFT JOIN groups g ON g.id = c.group_id
                  LEFT JOIN group_members gm ON gm.group_id = c.group_id AND gm.user_id = k.sender_id
                  LEFT JOIN messages m ON m.conversation_id = k.conversation_id AND m.sender_id = k.sender_id

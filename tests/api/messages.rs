@@ -646,6 +646,32 @@ async fn deleted_messages_leave_no_search_text_behind() {
     assert_eq!(search_all_pages(&app, owner, "secret", 20).await, [(conversation, 66)]);
 }
 
+#[tokio::test]
+async fn the_writers_idempotency_lookup_uses_its_own_index_from_the_first_batch() {
+    // One lane, so one writer connection: its plans are made on the first batch, while
+    // the tables are empty, and kept.
+    let app = spawn_app_with(|config| config.database.writer_lanes = 1).await;
+    let (ana, bo) = (app.register("ana_plan").await, app.register("bo_plan").await);
+    befriend(&app, &ana, &bo).await;
+    let conversation = direct(&app, &ana, &bo).await;
+    for i in 0..120 {
+        send_text(&app, &ana, conversation, &format!("message {i}")).await;
+    }
+    // A backend reports its statistics at the end of a transaction at most once a
+    // second: one more send, a second later, reports everything before it.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    send_text(&app, &ana, conversation, "the last one").await;
+    let (lookups, read_through_sync_index): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'messages_client_msg_id_key'),
+                (SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = 'messages_conversation_version')",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(lookups >= 120, "every send looked its id up ({lookups} lookups reported)");
+    assert_eq!(read_through_sync_index, 0, "no send read earlier messages through the sync index");
+}
+
 fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
