@@ -104,8 +104,12 @@ pub async fn run(pool: PgPool, queue: SearchQueue, stop: CancellationToken) {
             }
             Ok(()) => {}
             Err(error) => {
-                // The run stopped part-way: what it did not finish is indexed next time.
+                // The run stopped part-way: what it did not finish is indexed next time,
+                // and a look at every conversation it owed is owed still.
                 queue.put_back(&due);
+                if look_at_all {
+                    next_full_look = Instant::now();
+                }
                 if !failing {
                     // Logged once per outage (a restarting database, a full pool).
                     tracing::warn!(%error, "indexing messages for search failed; retrying every second");
