@@ -573,10 +573,10 @@ async fn wait_until_indexed(app: &TestApp, conversation: i64) {
     panic!("conversation {conversation} was not indexed for search within 10 s");
 }
 
-/// The text the search blocks hold for `conversation`, in seq order.
+/// The text the search blocks hold for `conversation` (lowercased), in seq order.
 async fn block_text(app: &TestApp, conversation: i64) -> String {
     sqlx::query_scalar(
-        "SELECT coalesce(string_agg(body, E'\\n' ORDER BY first_seq), '') FROM message_search_blocks
+        "SELECT coalesce(string_agg(lowered_body, E'\\n' ORDER BY first_seq), '') FROM message_search_blocks
           WHERE conversation_id = $1",
     )
     .bind(conversation)
@@ -591,7 +591,7 @@ async fn search_blocks_follow_edits_recalls_and_the_callers_visibility() {
     let users = app.seed_users("blocks", 3).await;
     let (owner, early, late) = (&users[0], &users[1], &users[2]);
     let (group, conversation) = group_with(&app, owner, &[early], json!({ "history_visibility": "since_join" })).await;
-    send_text(&app, owner, conversation, "the zebra crossing").await;
+    send_text(&app, owner, conversation, "The Zebra Crossing").await;
     send_text(&app, owner, conversation, "斑马线在这里").await;
     // Across a block boundary (64 messages per block).
     for i in 0..70 {
@@ -605,6 +605,7 @@ async fn search_blocks_follow_edits_recalls_and_the_callers_visibility() {
     // Found through the blocks, each hit checked against the caller's visibility.
     assert_eq!(search_all_pages(&app, early, "zebra", 20).await, [(conversation, 73), (conversation, 1)]);
     assert_eq!(search_all_pages(&app, late, "zebra", 20).await, [(conversation, 73)]);
+    assert_eq!(search_all_pages(&app, early, "ZEBRA CROSS", 20).await, [(conversation, 1)], "any case");
     assert_eq!(search_all_pages(&app, early, "斑马线", 20).await, [(conversation, 2)]);
     // Not yet in a block: read directly.
     send_text(&app, owner, conversation, "zebra, fresh off the press").await;

@@ -1,7 +1,8 @@
 -- Message search, the trigram step: $1 user, $2 ILIKE pattern, $3 one conversation or
 -- NULL, $4-$6 the keyset cursor or NULLs, $7 the page size. The trigram index finds the
--- blocks (migration 18) whose text matches; their messages, and each conversation's
--- messages not yet in a block, are then checked one by one.
+-- blocks (migrations 18 and 20) whose lowercased text matches the lowercased pattern
+-- (what ILIKE does); their messages, and each conversation's messages not yet in a
+-- block, are then checked one by one.
 WITH mine AS (
     SELECT cm.conversation_id, cm.visible_from_seq, COALESCE(p.indexed_seq, 0) AS indexed_seq
       FROM conversation_members cm
@@ -10,7 +11,7 @@ WITH mine AS (
 ), ranges AS (
     SELECT b.conversation_id, GREATEST(b.first_seq, mine.visible_from_seq + 1) AS low, b.last_seq AS high
       FROM message_search_blocks b JOIN mine ON mine.conversation_id = b.conversation_id
-     WHERE b.body ILIKE $2 AND b.last_seq > mine.visible_from_seq
+     WHERE b.lowered_body LIKE lower($2) AND b.last_seq > mine.visible_from_seq
     UNION ALL
     SELECT conversation_id, GREATEST(indexed_seq, visible_from_seq) + 1, 9223372036854775807 FROM mine
 )
