@@ -114,7 +114,18 @@ pub async fn ping(db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<()> {
 
 /// Applies pending migrations; applied ones are skipped, so this is idempotent.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(pool).await.context("database migration failed")
+    // A migration may rewrite a large table, minutes on a big database: it runs on a
+    // connection of its own, without the pool's statement timeout, which is closed after.
+    let mut connection = pool.acquire().await.context("database migration failed")?.detach();
+    let migrated = async {
+        sqlx::raw_sql("SET statement_timeout = 0").execute(&mut connection).await?;
+        MIGRATOR.run(&mut connection).await?;
+        anyhow::Ok(())
+    }
+    .await
+    .context("database migration failed");
+    let _ = connection.close().await;
+    migrated
 }
 
 /// The name of the constraint a statement violated, if any, for mapping to API errors.

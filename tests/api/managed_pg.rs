@@ -90,3 +90,20 @@ async fn the_shared_test_cluster_runs_with_durability_off() {
     let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&mut conn).await.unwrap();
     assert_eq!(fsync, "off");
 }
+
+#[tokio::test]
+async fn migrations_are_not_held_to_the_statement_timeout() {
+    // A migration may rewrite a large table for minutes; requests keep their timeout.
+    let clone = cluster().create_database().await;
+    let name = format!("empty_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect_with(&clone).await.unwrap();
+    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+    let mut config = crate::support::test_config();
+    config.database.db_statement_timeout = std::time::Duration::from_millis(1);
+    let pool = goim::db::connect(&config, clone.clone().database(&name)).await.unwrap();
+    goim::db::migrate(&pool).await.expect("every migration runs to its end");
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
+    assert_eq!(applied, goim::db::MIGRATOR.iter().count() as i64);
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout").fetch_one(&pool).await.unwrap();
+    assert_eq!(timeout, "1ms", "the pool's own connections keep their timeout");
+}
