@@ -116,14 +116,11 @@ pub async fn ping(db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<()> {
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     // A migration may rewrite a large table, minutes on a big database: it runs on a
     // connection of its own, without the pool's statement timeout, which is closed after.
-    let mut connection = pool.acquire().await.context("database migration failed")?.detach();
-    let migrated = async {
-        sqlx::raw_sql("SET statement_timeout = 0").execute(&mut connection).await?;
-        MIGRATOR.run(&mut connection).await?;
-        anyhow::Ok(())
-    }
-    .await
-    .context("database migration failed");
+    // The setting goes in the start-up packet (a later `-c` wins over the pool's), so no
+    // statement ever runs under the pool's timeout, not even a `SET`.
+    let options = pool.connect_options().as_ref().clone().options([("statement_timeout", "0")]);
+    let mut connection = PgConnection::connect_with(&options).await.context("database migration failed")?;
+    let migrated = MIGRATOR.run(&mut connection).await.context("database migration failed");
     let _ = connection.close().await;
     migrated
 }
