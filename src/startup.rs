@@ -4,9 +4,11 @@
 //! stop accepting → in-flight requests finish (bounded) → tracked tasks finish (bounded)
 //! → pool closed. The caller stops the managed PostgreSQL afterwards.
 
-use std::{net::TcpListener, sync::Arc};
+use std::{net::TcpListener, sync::Arc, time::Duration};
 
-use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
+use actix_http::HttpService;
+use actix_service::{IntoServiceFactory as _, ServiceFactoryExt as _, map_config};
+use actix_web::{App, dev::AppConfig, dev::Server, middleware::from_fn, web};
 use anyhow::Context;
 use sqlx::PgPool;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -154,7 +156,7 @@ impl Application {
             revocations: state.revocations.clone(),
             pool: state.pool.clone(),
         };
-        let mut server = HttpServer::new(move || {
+        let app = move || {
             App::new()
                 .app_data(web::Data::new(app_state.clone()))
                 .app_data(web::Data::new(session_check.clone()))
@@ -166,23 +168,34 @@ impl Application {
                 .wrap(from_fn(http::limit_uri))
                 .wrap(http::json_error_handlers())
                 .wrap(from_fn(http::observe_request))
-        })
-        .on_connect(|connection, _| {
-            if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                tune_connection(tcp);
-            }
-        })
-        // GOIM handles signals itself so that shutdown runs in its own order.
-        .disable_signals()
-        .shutdown_timeout(state.config.server.shutdown_timeout.as_secs());
+        };
+        // What actix-web's `HttpServer` builds, plus the WebSocket upgrade (see
+        // `gateway::upgrade`), which `HttpServer` cannot be given.
+        let service = move || {
+            let served = map_config(app().into_factory(), |_| AppConfig::default());
+            HttpService::build()
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .h1_allow_half_closed(true)
+                .on_connect_ext(|tcp: &actix_web::rt::net::TcpStream, _| tune_connection(tcp))
+                .upgrade(gateway::upgrade::service(map_config(app().into_factory(), |_| AppConfig::default())))
+                .h1(served.map_err(|error| error.error_response()))
+                .tcp()
+        };
         let workers = match state.config.server.http_workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
         let cap = connection_cap(state.config.server.max_connections as usize);
-        // actix counts connections per worker.
-        server = server.workers(workers).max_connections(cap.div_ceil(workers));
-        let server = server.listen(listener)?.run();
+        let server = Server::build()
+            .workers(workers)
+            // actix counts connections per worker.
+            .max_concurrent_connections(cap.div_ceil(workers))
+            // GOIM handles signals itself so that shutdown runs in its own order.
+            .disable_signals()
+            .shutdown_timeout(state.config.server.shutdown_timeout.as_secs())
+            .listen("goim", listener, service)?
+            .run();
         Ok(Self { port, server, state })
     }
 

@@ -3,17 +3,15 @@
 //! written down in docs/protocol.md; [`protocol`] parses and renders its frames.
 //! Every operation calls the same service functions as the REST API.
 
-mod frame_guard;
-mod peer_watch;
 pub mod protocol;
 mod session;
+mod socket;
+pub mod upgrade;
+mod wire;
 
 use actix_web::{
     HttpMessage as _, HttpRequest, HttpResponse,
-    body::MessageBody,
-    dev::{Payload, ServiceRequest, ServiceResponse},
     http::header::{self, HeaderValue},
-    middleware::{Next, from_fn},
     web,
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -21,8 +19,6 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 use utoipa::ToSchema;
 
 use crate::{
@@ -32,7 +28,6 @@ use crate::{
     error::ApiError,
     state::AppState,
 };
-use peer_watch::WatchedBody;
 
 /// How long a ticket may wait before it is redeemed.
 pub const TICKET_TTL_SECS: i64 = 30;
@@ -55,7 +50,7 @@ pub struct ApiDoc;
 /// `/api/v1` scope would otherwise answer 404 for them).
 pub fn routes(cfg: &mut actix_web::web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/ws/ticket").route(web::post().to(create_ticket)))
-        .service(web::resource("/api/v1/ws").wrap(from_fn(guard_frames)).route(web::get().to(connect)));
+        .service(web::resource("/api/v1/ws").route(web::get().to(connect)));
 }
 
 /// A one-time ticket for opening a WebSocket (browsers cannot send an Authorization
@@ -104,7 +99,6 @@ pub struct ConnectQuery {
 pub async fn connect(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Payload,
     query: web::Query<ConnectQuery>,
 ) -> Result<HttpResponse, ApiError> {
     refuse_while_stopping(&state)?;
@@ -141,8 +135,14 @@ pub async fn connect(
     // The handshake is checked before the socket is registered: a failed one must not
     // count as a connection, nor flap the user's presence. Nothing reaches the client
     // until the response below is returned, so a refusal after this is still clean.
-    let (mut response, ws_session, stream) =
-        actix_ws::handle(&req, body).map_err(|e| ApiError::bad_request("websocket_handshake_failed", e.to_string()))?;
+    let handshake_failed = |why: String| ApiError::bad_request("websocket_handshake_failed", why);
+    let mut response = actix_http::ws::handshake(req.head()).map_err(|e| handshake_failed(e.to_string()))?;
+    // Only a request actix-http handed to `upgrade` can take its connection over.
+    let handover = req
+        .extensions()
+        .get::<upgrade::Handover>()
+        .cloned()
+        .ok_or_else(|| handshake_failed("not a WebSocket upgrade".to_owned()))?;
     let (registration, outbound) = state
         .hub
         .register(
@@ -152,38 +152,16 @@ pub async fn connect(
             config.websocket.ws_outbound_queue as usize,
         )
         .map_err(|_| too_many_connections())?;
-    response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol::SUBPROTOCOL));
-    // A message may come in fragments (RFC 6455 §5.4); reassembled, it is held to the
-    // same limit as a single frame.
-    let max_frame = config.websocket.ws_max_frame_bytes as usize;
-    let stream = stream.max_frame_size(max_frame).aggregate_continuations().max_continuation_size(max_frame);
-    let peer_gone = CancellationToken::new();
-    let response = response.map_body(|_, body| WatchedBody::new(body, peer_gone.clone())).map_into_boxed_body();
-    let connection = session::Connection {
+    response.insert_header((header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol::SUBPROTOCOL)));
+    handover.admit(session::Connection {
         state: state.get_ref().clone(),
         user,
         session,
         session_expires_at,
         registration,
-        peer_gone,
-    };
-    let span = tracing::info_span!("ws", %user, connection = connection.registration.id());
-    let task = state.tasks.track_future(session::run(connection, ws_session, stream, outbound).instrument(span));
-    actix_web::rt::spawn(task);
-    Ok(response)
-}
-
-/// Puts [`frame_guard::FrameGuard`] between the connection and the WebSocket codec.
-async fn guard_frames(
-    mut req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if let Some(state) = req.app_data::<web::Data<AppState>>() {
-        let max_frame = u64::from(state.config.websocket.ws_max_frame_bytes);
-        let guarded = frame_guard::FrameGuard::new(req.take_payload(), max_frame);
-        req.set_payload(Payload::Stream { payload: Box::pin(guarded) });
-    }
-    next.call(req).await
+        outbound,
+    });
+    Ok(HttpResponse::from(response.finish()).map_into_boxed_body())
 }
 
 /// A stopping instance hands out no tickets and opens no sockets: they would be closed

@@ -9,13 +9,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::task::TaskTracker;
 
-use super::protocol::{self, ClientRequest};
+use super::{
+    protocol::{self, ClientRequest},
+    socket::{Inbound, Outbound},
+    wire::{self, CloseCode, CloseReason, Message, Outgoing, Violation},
+};
 use crate::{
     auth::Verdict,
     db,
@@ -38,8 +41,8 @@ pub struct Connection {
     /// When the login session expires unless refreshed meanwhile.
     pub session_expires_at: OffsetDateTime,
     pub registration: Registration,
-    /// Cancelled when the server dropped the connection (see `peer_watch`).
-    pub peer_gone: CancellationToken,
+    /// Frames for this socket: replies and events, in order.
+    pub outbound: mpsc::Receiver<Frame>,
 }
 
 /// Consecutive rate-limited requests after which the socket is closed with 4008.
@@ -58,6 +61,9 @@ const CLOSE_REPLACED: u16 = 4009;
 const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 /// Longest wait for room to write one frame before the client counts as not reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Queued frames gathered into one write, up to about this many bytes: under load one
+/// system call carries many frames.
+const WRITE_BATCH: usize = 64 * 1024;
 
 /// One socket's session: reads requests, dispatches them, writes replies and events,
 /// keeps the heartbeat, and closes with the right code.
@@ -68,7 +74,9 @@ struct SocketSession {
     session_expires_at: OffsetDateTime,
     session_checked: Instant,
     registration: Registration,
-    socket: Session,
+    socket: Outbound,
+    /// A write gave up half-way: the stream is out of step, so no close frame can follow.
+    broken: bool,
     /// Requests in flight, so their replies (acks) go out before the socket closes.
     requests: TaskTracker,
     last_heard: Instant,
@@ -89,13 +97,8 @@ enum Flow {
     PeerClosed(CloseReason),
 }
 
-pub async fn run(
-    connection: Connection,
-    socket: Session,
-    stream: AggregatedMessageStream,
-    outbound: mpsc::Receiver<Frame>,
-) {
-    let Connection { state, user, session, session_expires_at, registration, peer_gone } = connection;
+pub async fn run(connection: Connection, inbound: Inbound, socket: Outbound) {
+    let Connection { state, user, session, session_expires_at, registration, outbound } = connection;
     let bucket = Bucket::new(state.config.websocket.ws_rate_burst, state.config.websocket.ws_rate_per_sec);
     let session = SocketSession {
         state,
@@ -105,6 +108,7 @@ pub async fn run(
         session_checked: Instant::now(),
         registration,
         socket,
+        broken: false,
         requests: TaskTracker::new(),
         last_heard: Instant::now(),
         bucket,
@@ -112,16 +116,11 @@ pub async fn run(
         last_typing: HashMap::new(),
         turns: TurnQueue::default(),
     };
-    session.run(stream, outbound, peer_gone).await;
+    session.run(inbound, outbound).await;
 }
 
 impl SocketSession {
-    async fn run(
-        mut self,
-        mut stream: AggregatedMessageStream,
-        mut outbound: mpsc::Receiver<Frame>,
-        peer_gone: CancellationToken,
-    ) {
+    async fn run(mut self, mut inbound: Inbound, mut outbound: mpsc::Receiver<Frame>) {
         let mut heartbeat = tokio::time::interval(self.state.config.websocket.ws_ping_interval);
         heartbeat.tick().await;
         let shutdown = self.state.shutdown.clone();
@@ -130,7 +129,6 @@ impl SocketSession {
             let flow = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => Flow::Close(Some(reason(CloseCode::Away, "server shutting down"))),
-                _ = peer_gone.cancelled() => Flow::Close(None),
                 killed = kill.killed() => match killed {
                     KillReason::SlowConsumer => Flow::Close(Some(reason(CloseCode::Again, "too slow: outbound queue full"))),
                     KillReason::SessionRevoked => {
@@ -141,11 +139,11 @@ impl SocketSession {
                     }
                 },
                 frame = outbound.recv() => match frame {
-                    Some(frame) => self.write(&frame).await,
+                    Some(frame) => self.write_queued(&frame, &mut outbound).await,
                     None => Flow::Close(None),
                 },
                 _ = heartbeat.tick() => self.heartbeat().await,
-                message = stream.recv() => self.read(message).await,
+                message = inbound.recv() => self.read(message).await,
             };
             match flow {
                 Flow::Continue => {}
@@ -157,24 +155,42 @@ impl SocketSession {
         if close.as_ref().is_some_and(|close| close.code == CloseCode::Again) {
             self.state.metrics.ws_slow_disconnects.inc();
         }
-        self.close(close, drain, outbound, stream).await;
+        self.close(close, drain, outbound, inbound).await;
     }
 
-    /// Writes one frame; a failed write means the peer is gone, and a write that cannot
-    /// start within [`WRITE_TIMEOUT`] means it stopped reading (the connection's queue
-    /// is full), so nothing else in the loop would ever run for it again.
-    async fn write(&mut self, frame: &str) -> Flow {
-        self.bounded(|socket| socket.text(frame.to_owned())).await
+    /// Writes `first` and whatever else is queued behind it, in one write.
+    async fn write_queued(&mut self, first: &str, outbound: &mut mpsc::Receiver<Frame>) -> Flow {
+        let mut frames = Vec::with_capacity(first.len() + 10);
+        wire::encode(Outgoing::Text(first), &mut frames);
+        while frames.len() < WRITE_BATCH {
+            match outbound.try_recv() {
+                Ok(next) => wire::encode(Outgoing::Text(&next), &mut frames),
+                Err(_) => break,
+            }
+        }
+        self.write(&frames).await
     }
 
-    async fn bounded<'a, F>(&'a mut self, write: impl FnOnce(&'a mut Session) -> F) -> Flow
-    where
-        F: Future<Output = Result<(), actix_ws::Closed>> + 'a,
-    {
-        match tokio::time::timeout(WRITE_TIMEOUT, write(&mut self.socket)).await {
+    async fn send(&mut self, frame: Outgoing<'_>) -> Flow {
+        let mut bytes = Vec::new();
+        wire::encode(frame, &mut bytes);
+        self.write(&bytes).await
+    }
+
+    /// Writes encoded frames; a failed write means the peer is gone, and a write that
+    /// cannot finish within [`WRITE_TIMEOUT`] means it stopped reading (the kernel's
+    /// buffers are full), so nothing else in the loop would ever run for it again.
+    async fn write(&mut self, frames: &[u8]) -> Flow {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.socket.write(frames)).await {
             Ok(Ok(())) => Flow::Continue,
-            Ok(Err(_)) => Flow::Close(None),
-            Err(_) => Flow::Close(Some(reason(CloseCode::Again, "too slow: not reading"))),
+            Ok(Err(_)) => {
+                self.broken = true;
+                Flow::Close(None)
+            }
+            Err(_) => {
+                self.broken = true;
+                Flow::Close(Some(reason(CloseCode::Again, "too slow: not reading")))
+            }
         }
     }
 
@@ -205,27 +221,27 @@ impl SocketSession {
                 Err(_) => {}
             }
         }
-        self.bounded(|socket| socket.ping(b"goim")).await
+        self.send(Outgoing::Ping(b"goim")).await
     }
 
     /// Handles one frame from the client.
-    async fn read(&mut self, message: Option<Result<AggregatedMessage, ProtocolError>>) -> Flow {
+    async fn read(&mut self, message: Option<Result<Message, Violation>>) -> Flow {
         self.last_heard = Instant::now();
         let message = match message {
             None => return Flow::Close(None),
             Some(Ok(message)) => message,
-            Some(Err(error)) => return Flow::Close(Some(protocol_error_reason(&error))),
+            Some(Err(violation)) => return Flow::Close(Some(violation.close_reason())),
         };
         self.state.metrics.ws_frames_in.inc();
         match message {
-            AggregatedMessage::Text(text) => self.request(&text),
-            AggregatedMessage::Binary(_) => {
+            Message::Text(text) => self.request(&text),
+            Message::Binary => {
                 self.queue(protocol::error_reply(None, "binary_frames_unsupported", "send JSON text frames", None));
                 Flow::Continue
             }
-            AggregatedMessage::Ping(bytes) => self.bounded(|socket| socket.pong(&bytes)).await,
-            AggregatedMessage::Pong(_) => Flow::Continue,
-            AggregatedMessage::Close(peer) => Flow::PeerClosed(answer_to_close(peer)),
+            Message::Ping(bytes) => self.send(Outgoing::Pong(&bytes)).await,
+            Message::Pong => Flow::Continue,
+            Message::Close(peer) => Flow::PeerClosed(answer_to_close(peer)),
         }
     }
 
@@ -304,30 +320,32 @@ impl SocketSession {
         close: Option<CloseReason>,
         drain: bool,
         mut outbound: mpsc::Receiver<Frame>,
-        mut stream: AggregatedMessageStream,
+        mut inbound: Inbound,
     ) {
         self.requests.close();
         let _ = tokio::time::timeout(self.state.config.server.shutdown_timeout, self.requests.wait()).await;
-        while let Ok(frame) = outbound.try_recv() {
-            if let Flow::Close(_) = self.write(&frame).await {
+        while !self.broken {
+            let Ok(frame) = outbound.try_recv() else { break };
+            if let Flow::Close(_) = self.write_queued(&frame, &mut outbound).await {
                 break;
             }
         }
-        let we_close = drain && close.is_some();
-        // The response stays open while this clone lives.
-        let keep_open = self.socket.clone();
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.close(close)).await;
-        if we_close {
+        if !self.broken {
+            let mut frame = Vec::new();
+            wire::encode(Outgoing::Close(close.as_ref()), &mut frame);
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.write(&frame)).await;
+        }
+        if drain && close.is_some() && !self.broken {
             let _ = tokio::time::timeout(CLOSE_DRAIN, async {
-                while let Some(Ok(message)) = stream.recv().await {
-                    if matches!(message, AggregatedMessage::Close(_)) {
+                while let Some(Ok(message)) = inbound.recv().await {
+                    if matches!(message, Message::Close(_)) {
                         break;
                     }
                 }
             })
             .await;
         }
-        drop(keep_open);
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.finish()).await;
         // Last: the connection counts as open (and shutdown waits for it) until here.
         drop(self.registration);
     }
@@ -338,28 +356,9 @@ fn reason(code: CloseCode, description: &str) -> CloseReason {
 }
 
 /// The close frame that answers the peer's: its own code echoed (RFC 6455 §5.5.1).
-/// `frame_guard` already failed any close frame with a code no peer may send.
+/// [`wire::Decoder`] already refused any close frame with a code no peer may send.
 fn answer_to_close(peer: Option<CloseReason>) -> CloseReason {
     peer.map_or_else(|| reason(CloseCode::Normal, ""), |peer| CloseReason { code: peer.code, description: None })
-}
-
-fn protocol_error_reason(error: &ProtocolError) -> CloseReason {
-    match error {
-        ProtocolError::Overflow => reason(CloseCode::Size, "frame too large"),
-        ProtocolError::Io(io) if io.to_string().contains("maximum continuation size") => {
-            reason(CloseCode::Size, "message too large")
-        }
-        ProtocolError::Io(io) if io.get_ref().is_some_and(|inner| super::frame_guard::is_overflow(inner)) => {
-            reason(CloseCode::Size, "frame too large")
-        }
-        ProtocolError::Io(io)
-            if io.kind() == std::io::ErrorKind::InvalidData
-                || io.get_ref().is_some_and(|inner| super::frame_guard::is_invalid_utf8(inner)) =>
-        {
-            reason(CloseCode::Invalid, "text is not valid UTF-8")
-        }
-        _ => reason(CloseCode::Protocol, "protocol error"),
-    }
 }
 
 /// Runs one request and renders its reply.

@@ -2,8 +2,9 @@
 //! trickles its body (one byte every 20 s) would otherwise hold its connection, and a
 //! file descriptor, for as long as it likes. The body must arrive in full within
 //! `GOIM_BODY_TIMEOUT_SECS` of the request's start; after that the read fails and the
-//! request is answered 408. Uploads get `GOIM_UPLOAD_TIMEOUT_SECS` instead. WebSocket
-//! upgrades are exempt: their "body" is the socket.
+//! request is answered 408. Uploads get `GOIM_UPLOAD_TIMEOUT_SECS` instead. A WebSocket
+//! upgrade request never has a body here: `crate::gateway` takes its connection over, and
+//! refuses one whose method could carry a body (anything but GET).
 
 use std::{
     future::Future,
@@ -17,7 +18,6 @@ use actix_web::{
     body::MessageBody,
     dev::{Payload, ServiceRequest, ServiceResponse},
     error::PayloadError,
-    http::header,
     middleware::Next,
     web::{self, Bytes},
 };
@@ -26,8 +26,6 @@ use tokio::time::Sleep;
 
 use crate::state::AppState;
 
-/// The gateway's handshake route (`crate::gateway`, which this module may not import).
-const WEBSOCKET_PATH: &str = "/api/v1/ws";
 /// Uploads may take `GOIM_UPLOAD_TIMEOUT_SECS` instead: files are larger than requests.
 pub const UPLOAD_PATH: &str = "/api/v1/uploads";
 
@@ -35,12 +33,7 @@ pub async fn body_deadline(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    // Only the WebSocket handshake route is exempt: an `Upgrade` header on any other
-    // request must not buy its body unlimited time.
-    let websocket = req.method() == actix_web::http::Method::GET
-        && req.path() == WEBSOCKET_PATH
-        && req.headers().contains_key(header::UPGRADE);
-    if let (false, Some(state)) = (websocket, req.app_data::<web::Data<AppState>>()) {
+    if let Some(state) = req.app_data::<web::Data<AppState>>() {
         let upload = req.method() == actix_web::http::Method::POST && req.path() == UPLOAD_PATH;
         let limit = if upload { state.config.uploads.upload_timeout } else { state.config.server.body_timeout };
         let deadline = tokio::time::sleep(limit);

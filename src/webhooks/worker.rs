@@ -117,6 +117,7 @@ impl Worker {
                 self.sample_backlog().await;
             }
             tokio::select! {
+                biased;
                 _ = stop.cancelled() => return,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(POLL_INTERVAL) => {}
@@ -126,11 +127,12 @@ impl Worker {
 
     /// One claim, its posts and its settlement; returns how many rows were claimed.
     async fn round(&self, stop: &CancellationToken) -> sqlx::Result<usize> {
-        let claimed = tokio::select! {
-            // A claim cut short may still have committed: those rows wait out the lease.
-            _ = stop.cancelled() => return Ok(0),
-            claimed = db::webhooks::claim(&self.pool, BATCH, LEASE) => claimed?,
-        };
+        // A claim is never cut short: one dropped after PostgreSQL committed it would
+        // leave its rows waiting out the lease (a minute) instead of released at once.
+        if stop.is_cancelled() {
+            return Ok(0);
+        }
+        let claimed = db::webhooks::claim(&self.pool, BATCH, LEASE).await?;
         if claimed.is_empty() {
             return Ok(0);
         }
@@ -141,6 +143,10 @@ impl Worker {
                 claimed.iter().map(|row| async move { (row, self.post(row).await) }).collect();
             loop {
                 tokio::select! {
+                    biased;
+                    // Abandoned posts may still have reached their endpoint: their
+                    // events go out again (at least once), with the same id.
+                    _ = stop.cancelled() => break,
                     next = posts.next() => match next {
                         Some((row, result)) => {
                             finished.insert(row.id);
@@ -148,9 +154,6 @@ impl Worker {
                         }
                         None => break,
                     },
-                    // Abandoned posts may still have reached their endpoint: their
-                    // events go out again (at least once), with the same id.
-                    _ = stop.cancelled() => break,
                 }
             }
         }

@@ -51,12 +51,16 @@ async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> (String, b
     }
 }
 
+/// Headers that make actix-http hand a request to the WebSocket upgrade.
+const UPGRADE: &str = "Upgrade: websocket\r\nConnection: upgrade\r\n";
+
 #[tokio::test]
 async fn a_body_that_trickles_is_answered_408_and_its_connection_closed() {
     let app = spawn_app_with(|config| config.server.body_timeout = Duration::from_secs(1)).await;
-    // The second asks for an upgrade it will not get: only the WebSocket handshake
-    // route is exempt from the deadline, not any request that says "Upgrade".
-    for upgrade in ["", "Upgrade: websocket\r\nConnection: upgrade\r\n"] {
+    // The second asks for an upgrade it will not get: that must not buy its body
+    // unlimited time either. It is refused at once, its body unread.
+    let cases = [("", "HTTP/1.1 408", "request_timeout"), (UPGRADE, "HTTP/1.1 400", "upgrade_not_supported")];
+    for (upgrade, status, code) in cases {
         let mut stream = raw(&app).await;
         let head = format!(
             "POST /api/v1/auth/login HTTP/1.1\r\nHost: goim\r\n{upgrade}Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
@@ -73,9 +77,9 @@ async fn a_body_that_trickles_is_answered_408_and_its_connection_closed() {
         };
         let _ = tokio::time::timeout(Duration::from_millis(1500), trickle).await;
         let (response, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
-        assert!(response.starts_with("HTTP/1.1 408"), "{upgrade:?}: {response}");
-        assert!(response.contains("\"code\":\"request_timeout\""), "{response}");
-        assert!(closed, "the connection is closed after the 408");
+        assert!(response.starts_with(status), "{upgrade:?}: {response}");
+        assert!(response.contains(&format!("\"code\":\"{code}\"")), "{response}");
+        assert!(closed, "the connection is closed after the refusal");
     }
     // A whole body within the deadline is fine.
     let ok = app
