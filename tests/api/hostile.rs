@@ -174,6 +174,52 @@ async fn a_rate_limited_client_gets_its_replies_and_a_clean_4008() {
     assert!(replies >= 54, "the replies sent before the close arrived: {replies}");
 }
 
+/// A client may send its first frames right behind the handshake request, in the same
+/// packet, without waiting for the 101 (RFC 6455 §4.1 allows it once the 101 arrives,
+/// and pipelining clients do it anyway). Those bytes reach the server with the request;
+/// they must become the socket's first messages, not be dropped with the HTTP parser.
+#[tokio::test]
+async fn frames_sent_right_behind_the_handshake_are_answered() {
+    let app = spawn_app_with(|_| {}).await;
+    let user = app.register("early_bird").await;
+    let mut tcp = raw(&app).await;
+    let host = app.address.trim_start_matches("http://");
+    let mut bytes = format!(
+        "GET /api/v1/ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: goim.v1\r\nAuthorization: Bearer {}\r\n\r\n",
+        user.access_token
+    )
+    .into_bytes();
+    bytes.extend(client_frame(0x81, br#"{"id":"early-1","type":"ping"}"#, true, None));
+    bytes.extend(client_frame(0x81, br#"{"id":"early-2","type":"ping"}"#, true, None));
+    tcp.write_all(&bytes).await.unwrap();
+
+    let mut received = Vec::new();
+    let mut replies = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while replies.len() < 2 {
+        let mut chunk = [0u8; 4096];
+        let read =
+            tokio::time::timeout_at(deadline, tcp.read(&mut chunk)).await.expect("both replies in time").unwrap();
+        assert!(read > 0, "the server closed: {}", String::from_utf8_lossy(&received));
+        received.extend_from_slice(&chunk[..read]);
+        let Some(head_end) = received.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        assert!(received.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&received));
+        // Unmasked server text frames, each under 126 bytes.
+        replies.clear();
+        let mut frames = &received[head_end + 4..];
+        while let [0x81, length, rest @ ..] = frames
+            && rest.len() >= usize::from(*length)
+        {
+            replies.push(String::from_utf8_lossy(&rest[..usize::from(*length)]).into_owned());
+            frames = &rest[usize::from(*length)..];
+        }
+    }
+    assert!(replies[0].contains(r#""id":"early-1""#) && replies[0].contains("pong"), "{replies:?}");
+    assert!(replies[1].contains(r#""id":"early-2""#) && replies[1].contains("pong"), "{replies:?}");
+}
+
 /// A frame header that declares 1 GiB is refused when the header arrives (1009), not
 /// after the server has buffered the gigabyte.
 #[tokio::test]
