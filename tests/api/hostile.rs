@@ -8,7 +8,10 @@ use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
-use tokio_tungstenite::{WebSocketStream, tungstenite::Message};
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{Message, client::IntoClientRequest as _, http::HeaderValue},
+};
 
 use crate::support::{TestApp, TestUser, binary::RunningGoim, cluster, spawn_app_with, test_config};
 
@@ -112,6 +115,43 @@ async fn connections_past_the_cap_wait_until_one_closes() {
     drop(held.pop());
     let n = tokio::time::timeout(Duration::from_secs(10), fourth.read(&mut buffer)).await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"), "served once one closed");
+}
+
+/// A WebSocket runs outside the HTTP dispatcher, inside its connection's task: it holds
+/// its place under `GOIM_MAX_CONNECTIONS` while open and gives it back when it closes.
+#[tokio::test]
+async fn open_websockets_count_against_the_connection_cap() {
+    let mut app = spawn_app_with(|config| {
+        config.server.max_connections = 3;
+        config.server.http_workers = 1;
+    })
+    .await;
+    // No pooled connection of the test's own may take one of the three places.
+    app.client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let user = app.register("cap_holder").await;
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        let mut request = app.ws_url("").into_client_request().unwrap();
+        request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("goim.v1"));
+        let bearer = HeaderValue::from_str(&format!("Bearer {}", user.access_token)).unwrap();
+        request.headers_mut().insert("authorization", bearer);
+        let opened = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio_tungstenite::client_async(request, raw(&app).await).await.expect("a handshake")
+        });
+        sockets.push(opened.await.expect("one of the three places").0);
+    }
+    let mut fourth = raw(&app).await;
+    fourth.write_all(b"GET /healthz HTTP/1.1\r\nHost: goim\r\n\r\n").await.unwrap();
+    let mut buffer = [0u8; 1024];
+    let early = tokio::time::timeout(Duration::from_millis(1000), fourth.read(&mut buffer)).await;
+    assert!(early.is_err(), "a fourth connection is not served while three sockets are open");
+    // actix-server wakes its acceptor for a full worker on the second close, not the
+    // first (its counter starts at one); two sockets close.
+    let started = std::time::Instant::now();
+    sockets.truncate(1);
+    let n = tokio::time::timeout(Duration::from_secs(10), fourth.read(&mut buffer)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"), "served once sockets closed");
+    assert!(started.elapsed() < Duration::from_secs(3), "the closed sockets' places are free at once");
 }
 
 /// A client that stops reading (a tiny receive buffer, never drained) while events pour
