@@ -29,6 +29,9 @@ use crate::{
     state::AppState,
 };
 
+/// The handshake route: the only one a WebSocket upgrade is served on.
+pub const WEBSOCKET_PATH: &str = "/api/v1/ws";
+
 /// How long a ticket may wait before it is redeemed.
 pub const TICKET_TTL_SECS: i64 = 30;
 
@@ -50,7 +53,7 @@ pub struct ApiDoc;
 /// `/api/v1` scope would otherwise answer 404 for them).
 pub fn routes(cfg: &mut actix_web::web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/ws/ticket").route(web::post().to(create_ticket)))
-        .service(web::resource("/api/v1/ws").route(web::get().to(connect)));
+        .service(web::resource(WEBSOCKET_PATH).route(web::get().to(connect)));
 }
 
 /// A one-time ticket for opening a WebSocket (browsers cannot send an Authorization

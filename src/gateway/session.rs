@@ -236,6 +236,11 @@ impl SocketSession {
             Some(Err(violation)) => return Flow::Close(Some(violation.close_reason())),
         };
         self.state.metrics.ws_frames_in.inc();
+        // Every frame that asks for work is held to the request rate: a flood of pings
+        // would otherwise cost one write (and one packet) each.
+        if matches!(message, Message::Ping(_) | Message::Pong | Message::Binary) && !self.bucket.take() {
+            return self.refused();
+        }
         match message {
             Message::Text(text) => self.request(&text),
             Message::Binary => {
@@ -251,9 +256,8 @@ impl SocketSession {
     /// Rate-limits, parses and dispatches one request; its reply is queued when ready.
     fn request(&mut self, text: &str) -> Flow {
         if !self.bucket.take() {
-            self.refused_in_a_row += 1;
-            if self.refused_in_a_row >= ABUSE_LIMIT {
-                return Flow::Close(Some(reason(CloseCode::Other(CLOSE_RATE_LIMITED), "rate limited")));
+            if let flow @ Flow::Close(_) = self.refused() {
+                return flow;
             }
             let id = protocol::parse(text).ok().map(|(id, _)| id);
             self.queue(protocol::error_reply(id.as_deref(), "rate_limited", "too many requests; slow down", None));
@@ -269,6 +273,15 @@ impl SocketSession {
                     self.dispatch(id, request);
                 }
             }
+        }
+        Flow::Continue
+    }
+
+    /// Counts a frame refused by the rate limit; too many in a row close the socket.
+    fn refused(&mut self) -> Flow {
+        self.refused_in_a_row += 1;
+        if self.refused_in_a_row >= ABUSE_LIMIT {
+            return Flow::Close(Some(reason(CloseCode::Other(CLOSE_RATE_LIMITED), "rate limited")));
         }
         Flow::Continue
     }

@@ -34,7 +34,7 @@ type Outgoing = h1::Message<(Response<()>, BodySize)>;
 
 /// The longest a response head (or an error's body) may take to be written.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// An error body larger than this is not expected; it is cut off rather than buffered.
+/// An error body larger than this is not expected; the connection closes instead.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// Placed in an upgrade request's extensions; [`super::connect`] leaves the admitted
@@ -97,9 +97,10 @@ where
 {
     let handover = Handover::default();
     request.extensions_mut().insert(handover.clone());
-    let response: Response<BoxBody> = if request.method() != Method::GET {
-        // Its body, if any, is still unread on the connection, where the application
-        // cannot read it: refused whole rather than served without it.
+    let response: Response<BoxBody> = if request.method() != Method::GET || request.path() != super::WEBSOCKET_PATH {
+        // Any request that says `Upgrade: websocket` comes here. Another route's body,
+        // if any, is still unread on the connection, and its answer could be any size:
+        // refused whole rather than served without its body or written from here.
         let refusal = ApiError::bad_request("upgrade_not_supported", "only GET /api/v1/ws upgrades (to a WebSocket)");
         refusal.error_response().into()
     } else {
@@ -134,11 +135,14 @@ where
 }
 
 async fn write_refusal(framed: &mut HttpConnection, head: Response<()>, body: BoxBody) -> io::Result<()> {
+    // Only the handshake's own refusals come here: small JSON errors. Anything else is
+    // not sent as if it were whole: the connection just closes.
     let body = match body.try_into_bytes() {
         Ok(bytes) => bytes,
-        Err(body) => {
-            actix_web::body::to_bytes_limited(body, MAX_ERROR_BODY).await.ok().and_then(Result::ok).unwrap_or_default()
-        }
+        Err(body) => match actix_web::body::to_bytes_limited(body, MAX_ERROR_BODY).await {
+            Ok(Ok(bytes)) => bytes,
+            _ => return Err(io::Error::other("a refusal's body is too large or failed")),
+        },
     };
     put(framed, h1::Message::Item((head, BodySize::Sized(body.len() as u64))))?;
     put(framed, h1::Message::Chunk(Some(body)))?;

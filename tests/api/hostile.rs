@@ -260,6 +260,46 @@ async fn frames_sent_right_behind_the_handshake_are_answered() {
     assert!(replies[1].contains(r#""id":"early-2""#) && replies[1].contains("pong"), "{replies:?}");
 }
 
+/// Pings are held to the request rate too: each would cost the server a write and a
+/// packet. A flood gets its burst of pongs, then 4008.
+#[tokio::test]
+async fn a_ping_flood_gets_a_few_pongs_then_4008() {
+    let app = spawn_app_with(|config| {
+        config.websocket.ws_rate_burst = 5;
+        config.websocket.ws_rate_per_sec = 1;
+    })
+    .await;
+    let user = app.register("ping_flooder").await;
+    let mut socket = ws_over(&app, &user, raw(&app).await).await;
+    let flood: Vec<u8> = (0..300).flat_map(|_| client_frame(0x89, b"p", true, None)).collect();
+    socket.get_mut().write_all(&flood).await.unwrap();
+    let mut pongs = 0;
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("closed in time") {
+            Some(Ok(Message::Pong(_))) => pongs += 1,
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            other => panic!("the connection ended without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(close, Some(4008));
+    assert!((5..=7).contains(&pongs), "the burst's pongs and no more: {pongs}");
+}
+
+/// Only the handshake route is upgraded; any other request asking for a WebSocket is
+/// refused whole (its answer is not written from outside the HTTP dispatcher).
+#[tokio::test]
+async fn an_upgrade_of_another_route_is_refused() {
+    let app = spawn_app_with(|_| {}).await;
+    let mut stream = raw(&app).await;
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: goim\r\n{UPGRADE}Sec-WebSocket-Version: 13\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (response, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(response.contains("\"code\":\"upgrade_not_supported\""), "{response}");
+    assert!(closed, "the connection is closed after the refusal");
+}
+
 /// A frame header that declares 1 GiB is refused when the header arrives (1009), not
 /// after the server has buffered the gigabyte.
 #[tokio::test]
