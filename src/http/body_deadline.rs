@@ -3,8 +3,8 @@
 //! file descriptor, for as long as it likes. The body must arrive in full within
 //! `GOIM_BODY_TIMEOUT_SECS` of the request's start; after that the read fails and the
 //! request is answered 408. Uploads get `GOIM_UPLOAD_TIMEOUT_SECS` instead. A WebSocket
-//! upgrade request never reaches here: `crate::gateway` takes its connection over, and
-//! refuses it unless it is the handshake's `GET /api/v1/ws`, which has no body.
+//! upgrade request reaches here without a body: `crate::gateway` takes its connection
+//! over, and refuses any but the handshake's `GET /api/v1/ws` before it gets here.
 
 use std::{
     future::Future,
