@@ -138,12 +138,16 @@ impl SocketSession {
                         Flow::Close(Some(reason(CloseCode::Other(CLOSE_REPLACED), "replaced by a newer socket of this session")))
                     }
                 },
+                // The client's frames before our writes and the heartbeat: a steady
+                // stream of events must not keep its requests (or its pongs) unread
+                // until the heartbeat takes it for silent. Requests are rate-limited,
+                // so reading first cannot starve the writes.
+                message = inbound.recv() => self.read(message).await,
                 frame = outbound.recv() => match frame {
                     Some(frame) => self.write_queued(&frame, &mut outbound).await,
                     None => Flow::Close(None),
                 },
                 _ = heartbeat.tick() => self.heartbeat().await,
-                message = inbound.recv() => self.read(message).await,
             };
             match flow {
                 Flow::Continue => {}
