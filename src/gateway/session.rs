@@ -138,15 +138,15 @@ impl SocketSession {
                         Flow::Close(Some(reason(CloseCode::Other(CLOSE_REPLACED), "replaced by a newer socket of this session")))
                     }
                 },
-                // The client's frames before our writes and the heartbeat: a steady
-                // stream of events must not keep its requests (or its pongs) unread
-                // until the heartbeat takes it for silent. Requests are rate-limited,
-                // so reading first cannot starve the writes.
-                message = inbound.recv() => self.read(message).await,
+                // Queued writes first: when one is ready, nothing after it is polled,
+                // which keeps a busy socket's loop to one poll per batch of frames.
                 frame = outbound.recv() => match frame {
                     Some(frame) => self.write_queued(&frame, &mut outbound).await,
                     None => Flow::Close(None),
                 },
+                // The client's frames before the heartbeat, which would otherwise take a
+                // client whose pong is waiting unread for silent.
+                message = inbound.recv() => self.read(message).await,
                 _ = heartbeat.tick() => self.heartbeat().await,
             };
             match flow {
