@@ -240,10 +240,10 @@ impl SocketSession {
             Some(Err(violation)) => return Flow::Close(Some(violation.close_reason())),
         };
         self.state.metrics.ws_frames_in.inc();
-        // Every frame that asks for work is held to the request rate: a flood of pings
-        // would otherwise cost one write (and one packet) each.
-        if matches!(message, Message::Ping(_) | Message::Pong | Message::Binary) && !self.bucket.take() {
-            return self.refused();
+        // Every frame that asks for work is held to the request rate, in this one place:
+        // a flood of pings would otherwise cost one write (and one packet) each.
+        if !matches!(message, Message::Close(_)) && !self.bucket.take() {
+            return self.refuse(&message);
         }
         match message {
             Message::Text(text) => self.request(&text),
@@ -257,16 +257,8 @@ impl SocketSession {
         }
     }
 
-    /// Rate-limits, parses and dispatches one request; its reply is queued when ready.
+    /// Parses and dispatches one request (within the rate); its reply is queued when ready.
     fn request(&mut self, text: &str) -> Flow {
-        if !self.bucket.take() {
-            if let flow @ Flow::Close(_) = self.refused() {
-                return flow;
-            }
-            let id = protocol::parse(text).ok().map(|(id, _)| id);
-            self.queue(protocol::error_reply(id.as_deref(), "rate_limited", "too many requests; slow down", None));
-            return Flow::Continue;
-        }
         self.refused_in_a_row = 0;
         match protocol::parse(text) {
             Err(error) => self.queue(protocol::error_reply(error.id.as_deref(), error.code, &error.message, None)),
@@ -281,11 +273,16 @@ impl SocketSession {
         Flow::Continue
     }
 
-    /// Counts a frame refused by the rate limit; too many in a row close the socket.
-    fn refused(&mut self) -> Flow {
+    /// A frame over the rate limit: a request still gets a `rate_limited` reply naming
+    /// it, anything else is dropped; too many refusals in a row close the socket.
+    fn refuse(&mut self, message: &Message) -> Flow {
         self.refused_in_a_row += 1;
         if self.refused_in_a_row >= ABUSE_LIMIT {
             return Flow::Close(Some(reason(CloseCode::Other(CLOSE_RATE_LIMITED), "rate limited")));
+        }
+        if let Message::Text(text) = message {
+            let id = protocol::parse(text).ok().map(|(id, _)| id);
+            self.queue(protocol::error_reply(id.as_deref(), "rate_limited", "too many requests; slow down", None));
         }
         Flow::Continue
     }

@@ -6,8 +6,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{
     Message,
-    client::IntoClientRequest,
-    http::HeaderValue,
     protocol::frame::{Frame, coding::Data, coding::OpCode},
 };
 use uuid::Uuid;
@@ -70,12 +68,7 @@ async fn the_handshake_refuses_bad_tickets_protocols_and_origins_before_upgradin
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_ticket")), "tickets are single use");
 
     // Non-browser clients may use the access token header instead of a ticket.
-    let mut request = app.ws_url("").into_client_request().unwrap();
-    request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("goim.v1"));
-    request
-        .headers_mut()
-        .insert("authorization", HeaderValue::from_str(&format!("Bearer {}", user.access_token)).unwrap());
-    assert!(tokio_tungstenite::connect_async(request).await.is_ok());
+    assert!(tokio_tungstenite::connect_async(app.ws_bearer_request(&user.access_token)).await.is_ok());
     let ticket_without_login = app.client.post(app.url("/api/v1/ws/ticket")).send().await.unwrap();
     assert_eq!(error_code(ticket_without_login, 401).await, "missing_token");
 }

@@ -8,10 +8,7 @@ use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
-use tokio_tungstenite::{
-    WebSocketStream,
-    tungstenite::{Message, client::IntoClientRequest as _, http::HeaderValue},
-};
+use tokio_tungstenite::{WebSocketStream, tungstenite::Message};
 
 use crate::support::{TestApp, TestUser, binary::RunningGoim, cluster, spawn_app_with, test_config};
 
@@ -52,6 +49,15 @@ async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> (String, b
             Err(_) => return (String::from_utf8_lossy(&received).into_owned(), false),
         }
     }
+}
+
+/// A complete WebSocket handshake request with a bearer token, as bytes on the wire.
+fn raw_handshake(access_token: &str) -> String {
+    format!(
+        "GET /api/v1/ws HTTP/1.1\r\nHost: goim\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: goim.v1\r\nAuthorization: Bearer {access_token}\r\n\r\n"
+    )
 }
 
 /// Headers that make actix-http hand a request to the WebSocket upgrade.
@@ -131,10 +137,7 @@ async fn open_websockets_count_against_the_connection_cap() {
     let user = app.register("cap_holder").await;
     let mut sockets = Vec::new();
     for _ in 0..3 {
-        let mut request = app.ws_url("").into_client_request().unwrap();
-        request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("goim.v1"));
-        let bearer = HeaderValue::from_str(&format!("Bearer {}", user.access_token)).unwrap();
-        request.headers_mut().insert("authorization", bearer);
+        let request = app.ws_bearer_request(&user.access_token);
         let opened = tokio::time::timeout(Duration::from_secs(10), async {
             tokio_tungstenite::client_async(request, raw(&app).await).await.expect("a handshake")
         });
@@ -223,14 +226,7 @@ async fn frames_sent_right_behind_the_handshake_are_answered() {
     let app = spawn_app_with(|_| {}).await;
     let user = app.register("early_bird").await;
     let mut tcp = raw(&app).await;
-    let host = app.address.trim_start_matches("http://");
-    let mut bytes = format!(
-        "GET /api/v1/ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Protocol: goim.v1\r\nAuthorization: Bearer {}\r\n\r\n",
-        user.access_token
-    )
-    .into_bytes();
+    let mut bytes = raw_handshake(&user.access_token).into_bytes();
     bytes.extend(client_frame(0x81, br#"{"id":"early-1","type":"ping"}"#, true, None));
     bytes.extend(client_frame(0x81, br#"{"id":"early-2","type":"ping"}"#, true, None));
     tcp.write_all(&bytes).await.unwrap();
@@ -440,12 +436,7 @@ async fn half_open_connections_and_trickled_handshakes_cost_seconds_not_the_serv
     }
     // A handshake trickled a byte every 100 ms would take half a minute.
     let mut trickled = raw(&app).await;
-    let handshake = format!(
-        "GET /api/v1/ws HTTP/1.1\r\nHost: goim\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Protocol: goim.v1\r\nAuthorization: Bearer {}\r\n\r\n",
-        user.access_token
-    );
+    let handshake = raw_handshake(&user.access_token);
     let trickle = async {
         for byte in handshake.as_bytes() {
             if trickled.write_all(&[*byte]).await.is_err() {

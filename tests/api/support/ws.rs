@@ -53,6 +53,16 @@ impl TestApp {
         request
     }
 
+    /// The handshake request a non-browser client sends: its access token in
+    /// `Authorization` instead of a ticket, and the `goim.v1` subprotocol.
+    pub fn ws_bearer_request(&self, access_token: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+        let mut request = self.ws_url("").into_client_request().unwrap();
+        request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("goim.v1"));
+        let bearer = HeaderValue::from_str(&format!("Bearer {access_token}")).unwrap();
+        request.headers_mut().insert("authorization", bearer);
+        request
+    }
+
     /// Opens a socket for the session of `access_token`, with a fresh ticket.
     pub async fn connect_with_token(&self, access_token: &str) -> WsClient {
         let request = self.ws_request(access_token).await;
