@@ -171,6 +171,7 @@ impl Application {
         };
         // What actix-web's `HttpServer` builds, plus the WebSocket upgrade (see
         // `gateway::upgrade`), which `HttpServer` cannot be given.
+        let max_frame = u64::from(state.config.websocket.ws_max_frame_bytes);
         let service = move || {
             let served = map_config(app().into_factory(), |_| AppConfig::default());
             HttpService::build()
@@ -178,7 +179,10 @@ impl Application {
                 .client_disconnect_timeout(Duration::from_secs(1))
                 .h1_allow_half_closed(true)
                 .on_connect_ext(|tcp: &actix_web::rt::net::TcpStream, _| tune_connection(tcp))
-                .upgrade(gateway::upgrade::service(map_config(app().into_factory(), |_| AppConfig::default())))
+                .upgrade(gateway::upgrade::service(
+                    map_config(app().into_factory(), |_| AppConfig::default()),
+                    max_frame,
+                ))
                 .h1(served.map_err(|error| error.error_response()))
                 .tcp()
         };

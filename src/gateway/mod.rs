@@ -3,11 +3,11 @@
 //! written down in docs/protocol.md; [`protocol`] parses and renders its frames.
 //! Every operation calls the same service functions as the REST API.
 
+mod frame_guard;
 pub mod protocol;
 mod session;
 mod socket;
 pub mod upgrade;
-mod wire;
 
 use actix_web::{
     HttpMessage as _, HttpRequest, HttpResponse,
@@ -19,6 +19,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
+use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::{
@@ -103,6 +104,7 @@ pub async fn connect(
     state: web::Data<AppState>,
     req: HttpRequest,
     query: web::Query<ConnectQuery>,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     refuse_while_stopping(&state)?;
     check_subprotocol(&req)?;
@@ -139,7 +141,7 @@ pub async fn connect(
     // count as a connection, nor flap the user's presence. Nothing reaches the client
     // until the response below is returned, so a refusal after this is still clean.
     let handshake_failed = |why: String| ApiError::bad_request("websocket_handshake_failed", why);
-    let mut response = actix_http::ws::handshake(req.head()).map_err(|e| handshake_failed(e.to_string()))?;
+    let (mut response, socket, messages) = actix_ws::handle(&req, body).map_err(|e| handshake_failed(e.to_string()))?;
     // Only a request actix-http handed to `upgrade` can take its connection over.
     let handover = req
         .extensions()
@@ -155,7 +157,11 @@ pub async fn connect(
             config.websocket.ws_outbound_queue as usize,
         )
         .map_err(|_| too_many_connections())?;
-    response.insert_header((header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol::SUBPROTOCOL)));
+    response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol::SUBPROTOCOL));
+    // A message may come in fragments (RFC 6455 §5.4); reassembled, it is held to the
+    // same limit as a single frame.
+    let max_frame = config.websocket.ws_max_frame_bytes as usize;
+    let messages = messages.max_frame_size(max_frame).aggregate_continuations().max_continuation_size(max_frame);
     handover.admit(session::Connection {
         state: state.get_ref().clone(),
         user,
@@ -163,8 +169,11 @@ pub async fn connect(
         session_expires_at,
         registration,
         outbound,
+        socket,
+        messages,
+        peer_gone: CancellationToken::new(),
     });
-    Ok(HttpResponse::from(response.finish()).map_into_boxed_body())
+    Ok(response)
 }
 
 /// A stopping instance hands out no tickets and opens no sockets: they would be closed

@@ -9,15 +9,16 @@ use std::{
     time::{Duration, Instant},
 };
 
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
-use tokio_util::task::TaskTracker;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
+    frame_guard,
     protocol::{self, ClientRequest},
-    socket::{Inbound, Outbound},
-    wire::{self, CloseCode, CloseReason, Message, Outgoing, Violation},
+    socket::WRITE_TIMEOUT,
 };
 use crate::{
     auth::Verdict,
@@ -43,6 +44,12 @@ pub struct Connection {
     pub registration: Registration,
     /// Frames for this socket: replies and events, in order.
     pub outbound: mpsc::Receiver<Frame>,
+    /// Where frames go to the client (actix-ws encodes them).
+    pub socket: Session,
+    /// The client's messages (actix-ws decodes them).
+    pub messages: AggregatedMessageStream,
+    /// Cancelled when a write failed: the peer is gone (see `socket::write_frames`).
+    pub peer_gone: CancellationToken,
 }
 
 /// Consecutive rate-limited requests after which the socket is closed with 4008.
@@ -59,10 +66,9 @@ const CLOSE_RATE_LIMITED: u16 = 4008;
 const CLOSE_REPLACED: u16 = 4009;
 /// After a server-initiated close, how long the client may take to answer it.
 const CLOSE_DRAIN: Duration = Duration::from_secs(2);
-/// Longest wait for room to write one frame before the client counts as not reading.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Queued frames gathered into one write, up to about this many bytes: under load one
-/// system call carries many frames.
+/// Queued frames handed to actix-ws in one turn of the loop, up to about this many
+/// bytes: it encodes what it holds into one write, so under load one system call
+/// carries many frames.
 const WRITE_BATCH: usize = 64 * 1024;
 
 /// One socket's session: reads requests, dispatches them, writes replies and events,
@@ -74,9 +80,7 @@ struct SocketSession {
     session_expires_at: OffsetDateTime,
     session_checked: Instant,
     registration: Registration,
-    socket: Outbound,
-    /// A write gave up half-way: the stream is out of step, so no close frame can follow.
-    broken: bool,
+    socket: Session,
     /// Requests in flight, so their replies (acks) go out before the socket closes.
     requests: TaskTracker,
     last_heard: Instant,
@@ -97,8 +101,11 @@ enum Flow {
     PeerClosed(CloseReason),
 }
 
-pub async fn run(connection: Connection, inbound: Inbound, socket: Outbound) {
-    let Connection { state, user, session, session_expires_at, registration, outbound } = connection;
+/// Not an `async fn`: its `connection` argument would keep its place in the future
+/// for the socket's whole life, after being moved into the session.
+pub fn run(connection: Connection) -> impl Future<Output = ()> {
+    let Connection { state, user, session, session_expires_at, registration, outbound, socket, messages, peer_gone } =
+        connection;
     let bucket = Bucket::new(state.config.websocket.ws_rate_burst, state.config.websocket.ws_rate_per_sec);
     let session = SocketSession {
         state,
@@ -108,7 +115,6 @@ pub async fn run(connection: Connection, inbound: Inbound, socket: Outbound) {
         session_checked: Instant::now(),
         registration,
         socket,
-        broken: false,
         requests: TaskTracker::new(),
         last_heard: Instant::now(),
         bucket,
@@ -116,11 +122,16 @@ pub async fn run(connection: Connection, inbound: Inbound, socket: Outbound) {
         last_typing: HashMap::new(),
         turns: TurnQueue::default(),
     };
-    session.run(inbound, outbound).await;
+    session.run(messages, outbound, peer_gone)
 }
 
 impl SocketSession {
-    async fn run(mut self, mut inbound: Inbound, mut outbound: mpsc::Receiver<Frame>) {
+    async fn run(
+        mut self,
+        mut messages: AggregatedMessageStream,
+        mut outbound: mpsc::Receiver<Frame>,
+        peer_gone: CancellationToken,
+    ) {
         let mut heartbeat = tokio::time::interval(self.state.config.websocket.ws_ping_interval);
         heartbeat.tick().await;
         let shutdown = self.state.shutdown.clone();
@@ -129,15 +140,8 @@ impl SocketSession {
             let flow = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => Flow::Close(Some(reason(CloseCode::Away, "server shutting down"))),
-                killed = kill.killed() => match killed {
-                    KillReason::SlowConsumer => Flow::Close(Some(reason(CloseCode::Again, "too slow: outbound queue full"))),
-                    KillReason::SessionRevoked => {
-                        Flow::Close(Some(reason(CloseCode::Other(CLOSE_SESSION_REVOKED), "session revoked")))
-                    }
-                    KillReason::Replaced => {
-                        Flow::Close(Some(reason(CloseCode::Other(CLOSE_REPLACED), "replaced by a newer socket of this session")))
-                    }
-                },
+                _ = peer_gone.cancelled() => Flow::Close(None),
+                killed = kill.killed() => Flow::Close(Some(killed_reason(killed))),
                 // Queued writes first: when one is ready, nothing after it is polled,
                 // which keeps a busy socket's loop to one poll per batch of frames.
                 frame = outbound.recv() => match frame {
@@ -146,7 +150,7 @@ impl SocketSession {
                 },
                 // The client's frames before the heartbeat, which would otherwise take a
                 // client whose pong is waiting unread for silent.
-                message = inbound.recv() => self.read(message).await,
+                message = messages.recv() => self.read(message).await,
                 _ = heartbeat.tick() => self.heartbeat().await,
             };
             match flow {
@@ -160,42 +164,38 @@ impl SocketSession {
             self.state.metrics.ws_slow_disconnects.inc();
         }
         // Boxed for the same reason as the session check in `heartbeat`.
-        Box::pin(self.close(close, drain, outbound, inbound)).await;
+        Box::pin(self.close(close, drain, outbound, messages)).await;
     }
 
-    /// Writes `first` and whatever else is queued behind it, in one write.
+    /// Hands `first` and whatever else is queued behind it to actix-ws, which writes
+    /// them together.
     async fn write_queued(&mut self, first: &str, outbound: &mut mpsc::Receiver<Frame>) -> Flow {
-        let mut frames = Vec::with_capacity(first.len() + 10);
-        wire::encode(Outgoing::Text(first), &mut frames);
-        while frames.len() < WRITE_BATCH {
-            match outbound.try_recv() {
-                Ok(next) => wire::encode(Outgoing::Text(&next), &mut frames),
-                Err(_) => break,
-            }
+        let mut handed = first.len();
+        let mut flow = self.write(first).await;
+        while handed < WRITE_BATCH && matches!(flow, Flow::Continue) {
+            let Ok(next) = outbound.try_recv() else { break };
+            handed += next.len();
+            flow = self.write(&next).await;
         }
-        self.write(&frames).await
+        flow
     }
 
-    async fn send(&mut self, frame: Outgoing<'_>) -> Flow {
-        let mut bytes = Vec::new();
-        wire::encode(frame, &mut bytes);
-        self.write(&bytes).await
+    async fn write(&mut self, frame: &str) -> Flow {
+        self.bounded(|socket| socket.text(frame.to_owned())).await
     }
 
-    /// Writes encoded frames; a failed write means the peer is gone, and a write that
-    /// cannot finish within [`WRITE_TIMEOUT`] means it stopped reading (the kernel's
-    /// buffers are full), so nothing else in the loop would ever run for it again.
-    async fn write(&mut self, frames: &[u8]) -> Flow {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.socket.write(frames)).await {
+    /// Runs one send into actix-ws: it fails once the connection is gone, and a send
+    /// that cannot start within [`WRITE_TIMEOUT`] means the client stopped reading (its
+    /// queue is full), so nothing else in the loop would ever run for it again.
+    async fn bounded<'a, F>(&'a mut self, send: impl FnOnce(&'a mut Session) -> F) -> Flow
+    where
+        F: Future<Output = Result<(), actix_ws::Closed>> + 'a,
+    {
+        match tokio::time::timeout(WRITE_TIMEOUT, send(&mut self.socket)).await {
             Ok(Ok(())) => Flow::Continue,
-            Ok(Err(_)) => {
-                self.broken = true;
-                Flow::Close(None)
-            }
-            Err(_) => {
-                self.broken = true;
-                Flow::Close(Some(reason(CloseCode::Again, "too slow: not reading")))
-            }
+            // The connection is gone; a stalled write says so with the kill switch.
+            Ok(Err(_)) => Flow::Close(self.registration.kill.reason().map(killed_reason)),
+            Err(_) => Flow::Close(Some(reason(CloseCode::Again, "too slow: not reading"))),
         }
     }
 
@@ -228,32 +228,32 @@ impl SocketSession {
                 Err(_) => {}
             }
         }
-        self.send(Outgoing::Ping(b"goim")).await
+        self.bounded(|socket| socket.ping(b"goim")).await
     }
 
     /// Handles one frame from the client.
-    async fn read(&mut self, message: Option<Result<Message, Violation>>) -> Flow {
+    async fn read(&mut self, message: Option<Result<AggregatedMessage, ProtocolError>>) -> Flow {
         self.last_heard = Instant::now();
         let message = match message {
             None => return Flow::Close(None),
             Some(Ok(message)) => message,
-            Some(Err(violation)) => return Flow::Close(Some(violation.close_reason())),
+            Some(Err(error)) => return Flow::Close(Some(protocol_error_reason(&error))),
         };
         self.state.metrics.ws_frames_in.inc();
         // Every frame that asks for work is held to the request rate, in this one place:
         // a flood of pings would otherwise cost one write (and one packet) each.
-        if !matches!(message, Message::Close(_)) && !self.bucket.take() {
+        if !matches!(message, AggregatedMessage::Close(_)) && !self.bucket.take() {
             return self.refuse(&message);
         }
         match message {
-            Message::Text(text) => self.request(&text),
-            Message::Binary => {
+            AggregatedMessage::Text(text) => self.request(&text),
+            AggregatedMessage::Binary(_) => {
                 self.queue(protocol::error_reply(None, "binary_frames_unsupported", "send JSON text frames", None));
                 Flow::Continue
             }
-            Message::Ping(bytes) => self.send(Outgoing::Pong(&bytes)).await,
-            Message::Pong => Flow::Continue,
-            Message::Close(peer) => Flow::PeerClosed(answer_to_close(peer)),
+            AggregatedMessage::Ping(bytes) => self.bounded(|socket| socket.pong(&bytes)).await,
+            AggregatedMessage::Pong(_) => Flow::Continue,
+            AggregatedMessage::Close(peer) => Flow::PeerClosed(answer_to_close(peer)),
         }
     }
 
@@ -275,12 +275,12 @@ impl SocketSession {
 
     /// A frame over the rate limit: a request still gets a `rate_limited` reply naming
     /// it, anything else is dropped; too many refusals in a row close the socket.
-    fn refuse(&mut self, message: &Message) -> Flow {
+    fn refuse(&mut self, message: &AggregatedMessage) -> Flow {
         self.refused_in_a_row += 1;
         if self.refused_in_a_row >= ABUSE_LIMIT {
             return Flow::Close(Some(reason(CloseCode::Other(CLOSE_RATE_LIMITED), "rate limited")));
         }
-        if let Message::Text(text) = message {
+        if let AggregatedMessage::Text(text) = message {
             let id = protocol::parse(text).ok().map(|(id, _)| id);
             self.queue(protocol::error_reply(id.as_deref(), "rate_limited", "too many requests; slow down", None));
         }
@@ -337,32 +337,31 @@ impl SocketSession {
         close: Option<CloseReason>,
         drain: bool,
         mut outbound: mpsc::Receiver<Frame>,
-        mut inbound: Inbound,
+        mut messages: AggregatedMessageStream,
     ) {
         self.requests.close();
         let _ = tokio::time::timeout(self.state.config.server.shutdown_timeout, self.requests.wait()).await;
-        while !self.broken {
-            let Ok(frame) = outbound.try_recv() else { break };
+        while let Ok(frame) = outbound.try_recv() {
             if let Flow::Close(_) = self.write_queued(&frame, &mut outbound).await {
                 break;
             }
         }
-        if !self.broken {
-            let mut frame = Vec::new();
-            wire::encode(Outgoing::Close(close.as_ref()), &mut frame);
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.write(&frame)).await;
-        }
-        if drain && close.is_some() && !self.broken {
+        let we_close = drain && close.is_some();
+        // Our end of the stream follows the close frame once the last handle to the
+        // socket is gone: this one keeps it open while the client's close is awaited.
+        let keep_open = self.socket.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.close(close)).await;
+        if we_close {
             let _ = tokio::time::timeout(CLOSE_DRAIN, async {
-                while let Some(Ok(message)) = inbound.recv().await {
-                    if matches!(message, Message::Close(_)) {
+                while let Some(Ok(message)) = messages.recv().await {
+                    if matches!(message, AggregatedMessage::Close(_)) {
                         break;
                     }
                 }
             })
             .await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.finish()).await;
+        drop(keep_open);
         // Last: the connection counts as open (and shutdown waits for it) until here.
         drop(self.registration);
     }
@@ -372,10 +371,37 @@ fn reason(code: CloseCode, description: &str) -> CloseReason {
     CloseReason { code, description: Some(description.to_owned()) }
 }
 
+fn killed_reason(killed: KillReason) -> CloseReason {
+    match killed {
+        KillReason::SlowConsumer => reason(CloseCode::Again, "too slow: not reading"),
+        KillReason::SessionRevoked => reason(CloseCode::Other(CLOSE_SESSION_REVOKED), "session revoked"),
+        KillReason::Replaced => reason(CloseCode::Other(CLOSE_REPLACED), "replaced by a newer socket of this session"),
+    }
+}
+
 /// The close frame that answers the peer's: its own code echoed (RFC 6455 §5.5.1).
-/// [`wire::Decoder`] already refused any close frame with a code no peer may send.
+/// [`frame_guard`] already failed any close frame with a code no peer may send.
 fn answer_to_close(peer: Option<CloseReason>) -> CloseReason {
     peer.map_or_else(|| reason(CloseCode::Normal, ""), |peer| CloseReason { code: peer.code, description: None })
+}
+
+fn protocol_error_reason(error: &ProtocolError) -> CloseReason {
+    match error {
+        ProtocolError::Overflow => reason(CloseCode::Size, "frame too large"),
+        ProtocolError::Io(io) if io.to_string().contains("maximum continuation size") => {
+            reason(CloseCode::Size, "message too large")
+        }
+        ProtocolError::Io(io) if io.get_ref().is_some_and(|inner| frame_guard::is_overflow(inner)) => {
+            reason(CloseCode::Size, "frame too large")
+        }
+        ProtocolError::Io(io)
+            if io.kind() == std::io::ErrorKind::InvalidData
+                || io.get_ref().is_some_and(|inner| frame_guard::is_invalid_utf8(inner)) =>
+        {
+            reason(CloseCode::Invalid, "text is not valid UTF-8")
+        }
+        _ => reason(CloseCode::Protocol, "protocol error"),
+    }
 }
 
 /// Runs one request and renders its reply.

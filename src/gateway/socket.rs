@@ -1,94 +1,116 @@
-//! One WebSocket's connection after the handshake: the read half decodes whole messages
-//! with [`Decoder`], the write half writes encoded frames. An idle socket holds no
-//! buffer at all: bytes are read into a stack chunk and kept only while a frame is
-//! incomplete, and each write's frames live only until they are written.
+//! One WebSocket's bytes after the handshake, outside actix-http's dispatcher. actix-ws
+//! does the framing; this module only moves bytes between it and the connection:
+//! [`Inbound`] is the request payload actix-ws decodes frames from, read straight off
+//! the socket, and [`write_frames`] writes what actix-ws encodes (the body of the `101`
+//! response). Neither keeps a buffer while the socket is idle: reads go through a
+//! stack chunk and are handed on at once, and each write's bytes live until written.
 
-use std::io;
+use std::{
+    mem::{self, MaybeUninit},
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
 
-use actix_web::web::BytesMut;
+use actix_web::{
+    body::{BoxBody, MessageBody as _},
+    error::PayloadError,
+    web::Bytes,
+};
+use futures_util::Stream;
 use tokio::{
-    io::AsyncWriteExt as _,
+    io::{AsyncRead, AsyncWriteExt as _, ReadBuf},
     net::tcp::{OwnedReadHalf, OwnedWriteHalf},
 };
 
-use super::wire::{Decoder, Message, Violation};
-
 /// The most one read takes from the kernel.
 const READ_CHUNK: usize = 8 * 1024;
+/// How much is read in one go before the reader lets its consumer decode: actix-ws
+/// reads until nothing is left, and without a pause a client that never stops sending
+/// would have it buffer everything the kernel holds.
+const READ_BURST: usize = 64 * 1024;
+/// Longest wait for one write before the client counts as not reading.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The client's bytes, as the WebSocket's request payload.
 pub struct Inbound {
     io: OwnedReadHalf,
-    /// Bytes of a frame not yet complete; empty (and unallocated) between frames.
-    pending: BytesMut,
-    decoder: Decoder,
+    /// What the client sent right behind its handshake request; handed on first.
+    early: Bytes,
+    read_since_pause: usize,
     ended: bool,
 }
 
 impl Inbound {
-    /// `early` is what the client sent right behind its handshake request.
-    pub fn new(io: OwnedReadHalf, early: &[u8], max_message: usize) -> Self {
-        Self { io, pending: BytesMut::from(early), decoder: Decoder::new(max_message), ended: false }
+    /// `early` is copied: it is the tail of the dispatcher's 8 KiB read buffer, which a
+    /// reference would keep alive for the socket's life.
+    pub fn new(io: OwnedReadHalf, early: &[u8]) -> Self {
+        Self { io, early: Bytes::copy_from_slice(early), read_since_pause: 0, ended: false }
     }
+}
 
-    /// The next message; `None` once the peer is gone (its end of the stream, a reset)
-    /// or after a violation was returned. Cancel-safe: what was read stays in `pending`,
-    /// so a `select!` may drop this future at its await.
-    pub async fn recv(&mut self) -> Option<Result<Message, Violation>> {
-        loop {
-            if self.ended {
-                return None;
+impl Stream for Inbound {
+    type Item = Result<Bytes, PayloadError>;
+
+    /// Ends (rather than fails) when the peer is gone, by its end of the stream or a
+    /// reset: either way there is no one left to send a close frame to.
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if !this.early.is_empty() {
+            return Poll::Ready(Some(Ok(mem::take(&mut this.early))));
+        }
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if this.read_since_pause >= READ_BURST {
+            this.read_since_pause = 0;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut buf = ReadBuf::uninit(&mut chunk);
+        match Pin::new(&mut this.io).poll_read(cx, &mut buf) {
+            Poll::Pending => {
+                this.read_since_pause = 0;
+                Poll::Pending
             }
-            let decoded = self.decoder.decode(&mut self.pending);
-            if self.pending.is_empty() && self.pending.capacity() > 0 {
-                self.pending = BytesMut::new();
+            Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                this.read_since_pause += buf.filled().len();
+                Poll::Ready(Some(Ok(Bytes::copy_from_slice(buf.filled()))))
             }
-            match decoded {
-                Ok(Some(message)) => return Some(Ok(message)),
-                Ok(None) => {}
-                Err(violation) => {
-                    self.ended = true;
-                    return Some(Err(violation));
-                }
-            }
-            if self.io.readable().await.is_err() {
-                self.ended = true;
-                continue;
-            }
-            match self.read_available() {
-                Ok(0) => self.ended = true,
-                Ok(_) => {}
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => self.ended = true,
+            Poll::Ready(_) => {
+                this.ended = true;
+                Poll::Ready(None)
             }
         }
     }
-
-    /// Reads what the kernel holds, through a stack chunk (not kept across awaits).
-    fn read_available(&mut self) -> io::Result<usize> {
-        let mut chunk = [0u8; READ_CHUNK];
-        let read = self.io.try_read(&mut chunk)?;
-        self.pending.extend_from_slice(&chunk[..read]);
-        Ok(read)
-    }
 }
 
-pub struct Outbound {
-    io: OwnedWriteHalf,
+/// How writing the frames ended.
+pub enum Written {
+    /// actix-ws ended the stream (after its close frame), and ours was ended too.
+    Finished,
+    /// A write failed: the peer is gone.
+    Failed,
+    /// A write could not finish within [`WRITE_TIMEOUT`]: the client stopped reading
+    /// and the kernel's buffers are full.
+    Stalled,
 }
 
-impl Outbound {
-    pub fn new(io: OwnedWriteHalf) -> Self {
-        Self { io }
+/// Writes the frames actix-ws encodes until it ends the stream. A failed or stalled
+/// write ends it early: a frame may be half written, so nothing more can follow.
+/// `frames` is borrowed so that the caller can say why before the session learns, by
+/// the body's drop, that the connection is gone.
+pub async fn write_frames(mut io: OwnedWriteHalf, frames: &mut BoxBody) -> Written {
+    loop {
+        let next = std::future::poll_fn(|cx| Pin::new(&mut *frames).poll_next(cx)).await;
+        let Some(Ok(bytes)) = next else { break };
+        match tokio::time::timeout(WRITE_TIMEOUT, io.write_all(&bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Written::Failed,
+            Err(_) => return Written::Stalled,
+        }
     }
-
-    /// Writes `frames` whole. Not cancel-safe: a caller that stops waiting (a timeout)
-    /// must close the connection, as a frame may be half written.
-    pub async fn write(&mut self, frames: &[u8]) -> io::Result<()> {
-        self.io.write_all(frames).await
-    }
-
-    /// Sends our end of the stream (after the close frame).
-    pub async fn finish(&mut self) {
-        let _ = self.io.shutdown().await;
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+    Written::Finished
 }

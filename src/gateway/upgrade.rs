@@ -2,35 +2,43 @@
 //! dispatcher holds an 8 KiB read and an 8 KiB write buffer for life (16 of the 18 KiB
 //! an idle socket cost). actix-http hands an upgrade request over together with its
 //! connection instead: the request still goes through the whole application (the
-//! middleware, [`super::connect`]'s checks, the JSON errors), its response head is
-//! written here, and an admitted socket's session then runs on the bare connection
-//! ([`super::socket`]) in this same task, so the server still counts the connection.
+//! middleware, [`super::connect`]'s checks and its `actix_ws::handle`, the JSON errors),
+//! with the connection's read half as its payload ([`super::socket::Inbound`], behind
+//! [`FrameGuard`]). Its response head is written here; for an admitted socket, the
+//! response's body (the frames actix-ws encodes) is then written to the bare connection
+//! while the session runs, both in this same task, so the server still counts the
+//! connection.
 
-use std::{cell::RefCell, future::poll_fn, io, pin::Pin, rc::Rc, time::Duration};
+use std::{cell::RefCell, io, rc::Rc, time::Duration};
 
-use actix_codec::Framed;
+use futures_util::future;
+
+use actix_codec::{Encoder as _, Framed};
 use actix_http::{
-    ConnectionType, HttpMessage as _, Method, Request, Response, StatusCode,
+    BoxedPayloadStream, ConnectionType, HttpMessage as _, Method, Payload, Request, Response, StatusCode,
     body::{BodySize, BoxBody, MessageBody},
     h1,
 };
 use actix_service::{Service, ServiceFactory, fn_factory, fn_service};
-use actix_web::{ResponseError as _, dev::ServiceResponse};
-use tokio::net::TcpStream;
+use actix_web::{ResponseError as _, dev::ServiceResponse, web::BytesMut};
+use tokio::{
+    io::AsyncWriteExt as _,
+    net::{TcpStream, tcp::OwnedWriteHalf},
+};
 use tracing::Instrument as _;
 
-use crate::error::ApiError;
+use crate::{error::ApiError, hub::KillReason};
 
 use super::{
+    frame_guard::FrameGuard,
     session::{self, Connection},
-    socket::{Inbound, Outbound},
+    socket::{self, Inbound, Written},
 };
 
 /// What actix-http hands over: the request and its connection, with the bytes read so far.
 pub type Upgraded = (Request, HttpConnection);
 
 type HttpConnection = Framed<TcpStream, h1::Codec>;
-type Outgoing = h1::Message<(Response<()>, BodySize)>;
 
 /// The longest a response head (or an error's body) may take to be written.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,9 +61,10 @@ impl Handover {
 }
 
 /// The upgrade service for one worker: `app` builds the same application the worker
-/// serves other requests with.
+/// serves other requests with; `max_frame` is the largest frame a client may send.
 pub fn service<F, B>(
     app: F,
+    max_frame: u64,
 ) -> impl ServiceFactory<Upgraded, Config = (), Response = (), Error = actix_http::Error, InitError = ()>
 where
     F: ServiceFactory<Request, Config = (), Response = ServiceResponse<B>, Error = actix_web::Error, InitError = ()>
@@ -67,34 +76,60 @@ where
         let app = app.clone();
         async move {
             let app = Rc::new(app.new_service(()).await?);
-            Ok(fn_service(move |upgraded: Upgraded| serve(app.clone(), upgraded)))
+            Ok(fn_service(move |upgraded: Upgraded| serve(app.clone(), max_frame, upgraded)))
         }
     })
 }
 
-async fn serve<S, B>(app: Rc<S>, upgraded: Upgraded) -> Result<(), actix_http::Error>
+/// Not an `async fn`, and the handshake boxed: an idle socket would otherwise carry
+/// the handshake's futures, and the place of this function's arguments, for life.
+fn serve<S, B>(app: Rc<S>, max_frame: u64, upgraded: Upgraded) -> impl Future<Output = Result<(), actix_http::Error>>
 where
-    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
     B: MessageBody + 'static,
 {
-    // Boxed: the handshake's futures are several KiB, and held inline they would be
-    // part of this future for the socket's whole life.
-    let Some((connection, inbound, outbound)) = Box::pin(handshake(app, upgraded)).await else {
-        return Ok(());
-    };
-    let span = tracing::info_span!("ws", user = %connection.user, connection = connection.registration.id());
-    let tasks = connection.state.tasks.clone();
-    tasks.track_future(session::run(connection, inbound, outbound).instrument(span)).await;
-    Ok(())
+    let handshake = Box::pin(handshake(app, max_frame, upgraded));
+    async move {
+        let Some((connection, frames, write)) = handshake.await else {
+            return Ok(());
+        };
+        let span = tracing::info_span!("ws", user = %connection.user, connection = connection.registration.id());
+        let tasks = connection.state.tasks.clone();
+        let (peer_gone, kill) = (connection.peer_gone.clone(), connection.registration.kill.clone());
+        let writing = async move {
+            let mut frames = frames;
+            match socket::write_frames(write, &mut frames).await {
+                Written::Finished => {}
+                Written::Failed => peer_gone.cancel(),
+                Written::Stalled => kill.kill(KillReason::SlowConsumer),
+            }
+        };
+        let socket = future::join(session::run(connection), writing);
+        tasks.track_future(socket.instrument(span)).await;
+        Ok(())
+    }
 }
 
-/// Runs the request through the application and writes its response: the socket's
-/// two halves when it was admitted (`101`), `None` when refused.
-async fn handshake<S, B>(app: Rc<S>, (request, mut framed): Upgraded) -> Option<(Connection, Inbound, Outbound)>
+/// Runs the request through the application and writes its response head. Admitted
+/// (`101`): the session, the frames actix-ws will encode, and where to write them;
+/// refused: `None`, with the error written and the connection closed.
+async fn handshake<S, B>(
+    app: Rc<S>,
+    max_frame: u64,
+    (request, framed): Upgraded,
+) -> Option<(Connection, BoxBody, OwnedWriteHalf)>
 where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody + 'static,
 {
+    // The dispatcher's buffers go with the parts; only what the client sent right
+    // behind its request is kept, as the start of the payload.
+    let parts = framed.into_parts();
+    let mut codec = parts.codec;
+    let (read, mut write) = parts.io.into_split();
+    let inbound = FrameGuard::new(Inbound::new(read, &parts.read_buf), max_frame);
+    let payload: BoxedPayloadStream = Box::pin(inbound);
+    let (request, _) = request.replace_payload(Payload::Stream { payload });
     let handover = Handover::default();
     request.extensions_mut().insert(handover.clone());
     let response: Response<BoxBody> = if request.method() != Method::GET || request.path() != super::WEBSOCKET_PATH {
@@ -114,27 +149,21 @@ where
     let Some(connection) = admitted else {
         // Refused: the error goes out whole and the connection closes.
         head.head_mut().set_connection_type(ConnectionType::Close);
-        let _ = tokio::time::timeout(RESPONSE_TIMEOUT, write_refusal(&mut framed, head, body)).await;
+        let _ = tokio::time::timeout(RESPONSE_TIMEOUT, write_refusal(&mut write, &mut codec, head, body)).await;
         return None;
     };
-    let written = tokio::time::timeout(RESPONSE_TIMEOUT, async {
-        put(&mut framed, h1::Message::Item((head, BodySize::None)))?;
-        flush(&mut framed).await
-    })
-    .await;
-    if !matches!(written, Ok(Ok(()))) {
-        return None;
-    }
-    let parts = framed.into_parts();
-    let max_message = connection.state.config.websocket.ws_max_frame_bytes as usize;
-    let (read, write) = parts.io.into_split();
-    // Only what the client sent right behind its request is kept; the dispatcher's
-    // buffers are dropped with the parts.
-    let inbound = Inbound::new(read, &parts.read_buf, max_message);
-    Some((connection, inbound, Outbound::new(write)))
+    let mut bytes = BytesMut::new();
+    codec.encode(h1::Message::Item((head, BodySize::None)), &mut bytes).ok()?;
+    let written = tokio::time::timeout(RESPONSE_TIMEOUT, write.write_all(&bytes)).await;
+    matches!(written, Ok(Ok(()))).then_some((connection, body, write))
 }
 
-async fn write_refusal(framed: &mut HttpConnection, head: Response<()>, body: BoxBody) -> io::Result<()> {
+async fn write_refusal(
+    write: &mut OwnedWriteHalf,
+    codec: &mut h1::Codec,
+    head: Response<()>,
+    body: BoxBody,
+) -> io::Result<()> {
     // Only the handshake's own refusals come here: small JSON errors. Anything else is
     // not sent as if it were whole: the connection just closes.
     let body = match body.try_into_bytes() {
@@ -144,18 +173,10 @@ async fn write_refusal(framed: &mut HttpConnection, head: Response<()>, body: Bo
             _ => return Err(io::Error::other("a refusal's body is too large or failed")),
         },
     };
-    put(framed, h1::Message::Item((head, BodySize::Sized(body.len() as u64))))?;
-    put(framed, h1::Message::Chunk(Some(body)))?;
-    put(framed, h1::Message::Chunk(None))?;
-    flush(framed).await?;
-    poll_fn(|cx| Pin::new(&mut *framed).close::<Outgoing>(cx)).await
-}
-
-/// Encodes `message` into the connection's write buffer.
-fn put(framed: &mut HttpConnection, message: Outgoing) -> io::Result<()> {
-    Pin::new(framed).write(message)
-}
-
-async fn flush(framed: &mut HttpConnection) -> io::Result<()> {
-    poll_fn(|cx| Pin::new(&mut *framed).flush::<Outgoing>(cx)).await
+    let mut bytes = BytesMut::new();
+    codec.encode(h1::Message::Item((head, BodySize::Sized(body.len() as u64))), &mut bytes)?;
+    codec.encode(h1::Message::Chunk(Some(body)), &mut bytes)?;
+    codec.encode(h1::Message::Chunk(None), &mut bytes)?;
+    write.write_all(&bytes).await?;
+    write.shutdown().await
 }

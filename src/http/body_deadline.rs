@@ -2,9 +2,9 @@
 //! trickles its body (one byte every 20 s) would otherwise hold its connection, and a
 //! file descriptor, for as long as it likes. The body must arrive in full within
 //! `GOIM_BODY_TIMEOUT_SECS` of the request's start; after that the read fails and the
-//! request is answered 408. Uploads get `GOIM_UPLOAD_TIMEOUT_SECS` instead. A WebSocket
-//! upgrade request reaches here without a body: `crate::gateway` takes its connection
-//! over, and refuses any but the handshake's `GET /api/v1/ws` before it gets here.
+//! request is answered 408. Uploads get `GOIM_UPLOAD_TIMEOUT_SECS` instead. The
+//! WebSocket handshake is exempt: its "body" is the socket (`crate::gateway` takes the
+//! connection over, and refuses an upgrade of any other request before it gets here).
 
 use std::{
     future::Future,
@@ -18,6 +18,7 @@ use actix_web::{
     body::MessageBody,
     dev::{Payload, ServiceRequest, ServiceResponse},
     error::PayloadError,
+    http::header,
     middleware::Next,
     web::{self, Bytes},
 };
@@ -26,6 +27,8 @@ use tokio::time::Sleep;
 
 use crate::state::AppState;
 
+/// The gateway's handshake route (`crate::gateway`, which this module may not import).
+const WEBSOCKET_PATH: &str = "/api/v1/ws";
 /// Uploads may take `GOIM_UPLOAD_TIMEOUT_SECS` instead: files are larger than requests.
 pub const UPLOAD_PATH: &str = "/api/v1/uploads";
 
@@ -33,7 +36,12 @@ pub async fn body_deadline(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    if let Some(state) = req.app_data::<web::Data<AppState>>() {
+    // Only the WebSocket handshake route is exempt: an `Upgrade` header on any other
+    // request must not buy its body unlimited time.
+    let websocket = req.method() == actix_web::http::Method::GET
+        && req.path() == WEBSOCKET_PATH
+        && req.headers().contains_key(header::UPGRADE);
+    if let (false, Some(state)) = (websocket, req.app_data::<web::Data<AppState>>()) {
         let upload = req.method() == actix_web::http::Method::POST && req.path() == UPLOAD_PATH;
         let limit = if upload { state.config.uploads.upload_timeout } else { state.config.server.body_timeout };
         let deadline = tokio::time::sleep(limit);

@@ -67,6 +67,11 @@ impl KillSwitch {
         self.token.is_cancelled()
     }
 
+    /// Why the connection was killed, if it was.
+    pub fn reason(&self) -> Option<KillReason> {
+        self.reason.get().copied()
+    }
+
     /// Resolves once the connection is killed, with the reason.
     pub async fn killed(&self) -> KillReason {
         self.token.cancelled().await;
