@@ -19,7 +19,6 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
-use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::{
@@ -163,7 +162,7 @@ pub async fn connect(
     let max_frame = config.websocket.ws_max_frame_bytes as usize;
     let messages = messages.max_frame_size(max_frame).aggregate_continuations().max_continuation_size(max_frame);
     handover.admit(session::Connection {
-        state: state.get_ref().clone(),
+        state: state.clone(),
         user,
         session,
         session_expires_at,
@@ -171,7 +170,6 @@ pub async fn connect(
         outbound,
         socket,
         messages,
-        peer_gone: CancellationToken::new(),
     });
     Ok(response)
 }

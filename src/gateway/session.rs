@@ -9,11 +9,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use actix_web::web;
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::task::TaskTracker;
 
 use super::{
     frame_guard,
@@ -36,7 +37,8 @@ use crate::{
 };
 
 pub struct Connection {
-    pub state: AppState,
+    /// Shared, not cloned: the state is many handles, and a socket keeps it for life.
+    pub state: web::Data<AppState>,
     pub user: UserId,
     pub session: SessionId,
     /// When the login session expires unless refreshed meanwhile.
@@ -48,8 +50,6 @@ pub struct Connection {
     pub socket: Session,
     /// The client's messages (actix-ws decodes them).
     pub messages: AggregatedMessageStream,
-    /// Cancelled when a write failed: the peer is gone (see `socket::write_frames`).
-    pub peer_gone: CancellationToken,
 }
 
 /// Consecutive rate-limited requests after which the socket is closed with 4008.
@@ -74,7 +74,7 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// One socket's session: reads requests, dispatches them, writes replies and events,
 /// keeps the heartbeat, and closes with the right code.
 struct SocketSession {
-    state: AppState,
+    state: web::Data<AppState>,
     user: UserId,
     session: SessionId,
     session_expires_at: OffsetDateTime,
@@ -104,8 +104,7 @@ enum Flow {
 /// Not an `async fn`: its `connection` argument would keep its place in the future
 /// for the socket's whole life, after being moved into the session.
 pub fn run(connection: Connection) -> impl Future<Output = ()> {
-    let Connection { state, user, session, session_expires_at, registration, outbound, socket, messages, peer_gone } =
-        connection;
+    let Connection { state, user, session, session_expires_at, registration, outbound, socket, messages } = connection;
     let bucket = Bucket::new(state.config.websocket.ws_rate_burst, state.config.websocket.ws_rate_per_sec);
     let session = SocketSession {
         state,
@@ -122,16 +121,11 @@ pub fn run(connection: Connection) -> impl Future<Output = ()> {
         last_typing: HashMap::new(),
         turns: TurnQueue::default(),
     };
-    session.run(messages, outbound, peer_gone)
+    session.run(messages, outbound)
 }
 
 impl SocketSession {
-    async fn run(
-        mut self,
-        mut messages: AggregatedMessageStream,
-        mut outbound: mpsc::Receiver<Frame>,
-        peer_gone: CancellationToken,
-    ) {
+    async fn run(mut self, mut messages: AggregatedMessageStream, mut outbound: mpsc::Receiver<Frame>) {
         let mut heartbeat = tokio::time::interval(self.state.config.websocket.ws_ping_interval);
         heartbeat.tick().await;
         let shutdown = self.state.shutdown.clone();
@@ -140,8 +134,7 @@ impl SocketSession {
             let flow = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => Flow::Close(Some(reason(CloseCode::Away, "server shutting down"))),
-                _ = peer_gone.cancelled() => Flow::Close(None),
-                killed = kill.killed() => Flow::Close(Some(killed_reason(killed))),
+                killed = kill.killed() => Flow::Close(killed_reason(killed)),
                 // Queued writes first: when one is ready, nothing after it is polled,
                 // which keeps a busy socket's loop to one poll per batch of frames.
                 frame = outbound.recv() => match frame {
@@ -194,7 +187,7 @@ impl SocketSession {
         match tokio::time::timeout(WRITE_TIMEOUT, send(&mut self.socket)).await {
             Ok(Ok(())) => Flow::Continue,
             // The connection is gone; a stalled write says so with the kill switch.
-            Ok(Err(_)) => Flow::Close(self.registration.kill.reason().map(killed_reason)),
+            Ok(Err(_)) => Flow::Close(self.registration.kill.reason().and_then(killed_reason)),
             Err(_) => Flow::Close(Some(reason(CloseCode::Again, "too slow: not reading"))),
         }
     }
@@ -371,12 +364,14 @@ fn reason(code: CloseCode, description: &str) -> CloseReason {
     CloseReason { code, description: Some(description.to_owned()) }
 }
 
-fn killed_reason(killed: KillReason) -> CloseReason {
-    match killed {
+/// The close frame for a killed connection; none when the peer is already gone.
+fn killed_reason(killed: KillReason) -> Option<CloseReason> {
+    Some(match killed {
         KillReason::SlowConsumer => reason(CloseCode::Again, "too slow: not reading"),
         KillReason::SessionRevoked => reason(CloseCode::Other(CLOSE_SESSION_REVOKED), "session revoked"),
         KillReason::Replaced => reason(CloseCode::Other(CLOSE_REPLACED), "replaced by a newer socket of this session"),
-    }
+        KillReason::ConnectionLost => return None,
+    })
 }
 
 /// The close frame that answers the peer's: its own code echoed (RFC 6455 §5.5.1).

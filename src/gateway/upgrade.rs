@@ -95,12 +95,12 @@ where
         };
         let span = tracing::info_span!("ws", user = %connection.user, connection = connection.registration.id());
         let tasks = connection.state.tasks.clone();
-        let (peer_gone, kill) = (connection.peer_gone.clone(), connection.registration.kill.clone());
+        let kill = connection.registration.kill.clone();
         let writing = async move {
             let mut frames = frames;
             match socket::write_frames(write, &mut frames).await {
                 Written::Finished => {}
-                Written::Failed => peer_gone.cancel(),
+                Written::Failed => kill.kill(KillReason::ConnectionLost),
                 Written::Stalled => kill.kill(KillReason::SlowConsumer),
             }
         };

@@ -48,6 +48,8 @@ pub enum KillReason {
     /// A newer socket of the same login session took its place at the per-user limit
     /// (most often this one's network died without a reset).
     Replaced,
+    /// Its connection broke under a write: the peer is gone.
+    ConnectionLost,
 }
 
 /// Tells a connection to go, and why. The first reason given is the one that counts.
