@@ -114,3 +114,65 @@ pub async fn write_frames(mut io: OwnedWriteHalf, frames: &mut BoxBody) -> Writt
     let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
     Written::Finished
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{
+            Arc,
+            atomic::{AtomicUsize, Ordering},
+        },
+        task::Wake,
+    };
+
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_long_burst_pauses_at_its_budget_and_loses_nothing() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let sent = READ_BURST + 4 * READ_CHUNK;
+        client.write_all(&vec![7u8; sent]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (read, _write) = server.into_split();
+        let mut inbound = Inbound::new(read, b"early");
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut poll = |inbound: &mut Inbound| match Pin::new(inbound).poll_next(&mut cx) {
+            Poll::Ready(Some(Ok(bytes))) => Some(bytes),
+            Poll::Pending => None,
+            other => panic!("the stream ended or failed: {other:?}"),
+        };
+        assert_eq!(poll(&mut inbound).as_deref(), Some(&b"early"[..]), "the early bytes come first");
+        let mut before_pause = 0;
+        while let Some(bytes) = poll(&mut inbound) {
+            before_pause += bytes.len();
+        }
+        assert!(before_pause >= READ_BURST, "paused before its budget: {before_pause}");
+        assert!(before_pause < READ_BURST + READ_CHUNK, "read past its budget: {before_pause}");
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "a pause asks to be polled again at once");
+        let mut rest = 0;
+        while rest < sent - before_pause {
+            match poll(&mut inbound) {
+                Some(bytes) => rest += bytes.len(),
+                None => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        assert_eq!(before_pause + rest, sent);
+        drop(client);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(matches!(Pin::new(&mut inbound).poll_next(&mut cx), Poll::Ready(None)), "the peer's end ends it");
+    }
+}
