@@ -11,8 +11,6 @@
 
 use std::{cell::RefCell, io, rc::Rc, time::Duration};
 
-use futures_util::future;
-
 use actix_codec::{Encoder as _, Framed};
 use actix_http::{
     BoxedPayloadStream, ConnectionType, HttpMessage as _, Method, Payload, Request, Response, StatusCode,
@@ -21,6 +19,7 @@ use actix_http::{
 };
 use actix_service::{Service, ServiceFactory, fn_factory, fn_service};
 use actix_web::{ResponseError as _, dev::ServiceResponse, web::BytesMut};
+use futures_util::future;
 use tokio::{
     io::AsyncWriteExt as _,
     net::{TcpStream, tcp::OwnedWriteHalf},
