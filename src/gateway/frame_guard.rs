@@ -7,8 +7,13 @@
 //! more than the limit; the session then closes with 1009. It also refuses a frame with
 //! a reserved bit set (no extension is ever negotiated), which actix-http lets through,
 //! and checks close frames' payloads (a one-byte payload, a code no peer may send, a
-//! reason that is not UTF-8), which actix-http reads as "no code": the session closes
-//! with 1002 (1007 for the reason).
+//! reason that is not UTF-8), which actix-http reads as "no code", and a close frame
+//! over 125 bytes, which it reads as a normal close: the session closes with 1002
+//! (1007 for the reason). And it caps how many fragments one message may come in:
+//! actix-ws keeps every fragment, even an empty one, until the message is whole.
+//!
+//! Frames before a bad one are handed on first, so a request in the same packet as a
+//! violation is still answered before the connection closes.
 
 use std::{
     pin::Pin,
@@ -30,21 +35,63 @@ enum Scan {
     Close { key: [u8; 4], payload: Vec<u8>, left: usize },
 }
 
+/// Fragments one message may come in.
+const MAX_FRAGMENTS: u32 = 256;
+
 pub struct FrameGuard<S> {
     inner: S,
     max_frame: u64,
     scan: Scan,
+    /// Fragments of the message in progress (0 between messages).
+    fragments: u32,
+    /// A violation found behind frames that were handed on first.
+    deferred: Option<Deferred>,
     failed: bool,
+}
+
+enum Deferred {
+    /// The frames before it are decoded first: actix-ws reads until its source says
+    /// `Pending`, and fails before decoding what it holds when it meets an error.
+    Pause(PayloadError),
+    Error(PayloadError),
+}
+
+/// A violation, and where in the chunk the frame that made it began.
+struct Violation {
+    error: PayloadError,
+    frame_start: usize,
 }
 
 impl<S> FrameGuard<S> {
     pub fn new(inner: S, max_frame: u64) -> Self {
-        Self { inner, max_frame, scan: Scan::Header { bytes: [0; 14], have: 0 }, failed: false }
+        Self {
+            inner,
+            max_frame,
+            scan: Scan::Header { bytes: [0; 14], have: 0 },
+            fragments: 0,
+            deferred: None,
+            failed: false,
+        }
     }
 
-    /// Advances over `chunk`; `Err` when a header declares a frame over the limit.
-    fn observe(&mut self, mut chunk: &[u8]) -> Result<(), PayloadError> {
-        while !chunk.is_empty() {
+    /// Advances over `chunk`; `Err` on the first violation, with where its frame began
+    /// in `chunk` (0 when it began in an earlier one).
+    fn observe(&mut self, chunk: &[u8]) -> Result<(), Violation> {
+        let mut frame_start = 0;
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            let at = chunk.len() - rest.len();
+            if matches!(self.scan, Scan::Header { have: 0, .. }) {
+                frame_start = at;
+            }
+            rest = self.step(rest).map_err(|error| Violation { error, frame_start })?;
+        }
+        Ok(())
+    }
+
+    /// Advances over the start of `chunk`, within one frame; returns what is left.
+    fn step<'a>(&mut self, mut chunk: &'a [u8]) -> Result<&'a [u8], PayloadError> {
+        {
             match &mut self.scan {
                 Scan::Payload { left } => {
                     let skipped = (*left).min(chunk.len() as u64);
@@ -78,8 +125,20 @@ impl<S> FrameGuard<S> {
                         if length > self.max_frame {
                             return Err(PayloadError::Overflow);
                         }
+                        let (fin, opcode) = (bytes[0] & 0x80 != 0, bytes[0] & 0x0f);
+                        // A control frame is whole and short (§5.5); actix-http reads a
+                        // long close frame as a normal close.
+                        if opcode & 0x8 != 0 && (!fin || length > 125) {
+                            return Err(PayloadError::EncodingCorrupted);
+                        }
                         if *have == header_length {
-                            let close = bytes[0] & 0x0f == 0x8 && bytes[1] & 0x80 != 0 && length <= 125;
+                            if opcode & 0x8 == 0 {
+                                self.fragments = if fin { 0 } else { self.fragments + 1 };
+                                if self.fragments > MAX_FRAGMENTS {
+                                    return Err(PayloadError::Overflow);
+                                }
+                            }
+                            let close = opcode == 0x8 && bytes[1] & 0x80 != 0;
                             self.scan = if length == 0 {
                                 Scan::Header { bytes: [0; 14], have: 0 }
                             } else if close {
@@ -94,7 +153,7 @@ impl<S> FrameGuard<S> {
                 }
             }
         }
-        Ok(())
+        Ok(chunk)
     }
 }
 
@@ -154,15 +213,31 @@ impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin> Stream for FrameGuar
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        match this.deferred.take() {
+            Some(Deferred::Pause(error)) => {
+                this.deferred = Some(Deferred::Error(error));
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Some(Deferred::Error(error)) => {
+                this.failed = true;
+                return Poll::Ready(Some(Err(error)));
+            }
+            None => {}
+        }
         if this.failed {
             return Poll::Ready(None);
         }
         match Pin::new(&mut this.inner).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => match this.observe(&chunk) {
                 Ok(()) => Poll::Ready(Some(Ok(chunk))),
-                Err(error) => {
+                Err(Violation { error, frame_start: 0 }) => {
                     this.failed = true;
                     Poll::Ready(Some(Err(error)))
+                }
+                Err(Violation { error, frame_start }) => {
+                    this.deferred = Some(Deferred::Pause(error));
+                    Poll::Ready(Some(Ok(chunk.slice(..frame_start))))
                 }
             },
             other => other,
@@ -183,6 +258,10 @@ mod tests {
         FrameGuard::new((), max)
     }
 
+    fn observe(guard: &mut FrameGuard<()>, chunk: &[u8]) -> Result<(), PayloadError> {
+        guard.observe(chunk).map_err(|violation| violation.error)
+    }
+
     #[test]
     fn lengths_in_all_three_encodings_are_read_across_chunk_boundaries() {
         // A masked 5-byte text frame, a masked 300-byte frame (16-bit length) split
@@ -193,21 +272,21 @@ mod tests {
         frames.extend(std::iter::repeat_n(0u8, 300));
         let mut g = guard(1000);
         for piece in frames.chunks(3) {
-            g.observe(piece).unwrap();
+            observe(&mut g, piece).unwrap();
         }
         assert!(matches!(g.scan, Scan::Header { have: 0, .. }), "{:?}", g.scan);
         let big = [0x82, 0xFF, 0, 0, 0, 0, 0, 1, 0x11, 0x70, 1, 2, 3, 4];
-        assert!(matches!(g.observe(&big[..9]), Ok(())), "not refused before the length is known");
-        assert!(matches!(g.observe(&big[9..10]), Err(PayloadError::Overflow)), "refused at the header");
+        assert!(matches!(observe(&mut g, &big[..9]), Ok(())), "not refused before the length is known");
+        assert!(matches!(observe(&mut g, &big[9..10]), Err(PayloadError::Overflow)), "refused at the header");
     }
 
     #[test]
     fn a_gigabyte_header_is_refused_before_its_mask_arrives_in_full() {
         let mut g = guard(64 * 1024);
         let header = [0x81, 0xFF, 0, 0, 0, 0, 0x40, 0, 0, 0];
-        assert!(matches!(g.observe(&header), Err(PayloadError::Overflow)), "refused before the mask key");
+        assert!(matches!(observe(&mut g, &header), Err(PayloadError::Overflow)), "refused before the mask key");
         let mut at_limit = guard(126);
-        assert!(at_limit.observe(&[0x81, 0xFE, 0, 126, 1, 2, 3, 4]).is_ok(), "a frame at the limit passes");
+        assert!(observe(&mut at_limit, &[0x81, 0xFE, 0, 126, 1, 2, 3, 4]).is_ok(), "a frame at the limit passes");
     }
 
     /// A client frame header for a masked frame of `length` bytes.
@@ -234,7 +313,7 @@ mod tests {
             let mut frame = header(0x88, payload.len() as u64);
             frame.extend(payload.iter().enumerate().map(|(i, byte)| byte ^ [9, 8, 7, 6][i % 4]));
             let mut g = guard(65_536);
-            frame.chunks(1).try_for_each(|piece| g.observe(piece))
+            frame.chunks(1).try_for_each(|piece| observe(&mut g, piece))
         };
         assert!(close(b"").is_ok(), "no code at all");
         assert!(close(&[0x03, 0xE8]).is_ok(), "1000");
@@ -242,6 +321,45 @@ mod tests {
         assert!(matches!(close(&[0x03]), Err(PayloadError::EncodingCorrupted)), "one byte");
         assert!(matches!(close(&[0x03, 0xED]), Err(PayloadError::EncodingCorrupted)), "1005 is never sent");
         assert!(matches!(close(&[0x03, 0xE8, 0xFF]), Err(PayloadError::Io(_))), "reason not UTF-8");
+    }
+
+    #[test]
+    fn control_frames_must_be_whole_and_short() {
+        let mut long_close = header(0x88, 126);
+        long_close.extend(std::iter::repeat_n(0u8, 126));
+        assert!(matches!(observe(&mut guard(65_536), &long_close), Err(PayloadError::EncodingCorrupted)));
+        let fragmented_ping = header(0x09, 1);
+        assert!(matches!(observe(&mut guard(65_536), &fragmented_ping), Err(PayloadError::EncodingCorrupted)));
+        assert!(observe(&mut guard(65_536), &header(0x89, 0)).is_ok(), "an empty ping is fine");
+    }
+
+    #[test]
+    fn a_message_may_come_in_a_bounded_number_of_fragments() {
+        let mut g = guard(65_536);
+        let mut frames = header(0x01, 0);
+        for _ in 1..MAX_FRAGMENTS {
+            frames.extend(header(0x00, 0));
+        }
+        frames.extend(header(0x80, 0));
+        assert!(observe(&mut g, &frames).is_ok(), "{MAX_FRAGMENTS} fragments and the last one");
+        assert!(observe(&mut g, &header(0x81, 0)).is_ok(), "the count starts again with the next message");
+        let mut flood = header(0x01, 0);
+        flood.extend((0..MAX_FRAGMENTS).flat_map(|_| header(0x00, 0)));
+        assert!(matches!(observe(&mut guard(65_536), &flood), Err(PayloadError::Overflow)));
+    }
+
+    #[test]
+    fn a_violation_says_where_its_frame_began() {
+        let mut good = header(0x81, 3);
+        good.extend_from_slice(b"abc");
+        let mut chunk = good.clone();
+        chunk.extend(header(0xC1, 0));
+        let violation = guard(65_536).observe(&chunk).err().map(|violation| violation.frame_start);
+        assert_eq!(violation, Some(good.len()));
+        let mut g = guard(65_536);
+        observe(&mut g, &good[..4]).unwrap();
+        let violation = g.observe(&[&good[4..], &[0xC1][..]].concat()).err().map(|violation| violation.frame_start);
+        assert_eq!(violation, Some(good.len() - 4), "measured in the chunk it arrived in");
     }
 
     proptest::proptest! {
@@ -259,7 +377,7 @@ mod tests {
             }
             let mut g = guard(70_000);
             for piece in stream.chunks(cut) {
-                proptest::prop_assert!(g.observe(piece).is_ok());
+                proptest::prop_assert!(observe(&mut g, piece).is_ok());
             }
             let between_frames = matches!(g.scan, Scan::Header { have: 0, .. });
             proptest::prop_assert!(between_frames);
@@ -280,7 +398,7 @@ mod tests {
             }
             stream.extend(header(0x82, over));
             let mut g = guard(2_000);
-            let refused = stream.chunks(cut).any(|piece| g.observe(piece).is_err());
+            let refused = stream.chunks(cut).any(|piece| observe(&mut g, piece).is_err());
             proptest::prop_assert!(refused);
         }
 
@@ -288,7 +406,7 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)) {
             let mut g = guard(65_536);
-            let _ = g.observe(&bytes);
+            let _ = observe(&mut g, &bytes);
         }
     }
 }

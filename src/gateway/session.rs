@@ -101,9 +101,13 @@ enum Flow {
     PeerClosed(CloseReason),
 }
 
+/// Runs the session to its close frame, and returns the socket's registration: the
+/// connection counts as open (and shutdown waits for it) until the caller has also
+/// written what actix-ws still holds, and drops it.
+///
 /// Not an `async fn`: its `connection` argument would keep its place in the future
 /// for the socket's whole life, after being moved into the session.
-pub fn run(connection: Connection) -> impl Future<Output = ()> {
+pub fn run(connection: Connection) -> impl Future<Output = Registration> {
     let Connection { state, user, session, session_expires_at, registration, outbound, socket, messages } = connection;
     let bucket = Bucket::new(state.config.websocket.ws_rate_burst, state.config.websocket.ws_rate_per_sec);
     let session = SocketSession {
@@ -125,7 +129,7 @@ pub fn run(connection: Connection) -> impl Future<Output = ()> {
 }
 
 impl SocketSession {
-    async fn run(mut self, mut messages: AggregatedMessageStream, mut outbound: mpsc::Receiver<Frame>) {
+    async fn run(mut self, mut messages: AggregatedMessageStream, mut outbound: mpsc::Receiver<Frame>) -> Registration {
         let mut heartbeat = tokio::time::interval(self.state.config.websocket.ws_ping_interval);
         heartbeat.tick().await;
         let shutdown = self.state.shutdown.clone();
@@ -157,7 +161,7 @@ impl SocketSession {
             self.state.metrics.ws_slow_disconnects.inc();
         }
         // Boxed for the same reason as the session check in `heartbeat`.
-        Box::pin(self.close(close, drain, outbound, messages)).await;
+        Box::pin(self.close(close, drain, outbound, messages)).await
     }
 
     /// Hands `first` and whatever else is queued behind it to actix-ws, which writes
@@ -331,7 +335,7 @@ impl SocketSession {
         drain: bool,
         mut outbound: mpsc::Receiver<Frame>,
         mut messages: AggregatedMessageStream,
-    ) {
+    ) -> Registration {
         self.requests.close();
         let _ = tokio::time::timeout(self.state.config.server.shutdown_timeout, self.requests.wait()).await;
         while let Ok(frame) = outbound.try_recv() {
@@ -343,8 +347,8 @@ impl SocketSession {
         // Our end of the stream follows the close frame once the last handle to the
         // socket is gone: this one keeps it open while the client's close is awaited.
         let keep_open = self.socket.clone();
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.close(close)).await;
-        if we_close {
+        let sent = tokio::time::timeout(Duration::from_secs(1), self.socket.close(close)).await;
+        if we_close && matches!(sent, Ok(Ok(()))) {
             let _ = tokio::time::timeout(CLOSE_DRAIN, async {
                 while let Some(Ok(message)) = messages.recv().await {
                     if matches!(message, AggregatedMessage::Close(_)) {
@@ -355,8 +359,7 @@ impl SocketSession {
             .await;
         }
         drop(keep_open);
-        // Last: the connection counts as open (and shutdown waits for it) until here.
-        drop(self.registration);
+        self.registration
     }
 }
 

@@ -31,6 +31,10 @@ const READ_CHUNK: usize = 8 * 1024;
 const READ_BURST: usize = 64 * 1024;
 /// Longest wait for one write before the client counts as not reading.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// What one write (and its [`WRITE_TIMEOUT`]) covers at most: actix-ws joins whatever
+/// is queued into one buffer, which can be megabytes, and a client on a slow link that
+/// keeps reading is not one that stopped.
+const WRITE_SLICE: usize = 64 * 1024;
 
 /// The client's bytes, as the WebSocket's request payload.
 pub struct Inbound {
@@ -92,8 +96,8 @@ pub enum Written {
     Finished,
     /// A write failed: the peer is gone.
     Failed,
-    /// A write could not finish within [`WRITE_TIMEOUT`]: the client stopped reading
-    /// and the kernel's buffers are full.
+    /// A slice of the frames could not be written within [`WRITE_TIMEOUT`]: the client
+    /// stopped reading and the kernel's buffers are full.
     Stalled,
 }
 
@@ -105,10 +109,12 @@ pub async fn write_frames(mut io: OwnedWriteHalf, frames: &mut BoxBody) -> Writt
     loop {
         let next = std::future::poll_fn(|cx| Pin::new(&mut *frames).poll_next(cx)).await;
         let Some(Ok(bytes)) = next else { break };
-        match tokio::time::timeout(WRITE_TIMEOUT, io.write_all(&bytes)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Written::Failed,
-            Err(_) => return Written::Stalled,
+        for slice in bytes.chunks(WRITE_SLICE) {
+            match tokio::time::timeout(WRITE_TIMEOUT, io.write_all(slice)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Written::Failed,
+                Err(_) => return Written::Stalled,
+            }
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;

@@ -104,7 +104,9 @@ where
             }
         };
         let socket = future::join(session::run(connection), writing);
-        tasks.track_future(socket.instrument(span)).await;
+        let (registration, ()) = tasks.track_future(socket.instrument(span)).await;
+        // Last: the connection counts as open until its last frame is written.
+        drop(registration);
         Ok(())
     }
 }
@@ -125,6 +127,8 @@ where
     // behind its request is kept, as the start of the payload.
     let parts = framed.into_parts();
     let mut codec = parts.codec;
+    // Answers to requests pipelined ahead of this one, if any, not yet written.
+    let mut unwritten = parts.write_buf;
     let (read, mut write) = parts.io.into_split();
     let inbound = FrameGuard::new(Inbound::new(read, &parts.read_buf), max_frame);
     let payload: BoxedPayloadStream = Box::pin(inbound);
@@ -148,18 +152,19 @@ where
     let Some(connection) = admitted else {
         // Refused: the error goes out whole and the connection closes.
         head.head_mut().set_connection_type(ConnectionType::Close);
-        let _ = tokio::time::timeout(RESPONSE_TIMEOUT, write_refusal(&mut write, &mut codec, head, body)).await;
+        let _ =
+            tokio::time::timeout(RESPONSE_TIMEOUT, write_refusal(&mut write, &mut codec, unwritten, head, body)).await;
         return None;
     };
-    let mut bytes = BytesMut::new();
-    codec.encode(h1::Message::Item((head, BodySize::None)), &mut bytes).ok()?;
-    let written = tokio::time::timeout(RESPONSE_TIMEOUT, write.write_all(&bytes)).await;
+    codec.encode(h1::Message::Item((head, BodySize::None)), &mut unwritten).ok()?;
+    let written = tokio::time::timeout(RESPONSE_TIMEOUT, write.write_all(&unwritten)).await;
     matches!(written, Ok(Ok(()))).then_some((connection, body, write))
 }
 
 async fn write_refusal(
     write: &mut OwnedWriteHalf,
     codec: &mut h1::Codec,
+    mut bytes: BytesMut,
     head: Response<()>,
     body: BoxBody,
 ) -> io::Result<()> {
@@ -172,7 +177,6 @@ async fn write_refusal(
             _ => return Err(io::Error::other("a refusal's body is too large or failed")),
         },
     };
-    let mut bytes = BytesMut::new();
     codec.encode(h1::Message::Item((head, BodySize::Sized(body.len() as u64))), &mut bytes)?;
     codec.encode(h1::Message::Chunk(Some(body)), &mut bytes)?;
     codec.encode(h1::Message::Chunk(None), &mut bytes)?;

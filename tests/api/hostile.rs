@@ -380,6 +380,16 @@ async fn every_rfc_6455_violation_gets_its_close_code_and_memory_stays_bounded()
         ("a close code no peer may send (§7.4)", client_frame(0x88, &999u16.to_be_bytes(), true, None), 1002),
         ("a close payload of one byte (§5.5.1)", client_frame(0x88, &[0x03], true, None), 1002),
         ("a close reason that is not UTF-8 (§5.5.1)", client_frame(0x88, &[0x03, 0xE8, 0xFF, 0xFE], true, None), 1007),
+        ("a close frame over 125 bytes (§5.5)", client_frame(0x88, &[b'x'; 126], true, None), 1002),
+        (
+            "a message in a thousand empty fragments (our limit)",
+            {
+                let mut frames = client_frame(0x01, b"", true, None);
+                frames.extend((0..1000).flat_map(|_| client_frame(0x00, b"", true, None)));
+                frames
+            },
+            1009,
+        ),
         ("a frame declaring 1 GiB (§5.2, our limit)", client_frame(0x81, &[b'a'; 65536], true, Some(1 << 30)), 1009),
         (
             "a fragmented message past the limit",
@@ -397,6 +407,17 @@ async fn every_rfc_6455_violation_gets_its_close_code_and_memory_stays_bounded()
         let (close, _) = close_code(&mut socket).await;
         assert_eq!(close, Some(expected), "{name}");
     }
+
+    // A request in the same packet as a violation is answered before the close.
+    let mut socket = ws_over(&app, &user, raw(&app).await).await;
+    let mut frames = client_frame(0x81, br#"{"id":"before","type":"ping"}"#, true, None);
+    frames.extend(client_frame(0x81 | 0x40, ping, true, None));
+    socket.get_mut().write_all(&frames).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("a reply in time") {
+        Some(Ok(Message::Text(text))) => assert!(text.contains(r#""id":"before""#), "{text}"),
+        other => panic!("the request before the violation got no reply: {other:?}"),
+    }
+    assert_eq!(close_code(&mut socket).await.0, Some(1002), "then the violation closes the socket");
 
     // A message in fragments, with a ping between them (§5.4 allows it), is one request.
     let mut socket = ws_over(&app, &user, raw(&app).await).await;
