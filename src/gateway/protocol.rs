@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::{domain::MessageInput, dto::strict_json::StrictObject, error::ApiError};
@@ -140,8 +140,17 @@ pub fn parse(text: &str) -> Result<(String, ClientRequest), FrameError> {
     }
 }
 
-pub fn ok_reply(id: &str, data: Value) -> String {
-    json!({ "type": "reply", "id": id, "ok": true, "data": data }).to_string()
+/// A successful reply. Written straight from `data`: built as a `Value` first, every
+/// reply would be a tree of maps, allocated and sorted only to be written out.
+pub fn ok_reply(id: &str, data: &impl Serialize) -> String {
+    #[derive(Serialize)]
+    struct Reply<'a, T> {
+        r#type: &'static str,
+        id: &'a str,
+        ok: bool,
+        data: &'a T,
+    }
+    serde_json::to_string(&Reply { r#type: "reply", id, ok: true, data }).unwrap_or_default()
 }
 
 pub fn error_reply(id: Option<&str>, code: &str, message: &str, field: Option<&str>) -> String {

@@ -183,16 +183,23 @@ impl SocketSession {
 
     /// Runs one send into actix-ws: it fails once the connection is gone, and a send
     /// that cannot start within [`WRITE_TIMEOUT`] means the client stopped reading (its
-    /// queue is full), so nothing else in the loop would ever run for it again.
+    /// queue is full), so nothing else in the loop would ever run for it again. A kill
+    /// (the hub found this socket's queue full, or its session revoked) ends the wait at
+    /// once: the loop that would notice it is waiting here.
     async fn bounded<'a, F>(&'a mut self, send: impl FnOnce(&'a mut Session) -> F) -> Flow
     where
         F: Future<Output = Result<(), actix_ws::Closed>> + 'a,
     {
-        match tokio::time::timeout(WRITE_TIMEOUT, send(&mut self.socket)).await {
-            Ok(Ok(())) => Flow::Continue,
-            // The connection is gone; a stalled write says so with the kill switch.
-            Ok(Err(_)) => Flow::Close(self.registration.kill.reason().and_then(killed_reason)),
-            Err(_) => Flow::Close(Some(reason(CloseCode::Again, "too slow: not reading"))),
+        let kill = &self.registration.kill;
+        tokio::select! {
+            biased;
+            sent = tokio::time::timeout(WRITE_TIMEOUT, send(&mut self.socket)) => match sent {
+                Ok(Ok(())) => Flow::Continue,
+                // The connection is gone; a stalled write says so with the kill switch.
+                Ok(Err(_)) => Flow::Close(kill.reason().and_then(killed_reason)),
+                Err(_) => Flow::Close(Some(reason(CloseCode::Again, "too slow: not reading"))),
+            },
+            killed = kill.killed() => Flow::Close(killed_reason(killed)),
         }
     }
 
@@ -261,7 +268,7 @@ impl SocketSession {
             Err(error) => self.queue(protocol::error_reply(error.id.as_deref(), error.code, &error.message, None)),
             Ok((id, request)) => {
                 if self.is_typing_renewal(&request) {
-                    self.queue(protocol::ok_reply(&id, json!({ "forwarded": false })));
+                    self.queue(protocol::ok_reply(&id, &json!({ "forwarded": false })));
                 } else {
                     self.dispatch(id, request);
                 }
@@ -405,23 +412,31 @@ fn protocol_error_reason(error: &ProtocolError) -> CloseReason {
 /// Runs one request and renders its reply.
 async fn handle(state: &AppState, user: UserId, id: &str, request: ClientRequest, turn: Turn) -> String {
     match dispatch(state, user, request, turn).await {
-        Ok(data) => protocol::ok_reply(id, data),
+        Ok(Reply::Ack(ack)) => protocol::ok_reply(id, &ack),
+        Ok(Reply::Data(data)) => protocol::ok_reply(id, &data),
         Err(error) => protocol::api_error_reply(id, &error),
     }
 }
 
+/// A request's result: a send's ack, the reply of nearly every request under load, is
+/// written from its typed view; the others' through `Value`.
+enum Reply {
+    Ack(AckView),
+    Data(Value),
+}
+
 /// Runs one request. A send passes its turn once its message is queued for the writer;
 /// any other request waits for its turn before it starts and passes it when it ends.
-async fn dispatch(state: &AppState, user: UserId, request: ClientRequest, mut turn: Turn) -> Result<Value, ApiError> {
+async fn dispatch(state: &AppState, user: UserId, request: ClientRequest, mut turn: Turn) -> Result<Reply, ApiError> {
     let to_json = |value: &dyn erased::ToJson| value.to_json();
     if !matches!(request, ClientRequest::Send { .. }) {
         turn.wait().await;
     }
-    Ok(match request {
+    Ok(Reply::Data(match request {
         ClientRequest::Ping {} => json!({ "pong": true, "server_time": now_rfc3339() }),
         ClientRequest::Send { conversation_id, message } => {
             let ack = messages::send_in_turn(state, user, ConversationId(conversation_id), message, turn).await?;
-            to_json(&AckView::from(ack))
+            return Ok(Reply::Ack(AckView::from(ack)));
         }
         ClientRequest::Edit { conversation_id, seq, body } => {
             to_json(&messages::edit(state, user, ConversationId(conversation_id), seq, body).await?)
@@ -526,7 +541,7 @@ async fn dispatch(state: &AppState, user: UserId, request: ClientRequest, mut tu
                 .collect();
             json!({ "conversations": conversations, "has_more": has_more })
         }
-    })
+    }))
 }
 
 fn now_rfc3339() -> String {

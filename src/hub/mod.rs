@@ -230,9 +230,15 @@ impl Hub {
 }
 
 /// Serialises an event as the frame clients receive.
+/// Written straight from the event: through a `Value` it would be a tree of maps,
+/// allocated and sorted only to be written out.
 pub fn event_frame(event: &Event) -> Frame {
-    let frame = serde_json::json!({ "type": "event", "event": event });
-    Arc::from(frame.to_string())
+    #[derive(serde::Serialize)]
+    struct EventFrame<'a> {
+        r#type: &'static str,
+        event: &'a Event,
+    }
+    Arc::from(serde_json::to_string(&EventFrame { r#type: "event", event }).unwrap_or_default())
 }
 
 /// Pushes every published event to the connected recipients until `stop`.
