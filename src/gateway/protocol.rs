@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{domain::MessageInput, dto::strict_json::StrictObject, error::ApiError};
 
@@ -153,12 +153,25 @@ pub fn ok_reply(id: &str, data: &impl Serialize) -> String {
     serde_json::to_string(&Reply { r#type: "reply", id, ok: true, data }).unwrap_or_default()
 }
 
+/// A refusal, written the same way as [`ok_reply`]; `id` is `null` when the frame had
+/// none that could be read.
 pub fn error_reply(id: Option<&str>, code: &str, message: &str, field: Option<&str>) -> String {
-    let mut error = json!({ "code": code, "message": message });
-    if let (Some(field), Some(object)) = (field, error.as_object_mut()) {
-        object.insert("field".into(), Value::String(field.into()));
+    #[derive(Serialize)]
+    struct Error<'a> {
+        code: &'a str,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        field: Option<&'a str>,
     }
-    json!({ "type": "reply", "id": id, "ok": false, "error": error }).to_string()
+    #[derive(Serialize)]
+    struct Reply<'a> {
+        r#type: &'static str,
+        id: Option<&'a str>,
+        ok: bool,
+        error: Error<'a>,
+    }
+    let error = Error { code, message, field };
+    serde_json::to_string(&Reply { r#type: "reply", id, ok: false, error }).unwrap_or_default()
 }
 
 /// An API error as an error reply; 5xx causes are logged, never sent.
