@@ -24,7 +24,11 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 
 use super::{
-    BenchServer, Machine, cpu::CpuMeter, http_client, load_average, stats::Latencies, wait_until_indexed, write_json,
+    BenchServer, Machine,
+    cpu::{CpuMeter, CpuPerOp},
+    http_client, load_average,
+    stats::Latencies,
+    wait_until_indexed, write_json,
 };
 use crate::{args::ChatBenchArgs, text::ChatText};
 
@@ -55,6 +59,9 @@ struct Report {
     goim_cpu_us_per_message: Option<f64>,
     /// Of `cpu_us_per_message`: PostgreSQL's share, when its processes are visible.
     postgres_cpu_us_per_message: Option<f64>,
+    /// The load generator's own CPU per message (not in `cpu_us_per_message`), when the
+    /// server runs in its own process.
+    client_cpu_us_per_message: Option<f64>,
     duplicates_or_out_of_order: u64,
     /// How long after the last delivery every message was in a search block (`None`:
     /// the server has no search blocks, or they were not done within 30 s).
@@ -97,6 +104,23 @@ pub(crate) async fn servers_cpu(http: &reqwest::Client, servers: &[Target]) -> a
         total += seconds;
     }
     Ok(Some(total))
+}
+
+/// GOIM's CPU per operation and, when the servers run in their own processes, the
+/// client's (this process) apart from it: with separate servers GOIM's figure is theirs
+/// (`/metrics` before and after), otherwise the whole bench process's.
+pub(crate) fn goim_and_client_cpu(
+    servers_before: Option<f64>,
+    servers_after: Option<f64>,
+    measured: Option<CpuPerOp>,
+    ops: usize,
+) -> (Option<f64>, Option<f64>) {
+    match (servers_before, servers_after) {
+        (Some(before), Some(after)) => {
+            (Some((after - before) * 1e6 / ops.max(1) as f64), measured.map(|own| own.goim_us))
+        }
+        _ => (measured.map(|own| own.goim_us), None),
+    }
 }
 
 /// Waits until every instance's `/readyz` is 200 (its relay listens), at most 10 s.
@@ -249,11 +273,7 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
     let indexed_after = wait_until_indexed(&pool, &conversations).await;
     let measured = before.per_op(&meter.snapshot(), received.len());
     let servers_after = servers_cpu(&http, &servers).await?;
-    // Separate servers: their own CPU from /metrics, not this process (the client).
-    let goim_cpu = match (servers_before, servers_after) {
-        (Some(before), Some(after)) => Some((after - before) * 1e6 / received.len().max(1) as f64),
-        _ => measured.map(|c| c.goim_us),
-    };
+    let (goim_cpu, client_cpu) = goim_and_client_cpu(servers_before, servers_after, measured, received.len());
     let postgres_cpu = measured.and_then(|c| c.postgres_us);
     let cpu = goim_cpu.map(|goim| goim + postgres_cpu.unwrap_or(0.0));
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE conversation_id = ANY($1)")
@@ -287,11 +307,12 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
         cpu_us_per_message: cpu,
         goim_cpu_us_per_message: goim_cpu,
         postgres_cpu_us_per_message: postgres_cpu,
+        client_cpu_us_per_message: client_cpu,
         duplicates_or_out_of_order: anomalies,
         search_indexed_ms_after_last_delivery: indexed_after.map(|d| d.as_secs_f64() * 1e3),
     };
     println!(
-        "{} ({} instance(s), {}): {} pairs × {} msgs: {:.0} msgs/s delivered; ack p50 {:.1} ms p99 {:.1} ms; receive p50 {:.1} ms p99 {:.1} ms; cpu {:.0} µs/msg (goim {:.0}, postgres {:.0}); delivered {} stored {} anomalies {}; search-indexed {:.0} ms after the last delivery",
+        "{} ({} instance(s), {}): {} pairs × {} msgs: {:.0} msgs/s delivered; ack p50 {:.1} ms p99 {:.1} ms; receive p50 {:.1} ms p99 {:.1} ms; cpu {:.0} µs/msg (goim {:.0}, postgres {:.0}; client {:.0}); delivered {} stored {} anomalies {}; search-indexed {:.0} ms after the last delivery",
         if instances > 1 { "W5" } else { "W1" },
         instances,
         report.server,
@@ -305,6 +326,7 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
         report.cpu_us_per_message.unwrap_or(f64::NAN),
         report.goim_cpu_us_per_message.unwrap_or(f64::NAN),
         report.postgres_cpu_us_per_message.unwrap_or(f64::NAN),
+        report.client_cpu_us_per_message.unwrap_or(f64::NAN),
         report.delivered,
         report.stored,
         report.duplicates_or_out_of_order,

@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{
     BenchServer, Machine,
-    chat::{Target, connect, gather, servers_cpu, wait_ready},
+    chat::{Target, connect, gather, goim_and_client_cpu, servers_cpu, wait_ready},
     cpu::CpuMeter,
     http_client, load_average,
     stats::Latencies,
@@ -49,6 +49,8 @@ struct Report {
     fanout_p99_ms: f64,
     goim_cpu_us_per_delivery: Option<f64>,
     postgres_cpu_us_per_delivery: Option<f64>,
+    /// The load generator's own CPU per delivery, when the server runs in its own process.
+    client_cpu_us_per_delivery: Option<f64>,
     duplicates_or_out_of_order: u64,
 }
 
@@ -148,10 +150,7 @@ pub async fn run(config: Config, pool: PgPool, args: &FanoutBenchArgs) -> anyhow
     let deliveries = received.len() as u64;
     let measured = before.per_op(&meter.snapshot(), received.len());
     let servers_after = servers_cpu(&http, &servers).await?;
-    let goim_cpu = match (servers_before, servers_after) {
-        (Some(before), Some(after)) => Some((after - before) * 1e6 / deliveries.max(1) as f64),
-        _ => measured.map(|c| c.goim_us),
-    };
+    let (goim_cpu, client_cpu) = goim_and_client_cpu(servers_before, servers_after, measured, received.len());
     let [server] = servers;
     server.stop().await?;
 
@@ -175,10 +174,11 @@ pub async fn run(config: Config, pool: PgPool, args: &FanoutBenchArgs) -> anyhow
         fanout_p99_ms: ms(0.99),
         goim_cpu_us_per_delivery: goim_cpu,
         postgres_cpu_us_per_delivery: measured.and_then(|c| c.postgres_us),
+        client_cpu_us_per_delivery: client_cpu,
         duplicates_or_out_of_order: anomalies,
     };
     println!(
-        "W2 ({}): {} members, {} senders × {} msgs: {:.0} deliveries/s; send→member p50 {:.1} ms p99 {:.1} ms; cpu per delivery goim {:.1} µs, postgres {:.1} µs; deliveries {} of {}, anomalies {}",
+        "W2 ({}): {} members, {} senders × {} msgs: {:.0} deliveries/s; send→member p50 {:.1} ms p99 {:.1} ms; cpu per delivery goim {:.1} µs, postgres {:.1} µs (client {:.1} µs); deliveries {} of {}, anomalies {}",
         report.server,
         report.members,
         report.senders,
@@ -188,6 +188,7 @@ pub async fn run(config: Config, pool: PgPool, args: &FanoutBenchArgs) -> anyhow
         report.fanout_p99_ms,
         report.goim_cpu_us_per_delivery.unwrap_or(f64::NAN),
         report.postgres_cpu_us_per_delivery.unwrap_or(f64::NAN),
+        report.client_cpu_us_per_delivery.unwrap_or(f64::NAN),
         report.deliveries,
         report.expected_deliveries,
         report.duplicates_or_out_of_order
