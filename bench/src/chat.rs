@@ -5,7 +5,7 @@
 //! received exactly once, in order, and stored.
 
 use std::{
-    collections::HashMap,
+    borrow::Cow,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -17,10 +17,11 @@ use goim::{
     config::Config,
     domain::{SessionId, UserId},
 };
-use serde::Serialize;
-use serde_json::{Value, json};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sqlx::PgPool;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 
 use super::{
@@ -179,7 +180,6 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
     let before = meter.snapshot();
     let servers_before = servers_cpu(&http, &servers).await?;
     let started = Instant::now();
-    let send_times: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
     let mut sockets = sockets.into_iter();
@@ -193,24 +193,25 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             interval
         });
-        let times = send_times.clone();
+        // When each of this pair's messages was sent, by its number: read by the sender's
+        // ack reader and by the receiver, so neither waits on another pair's lock.
+        let sent_at = SendTimes::new(messages);
+        let (acks_sent_at, received_sent_at) = (sent_at.clone(), sent_at.clone());
         senders.push(tokio::spawn(async move {
             let (mut sink, mut stream) = sender_socket.split();
             let mut text = ChatText::new(conversation.unsigned_abs());
+            let mut rng = StdRng::seed_from_u64(conversation.unsigned_abs());
             let window = Arc::new(Semaphore::new(in_flight as usize));
-            let pending: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-            let (acks_window, acks_pending) = (window.clone(), pending.clone());
+            let acks_window = window.clone();
             let reader = tokio::spawn(async move {
                 let mut acks = Latencies::default();
                 while acks.len() < messages as usize {
                     let Some(Ok(Message::Text(text))) = stream.next().await else { break };
-                    let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    if frame["type"] == "reply" {
-                        let id = frame["id"].as_str().unwrap_or_default().to_owned();
-                        if let Some(sent) = acks_pending.lock().await.remove(&id) {
-                            acks.record(sent.elapsed());
-                            acks_window.add_permits(1);
-                        }
+                    let Ok(reply) = serde_json::from_str::<ReplyFrame>(&text) else { continue };
+                    let sent = reply.id.parse().ok().and_then(|i| acks_sent_at.get(i));
+                    if let (Some(sent), "reply") = (sent, reply.r#type) {
+                        acks.record(sent.elapsed());
+                        acks_window.add_permits(1);
                     }
                 }
                 acks
@@ -221,42 +222,44 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
                 }
                 window.acquire().await.context("window")?.forget();
                 // The first word tells the receiver which send this is.
-                let marker = format!("m{conversation}x{i}");
-                let body = format!("{marker} {}", text.message());
-                let id = i.to_string();
-                let sent = Instant::now();
-                pending.lock().await.insert(id.clone(), sent);
-                times.lock().await.insert(marker, sent);
-                let frame = json!({ "id": id, "type": "send", "conversation_id": conversation,
-                    "message": { "client_msg_id": uuid::Uuid::new_v4(), "body": body } });
-                sink.send(Message::text(frame.to_string())).await.context("send")?;
+                let body = format!("m{conversation}x{i} {}", text.message());
+                let frame = SendFrame {
+                    id: i,
+                    r#type: "send",
+                    conversation_id: conversation,
+                    message: SendMessage {
+                        client_msg_id: uuid::Builder::from_random_bytes(rng.r#gen()).into_uuid(),
+                        body: &body,
+                    },
+                };
+                let frame = serde_json::to_string(&frame).context("send frame")?;
+                sent_at.record(i);
+                sink.send(Message::text(frame)).await.context("send")?;
             }
             anyhow::Ok(reader.await.context("ack reader")?)
         }));
-        let times = send_times.clone();
+        let sent_at = received_sent_at;
         receivers.push(tokio::spawn(async move {
             let (_, mut stream) = receiver_socket.split();
             let mut received = Latencies::default();
+            let mut seen = vec![false; messages as usize];
             let mut last_seq = 0i64;
             let mut anomalies = 0u64;
             while received.len() < messages as usize {
                 let next = tokio::time::timeout(Duration::from_secs(60), stream.next()).await;
                 let Ok(Some(Ok(Message::Text(text)))) = next else { break };
-                let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                if frame["event"]["type"] != "message_created" {
-                    continue;
-                }
-                let message = &frame["event"]["message"];
-                let seq = message["seq"].as_i64().unwrap_or(0);
-                if seq != last_seq + 1 {
+                let Ok(EventFrame { event: Some(event) }) = serde_json::from_str::<EventFrame>(&text) else { continue };
+                let Some(message) = event.message.filter(|_| event.r#type == "message_created") else { continue };
+                if message.seq != last_seq + 1 {
                     anomalies += 1;
                 }
-                last_seq = seq;
-                let marker = message["body"].as_str().and_then(|b| b.split(' ').next()).unwrap_or_default().to_owned();
-                if let Some(sent) = times.lock().await.remove(&marker) {
-                    received.record(sent.elapsed());
-                } else {
-                    anomalies += 1;
+                last_seq = message.seq;
+                let number = message.body.as_deref().and_then(|body| send_number(body, conversation));
+                let first =
+                    number.and_then(|i| seen.get_mut(i as usize)).is_some_and(|seen| !std::mem::replace(seen, true));
+                match number.and_then(|i| sent_at.get(i)) {
+                    Some(sent) if first => received.record(sent.elapsed()),
+                    _ => anomalies += 1,
                 }
             }
             (received, anomalies)
@@ -340,6 +343,87 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
     );
     anyhow::ensure!(report.duplicates_or_out_of_order == 0, "messages arrived twice or out of order");
     Ok(())
+}
+
+/// A send request, written straight from its fields (the client's CPU shares the box
+/// with the server under test, so it should spend as little as it can).
+#[derive(Serialize)]
+struct SendFrame<'a> {
+    #[serde(serialize_with = "number_as_string")]
+    id: u32,
+    r#type: &'static str,
+    conversation_id: i64,
+    message: SendMessage<'a>,
+}
+
+#[derive(Serialize)]
+struct SendMessage<'a> {
+    client_msg_id: uuid::Uuid,
+    body: &'a str,
+}
+
+fn number_as_string<S: serde::Serializer>(number: &u32, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(number)
+}
+
+/// The part of a reply the sender needs; everything else is skipped unread.
+#[derive(Deserialize)]
+struct ReplyFrame<'a> {
+    #[serde(default)]
+    r#type: &'a str,
+    #[serde(default, borrow)]
+    id: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct EventFrame<'a> {
+    #[serde(borrow)]
+    event: Option<EventBody<'a>>,
+}
+
+#[derive(Deserialize)]
+struct EventBody<'a> {
+    #[serde(borrow)]
+    r#type: Cow<'a, str>,
+    #[serde(borrow)]
+    message: Option<EventMessage<'a>>,
+}
+
+#[derive(Deserialize)]
+struct EventMessage<'a> {
+    seq: i64,
+    #[serde(borrow)]
+    body: Option<Cow<'a, str>>,
+}
+
+/// The send number in a body's first word (`m<conversation>x<number>`), if it is this
+/// conversation's.
+fn send_number(body: &str, conversation: i64) -> Option<u32> {
+    let marker = body.split(' ').next()?.strip_prefix('m')?;
+    let (from, number) = marker.split_once('x')?;
+    (from.parse::<i64>().ok()? == conversation).then(|| number.parse().ok()).flatten()
+}
+
+/// One pair's send instants, by send number.
+#[derive(Clone)]
+struct SendTimes(Arc<std::sync::Mutex<Vec<Option<Instant>>>>);
+
+impl SendTimes {
+    fn new(messages: u32) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(vec![None; messages as usize])))
+    }
+
+    fn record(&self, number: u32) {
+        if let Ok(mut times) = self.0.lock()
+            && let Some(slot) = times.get_mut(number as usize)
+        {
+            *slot = Some(Instant::now());
+        }
+    }
+
+    fn get(&self, number: u32) -> Option<Instant> {
+        self.0.lock().ok()?.get(number as usize).copied().flatten()
+    }
 }
 
 /// Every receiver's latencies and anomalies (duplicates, gaps, unknown messages), merged.
@@ -433,4 +517,37 @@ async fn seed(pool: &PgPool, pairs: u32) -> anyhow::Result<Vec<Pair>> {
     }
     tx.commit().await?;
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_names_its_send_only_for_its_own_conversation() {
+        assert_eq!(send_number("m12x34 hello there", 12), Some(34));
+        assert_eq!(send_number("m12x34", 12), Some(34));
+        assert_eq!(send_number("m12x34 hello", 13), None);
+        assert_eq!(send_number("m-5x0 hi", -5), Some(0));
+        assert_eq!(send_number("hello m12x34", 12), None);
+        assert_eq!(send_number("m12x hello", 12), None);
+        assert_eq!(send_number("", 12), None);
+    }
+
+    #[test]
+    fn a_send_frame_is_the_protocol_s_send_request() {
+        let uuid = uuid::Uuid::nil();
+        let frame = SendFrame {
+            id: 7,
+            r#type: "send",
+            conversation_id: 3,
+            message: SendMessage { client_msg_id: uuid, body: "say \"hi\"" },
+        };
+        let value: Value = serde_json::from_str(&serde_json::to_string(&frame).unwrap_or_default()).unwrap_or_default();
+        assert_eq!(value["id"], "7");
+        assert_eq!(value["type"], "send");
+        assert_eq!(value["conversation_id"], 3);
+        assert_eq!(value["message"]["client_msg_id"], uuid.to_string());
+        assert_eq!(value["message"]["body"], "say \"hi\"");
+    }
 }
