@@ -234,28 +234,13 @@ pub struct DatabaseConfig {
     #[arg(long, global = true, env = "GOIM_DB_STATEMENT_TIMEOUT_SECS", default_value = "30", value_parser = parse_secs_or_zero)]
     pub db_statement_timeout: Duration,
 
-    /// Message writer lanes (tasks that batch concurrent sends into shared commits; 0: one
-    /// on up to 2 CPU cores, else 2).
-    #[arg(long, global = true, env = "GOIM_WRITER_LANES", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=64))]
+    /// Message writer lanes (tasks that batch concurrent sends into shared commits).
+    #[arg(long, global = true, env = "GOIM_WRITER_LANES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub writer_lanes: u32,
 
     /// Messages each writer lane may queue before senders wait (then get 503).
     #[arg(long, global = true, env = "GOIM_WRITER_QUEUE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub writer_queue: u32,
-}
-
-impl DatabaseConfig {
-    /// The writer lanes to run. Two lanes let one batch be built while the other commits,
-    /// which pays where cores are free; on two cores the lanes only split the traffic
-    /// into smaller batches, and half-rate W1 cost 20 % more CPU per message
-    /// (docs/benchmarks.md).
-    pub fn effective_writer_lanes(&self) -> usize {
-        match self.writer_lanes {
-            0 if std::thread::available_parallelism().map_or(1, |n| n.get()) <= 2 => 1,
-            0 => 2,
-            lanes => lanes as usize,
-        }
-    }
 }
 
 /// The managed local cluster (used when `DATABASE_URL` is unset) and GOIM's data directory.
@@ -678,18 +663,6 @@ mod tests {
     fn a_short_jwt_secret_is_rejected() {
         assert!("short".parse::<Secret>().is_err());
         assert!("x".repeat(32).parse::<Secret>().is_ok());
-    }
-
-    #[test]
-    fn writer_lanes_follow_the_cores_unless_set() {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let lanes = |flag: &str| {
-            Cli::try_parse_from(["goim", "--writer-lanes", flag])
-                .map(|cli| cli.config.database.effective_writer_lanes())
-        };
-        assert_eq!(lanes("0").ok(), Some(if cores <= 2 { 1 } else { 2 }));
-        assert_eq!(lanes("3").ok(), Some(3));
-        assert!(lanes("65").is_err());
     }
 
     #[test]

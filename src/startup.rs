@@ -100,7 +100,7 @@ impl Application {
             events.clone(),
             metrics.clone(),
             &tasks,
-            config.database.effective_writer_lanes(),
+            config.database.writer_lanes as usize,
             config.database.writer_queue as usize,
             Arc::new(SendAdmission::new(config.chat.direct_messages)),
             outbox,

@@ -110,7 +110,7 @@ pub async fn run(config: Config, pool: PgPool, args: &WritesBenchArgs) -> anyhow
         EventBus::new(),
         std::sync::Arc::new(goim::metrics::Metrics::new()),
         &tasks,
-        config.database.effective_writer_lanes(),
+        config.database.writer_lanes as usize,
         config.database.writer_queue as usize,
         // The seeded conversations have no friendships behind them; with `anyone` the
         // batch still reads and decides every policy fact, as a send does.
