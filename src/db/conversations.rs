@@ -560,7 +560,11 @@ pub struct Reservation {
 }
 
 /// Locks the conversations in id order (no deadlock with another instance's writer) and
-/// advances each one's seq and version counters by its count. The batch's timestamp
+/// advances each one's seq and version counters by its count. The lock is the one the
+/// update takes anyway (`FOR NO KEY UPDATE`), not `FOR UPDATE`: that would also wait for
+/// every transaction holding a foreign-key lock on the conversation, such as the search
+/// indexer inserting a block, and a batch stalled behind it for the indexer's whole
+/// transaction (W1's p99 at half rate). The batch's timestamp
 /// never goes below the conversation's last one: another instance's transaction may
 /// have started later and committed first, and history and search rely on created_at
 /// following seq.
@@ -572,7 +576,7 @@ pub async fn reserve_numbers(
     sqlx::query_as!(
         Reservation,
         r#"WITH wanted AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS w(id, n)),
-                locked AS (SELECT c.id FROM conversations c JOIN wanted w ON w.id = c.id ORDER BY c.id FOR UPDATE OF c)
+                locked AS (SELECT c.id FROM conversations c JOIN wanted w ON w.id = c.id ORDER BY c.id FOR NO KEY UPDATE OF c)
            UPDATE conversations c
               SET last_seq = c.last_seq + w.n, last_version = c.last_version + w.n,
                   last_message_at = GREATEST(now(), c.last_message_at)

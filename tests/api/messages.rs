@@ -673,6 +673,31 @@ async fn the_writers_idempotency_lookup_uses_its_own_index_from_the_first_batch(
     assert_eq!(read_through_sync_index, 0, "no send read earlier messages through the sync index");
 }
 
+#[tokio::test]
+async fn a_send_does_not_wait_for_a_transaction_that_only_references_its_conversation() {
+    // The statement timeout turns a wait into a 503 instead of a hung test.
+    let app = spawn_app_with(|config| config.database.db_statement_timeout = std::time::Duration::from_secs(2)).await;
+    let (ana, bo) = (app.register("ana_keyshare").await, app.register("bo_keyshare").await);
+    befriend(&app, &ana, &bo).await;
+    let conversation = direct(&app, &ana, &bo).await;
+    send_text(&app, &ana, conversation, "before").await;
+
+    // What the search indexer holds while it inserts a block for this conversation (and
+    // any insert of a row referencing it): a foreign-key lock, for its whole transaction.
+    let mut indexer = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM conversations WHERE id = $1 FOR KEY SHARE")
+        .bind(conversation)
+        .execute(&mut *indexer)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let sent = send(&app, &ana, conversation, json!({ "client_msg_id": Uuid::new_v4(), "body": "during" })).await;
+    assert_eq!(sent.status(), 201, "the send was not held up by the lock");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "stored without waiting for the other transaction");
+    assert_eq!(sent.json::<Value>().await.unwrap()["seq"], 2);
+    indexer.rollback().await.unwrap();
+}
+
 fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
