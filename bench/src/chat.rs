@@ -206,7 +206,7 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
             let reader = tokio::spawn(async move {
                 let mut acks = Latencies::default();
                 while acks.len() < messages as usize {
-                    let Some(Ok(Message::Text(text))) = stream.next().await else { break };
+                    let Some(text) = next_text(&mut stream).await else { break };
                     let Ok(reply) = serde_json::from_str::<ReplyFrame>(&text) else { continue };
                     let sent = reply.id.parse().ok().and_then(|i| acks_sent_at.get(i));
                     if let (Some(sent), "reply") = (sent, reply.r#type) {
@@ -246,8 +246,7 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
             let mut last_seq = 0i64;
             let mut anomalies = 0u64;
             while received.len() < messages as usize {
-                let next = tokio::time::timeout(Duration::from_secs(60), stream.next()).await;
-                let Ok(Some(Ok(Message::Text(text)))) = next else { break };
+                let Some(text) = next_text(&mut stream).await else { break };
                 let Ok(EventFrame { event: Some(event) }) = serde_json::from_str::<EventFrame>(&text) else { continue };
                 let Some(message) = event.message.filter(|_| event.r#type == "message_created") else { continue };
                 if message.seq != last_seq + 1 {
@@ -343,6 +342,22 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
     );
     anyhow::ensure!(report.duplicates_or_out_of_order == 0, "messages arrived twice or out of order");
     Ok(())
+}
+
+/// The next text frame, skipping the server's pings (answered by tungstenite) and other
+/// non-text frames; `None` once the socket ends, fails or closes, or stays silent for a
+/// minute (a lost frame fails the run instead of hanging it).
+pub(crate) async fn next_text<S>(stream: &mut S) -> Option<tokio_tungstenite::tungstenite::Utf8Bytes>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), stream.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => return Some(text),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_) | Message::Frame(_)))) => {}
+            _ => return None,
+        }
+    }
 }
 
 /// A send request, written straight from its fields (the client's CPU shares the box

@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{
     BenchServer, Machine,
-    chat::{Target, connect, gather, goim_and_client_cpu, servers_cpu, wait_ready},
+    chat::{Target, connect, gather, goim_and_client_cpu, next_text, servers_cpu, wait_ready},
     cpu::CpuMeter,
     http_client, load_average,
     stats::Latencies,
@@ -99,8 +99,7 @@ pub async fn run(config: Config, pool: PgPool, args: &FanoutBenchArgs) -> anyhow
             let mut anomalies = 0u64;
             let mut last_seq = 0i64;
             while (latencies.len() as u64) < total {
-                let next = tokio::time::timeout(Duration::from_secs(60), stream.next()).await;
-                let Ok(Some(Ok(Message::Text(text)))) = next else { break };
+                let Some(text) = next_text(&mut stream).await else { break };
                 let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                 if frame["type"] == "reply" {
                     reader_window.add_permits(1);
