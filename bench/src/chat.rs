@@ -220,7 +220,8 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
                 if let Some(pace) = pace.as_mut() {
                     pace.tick().await;
                 }
-                window.acquire().await.context("window")?.forget();
+                let room = tokio::time::timeout(Duration::from_secs(60), window.acquire()).await;
+                room.context("no reply for a minute")?.context("window")?.forget();
                 // The first word tells the receiver which send this is.
                 let body = format!("m{conversation}x{i} {}", text.message());
                 let frame = SendFrame {

@@ -126,7 +126,9 @@ fn the_history_bench_seeds_its_conversations_and_explains_every_statement() {
 }
 
 /// W1 against a `goim` in a process of its own (`--url`): the client's CPU is not the
-/// server's, which is read from the server's `/metrics`.
+/// server's, which is read from the server's `/metrics`, and is reported apart. Paced
+/// to last past the server's ping interval, which once ended the client's readers (the
+/// run then waited forever for acks).
 #[tokio::test]
 async fn the_chat_bench_drives_a_separate_goim_and_reads_its_cpu_from_metrics() {
     let peer = crate::support::spawn_app().await;
@@ -140,17 +142,23 @@ async fn the_chat_bench_drives_a_separate_goim_and_reads_its_cpu_from_metrics() 
             ("GOIM_JWT_SECRET", secret.expose()),
             ("GOIM_WS_RATE_PER_SEC", "100000"),
             ("GOIM_WS_RATE_BURST", "100000"),
+            ("GOIM_WS_PING_SECS", "1"),
         ],
     );
     goim.app(&peer).wait_until_ready().await;
     let out = work_dir.join("chat.json");
-    let output = clean_command(&bench_binary(), &work_dir)
+    let mut bench = clean_command(&bench_binary(), &work_dir);
+    bench
         .env("DATABASE_URL", &database_url)
         .env("GOIM_JWT_SECRET", secret.expose())
         .env("GOIM_LOG", "warn")
-        .args(["chat", "--pairs", "3", "--messages", "30", "--url", &goim.address, "--out"])
-        .arg(&out)
-        .output()
+        .args(["chat", "--pairs", "3", "--messages", "30", "--rate", "30", "--url", &goim.address, "--out"])
+        .arg(&out);
+    // A client that stops reading waits forever: bounded here so that it fails instead.
+    let run = tokio::process::Command::from(bench).kill_on_drop(true).output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .expect("the run ends within two minutes (3 seconds of paced sends)")
         .expect("goim-bench runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
@@ -160,6 +168,8 @@ async fn the_chat_bench_drives_a_separate_goim_and_reads_its_cpu_from_metrics() 
     assert_eq!(report["duplicates_or_out_of_order"], 0);
     let goim_cpu = report["goim_cpu_us_per_message"].as_f64().expect("the server's CPU from its /metrics");
     assert!(goim_cpu >= 0.0, "{report}");
+    assert!(report["client_cpu_us_per_message"].as_f64().is_some_and(|client| client > 0.0), "{report}");
+    assert!(report["wall_seconds"].as_f64().is_some_and(|wall| wall > 2.0), "paced past two pings: {report}");
     drop(goim);
     std::fs::remove_dir_all(&work_dir).ok();
 }
