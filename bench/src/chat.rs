@@ -220,8 +220,7 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
                 if let Some(pace) = pace.as_mut() {
                     pace.tick().await;
                 }
-                let room = tokio::time::timeout(Duration::from_secs(60), window.acquire()).await;
-                room.context("no reply for a minute")?.context("window")?.forget();
+                take_room(&window).await?;
                 // The first word tells the receiver which send this is.
                 let body = format!("m{conversation}x{i} {}", text.message());
                 let frame = SendFrame {
@@ -359,6 +358,14 @@ where
             _ => return None,
         }
     }
+}
+
+/// Takes one place in a sender's window of unacknowledged requests; a minute without
+/// a reply that frees one fails the run instead of hanging it.
+pub(crate) async fn take_room(window: &Semaphore) -> anyhow::Result<()> {
+    let room = tokio::time::timeout(Duration::from_secs(60), window.acquire()).await;
+    room.context("no reply for a minute")?.context("window")?.forget();
+    Ok(())
 }
 
 /// A send request, written straight from its fields (the client's CPU shares the box

@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{
     BenchServer, Machine,
-    chat::{Target, connect, gather, goim_and_client_cpu, next_text, servers_cpu, wait_ready},
+    chat::{Target, connect, gather, goim_and_client_cpu, next_text, servers_cpu, take_room, wait_ready},
     cpu::CpuMeter,
     http_client, load_average,
     stats::Latencies,
@@ -128,7 +128,7 @@ pub async fn run(config: Config, pool: PgPool, args: &FanoutBenchArgs) -> anyhow
             let mut text = ChatText::new(senders.len() as u64);
             senders.push(tokio::spawn(async move {
                 for i in 0..messages {
-                    window.acquire().await.context("window")?.forget();
+                    take_room(&window).await?;
                     let sent = started.elapsed().as_micros();
                     let frame = json!({ "id": i.to_string(), "type": "send", "conversation_id": conversation,
                         "message": { "client_msg_id": uuid::Uuid::new_v4(),
