@@ -189,17 +189,27 @@ async fn accepted(app: &TestApp, token: &str) {
     assert_eq!(app.get_as(token, "/api/v1/me").await.status(), 200);
 }
 
+/// Asserts that `app` refuses `token` as revoked within a second. Another instance learns
+/// of a revocation from its notification, a few milliseconds after the revoking request
+/// was answered (on a busy machine, the next request can be faster); a path the cache
+/// missed is never refused, since the instance no longer reads sessions while it listens.
 async fn refused(app: &TestApp, token: &str, path: &str) {
-    let code = error_code(app.get_as(token, "/api/v1/me").await, 401).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let mut response = app.get_as(token, "/api/v1/me").await;
+    while response.status() == 200 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        response = app.get_as(token, "/api/v1/me").await;
+    }
+    let code = error_code(response, 401).await;
     assert_eq!(code, "session_revoked", "{path}: the revoked session's token still worked");
 }
 
 /// Every way a session ends, done on instance A; instance B, whose revocation cache is
-/// authoritative (it listens), refuses the session's unexpired access token at once. A
-/// path the cache missed would answer 200 here: B no longer reads the session from the
-/// database while it listens.
+/// authoritative (it listens), refuses the session's unexpired access token as soon as
+/// the notification arrives. A path the cache missed would answer 200 here for good: B
+/// no longer reads the session from the database while it listens.
 #[tokio::test]
-async fn every_revocation_path_refuses_the_token_on_another_instance_at_once() {
+async fn every_revocation_path_refuses_the_token_on_another_instance_within_a_second() {
     let a = spawn_app().await;
     a.wait_until_ready().await;
     let b = spawn_peer(&a).await;
