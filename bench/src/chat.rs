@@ -223,16 +223,7 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
                 take_room(&window).await?;
                 // The first word tells the receiver which send this is.
                 let body = format!("m{conversation}x{i} {}", text.message());
-                let frame = SendFrame {
-                    id: i,
-                    r#type: "send",
-                    conversation_id: conversation,
-                    message: SendMessage {
-                        client_msg_id: uuid::Builder::from_random_bytes(rng.r#gen()).into_uuid(),
-                        body: &body,
-                    },
-                };
-                let frame = serde_json::to_string(&frame).context("send frame")?;
+                let frame = send_request(i, conversation, &mut rng, &body)?;
                 sent_at.record(i);
                 sink.send(Message::text(frame)).await.context("send")?;
             }
@@ -247,8 +238,9 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
             let mut anomalies = 0u64;
             while received.len() < messages as usize {
                 let Some(text) = next_text(&mut stream).await else { break };
-                let Ok(EventFrame { event: Some(event) }) = serde_json::from_str::<EventFrame>(&text) else { continue };
-                let Some(message) = event.message.filter(|_| event.r#type == "message_created") else { continue };
+                let Some(message) = serde_json::from_str::<EventFrame>(&text).ok().and_then(EventFrame::created) else {
+                    continue;
+                };
                 if message.seq != last_seq + 1 {
                     anomalies += 1;
                 }
@@ -385,6 +377,13 @@ struct SendMessage<'a> {
     body: &'a str,
 }
 
+/// A `send` request's text: request `id`, a random client message id, `body`.
+pub(crate) fn send_request(id: u32, conversation: i64, rng: &mut StdRng, body: &str) -> anyhow::Result<String> {
+    let message = SendMessage { client_msg_id: uuid::Builder::from_random_bytes(rng.r#gen()).into_uuid(), body };
+    let frame = SendFrame { id, r#type: "send", conversation_id: conversation, message };
+    serde_json::to_string(&frame).context("send frame")
+}
+
 fn number_as_string<S: serde::Serializer>(number: &u32, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(number)
 }
@@ -398,14 +397,24 @@ struct ReplyFrame<'a> {
     id: Cow<'a, str>,
 }
 
+/// The part of a server frame a receiver needs: a reply's type, or an event's message.
 #[derive(Deserialize)]
-struct EventFrame<'a> {
+pub(crate) struct EventFrame<'a> {
+    #[serde(default)]
+    pub r#type: &'a str,
     #[serde(borrow)]
-    event: Option<EventBody<'a>>,
+    pub event: Option<EventBody<'a>>,
+}
+
+impl<'a> EventFrame<'a> {
+    /// The message of a `message_created` event.
+    pub fn created(self) -> Option<EventMessage<'a>> {
+        self.event.filter(|event| event.r#type == "message_created")?.message
+    }
 }
 
 #[derive(Deserialize)]
-struct EventBody<'a> {
+pub(crate) struct EventBody<'a> {
     #[serde(borrow)]
     r#type: Cow<'a, str>,
     #[serde(borrow)]
@@ -413,10 +422,10 @@ struct EventBody<'a> {
 }
 
 #[derive(Deserialize)]
-struct EventMessage<'a> {
-    seq: i64,
+pub(crate) struct EventMessage<'a> {
+    pub seq: i64,
     #[serde(borrow)]
-    body: Option<Cow<'a, str>>,
+    pub body: Option<Cow<'a, str>>,
 }
 
 /// The send number in a body's first word (`m<conversation>x<number>`), if it is this

@@ -13,15 +13,19 @@ use std::{
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use goim::{auth::TokenKeys, config::Config, domain::UserId};
+use rand::{SeedableRng, rngs::StdRng};
 use serde::Serialize;
-use serde_json::{Value, json};
+
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{
     BenchServer, Machine,
-    chat::{Target, connect, gather, goim_and_client_cpu, next_text, servers_cpu, take_room, wait_ready},
+    chat::{
+        EventFrame, Target, connect, gather, goim_and_client_cpu, next_text, send_request, servers_cpu, take_room,
+        wait_ready,
+    },
     cpu::CpuMeter,
     http_client, load_average,
     stats::Latencies,
@@ -100,22 +104,18 @@ pub async fn run(config: Config, pool: PgPool, args: &FanoutBenchArgs) -> anyhow
             let mut last_seq = 0i64;
             while (latencies.len() as u64) < total {
                 let Some(text) = next_text(&mut stream).await else { break };
-                let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                if frame["type"] == "reply" {
+                let Ok(frame) = serde_json::from_str::<EventFrame>(&text) else { continue };
+                if frame.r#type == "reply" {
                     reader_window.add_permits(1);
                     continue;
                 }
-                if frame["event"]["type"] != "message_created" {
-                    continue;
-                }
-                let message = &frame["event"]["message"];
-                let seq = message["seq"].as_i64().unwrap_or(0);
-                if seq != last_seq + 1 {
+                let Some(message) = frame.created() else { continue };
+                if message.seq != last_seq + 1 {
                     anomalies += 1;
                 }
-                last_seq = seq;
+                last_seq = message.seq;
                 // The body starts with the send time, in microseconds since `started`.
-                let sent_us = message["body"].as_str().and_then(|b| b.split(' ').next()?.parse::<u64>().ok());
+                let sent_us = message.body.as_deref().and_then(|b| b.split(' ').next()?.parse::<u64>().ok());
                 match sent_us {
                     Some(sent) => latencies.record(started.elapsed().saturating_sub(Duration::from_micros(sent))),
                     None => anomalies += 1,
@@ -126,14 +126,13 @@ pub async fn run(config: Config, pool: PgPool, args: &FanoutBenchArgs) -> anyhow
         if sending {
             let messages = args.messages;
             let mut text = ChatText::new(senders.len() as u64);
+            let mut rng = StdRng::seed_from_u64(senders.len() as u64);
             senders.push(tokio::spawn(async move {
                 for i in 0..messages {
                     take_room(&window).await?;
                     let sent = started.elapsed().as_micros();
-                    let frame = json!({ "id": i.to_string(), "type": "send", "conversation_id": conversation,
-                        "message": { "client_msg_id": uuid::Uuid::new_v4(),
-                                     "body": format!("{sent} {}", text.message()) } });
-                    sink.send(Message::text(frame.to_string())).await.context("send")?;
+                    let frame = send_request(i, conversation, &mut rng, &format!("{sent} {}", text.message()))?;
+                    sink.send(Message::text(frame)).await.context("send")?;
                 }
                 anyhow::Ok(sink)
             }));

@@ -125,6 +125,21 @@ fn the_history_bench_seeds_its_conversations_and_explains_every_statement() {
     assert!(latest.contains("using messages_pkey"), "the latest page reads the primary key: {latest}");
 }
 
+/// W2: every member of a group receives every message once, in order, and the figures
+/// count exactly those deliveries.
+#[test]
+fn the_fanout_bench_delivers_every_message_to_every_member_once_in_order() {
+    let (report, stdout) = run_bench(&["fanout", "--members", "20", "--senders", "2", "--messages", "15"]);
+
+    assert_eq!(report["sent"], 30, "{report}");
+    assert_eq!(report["deliveries"], 600, "every member got every message: {report}");
+    assert_eq!(report["expected_deliveries"], 600);
+    assert_eq!(report["duplicates_or_out_of_order"], 0);
+    let (p50, p99) = (report["fanout_p50_ms"].as_f64().unwrap(), report["fanout_p99_ms"].as_f64().unwrap());
+    assert!(p50 > 0.0 && p50 <= p99, "p50 {p50} > p99 {p99}");
+    assert!(stdout.contains("W2 (in-process): 20 members, 2 senders × 15 msgs"), "{stdout}");
+}
+
 /// W1 against a `goim` in a process of its own (`--url`): the client's CPU is not the
 /// server's, which is read from the server's `/metrics`, and is reported apart. Paced
 /// to last past the server's ping interval, which once ended the client's readers (the
