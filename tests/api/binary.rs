@@ -478,6 +478,17 @@ fn goim_openapi_prints_the_served_document_without_a_database() {
     assert!(!kinds.contains(&"session_revoked"), "internal events stay out: {kinds:?}");
 }
 
+/// Removes a data directory whose GOIM was just killed: its guard is still stopping the
+/// managed PostgreSQL, which writes into the folder until it is down (a removal at once
+/// can find the folder refilled: "Directory not empty").
+fn remove_once_stopped(dir: &std::path::Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while let Err(error) = std::fs::remove_dir_all(dir) {
+        assert!(std::time::Instant::now() < deadline, "{} cannot be removed: {error}", dir.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `goim backup` while GOIM runs, a lost data directory, `goim restore` into a new one:
 /// the account, its group and every message are back.
 #[test]
@@ -500,7 +511,7 @@ fn a_backup_taken_while_running_restores_into_a_new_data_directory() {
     assert!(std::fs::metadata(&file).unwrap().len() > 1000, "the backup holds the database");
     drop(goim);
     // The data directory is lost (disk, machine): a new one starts empty.
-    std::fs::remove_dir_all(&dir).unwrap();
+    remove_once_stopped(&dir);
     let dir = new_data_dir();
 
     let restore = goim_command(&dir).env("GOIM_DATA_DIR", &dir).arg("restore").arg(&file).output().unwrap();
