@@ -478,10 +478,18 @@ fn goim_openapi_prints_the_served_document_without_a_database() {
     assert!(!kinds.contains(&"session_revoked"), "internal events stay out: {kinds:?}");
 }
 
-/// Removes a data directory whose GOIM was just killed: its guard is still stopping the
-/// managed PostgreSQL, which writes into the folder until it is down (a removal at once
-/// can find the folder refilled: "Directory not empty").
-fn remove_once_stopped(dir: &std::path::Path) {
+/// Removes a data directory whose GOIM was just killed, once its guard has stopped the
+/// managed PostgreSQL (`postmaster`): removed sooner, the folder can be refilled by the
+/// shutting-down server ("Directory not empty"), or lose the pid file the guard's
+/// `pg_ctl stop` needs. Elsewhere than Linux the removal is retried instead.
+fn remove_once_stopped(dir: &std::path::Path, postmaster: u32) {
+    #[cfg(target_os = "linux")]
+    assert!(
+        crate::support::binary::wait_process_gone(postmaster, Duration::from_secs(30)),
+        "the guard stops postgres {postmaster}"
+    );
+    #[cfg(not(target_os = "linux"))]
+    let _ = postmaster;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while let Err(error) = std::fs::remove_dir_all(dir) {
         assert!(std::time::Instant::now() < deadline, "{} cannot be removed: {error}", dir.display());
@@ -509,9 +517,10 @@ fn a_backup_taken_while_running_restores_into_a_new_data_directory() {
     let backup = goim_command(&dir).env("GOIM_DATA_DIR", &dir).arg("backup").arg(&file).output().unwrap();
     assert!(backup.status.success(), "backup: {}", String::from_utf8_lossy(&backup.stderr));
     assert!(std::fs::metadata(&file).unwrap().len() > 1000, "the backup holds the database");
+    let postmaster = goim.postmaster_pid();
     drop(goim);
     // The data directory is lost (disk, machine): a new one starts empty.
-    remove_once_stopped(&dir);
+    remove_once_stopped(&dir, postmaster);
     let dir = new_data_dir();
 
     let restore = goim_command(&dir).env("GOIM_DATA_DIR", &dir).arg("restore").arg(&file).output().unwrap();
