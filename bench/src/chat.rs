@@ -5,7 +5,6 @@
 //! received exactly once, in order, and stored.
 
 use std::{
-    borrow::Cow,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -17,8 +16,8 @@ use goim::{
     config::Config,
     domain::{SessionId, UserId},
 };
-use rand::{Rng, SeedableRng, rngs::StdRng};
-use serde::{Deserialize, Serialize};
+use rand::{SeedableRng, rngs::StdRng};
+use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
@@ -31,7 +30,11 @@ use super::{
     stats::Latencies,
     wait_until_indexed, write_json,
 };
-use crate::{args::ChatBenchArgs, text::ChatText};
+use crate::{
+    args::ChatBenchArgs,
+    client::{ServerFrame, next_text, send_request, take_room},
+    text::ChatText,
+};
 
 #[derive(Serialize)]
 struct Report {
@@ -207,7 +210,7 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
                 let mut acks = Latencies::default();
                 while acks.len() < messages as usize {
                     let Some(text) = next_text(&mut stream).await else { break };
-                    let Ok(reply) = serde_json::from_str::<ReplyFrame>(&text) else { continue };
+                    let Ok(reply) = ServerFrame::parse(&text) else { continue };
                     let sent = reply.id.parse().ok().and_then(|i| acks_sent_at.get(i));
                     if let (Some(sent), "reply") = (sent, reply.r#type) {
                         acks.record(sent.elapsed());
@@ -238,7 +241,7 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
             let mut anomalies = 0u64;
             while received.len() < messages as usize {
                 let Some(text) = next_text(&mut stream).await else { break };
-                let Some(message) = serde_json::from_str::<EventFrame>(&text).ok().and_then(EventFrame::created) else {
+                let Some(message) = ServerFrame::parse(&text).ok().and_then(ServerFrame::created) else {
                     continue;
                 };
                 if message.seq != last_seq + 1 {
@@ -334,98 +337,6 @@ pub async fn run(config: Config, pool: PgPool, args: &ChatBenchArgs) -> anyhow::
     );
     anyhow::ensure!(report.duplicates_or_out_of_order == 0, "messages arrived twice or out of order");
     Ok(())
-}
-
-/// The next text frame, skipping the server's pings (answered by tungstenite) and other
-/// non-text frames; `None` once the socket ends, fails or closes, or stays silent for a
-/// minute (a lost frame fails the run instead of hanging it).
-pub(crate) async fn next_text<S>(stream: &mut S) -> Option<tokio_tungstenite::tungstenite::Utf8Bytes>
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        match tokio::time::timeout(Duration::from_secs(60), stream.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => return Some(text),
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_) | Message::Frame(_)))) => {}
-            _ => return None,
-        }
-    }
-}
-
-/// Takes one place in a sender's window of unacknowledged requests; a minute without
-/// a reply that frees one fails the run instead of hanging it.
-pub(crate) async fn take_room(window: &Semaphore) -> anyhow::Result<()> {
-    let room = tokio::time::timeout(Duration::from_secs(60), window.acquire()).await;
-    room.context("no reply for a minute")?.context("window")?.forget();
-    Ok(())
-}
-
-/// A send request, written straight from its fields (the client's CPU shares the box
-/// with the server under test, so it should spend as little as it can).
-#[derive(Serialize)]
-struct SendFrame<'a> {
-    #[serde(serialize_with = "number_as_string")]
-    id: u32,
-    r#type: &'static str,
-    conversation_id: i64,
-    message: SendMessage<'a>,
-}
-
-#[derive(Serialize)]
-struct SendMessage<'a> {
-    client_msg_id: uuid::Uuid,
-    body: &'a str,
-}
-
-/// A `send` request's text: request `id`, a random client message id, `body`.
-pub(crate) fn send_request(id: u32, conversation: i64, rng: &mut StdRng, body: &str) -> anyhow::Result<String> {
-    let message = SendMessage { client_msg_id: uuid::Builder::from_random_bytes(rng.r#gen()).into_uuid(), body };
-    let frame = SendFrame { id, r#type: "send", conversation_id: conversation, message };
-    serde_json::to_string(&frame).context("send frame")
-}
-
-fn number_as_string<S: serde::Serializer>(number: &u32, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(number)
-}
-
-/// The part of a reply the sender needs; everything else is skipped unread.
-#[derive(Deserialize)]
-struct ReplyFrame<'a> {
-    #[serde(default)]
-    r#type: &'a str,
-    #[serde(default, borrow)]
-    id: Cow<'a, str>,
-}
-
-/// The part of a server frame a receiver needs: a reply's type, or an event's message.
-#[derive(Deserialize)]
-pub(crate) struct EventFrame<'a> {
-    #[serde(default)]
-    pub r#type: &'a str,
-    #[serde(borrow)]
-    pub event: Option<EventBody<'a>>,
-}
-
-impl<'a> EventFrame<'a> {
-    /// The message of a `message_created` event.
-    pub fn created(self) -> Option<EventMessage<'a>> {
-        self.event.filter(|event| event.r#type == "message_created")?.message
-    }
-}
-
-#[derive(Deserialize)]
-pub(crate) struct EventBody<'a> {
-    #[serde(borrow)]
-    r#type: Cow<'a, str>,
-    #[serde(borrow)]
-    message: Option<EventMessage<'a>>,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct EventMessage<'a> {
-    pub seq: i64,
-    #[serde(borrow)]
-    pub body: Option<Cow<'a, str>>,
 }
 
 /// The send number in a body's first word (`m<conversation>x<number>`), if it is this
@@ -564,22 +475,5 @@ mod tests {
         assert_eq!(send_number("hello m12x34", 12), None);
         assert_eq!(send_number("m12x hello", 12), None);
         assert_eq!(send_number("", 12), None);
-    }
-
-    #[test]
-    fn a_send_frame_is_the_protocol_s_send_request() {
-        let uuid = uuid::Uuid::nil();
-        let frame = SendFrame {
-            id: 7,
-            r#type: "send",
-            conversation_id: 3,
-            message: SendMessage { client_msg_id: uuid, body: "say \"hi\"" },
-        };
-        let value: Value = serde_json::from_str(&serde_json::to_string(&frame).unwrap_or_default()).unwrap_or_default();
-        assert_eq!(value["id"], "7");
-        assert_eq!(value["type"], "send");
-        assert_eq!(value["conversation_id"], 3);
-        assert_eq!(value["message"]["client_msg_id"], uuid.to_string());
-        assert_eq!(value["message"]["body"], "say \"hi\"");
     }
 }

@@ -15,23 +15,23 @@ use futures_util::{SinkExt, StreamExt};
 use goim::{auth::TokenKeys, config::Config, domain::UserId};
 use rand::{SeedableRng, rngs::StdRng};
 use serde::Serialize;
-
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{
     BenchServer, Machine,
-    chat::{
-        EventFrame, Target, connect, gather, goim_and_client_cpu, next_text, send_request, servers_cpu, take_room,
-        wait_ready,
-    },
+    chat::{Target, connect, gather, goim_and_client_cpu, servers_cpu, wait_ready},
     cpu::CpuMeter,
     http_client, load_average,
     stats::Latencies,
     write_json,
 };
-use crate::{args::FanoutBenchArgs, text::ChatText};
+use crate::{
+    args::FanoutBenchArgs,
+    client::{ServerFrame, next_text, send_request, take_room},
+    text::ChatText,
+};
 
 #[derive(Serialize)]
 struct Report {
@@ -104,7 +104,7 @@ pub async fn run(config: Config, pool: PgPool, args: &FanoutBenchArgs) -> anyhow
             let mut last_seq = 0i64;
             while (latencies.len() as u64) < total {
                 let Some(text) = next_text(&mut stream).await else { break };
-                let Ok(frame) = serde_json::from_str::<EventFrame>(&text) else { continue };
+                let Ok(frame) = ServerFrame::parse(&text) else { continue };
                 if frame.r#type == "reply" {
                     reader_window.add_permits(1);
                     continue;

@@ -17,6 +17,7 @@ pub mod args;
 
 mod accounts;
 mod chat;
+mod client;
 mod cpu;
 mod fanout;
 mod history;
