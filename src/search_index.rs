@@ -24,8 +24,12 @@ use tokio_util::sync::CancellationToken;
 use crate::db;
 use crate::domain::ConversationId;
 
-/// How often new messages are indexed.
-pub const INTERVAL: Duration = Duration::from_secs(1);
+/// How often new messages are indexed. Each run's pending-list merge costs about the
+/// same however little the run added (every trigram the new blocks hold is looked up in
+/// the index), and a longer interval fills the blocks: at 1 s the indexer cost
+/// PostgreSQL about twice as much per message (W1, docs/benchmarks.md). Search never
+/// waits for it: messages not yet in a block are read directly.
+pub const INTERVAL: Duration = Duration::from_secs(5);
 /// How often every conversation is looked at for messages no instance indexed.
 pub const FULL_LOOK_INTERVAL: Duration = Duration::from_secs(60);
 /// Conversations per indexing transaction.
@@ -112,7 +116,7 @@ pub async fn run(pool: PgPool, queue: SearchQueue, stop: CancellationToken) {
                 }
                 if !failing {
                     // Logged once per outage (a restarting database, a full pool).
-                    tracing::warn!(%error, "indexing messages for search failed; retrying every second");
+                    tracing::warn!(%error, "indexing messages for search failed; retrying at every run");
                     failing = true;
                 }
             }

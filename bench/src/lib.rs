@@ -233,7 +233,7 @@ async fn wait_until_indexed(pool: &sqlx::PgPool, conversations: &[i64]) -> Optio
         if behind == 0 {
             return Some(started.elapsed());
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     None
 }

@@ -251,3 +251,39 @@ async fn a_username_comes_back_after_the_reuse_delay() {
     let me = json_of(call(&app, &second, Method::GET, "/api/v1/me", None).await).await;
     assert_eq!(me["username"], "recycled");
 }
+
+/// Messages name their sender and conversation without a foreign key (migration 20), so
+/// the database itself refuses to delete either row, even to an operator in `psql`;
+/// an account is erased in place instead.
+#[tokio::test]
+async fn the_database_refuses_to_delete_a_user_or_a_conversation_that_messages_name() {
+    let app = spawn_app().await;
+    let ann = app.register("ann").await;
+    let ben = app.register("ben").await;
+    befriend(&app, &ann, &ben).await;
+    let direct = open_direct(&app, &ann, &ben).await;
+    send_text(&app, &ann, direct, "still named").await;
+
+    for (statement, id) in
+        [("DELETE FROM users WHERE id = $1", ann.id), ("DELETE FROM conversations WHERE id = $1", direct)]
+    {
+        let refused = sqlx::query(statement).bind(id).execute(&app.pool).await.unwrap_err();
+        let code = refused.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some("23001"), "{statement}: {refused}");
+    }
+    let kept: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM users WHERE id = $1), (SELECT count(*) FROM messages WHERE conversation_id = $2)",
+    )
+    .bind(ann.id)
+    .bind(direct)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(kept, (1, 1), "the user and the message are still there");
+
+    // Erasing the account (what deleting it does) still works, and keeps its message.
+    assert_eq!(delete_account(&app, &ann, TEST_PASSWORD).await.status(), 204);
+    let history = call(&app, &ben, Method::GET, &format!("/api/v1/conversations/{direct}/messages"), None).await;
+    let history = json_of(history).await;
+    assert_eq!(history["items"].as_array().map(Vec::len), Some(1), "{history}");
+}
