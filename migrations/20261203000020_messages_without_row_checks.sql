@@ -31,3 +31,9 @@ CREATE TRIGGER users_never_deleted BEFORE DELETE ON users
     FOR EACH ROW EXECUTE FUNCTION refuse_delete();
 CREATE TRIGGER conversations_never_deleted BEFORE DELETE ON conversations
     FOR EACH ROW EXECUTE FUNCTION refuse_delete();
+-- TRUNCATE ... CASCADE would otherwise empty them past the row triggers, and no longer
+-- reach the messages.
+CREATE TRIGGER users_never_truncated BEFORE TRUNCATE ON users
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_delete();
+CREATE TRIGGER conversations_never_truncated BEFORE TRUNCATE ON conversations
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_delete();

@@ -101,12 +101,17 @@ pub async fn run(pool: PgPool, queue: SearchQueue, stop: CancellationToken) {
         if look_at_all && outcome.is_ok() {
             next_full_look = Instant::now() + FULL_LOOK_INTERVAL;
         }
+        if let Ok(true) = outcome {
+            // A run takes at most MESSAGES_PER_CONVERSATION of a conversation: one
+            // busier than that per interval is caught up by running again at once.
+            ticks.reset_immediately();
+        }
         match outcome {
-            Ok(()) if failing => {
+            Ok(_) if failing => {
                 tracing::info!("indexing messages for search works again");
                 failing = false;
             }
-            Ok(()) => {}
+            Ok(_) => {}
             Err(error) => {
                 // The run stopped part-way: what it did not finish is indexed next time,
                 // and a look at every conversation it owed is owed still.
@@ -125,36 +130,40 @@ pub async fn run(pool: PgPool, queue: SearchQueue, stop: CancellationToken) {
 }
 
 /// One indexing run: what the writers marked, and every conversation left behind when
-/// `look_at_all`; then the pending list's merge.
+/// `look_at_all`; then the pending list's merge. `true`: some conversations are still
+/// behind (back in the queue).
 async fn run_once(
     pool: &PgPool,
     queue: &SearchQueue,
     due: &mut Vec<i64>,
     look_at_all: bool,
     may_merge: &mut bool,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<bool> {
     if look_at_all {
         due.extend(db::message_search::behind(pool, QUEUE_CAP as i64).await?);
         due.sort_unstable();
         due.dedup();
     }
-    index(pool, queue, due).await?;
+    let still_behind = index(pool, queue, due).await?;
     if *may_merge && !due.is_empty() {
         merge(pool, may_merge).await?;
     }
-    Ok(())
+    Ok(still_behind)
 }
 
-/// Indexes `due` a slice at a time; conversations still behind go back in the queue.
-async fn index(pool: &PgPool, queue: &SearchQueue, due: &[i64]) -> sqlx::Result<()> {
+/// Indexes `due` a slice at a time; conversations still behind go back in the queue
+/// (`true` when there are any).
+async fn index(pool: &PgPool, queue: &SearchQueue, due: &[i64]) -> sqlx::Result<bool> {
+    let mut still_behind = false;
     for slice in due.chunks(CONVERSATIONS_PER_RUN) {
         let (indexed, behind) = db::message_search::index_blocks(pool, slice, MESSAGES_PER_CONVERSATION).await?;
         if indexed > 0 {
             tracing::debug!(indexed, behind = behind.len(), "indexed messages for search");
         }
+        still_behind |= !behind.is_empty();
         queue.put_back(&behind);
     }
-    Ok(())
+    Ok(still_behind)
 }
 
 async fn merge(pool: &PgPool, may_merge: &mut bool) -> sqlx::Result<()> {

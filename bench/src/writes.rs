@@ -496,7 +496,7 @@ async fn seed(pool: &PgPool) -> anyhow::Result<(Scenario, Scenario)> {
     let range = |ids: &[i64]| (ids.iter().copied().min().unwrap_or(0), ids.iter().copied().max().unwrap_or(0));
     anyhow::ensure!(
         range(&spread_ids).1 - range(&spread_ids).0 + 1 == spread_ids.len() as i64,
-        "spread conversations are not contiguous; drop the wbench_ users and rerun"
+        "spread conversations are not contiguous; rerun on a new database (users are never deleted)"
     );
     Ok((
         Scenario {

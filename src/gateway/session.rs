@@ -11,6 +11,7 @@ use std::{
 
 use actix_web::web;
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session};
+use futures_util::FutureExt;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -142,7 +143,10 @@ impl SocketSession {
                 // Queued writes first: when one is ready, nothing after it is polled,
                 // which keeps a busy socket's loop to one poll per batch of frames.
                 frame = outbound.recv() => match frame {
-                    Some(frame) => self.write_queued(&frame, &mut outbound).await,
+                    Some(frame) => match self.write_queued(&frame, &mut outbound).await {
+                        Flow::Continue => self.turns_after_writes(&mut messages, &mut heartbeat).await,
+                        flow => flow,
+                    },
                     None => Flow::Close(None),
                 },
                 // The client's frames before the heartbeat, which would otherwise take a
@@ -162,6 +166,26 @@ impl SocketSession {
         }
         // Boxed for the same reason as the session check in `heartbeat`.
         Box::pin(self.close(close, drain, outbound, messages)).await
+    }
+
+    /// A queue that never empties would keep the branches after it from ever being
+    /// polled, and the client's requests and the heartbeat's checks would wait for as
+    /// long as it is busy: after every batch of writes, each gets a turn if it is due.
+    async fn turns_after_writes(
+        &mut self,
+        messages: &mut AggregatedMessageStream,
+        heartbeat: &mut tokio::time::Interval,
+    ) -> Flow {
+        if let Some(message) = messages.recv().now_or_never() {
+            let flow = self.read(message).await;
+            if !matches!(flow, Flow::Continue) {
+                return flow;
+            }
+        }
+        if heartbeat.tick().now_or_never().is_some() {
+            return self.heartbeat().await;
+        }
+        Flow::Continue
     }
 
     /// Hands `first` and whatever else is queued behind it to actix-ws, which writes

@@ -253,8 +253,8 @@ async fn a_username_comes_back_after_the_reuse_delay() {
 }
 
 /// Messages name their sender and conversation without a foreign key (migration 20), so
-/// the database itself refuses to delete either row, even to an operator in `psql`;
-/// an account is erased in place instead.
+/// the database itself refuses to delete or truncate either, even to an operator in
+/// `psql`; an account is erased in place instead.
 #[tokio::test]
 async fn the_database_refuses_to_delete_a_user_or_a_conversation_that_messages_name() {
     let app = spawn_app().await;
@@ -264,10 +264,14 @@ async fn the_database_refuses_to_delete_a_user_or_a_conversation_that_messages_n
     let direct = open_direct(&app, &ann, &ben).await;
     send_text(&app, &ann, direct, "still named").await;
 
-    for (statement, id) in
-        [("DELETE FROM users WHERE id = $1", ann.id), ("DELETE FROM conversations WHERE id = $1", direct)]
-    {
-        let refused = sqlx::query(statement).bind(id).execute(&app.pool).await.unwrap_err();
+    let statements = [
+        format!("DELETE FROM users WHERE id = {}", ann.id),
+        format!("DELETE FROM conversations WHERE id = {direct}"),
+        "TRUNCATE users CASCADE".to_owned(),
+        "TRUNCATE conversations CASCADE".to_owned(),
+    ];
+    for statement in statements {
+        let refused = sqlx::query(&statement).execute(&app.pool).await.unwrap_err();
         let code = refused.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
         assert_eq!(code.as_deref(), Some("23001"), "{statement}: {refused}");
     }

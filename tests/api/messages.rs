@@ -556,7 +556,7 @@ async fn a_full_page_of_recent_hits_does_not_hide_a_newer_one_outside_the_window
 
 /// Waits until the search indexer has put every message of `conversation` in a block.
 async fn wait_until_indexed(app: &TestApp, conversation: i64) {
-    for _ in 0..100 {
+    for _ in 0..300 {
         let behind: bool = sqlx::query_scalar(
             "SELECT c.last_seq > p.indexed_seq FROM conversations c
                JOIN message_search_progress p ON p.conversation_id = c.id WHERE c.id = $1",
@@ -570,7 +570,7 @@ async fn wait_until_indexed(app: &TestApp, conversation: i64) {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    panic!("conversation {conversation} was not indexed for search within 10 s");
+    panic!("conversation {conversation} was not indexed for search within 30 s");
 }
 
 /// The text the search blocks hold for `conversation` (lowercased), in seq order.

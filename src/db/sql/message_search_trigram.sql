@@ -1,6 +1,6 @@
 -- Message search, the trigram step: $1 user, $2 ILIKE pattern, $3 one conversation or
 -- NULL, $4-$6 the keyset cursor or NULLs, $7 the page size. The trigram index finds the
--- blocks (migrations 18 and 20) whose lowercased text matches the lowercased pattern
+-- blocks (migration 18) whose lowercased text matches the lowercased pattern
 -- (what ILIKE does); their messages, and each conversation's messages not yet in a
 -- block, are then checked one by one.
 WITH mine AS (
