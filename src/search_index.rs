@@ -25,10 +25,10 @@ use crate::db;
 use crate::domain::ConversationId;
 
 /// How often new messages are indexed. Each run's pending-list merge costs about the
-/// same however little the run added (every trigram the new blocks hold is looked up in
-/// the index), and a longer interval fills the blocks: at 1 s the indexer cost
-/// PostgreSQL about twice as much per message (W1, docs/benchmarks.md). Search never
-/// waits for it: messages not yet in a block are read directly.
+/// same however little the run added, and a longer interval fills the blocks: at 1 s,
+/// indexing and merging took 1.5-2 times as long per message (W1 at half rate,
+/// docs/benchmarks.md). Search never waits for it: messages not yet in a block are
+/// read directly.
 pub const INTERVAL: Duration = Duration::from_secs(5);
 /// How often every conversation is looked at for messages no instance indexed.
 pub const FULL_LOOK_INTERVAL: Duration = Duration::from_secs(60);
