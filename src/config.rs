@@ -235,8 +235,7 @@ pub struct DatabaseConfig {
     pub db_statement_timeout: Duration,
 
     /// Message-writer transactions in flight at most (each batches concurrent sends into
-    /// one commit; while one is in flight, what arrives waits for its commit unless that
-    /// does not pay).
+    /// one commit; a second runs only beside a first whose senders wait on it).
     #[arg(long, global = true, env = "GOIM_WRITER_LANES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub writer_lanes: u32,
 

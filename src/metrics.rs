@@ -54,8 +54,8 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StartLabels {
-    pub start: &'static str,
+pub struct TurnLabels {
+    pub turn: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -83,9 +83,8 @@ pub struct Metrics {
     /// Messages committed by the writer (retries of stored messages not counted).
     pub messages_stored: Counter,
     /// Writer transactions by how they started (`crate::writer`): `alone` (none other
-    /// in flight) or `alongside` one in flight (its senders wait on it, the one in flight
-    /// is slow to commit, or a full batch waits).
-    pub writer_batches: Family<StartLabels, Counter>,
+    /// in flight) or `alongside` one in flight (a full batch, or its senders waiting on it).
+    pub writer_batches: Family<TurnLabels, Counter>,
     /// Logins by outcome (`ok`, `invalid_credentials`).
     pub logins: Family<OutcomeLabels, Counter>,
     /// Notifications the relay sent to, and received from, other instances.
@@ -161,7 +160,7 @@ impl Metrics {
         );
         let messages_stored = Counter::default();
         registry.register("messages_stored", "Messages committed by the writer", messages_stored.clone());
-        let writer_batches = Family::<StartLabels, Counter>::default();
+        let writer_batches = Family::<TurnLabels, Counter>::default();
         registry.register(
             "writer_batches",
             "Writer transactions by how they started (alone, alongside one in flight)",

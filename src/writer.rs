@@ -1,8 +1,8 @@
 //! The message writer: the one path by which messages are stored.
 //!
 //! Senders hand a validated message to [`MessageWriter::submit`] and wait for its ack.
-//! Messages queue up, and a batch of them — up to [`MAX_BATCH`] — is stored in **one
-//! transaction**: one statement reads, for every message, an
+//! Messages queue up, and each transaction stores a batch of them — up to
+//! [`MAX_BATCH`] — in **one transaction**: one statement reads, for every message, an
 //! earlier copy (idempotent retries) and everything the conversation's rules ask
 //! (membership, blocks, friendship, group, mute, mentions), which the [`Admission`]
 //! decides on; then one locked update of each touched conversation's `last_seq`, one
@@ -13,7 +13,7 @@
 //! Which messages go in which transaction, and when, is [`dispatch`]'s job: while a
 //! transaction is in flight, what arrives waits for its commit and goes in the next
 //! one, so a busy writer batches more; a second transaction runs alongside only when
-//! waiting does not pay (the senders wait on it, a slow commit, a full batch). A conversation is in one transaction at a time, and its
+//! waiting does not pay. A conversation is in one transaction at a time, and its
 //! messages go in queue order, so they are numbered in the order they were sent.
 //!
 //! Backpressure: the queue is bounded; a sender waits at most [`ENQUEUE_TIMEOUT`] for
@@ -46,7 +46,7 @@ use crate::{
     domain::{ConversationId, MessageView, NewMessage, UserId},
     error::ApiError,
     events::{Event, EventBus},
-    metrics::{Metrics, StartLabels},
+    metrics::{Metrics, TurnLabels},
     search_index::SearchQueue,
     webhooks::Outbox,
 };
@@ -177,15 +177,10 @@ impl MessageWriter {
             .connect_lazy_with(options);
         let (queue, received) = mpsc::channel(queue_capacity.max(1));
         let sinks = Arc::new(Sinks { admission, events, metrics, webhooks, search });
-        let limits = Limits {
-            max_batch: MAX_BATCH,
-            max_in_flight: max_in_flight.max(1),
-            quiet: dispatch::QUIET,
-            patience: dispatch::PATIENCE,
-        };
+        let limits = Limits { max_batch: MAX_BATCH, max_in_flight: max_in_flight.max(1), quiet: dispatch::QUIET };
         let writer_pool = pool.clone();
         let write = move |batch: Vec<Job>, start: Start| {
-            sinks.metrics.writer_batches.get_or_create(&StartLabels { start: start.label() }).inc();
+            sinks.metrics.writer_batches.get_or_create(&TurnLabels { turn: start.label() }).inc();
             let (pool, sinks) = (writer_pool.clone(), sinks.clone());
             // Its own task, so that two transactions' work on this side runs on two
             // threads; the dispatcher waits for it either way.
@@ -224,9 +219,7 @@ impl MessageWriter {
             Ok(Err(_)) => return Err(WriteError::ShuttingDown),
             Err(_) => return Err(WriteError::Overloaded),
         }
-        // The writer answers every message it received, shutdown included: a reply
-        // dropped unanswered means its batch's task failed.
-        Ok(async move { ack.await.unwrap_or(Err(WriteError::Lost)) })
+        Ok(async move { ack.await.unwrap_or(Err(WriteError::ShuttingDown)) })
     }
 
     /// The writer's connection pool.

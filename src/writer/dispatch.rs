@@ -6,8 +6,8 @@
 //! that arrived during the previous one, and its fixed cost (round trips, the commit)
 //! is shared by as many messages as possible. A second transaction starts alongside
 //! only when waiting does not pay: nothing more arrives within [`QUIET`] (the senders
-//! are waiting on these very messages: few senders, or a slow commit), the first
-//! transaction takes longer than [`PATIENCE`] to commit, or a full batch is waiting.
+//! are waiting on these very messages: few senders, or a slow commit), or a full batch
+//! is waiting.
 //!
 //! Order: a conversation is written by one transaction at a time, and its messages
 //! join transactions in the order they were queued. A message whose conversation is in
@@ -26,10 +26,6 @@ use tokio_util::sync::CancellationToken;
 /// How long a transaction in flight may keep the next one waiting when nothing more
 /// arrives meanwhile.
 pub const QUIET: Duration = Duration::from_millis(1);
-/// How long it may keep it waiting at most: a transaction that is slow to commit (a
-/// lock held by another instance, a slow disk) must not hold up every other
-/// conversation's messages.
-pub const PATIENCE: Duration = Duration::from_millis(10);
 
 /// What the dispatcher needs to know of a queued message.
 pub trait Keyed {
@@ -56,13 +52,12 @@ impl Start {
 }
 
 /// How many messages a transaction takes, how many transactions run at once, and how
-/// long waiting messages wait for one in flight ([`QUIET`], [`PATIENCE`]).
+/// long a quiet spell sends a transaction alongside one in flight ([`QUIET`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_batch: usize,
     pub max_in_flight: usize,
     pub quiet: Duration,
-    pub patience: Duration,
 }
 
 /// Runs until `stop` is cancelled and everything queued has been written: takes
@@ -80,20 +75,18 @@ where
     let mut busy: HashSet<i64> = HashSet::new();
     let mut open = true;
     let mut stopping = false;
-    // Watching what waits behind a transaction in flight: `deadline` is `limits.quiet`
-    // after the first of it arrived, or `limits.patience` once more has joined it
-    // (`heard`); when it passes, the waiting messages go alongside.
-    let deadline = tokio::time::sleep(limits.quiet);
-    tokio::pin!(deadline);
+    // Whether what waits behind a transaction in flight was joined by more, since the
+    // first of it arrived; `quiet` fires `limits.quiet` after that first arrival.
+    let quiet = tokio::time::sleep(limits.quiet);
+    tokio::pin!(quiet);
     let mut watching = false;
     let mut heard = false;
-    let mut patience_until = Instant::now();
-    let mut waited_enough = false;
+    let mut quiet_passed = false;
     loop {
         while !waiting.is_empty() && in_flight.len() < max_in_flight {
             let start = if in_flight.is_empty() {
                 Start::Alone
-            } else if !open || waited_enough || waiting.len() >= max_batch {
+            } else if !open || quiet_passed || waiting.len() >= max_batch {
                 Start::Alongside
             } else {
                 break;
@@ -109,16 +102,15 @@ where
                 written.await;
                 conversations
             });
-            // What is left (held back behind its conversation) is watched afresh.
-            (watching, heard, waited_enough) = (false, false, false);
+            if waiting.is_empty() {
+                (watching, heard, quiet_passed) = (false, false, false);
+            }
         }
         if !open && waiting.is_empty() && in_flight.is_empty() {
             return;
         }
-        if !waiting.is_empty() && !in_flight.is_empty() && !watching && !waited_enough {
-            let now = Instant::now();
-            deadline.as_mut().reset(now + limits.quiet);
-            patience_until = now + limits.patience;
+        if !waiting.is_empty() && !in_flight.is_empty() && !watching && !quiet_passed {
+            quiet.as_mut().reset(Instant::now() + limits.quiet);
             (watching, heard) = (true, false);
         }
         tokio::select! {
@@ -133,9 +125,6 @@ where
                 stopping = true;
                 queue.close();
             }
-            // At most a batch waits here; the rest waits in the bounded queue. (A batch's
-            // worth held back behind one busy conversation holds up the others until
-            // that commit: the price of the bound.)
             job = queue.recv(), if open && waiting.len() < max_batch => match job {
                 Some(job) => {
                     waiting.push(job);
@@ -143,16 +132,13 @@ where
                         let Ok(job) = queue.try_recv() else { break };
                         waiting.push(job);
                     }
-                    if watching && !heard {
-                        heard = true;
-                        deadline.as_mut().reset(patience_until);
-                    }
+                    heard |= watching;
                 }
                 None => open = false,
             },
-            () = &mut deadline, if watching => {
+            () = &mut quiet, if watching && !heard => {
                 watching = false;
-                waited_enough = true;
+                quiet_passed = true;
             }
         }
     }
@@ -212,7 +198,7 @@ mod tests {
     const Q: Duration = Duration::from_millis(40);
 
     fn limits(max_in_flight: usize) -> Limits {
-        Limits { max_batch: 8, max_in_flight, quiet: Q, patience: Q * 5 }
+        Limits { max_batch: 8, max_in_flight, quiet: Q }
     }
 
     /// A message: (conversation, number).
@@ -269,7 +255,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn what_keeps_arriving_during_a_transaction_waits_for_its_commit_and_goes_in_one() {
-        let (sender, log, _stop) = start(Q * 3, 2);
+        let (sender, log, _stop) = start(Q * 10, 2);
         sender.send(Msg(1, 1)).await.unwrap();
         tokio::time::sleep(Q / 4).await;
         // Arrivals during the first transaction, never a quiet Q apart.
@@ -282,25 +268,6 @@ mod tests {
             batches(&log),
             [(vec![Msg(1, 1)], Start::Alone), (vec![Msg(2, 2), Msg(3, 3), Msg(4, 4), Msg(5, 5)], Start::Alone),]
         );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_slow_commit_lets_what_waits_go_alongside_after_patience() {
-        let (sender, log, _stop) = start(Q * 20, 2);
-        sender.send(Msg(1, 1)).await.unwrap();
-        tokio::time::sleep(Q / 4).await;
-        // Waiting from Q/4; joined by more at 3Q/4, then one every Q: never quiet.
-        sender.send(Msg(2, 2)).await.unwrap();
-        tokio::time::sleep(Q / 2).await;
-        for n in 3..=9 {
-            sender.send(Msg(i64::from(n), n)).await.unwrap();
-            tokio::time::sleep(Q).await;
-        }
-        let log = batches(&log);
-        assert_eq!(log.len(), 2, "{log:?}");
-        // PATIENCE (5 Q) after Q/4: what arrived until 4 3/4 Q went, alongside.
-        let went: Vec<Msg> = (2..=7).map(|n| Msg(i64::from(n), n)).collect();
-        assert_eq!(log[1], (went, Start::Alongside));
     }
 
     #[tokio::test(start_paused = true)]
@@ -324,8 +291,6 @@ mod tests {
         sender.send(Msg(1, 1)).await.unwrap();
         tokio::time::sleep(Q / 4).await;
         // Quiet afterwards, but conversation 1 is in flight: only conversation 2 goes.
-        // (The three sends complete before the dispatcher runs again: the test runtime
-        // has one thread, and a send into a channel with room does not yield.)
         sender.send(Msg(1, 2)).await.unwrap();
         sender.send(Msg(2, 3)).await.unwrap();
         sender.send(Msg(1, 4)).await.unwrap();

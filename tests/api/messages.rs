@@ -649,7 +649,7 @@ async fn deleted_messages_leave_no_search_text_behind() {
 
 #[tokio::test]
 async fn the_writers_idempotency_lookup_uses_its_own_index_from_the_first_batch() {
-    // One transaction in flight, so one writer connection: its plans are made on the first batch, while
+    // One lane, so one writer connection: its plans are made on the first batch, while
     // the tables are empty, and kept.
     let app = spawn_app_with(|config| config.database.writer_lanes = 1).await;
     let (ana, bo) = (app.register("ana_plan").await, app.register("bo_plan").await);
