@@ -234,12 +234,11 @@ pub struct DatabaseConfig {
     #[arg(long, global = true, env = "GOIM_DB_STATEMENT_TIMEOUT_SECS", default_value = "30", value_parser = parse_secs_or_zero)]
     pub db_statement_timeout: Duration,
 
-    /// Message-writer transactions in flight at most (each batches concurrent sends into
-    /// one commit; a second runs only beside a first whose senders wait on it).
+    /// Message writer lanes (tasks that batch concurrent sends into shared commits).
     #[arg(long, global = true, env = "GOIM_WRITER_LANES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub writer_lanes: u32,
 
-    /// Messages the writer may queue before senders wait (then get 503).
+    /// Messages each writer lane may queue before senders wait (then get 503).
     #[arg(long, global = true, env = "GOIM_WRITER_QUEUE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub writer_queue: u32,
 }

@@ -82,8 +82,9 @@ pub struct Metrics {
     pub delivery_latency: Histogram,
     /// Messages committed by the writer (retries of stored messages not counted).
     pub messages_stored: Counter,
-    /// Writer transactions by how they started (`crate::writer`): `alone` (none other
-    /// in flight) or `alongside` one in flight (a full batch, or its senders waiting on it).
+    /// Writer transactions by how they got their turn (`crate::writer`): `free` (no
+    /// other lane writing), `waited` (after another lane's commit, gathering meanwhile),
+    /// `alongside` (beside another lane's transaction: a full batch, or senders waiting).
     pub writer_batches: Family<TurnLabels, Counter>,
     /// Logins by outcome (`ok`, `invalid_credentials`).
     pub logins: Family<OutcomeLabels, Counter>,
@@ -163,7 +164,7 @@ impl Metrics {
         let writer_batches = Family::<TurnLabels, Counter>::default();
         registry.register(
             "writer_batches",
-            "Writer transactions by how they started (alone, alongside one in flight)",
+            "Writer transactions by turn (free, waited, alongside another lane's)",
             writer_batches.clone(),
         );
         let logins = Family::<OutcomeLabels, Counter>::default();

@@ -251,7 +251,7 @@ impl Application {
         }
         state.shutdown.cancel();
         // HTTP has drained, so no request waits for an ack any more: the writer stores
-        // what is queued and ends (tracked below).
+        // what is queued and its lanes end (tracked below).
         state.writer.shutdown();
         state.tasks.close();
         if tokio::time::timeout(state.config.server.shutdown_timeout, state.tasks.wait()).await.is_err() {

@@ -1,24 +1,29 @@
 //! The message writer: the one path by which messages are stored.
 //!
 //! Senders hand a validated message to [`MessageWriter::submit`] and wait for its ack.
-//! Messages queue up, and each transaction stores a batch of them — up to
-//! [`MAX_BATCH`] — in **one transaction**: one statement reads, for every message, an
-//! earlier copy (idempotent retries) and everything the conversation's rules ask
-//! (membership, blocks, friendship, group, mute, mentions), which the [`Admission`]
-//! decides on; then one locked update of each touched conversation's `last_seq`, one
-//! multi-row insert, the senders' read markers. A send costs no query before its batch.
+//! Each of a few *lanes* (a task with a bounded queue) takes whatever has queued up —
+//! up to [`MAX_BATCH`] messages — and stores it in **one transaction**: one statement
+//! reads, for every message, an earlier copy (idempotent retries) and everything the
+//! conversation's rules ask (membership, blocks, friendship, group, mute, mentions),
+//! which the [`Admission`] decides on; then one locked update of each touched
+//! conversation's `last_seq`, one multi-row insert, the senders' read markers. A send
+//! costs no query before its batch.
 //! Only after that transaction commits does any sender get its ack; so one WAL flush
-//! is shared by every message of the batch instead of paid per message.
+//! is shared by every message of the batch instead of paid per message, and a busy
+//! lane batches more. A conversation always maps to the same lane, so its messages
+//! are ordered and its row lock is never contended inside one instance.
 //!
-//! Which messages go in which transaction, and when, is [`dispatch`]'s job: while a
-//! transaction is in flight, what arrives waits for its commit and goes in the next
-//! one, so a busy writer batches more; a second transaction runs alongside only when
-//! waiting does not pay. A conversation is in one transaction at a time, and its
-//! messages go in queue order, so they are numbered in the order they were sent.
+//! Lanes take turns while messages keep coming: a lane whose batch is ready waits for
+//! the lane in its transaction to commit, and gathers what arrives meanwhile. So at a
+//! moderate rate one transaction runs at a time, with twice the messages, and each
+//! transaction's fixed cost (its round trips, its commit) is shared by more of them. A
+//! lane goes at once when waiting gathers nothing: its senders wait on these very
+//! messages (few senders, or a slow commit), and only a concurrent transaction helps
+//! them. See [`take_turn`].
 //!
-//! Backpressure: the queue is bounded; a sender waits at most [`ENQUEUE_TIMEOUT`] for
+//! Backpressure: queues are bounded; a sender waits at most [`ENQUEUE_TIMEOUT`] for
 //! room and then gets `Overloaded`. Shutdown: [`MessageWriter::shutdown`] closes the
-//! queue, the writer stores what was already queued, and then ends; nothing that was
+//! queues, the lanes store what was already queued, and then exit; nothing that was
 //! acknowledged is lost, and nothing queued is dropped silently.
 //!
 //! With webhooks on, the same transaction queues a webhook delivery for every member
@@ -33,7 +38,7 @@ use std::{
 
 use sqlx::PgPool;
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
@@ -52,14 +57,13 @@ use crate::{
 };
 use tracing::Instrument;
 
-mod dispatch;
-
-use dispatch::{Keyed, Limits, Start};
-
 /// Most messages stored by one transaction.
 pub const MAX_BATCH: usize = 256;
 /// How long a sender waits for room in a full queue.
 pub const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a lane waiting for its turn goes without a new message before it stops
+/// waiting: its senders are waiting on it, not the other way round.
+const TURN_QUIET: Duration = Duration::from_millis(1);
 
 /// A message on its way to the database.
 #[derive(Debug, Clone)]
@@ -113,32 +117,26 @@ struct Job {
     reply: oneshot::Sender<Result<Ack, WriteError>>,
 }
 
-impl Keyed for Job {
-    fn conversation(&self) -> i64 {
-        self.pending.conversation_id.0
-    }
-}
-
-/// A cloneable handle to the writer.
+/// A cloneable handle to the writer lanes.
 #[derive(Clone)]
 pub struct MessageWriter {
-    queue: mpsc::Sender<Job>,
+    lanes: Vec<mpsc::Sender<Job>>,
     stop: CancellationToken,
-    /// The writer's own connections (one per transaction in flight), in `/metrics`.
+    /// The lanes' own connections (one per lane), reported in `/metrics`.
     pool: PgPool,
 }
 
 impl MessageWriter {
-    /// Starts the writer: up to `max_in_flight` transactions at once, a queue of
-    /// `queue_capacity` messages. `admission` decides each message; `webhooks`: where
-    /// offline members' events are queued (`None`: webhooks off).
+    /// Starts `lanes` writer tasks, each with a queue of `queue_capacity` messages.
+    /// `admission` decides each message; `webhooks`: where offline members' events are
+    /// queued (`None`: webhooks off).
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         pool: PgPool,
         events: EventBus,
         metrics: Arc<Metrics>,
         tasks: &TaskTracker,
-        max_in_flight: usize,
+        lanes: usize,
         queue_capacity: usize,
         admission: Arc<dyn Admission>,
         webhooks: Option<Outbox>,
@@ -165,35 +163,33 @@ impl MessageWriter {
             ("enable_hashjoin", "off"),
         ]);
         // Otherwise configured like the main pool: same session settings (statement
-        // timeout, planner costs), acquire timeout (a database that cannot give a
-        // transaction its connection is a 503 after the configured wait, as on every other path),
+        // timeout, planner costs), acquire timeout (a database that cannot give a lane
+        // its connection is a 503 after the configured wait, as on every other path),
         // idle timeout and connection lifetime.
         let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(u32::try_from(max_in_flight.max(1)).unwrap_or(1))
+            .max_connections(u32::try_from(lanes.max(1)).unwrap_or(1))
             .min_connections(0)
             .acquire_timeout(pool.options().get_acquire_timeout())
             .idle_timeout(pool.options().get_idle_timeout())
             .max_lifetime(pool.options().get_max_lifetime())
             .connect_lazy_with(options);
-        let (queue, received) = mpsc::channel(queue_capacity.max(1));
-        let sinks = Arc::new(Sinks { admission, events, metrics, webhooks, search });
-        let limits = Limits { max_batch: MAX_BATCH, max_in_flight: max_in_flight.max(1), quiet: dispatch::QUIET };
-        let writer_pool = pool.clone();
-        let write = move |batch: Vec<Job>, start: Start| {
-            sinks.metrics.writer_batches.get_or_create(&TurnLabels { turn: start.label() }).inc();
-            let (pool, sinks) = (writer_pool.clone(), sinks.clone());
-            // Its own task, so that two transactions' work on this side runs on two
-            // threads; the dispatcher waits for it either way.
-            let written = tokio::spawn(async move { write_batch(&pool, &sinks, batch).await }.in_current_span());
-            async move {
-                if let Err(error) = written.await {
-                    tracing::error!(%error, "a message batch's task failed");
-                }
-            }
-        };
-        let dispatcher = dispatch::run(received, limits, stop.clone(), write);
-        tasks.spawn(dispatcher.instrument(tracing::info_span!("message_writer")));
-        Self { queue, stop, pool }
+        let turn = Arc::new(Mutex::new(()));
+        let senders = (0..lanes.max(1))
+            .map(|lane| {
+                let (sender, receiver) = mpsc::channel(queue_capacity.max(1));
+                let sinks = Sinks {
+                    admission: admission.clone(),
+                    events: events.clone(),
+                    metrics: metrics.clone(),
+                    webhooks: webhooks.clone(),
+                    search: search.clone(),
+                };
+                let lane_task = run_lane(lane, pool.clone(), sinks, receiver, turn.clone(), stop.clone());
+                tasks.spawn(lane_task.instrument(tracing::info_span!("writer_lane", lane)));
+                sender
+            })
+            .collect();
+        Self { lanes: senders, stop, pool }
     }
 
     /// Stores `pending` and returns its ack once committed.
@@ -203,7 +199,7 @@ impl MessageWriter {
 
     /// Queues `pending` and returns at once; the returned future resolves to its ack
     /// once committed. Messages queued one after another for one conversation are
-    /// stored in that order.
+    /// stored in that order (one lane per conversation, first in, first out).
     pub async fn enqueue(
         &self,
         pending: PendingMessage,
@@ -211,10 +207,11 @@ impl MessageWriter {
         if self.stop.is_cancelled() {
             return Err(WriteError::ShuttingDown);
         }
+        let lane = (pending.conversation_id.0.unsigned_abs() % self.lanes.len() as u64) as usize;
         let (reply, ack) = oneshot::channel();
         let request_hash = pending.message.request_hash();
         let job = Job { pending, request_hash, reply };
-        match tokio::time::timeout(ENQUEUE_TIMEOUT, self.queue.send(job)).await {
+        match tokio::time::timeout(ENQUEUE_TIMEOUT, self.lanes[lane].send(job)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(WriteError::ShuttingDown),
             Err(_) => return Err(WriteError::Overloaded),
@@ -222,24 +219,119 @@ impl MessageWriter {
         Ok(async move { ack.await.unwrap_or(Err(WriteError::ShuttingDown)) })
     }
 
-    /// The writer's connection pool.
+    /// The lanes' connection pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// Stops taking messages; the writer stores what is queued, then ends.
+    /// Stops taking messages; the lanes store what is queued, then end.
     pub fn shutdown(&self) {
         self.stop.cancel();
     }
 }
 
-/// What decides the writer's messages, and where committed batches go besides the acks.
+/// What decides a lane's messages, and where its committed batches go besides the acks.
 struct Sinks {
     admission: Arc<dyn Admission>,
     events: EventBus,
     metrics: Arc<Metrics>,
     webhooks: Option<Outbox>,
     search: SearchQueue,
+}
+
+async fn run_lane(
+    lane: usize,
+    pool: PgPool,
+    sinks: Sinks,
+    mut queue: mpsc::Receiver<Job>,
+    turn: Arc<Mutex<()>>,
+    stop: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            job = queue.recv() => job,
+            _ = stop.cancelled() => {
+                // No new messages; what is already queued is still stored below.
+                queue.close();
+                queue.recv().await
+            }
+        };
+        let Some(first) = first else {
+            tracing::debug!(lane, "message writer lane drained");
+            return;
+        };
+        let mut batch = vec![first];
+        take_queued(&mut queue, &mut batch);
+        let my_turn = take_turn(&turn, &mut queue, &mut batch).await;
+        sinks.metrics.writer_batches.get_or_create(&TurnLabels { turn: my_turn.label() }).inc();
+        write_batch(&pool, &sinks, batch).await;
+        drop(my_turn);
+    }
+}
+
+/// Moves what is already queued into `batch`, up to [`MAX_BATCH`].
+fn take_queued<T>(queue: &mut mpsc::Receiver<T>, batch: &mut Vec<T>) {
+    while batch.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// How a lane's transaction got to run.
+enum Turn<'a> {
+    /// No other lane was in a transaction.
+    Free { _held: MutexGuard<'a, ()> },
+    /// After another lane's commit, with what arrived meanwhile.
+    Waited { _held: MutexGuard<'a, ()> },
+    /// Beside another lane's transaction.
+    Alongside,
+}
+
+impl Turn<'_> {
+    fn label(&self) -> &'static str {
+        match self {
+            Turn::Free { .. } => "free",
+            Turn::Waited { .. } => "waited",
+            Turn::Alongside => "alongside",
+        }
+    }
+}
+
+/// Waits for `turn` (no other lane in a transaction that took it) while adding what
+/// arrives to `batch`. Runs alongside the other lane's transaction instead when nothing
+/// arrives within [`TURN_QUIET`] of starting to wait: this lane's senders are then
+/// waiting on this very batch (few senders, a slow commit), waiting longer only delays
+/// them, and a concurrent transaction is what serves them. Also alongside when the
+/// batch is full.
+async fn take_turn<'a, T>(turn: &'a Mutex<()>, queue: &mut mpsc::Receiver<T>, batch: &mut Vec<T>) -> Turn<'a> {
+    if let Ok(mine) = turn.try_lock() {
+        return Turn::Free { _held: mine };
+    }
+    let wait = turn.lock();
+    let quiet = tokio::time::sleep(TURN_QUIET);
+    tokio::pin!(wait, quiet);
+    let mut heard = false;
+    while batch.len() < MAX_BATCH {
+        tokio::select! {
+            biased;
+            mine = &mut wait => {
+                take_queued(queue, batch);
+                return Turn::Waited { _held: mine };
+            }
+            _ = &mut quiet, if !heard => return Turn::Alongside,
+            arrived = queue.recv() => match arrived {
+                Some(job) => {
+                    batch.push(job);
+                    heard = true;
+                }
+                // Closed for shutdown: store what is left now.
+                None => return Turn::Alongside,
+            },
+        }
+    }
+    Turn::Alongside
 }
 
 /// Stores a batch in one transaction. If it fails on a constraint, one bad message may
@@ -464,4 +556,85 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])], sinks: &Sinks)
     }
     let results = results.into_iter().map(|r| r.unwrap_or(Err(WriteError::Lost))).collect();
     Ok(Stored { results, created, webhooks_queued })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_lane_whose_turn_is_free_goes_at_once() {
+        let turn = Mutex::new(());
+        let (_sender, mut queue) = mpsc::channel::<u32>(8);
+        let mut batch = vec![1];
+        let mine = take_turn(&turn, &mut queue, &mut batch).await;
+        assert_eq!(mine.label(), "free");
+        assert_eq!(batch, [1]);
+        assert!(turn.try_lock().is_err(), "the lane holds the turn while it writes");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lane_that_hears_more_arrive_waits_for_its_turn_however_long() {
+        let turn = Arc::new(Mutex::new(()));
+        let held = turn.clone().lock_owned().await;
+        let (sender, mut queue) = mpsc::channel(8);
+        let other_lane_commits_after = TURN_QUIET * 20;
+        tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            sender.send(2).await.unwrap();
+            tokio::time::sleep(other_lane_commits_after).await;
+            sender.send(3).await.unwrap();
+            drop(held);
+            tokio::time::sleep(TURN_QUIET * 10).await;
+        });
+        let mut batch = vec![1];
+        let started = tokio::time::Instant::now();
+        let mine = take_turn(&turn, &mut queue, &mut batch).await;
+        assert_eq!(mine.label(), "waited");
+        assert!(started.elapsed() >= other_lane_commits_after);
+        assert_eq!(batch, [1, 2, 3]);
+        assert!(turn.try_lock().is_err(), "the lane holds the turn while it writes");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lane_stops_waiting_when_nothing_arrives() {
+        let turn = Mutex::new(());
+        let _held = turn.lock().await;
+        let (_sender, mut queue) = mpsc::channel::<u32>(8);
+        let mut batch = vec![1];
+        let started = tokio::time::Instant::now();
+        let mine = take_turn(&turn, &mut queue, &mut batch).await;
+        assert_eq!(mine.label(), "alongside");
+        assert_eq!(started.elapsed(), TURN_QUIET);
+        assert_eq!(batch, [1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_does_not_wait_for_its_turn() {
+        let turn = Mutex::new(());
+        let _held = turn.lock().await;
+        let (sender, mut queue) = mpsc::channel(MAX_BATCH);
+        for job in 1..MAX_BATCH {
+            sender.send(job).await.unwrap();
+        }
+        let mut batch = vec![0];
+        let started = tokio::time::Instant::now();
+        let mine = take_turn(&turn, &mut queue, &mut batch).await;
+        assert_eq!(mine.label(), "alongside");
+        assert_eq!(batch.len(), MAX_BATCH);
+        assert!(started.elapsed() < TURN_QUIET);
+    }
+
+    #[tokio::test]
+    async fn a_lane_goes_at_once_when_its_queue_closes() {
+        let turn = Mutex::new(());
+        let _held = turn.lock().await;
+        let (sender, mut queue) = mpsc::channel(8);
+        sender.send(2).await.unwrap();
+        drop(sender);
+        let mut batch = vec![1];
+        let mine = take_turn(&turn, &mut queue, &mut batch).await;
+        assert_eq!(mine.label(), "alongside");
+        assert_eq!(batch, [1, 2]);
+    }
 }
