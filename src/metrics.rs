@@ -54,11 +54,6 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TurnLabels {
-    pub turn: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -82,10 +77,6 @@ pub struct Metrics {
     pub delivery_latency: Histogram,
     /// Messages committed by the writer (retries of stored messages not counted).
     pub messages_stored: Counter,
-    /// Writer transactions by how they got their turn (`crate::writer`): `free` (no
-    /// other lane writing), `waited` (after another lane's commit, gathering meanwhile),
-    /// `alongside` (beside another lane's transaction: a full batch, or senders waiting).
-    pub writer_batches: Family<TurnLabels, Counter>,
     /// Logins by outcome (`ok`, `invalid_credentials`).
     pub logins: Family<OutcomeLabels, Counter>,
     /// Notifications the relay sent to, and received from, other instances.
@@ -161,12 +152,6 @@ impl Metrics {
         );
         let messages_stored = Counter::default();
         registry.register("messages_stored", "Messages committed by the writer", messages_stored.clone());
-        let writer_batches = Family::<TurnLabels, Counter>::default();
-        registry.register(
-            "writer_batches",
-            "Writer transactions by turn (free, waited, alongside another lane's)",
-            writer_batches.clone(),
-        );
         let logins = Family::<OutcomeLabels, Counter>::default();
         registry.register("logins", "Logins by outcome", logins.clone());
         let relay_notifications_sent = Counter::default();
@@ -217,7 +202,6 @@ impl Metrics {
         Self {
             registry: root,
             messages_stored,
-            writer_batches,
             logins,
             relay_notifications_sent,
             relay_notifications_received,

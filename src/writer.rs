@@ -13,14 +13,6 @@
 //! lane batches more. A conversation always maps to the same lane, so its messages
 //! are ordered and its row lock is never contended inside one instance.
 //!
-//! Lanes take turns while messages keep coming: a lane whose batch is ready waits for
-//! the lane in its transaction to commit, and gathers what arrives meanwhile. So at a
-//! moderate rate one transaction runs at a time, with twice the messages, and each
-//! transaction's fixed cost (its round trips, its commit) is shared by more of them. A
-//! lane goes at once when waiting gathers nothing: its senders wait on these very
-//! messages (few senders, or a slow commit), and only a concurrent transaction helps
-//! them. See [`take_turn`].
-//!
 //! Backpressure: queues are bounded; a sender waits at most [`ENQUEUE_TIMEOUT`] for
 //! room and then gets `Overloaded`. Shutdown: [`MessageWriter::shutdown`] closes the
 //! queues, the lanes store what was already queued, and then exit; nothing that was
@@ -38,7 +30,7 @@ use std::{
 
 use sqlx::PgPool;
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
@@ -51,7 +43,7 @@ use crate::{
     domain::{ConversationId, MessageView, NewMessage, UserId},
     error::ApiError,
     events::{Event, EventBus},
-    metrics::{Metrics, TurnLabels},
+    metrics::Metrics,
     search_index::SearchQueue,
     webhooks::Outbox,
 };
@@ -61,9 +53,6 @@ use tracing::Instrument;
 pub const MAX_BATCH: usize = 256;
 /// How long a sender waits for room in a full queue.
 pub const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a lane waiting for its turn goes without a new message before it stops
-/// waiting: its senders are waiting on it, not the other way round.
-const TURN_QUIET: Duration = Duration::from_millis(1);
 
 /// A message on its way to the database.
 #[derive(Debug, Clone)]
@@ -173,7 +162,6 @@ impl MessageWriter {
             .idle_timeout(pool.options().get_idle_timeout())
             .max_lifetime(pool.options().get_max_lifetime())
             .connect_lazy_with(options);
-        let turn = Arc::new(Mutex::new(()));
         let senders = (0..lanes.max(1))
             .map(|lane| {
                 let (sender, receiver) = mpsc::channel(queue_capacity.max(1));
@@ -184,7 +172,7 @@ impl MessageWriter {
                     webhooks: webhooks.clone(),
                     search: search.clone(),
                 };
-                let lane_task = run_lane(lane, pool.clone(), sinks, receiver, turn.clone(), stop.clone());
+                let lane_task = run_lane(lane, pool.clone(), sinks, receiver, stop.clone());
                 tasks.spawn(lane_task.instrument(tracing::info_span!("writer_lane", lane)));
                 sender
             })
@@ -239,14 +227,7 @@ struct Sinks {
     search: SearchQueue,
 }
 
-async fn run_lane(
-    lane: usize,
-    pool: PgPool,
-    sinks: Sinks,
-    mut queue: mpsc::Receiver<Job>,
-    turn: Arc<Mutex<()>>,
-    stop: CancellationToken,
-) {
+async fn run_lane(lane: usize, pool: PgPool, sinks: Sinks, mut queue: mpsc::Receiver<Job>, stop: CancellationToken) {
     loop {
         let first = tokio::select! {
             job = queue.recv() => job,
@@ -261,70 +242,14 @@ async fn run_lane(
             return;
         };
         let mut batch = vec![first];
-        take_queued(&mut queue, &mut batch);
-        let my_turn = take_turn(&turn, &mut queue, &mut batch).await;
-        sinks.metrics.writer_batches.get_or_create(&TurnLabels { turn: my_turn.label() }).inc();
-        write_batch(&pool, &sinks, batch).await;
-        drop(my_turn);
-    }
-}
-
-/// Moves what is already queued into `batch`, up to [`MAX_BATCH`].
-fn take_queued<T>(queue: &mut mpsc::Receiver<T>, batch: &mut Vec<T>) {
-    while batch.len() < MAX_BATCH {
-        match queue.try_recv() {
-            Ok(job) => batch.push(job),
-            Err(_) => break,
-        }
-    }
-}
-
-/// How a lane's transaction got to run.
-enum Turn<'a> {
-    /// No other lane was in a transaction.
-    Free { _held: MutexGuard<'a, ()> },
-    /// After another lane's commit, with what arrived meanwhile.
-    Waited { _held: MutexGuard<'a, ()> },
-    /// Beside another lane's transaction.
-    Alongside,
-}
-
-impl Turn<'_> {
-    fn label(&self) -> &'static str {
-        match self {
-            Turn::Free { .. } => "free",
-            Turn::Waited { .. } => "waited",
-            Turn::Alongside => "alongside",
-        }
-    }
-}
-
-/// Waits for `turn` (no other lane in a transaction that took it) while adding what
-/// arrives to `batch`. Gives up waiting, and runs alongside, when the batch is full or
-/// nothing arrived for [`TURN_QUIET`]: waiting then only delays the senders, who are
-/// waiting on this batch (a slow commit, few senders), and a concurrent transaction is
-/// what serves them.
-async fn take_turn<'a, T>(turn: &'a Mutex<()>, queue: &mut mpsc::Receiver<T>, batch: &mut Vec<T>) -> Turn<'a> {
-    if let Ok(mine) = turn.try_lock() {
-        return Turn::Free { _held: mine };
-    }
-    let wait = turn.lock();
-    tokio::pin!(wait);
-    while batch.len() < MAX_BATCH {
-        tokio::select! {
-            biased;
-            mine = &mut wait => {
-                take_queued(queue, batch);
-                return Turn::Waited { _held: mine };
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
             }
-            arrived = tokio::time::timeout(TURN_QUIET, queue.recv()) => match arrived {
-                Ok(Some(job)) => batch.push(job),
-                // Quiet, or the queue closed for shutdown: go now.
-                Ok(None) | Err(_) => return Turn::Alongside,
-            },
         }
+        write_batch(&pool, &sinks, batch).await;
     }
-    Turn::Alongside
 }
 
 /// Stores a batch in one transaction. If it fails on a constraint, one bad message may
@@ -549,83 +474,4 @@ async fn store(pool: &PgPool, batch: &[(&PendingMessage, &[u8])], sinks: &Sinks)
     }
     let results = results.into_iter().map(|r| r.unwrap_or(Err(WriteError::Lost))).collect();
     Ok(Stored { results, created, webhooks_queued })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_lane_whose_turn_is_free_goes_at_once() {
-        let turn = Mutex::new(());
-        let (_sender, mut queue) = mpsc::channel::<u32>(8);
-        let mut batch = vec![1];
-        let mine = take_turn(&turn, &mut queue, &mut batch).await;
-        assert_eq!(mine.label(), "free");
-        assert_eq!(batch, [1]);
-        assert!(turn.try_lock().is_err(), "the lane holds the turn while it writes");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_lane_waits_for_its_turn_while_messages_keep_arriving() {
-        let turn = Arc::new(Mutex::new(()));
-        let held = turn.clone().lock_owned().await;
-        let (sender, mut queue) = mpsc::channel(8);
-        tokio::spawn(async move {
-            for job in 2..=4 {
-                tokio::task::yield_now().await;
-                sender.send(job).await.unwrap();
-            }
-            // The other lane commits before this one's senders fall quiet.
-            tokio::task::yield_now().await;
-            drop(held);
-            tokio::time::sleep(TURN_QUIET * 10).await;
-        });
-        let mut batch = vec![1];
-        let mine = take_turn(&turn, &mut queue, &mut batch).await;
-        assert_eq!(mine.label(), "waited");
-        assert_eq!(batch, [1, 2, 3, 4]);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_lane_stops_waiting_when_nothing_arrives() {
-        let turn = Mutex::new(());
-        let _held = turn.lock().await;
-        let (_sender, mut queue) = mpsc::channel::<u32>(8);
-        let mut batch = vec![1];
-        let started = tokio::time::Instant::now();
-        let mine = take_turn(&turn, &mut queue, &mut batch).await;
-        assert_eq!(mine.label(), "alongside");
-        assert_eq!(started.elapsed(), TURN_QUIET);
-        assert_eq!(batch, [1]);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_full_batch_does_not_wait_for_its_turn() {
-        let turn = Mutex::new(());
-        let _held = turn.lock().await;
-        let (sender, mut queue) = mpsc::channel(MAX_BATCH);
-        for job in 1..MAX_BATCH {
-            sender.send(job).await.unwrap();
-        }
-        let mut batch = vec![0];
-        let started = tokio::time::Instant::now();
-        let mine = take_turn(&turn, &mut queue, &mut batch).await;
-        assert_eq!(mine.label(), "alongside");
-        assert_eq!(batch.len(), MAX_BATCH);
-        assert!(started.elapsed() < TURN_QUIET);
-    }
-
-    #[tokio::test]
-    async fn a_lane_goes_at_once_when_its_queue_closes() {
-        let turn = Mutex::new(());
-        let _held = turn.lock().await;
-        let (sender, mut queue) = mpsc::channel(8);
-        sender.send(2).await.unwrap();
-        drop(sender);
-        let mut batch = vec![1];
-        let mine = take_turn(&turn, &mut queue, &mut batch).await;
-        assert_eq!(mine.label(), "alongside");
-        assert_eq!(batch, [1, 2]);
-    }
 }
