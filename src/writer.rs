@@ -28,6 +28,7 @@ use std::{
     time::Duration,
 };
 
+use futures_util::FutureExt;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -204,7 +205,9 @@ impl MessageWriter {
             Ok(Err(_)) => return Err(WriteError::ShuttingDown),
             Err(_) => return Err(WriteError::Overloaded),
         }
-        Ok(async move { ack.await.unwrap_or(Err(WriteError::ShuttingDown)) })
+        // A lane answers every message it takes, shutdown included: a reply dropped
+        // unanswered means storing its batch failed.
+        Ok(async move { ack.await.unwrap_or(Err(WriteError::Lost)) })
     }
 
     /// The lanes' connection pool.
@@ -248,7 +251,12 @@ async fn run_lane(lane: usize, pool: PgPool, sinks: Sinks, mut queue: mpsc::Rece
                 Err(_) => break,
             }
         }
-        write_batch(&pool, &sinks, batch).await;
+        // A bug that panics while storing must cost that batch, not the lane: a lane
+        // that ended would leave its conversations unable to send until a restart.
+        let stored = std::panic::AssertUnwindSafe(write_batch(&pool, &sinks, batch)).catch_unwind().await;
+        if stored.is_err() {
+            tracing::error!(lane, "storing a message batch panicked; its senders get an error");
+        }
     }
 }
 
