@@ -139,6 +139,30 @@ impl ChromeDriver {
     }
 
     async fn open(&self, width: u32, height: u32, extra_args: Vec<String>, mobile: Option<Value>) -> Session {
+        // Chromium's start-up on a loaded box sometimes fails ("session not created":
+        // it did not open its DevTools port in time). That says nothing about the web
+        // client, so a start is tried again, with a fresh profile, before the test fails.
+        const STARTS: u32 = 3;
+        for start in 1..=STARTS {
+            match self.try_open(width, height, &extra_args, mobile.as_ref()).await {
+                Ok(session) => return session,
+                Err(error) if error.error == "session not created" && start < STARTS => {
+                    eprintln!("Chromium did not start ({error}); trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(error) => panic!("cannot start a Chromium session: {error}"),
+            }
+        }
+        unreachable!("the last start returns or panics")
+    }
+
+    async fn try_open(
+        &self,
+        width: u32,
+        height: u32,
+        extra_args: &[String],
+        mobile: Option<&Value>,
+    ) -> Result<Session, WebDriverError> {
         let profile = tempfile::Builder::new().prefix("goim-chromium-").tempdir().expect("profile dir");
         let mut args = vec![
             "--headless=new".to_owned(),
@@ -154,10 +178,10 @@ impl ChromeDriver {
             format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", profile.path().display()),
         ];
-        args.extend(extra_args);
+        args.extend(extra_args.iter().cloned());
         let mut options = json!({ "binary": self.browser, "args": args });
         if let Some(mobile) = mobile {
-            options["mobileEmulation"] = mobile;
+            options["mobileEmulation"] = mobile.clone();
         }
         let capabilities = json!({
             "capabilities": {
@@ -170,17 +194,16 @@ impl ChromeDriver {
         });
         let value =
             command(&self.client, reqwest::Method::POST, &format!("{}/session", self.url()), Some(&capabilities))
-                .await
-                .unwrap_or_else(|error| panic!("cannot start a Chromium session: {error}"));
+                .await?;
         let id = value["sessionId"].as_str().expect("a session id").to_owned();
-        Session {
+        Ok(Session {
             client: self.client.clone(),
             base: format!("{}/session/{id}", self.url()),
             path: format!("/session/{id}"),
             driver: self.address,
             closed: false,
             _profile: profile,
-        }
+        })
     }
 }
 
