@@ -22,17 +22,21 @@ ROUNDS=${ROUNDS:-3}
 WORK=$(mktemp -d /tmp/goim-targets-XXXXXX)
 chmod 755 "$WORK"
 as_postgres() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres "$WORK"
+[ -x "$PGBIN/initdb" ] || { echo "no initdb in '$PGBIN'; set PGBIN to PostgreSQL's bin folder" >&2; exit 1; }
+if [ "$(id -u)" = 0 ]; then chown postgres "$WORK"; fi
+# goim-bench's pgbench reference looks for pgbench here.
+export PG_BIN="$PGBIN"
 
 cleanup() {
-  [ -n "${SERVER:-}" ] && kill -INT "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
+  if [ -n "${SERVER:-}" ]; then { kill -INT "$SERVER" && wait "$SERVER"; } 2>/dev/null || true; fi
   as_postgres "$PGBIN/pg_ctl -D $WORK/pg -m fast stop" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 as_postgres "$PGBIN/initdb -D $WORK/pg -U goim --auth=trust -E UTF8 --locale=C" >/dev/null
-as_postgres "$PGBIN/pg_ctl -D $WORK/pg -l $WORK/pg.log -w -o '-p $PORT -k $WORK -c listen_addresses=127.0.0.1 -c shared_buffers=256MB -c max_connections=200' start" >/dev/null
+as_postgres "$PGBIN/pg_ctl -D $WORK/pg -l $WORK/pg.log -w -o '-p $PORT -k $WORK -c listen_addresses=127.0.0.1 -c shared_buffers=256MB -c max_connections=200' start" >/dev/null \
+  || { cat "$WORK/pg.log" >&2; exit 1; }
 "$PGBIN/psql" -qX -h 127.0.0.1 -p "$PORT" -U goim -d postgres -c "CREATE DATABASE goim_targets"
 
 export DATABASE_URL=postgres://goim@127.0.0.1:$PORT/goim_targets
@@ -47,10 +51,20 @@ URL=http://127.0.0.1:18090
 start_server() {
   "$GOIM" >"$WORK/server.log" 2>&1 &
   SERVER=$!
-  for _ in $(seq 1 100); do curl -sf "$URL/readyz" >/dev/null 2>&1 && return; sleep 0.2; done
+  for _ in $(seq 1 100); do
+    kill -0 "$SERVER" 2>/dev/null || break
+    curl -sf "$URL/readyz" >/dev/null 2>&1 && return
+    sleep 0.2
+  done
   echo "the server did not become ready; its log:" >&2; cat "$WORK/server.log" >&2; exit 1
 }
-stop_server() { kill -INT "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=; sleep 1; }
+stop_server() { { kill -INT "$SERVER" && wait "$SERVER"; } 2>/dev/null || true; SERVER=; sleep 1; }
+# Runs a load generator; its whole output on failure, else the line matching $1.
+run() {
+  local pattern=$1 out; shift
+  out=$("$@" 2>&1) || { printf '%s\n' "$out" >&2; echo "failed: $*" >&2; exit 1; }
+  grep -E "$pattern" <<<"$out" || { printf '%s\n' "$out" >&2; echo "no line matching '$pattern'" >&2; exit 1; }
+}
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 load() { cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?"; }
 
@@ -58,9 +72,9 @@ echo "== W1 at the maximum, each round followed by pgbench's reference ($(date -
 : >"$WORK/w1" ; : >"$WORK/ratio"; : >"$WORK/cpu"
 for round in $(seq 1 "$ROUNDS"); do
   start_server
-  line=$("$BENCH" chat --pairs 50 --messages "$MSGS" --in-flight 16 --url "$URL" 2>&1 | grep 'msgs/s delivered')
+  line=$(run 'msgs/s delivered' "$BENCH" chat --pairs 50 --messages "$MSGS" --in-flight 16 --url "$URL" --out "$WORK/chat.json")
   stop_server
-  reference=$("$BENCH" writes --senders 64 --seconds 5 --runs 1 2>&1 | grep -E '^spread +pgbench')
+  reference=$(run '^spread +pgbench' "$BENCH" writes --senders 64 --seconds 5 --runs 1 --out "$WORK/writes.json")
   rate=$(grep -o '[0-9]* msgs/s delivered' <<<"$line" | cut -d' ' -f1)
   cpu=$(grep -o 'cpu [0-9]* µs/msg' <<<"$line" | cut -d' ' -f2)
   pgbench=$(awk '{ print $4 }' <<<"$reference")
@@ -76,7 +90,7 @@ echo "== W1 at half the median maximum: --rate $half"
 : >"$WORK/p99"
 for round in $(seq 1 "$ROUNDS"); do
   start_server
-  line=$("$BENCH" chat --pairs 50 --messages "$MSGS" --in-flight 16 --rate "$half" --url "$URL" 2>&1 | grep 'msgs/s delivered')
+  line=$(run 'msgs/s delivered' "$BENCH" chat --pairs 50 --messages "$MSGS" --in-flight 16 --rate "$half" --url "$URL" --out "$WORK/chat.json")
   stop_server
   echo "round $round (load $(load)): ${line#*: }"
   grep -o 'ack p50 [0-9.]* ms p99 [0-9.]*' <<<"$line" | awk '{ print $6 }' >>"$WORK/p99"
@@ -86,7 +100,7 @@ echo "== W2: 500 members, 4 senders"
 : >"$WORK/w2"
 for round in $(seq 1 "$ROUNDS"); do
   start_server
-  line=$("$BENCH" fanout --members 500 --senders 4 --messages 200 --in-flight 4 --url "$URL" 2>&1 | grep 'deliveries/s')
+  line=$(run 'deliveries/s' "$BENCH" fanout --members 500 --senders 4 --messages 200 --in-flight 4 --url "$URL" --out "$WORK/fanout.json")
   stop_server
   echo "round $round (load $(load)): ${line#*: }"
   grep -o '[0-9]* deliveries/s' <<<"$line" | cut -d' ' -f1 >>"$WORK/w2"
@@ -96,7 +110,7 @@ w3="skipped (needs python3 with websockets and requests, and PORT 55432)"
 if [ "$PORT" = 55432 ] && python3 -c 'import websockets, requests' 2>/dev/null; then
   echo "== W3: 10,000 idle sockets"
   line=$(PATH="$PGBIN:$PATH" GOIM_IDLE_PGDATA="$WORK/pg" \
-    python3 scripts/idle-sockets.py "$GOIM" 18091 goim_w3 10000 W3 2>&1 | tail -1)
+    python3 scripts/idle-sockets.py "$GOIM" 18091 goim_w3 10000 W3 2>&1 | tail -1) || true
   echo "$line"
   w3=$(grep -o '[0-9.]* KiB per socket' <<<"$line" || echo "no figure: $line")
 fi

@@ -88,7 +88,8 @@ pub enum WriteError {
     /// The batch's transaction failed; shared by every message of the batch.
     #[error("database error: {0}")]
     Database(#[source] Arc<sqlx::Error>),
-    /// The batch committed without an outcome for this message (a bug, never expected).
+    /// The batch committed without an outcome for this message, or storing it panicked
+    /// (a bug, never expected).
     #[error("the message was not stored")]
     Lost,
 }
@@ -254,8 +255,13 @@ async fn run_lane(lane: usize, pool: PgPool, sinks: Sinks, mut queue: mpsc::Rece
         // A bug that panics while storing must cost that batch, not the lane: a lane
         // that ended would leave its conversations unable to send until a restart.
         let stored = std::panic::AssertUnwindSafe(write_batch(&pool, &sinks, batch)).catch_unwind().await;
-        if stored.is_err() {
-            tracing::error!(lane, "storing a message batch panicked; its senders get an error");
+        if let Err(panic) = stored {
+            let what = panic.downcast_ref::<&str>().copied().or(panic.downcast_ref::<String>().map(String::as_str));
+            tracing::error!(
+                lane,
+                panic = what.unwrap_or("?"),
+                "storing a message batch panicked; its senders get an error"
+            );
         }
     }
 }
