@@ -140,13 +140,16 @@ impl ChromeDriver {
 
     async fn open(&self, width: u32, height: u32, extra_args: Vec<String>, mobile: Option<Value>) -> Session {
         // Chromium's start-up on a loaded box sometimes fails ("session not created":
-        // it did not open its DevTools port in time). That says nothing about the web
-        // client, so a start is tried again, with a fresh profile, before the test fails.
+        // it did not open its DevTools port in time; or the request's own 60 s ran out
+        // first). That says nothing about the web client, so a start is tried again,
+        // with a fresh profile, before the test fails.
         const STARTS: u32 = 3;
         for start in 1..=STARTS {
             match self.try_open(width, height, &extra_args, mobile.as_ref()).await {
                 Ok(session) => return session,
-                Err(error) if error.error == "session not created" && start < STARTS => {
+                Err(error)
+                    if ["session not created", "transport"].contains(&error.error.as_str()) && start < STARTS =>
+                {
                     eprintln!("Chromium did not start ({error}); trying again");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
