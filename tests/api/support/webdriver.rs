@@ -144,7 +144,8 @@ impl ChromeDriver {
         // first). That says nothing about the web client, so a start is tried again,
         // with a fresh profile, before the test fails.
         const STARTS: u32 = 3;
-        for start in 1..=STARTS {
+        let mut start = 1;
+        loop {
             match self.try_open(width, height, &extra_args, mobile.as_ref()).await {
                 Ok(session) => return session,
                 Err(error)
@@ -152,11 +153,11 @@ impl ChromeDriver {
                 {
                     eprintln!("Chromium did not start ({error}); trying again");
                     tokio::time::sleep(Duration::from_secs(1)).await;
+                    start += 1;
                 }
                 Err(error) => panic!("cannot start a Chromium session: {error}"),
             }
         }
-        unreachable!("the last start returns or panics")
     }
 
     async fn try_open(
