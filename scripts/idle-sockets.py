@@ -7,9 +7,10 @@ thousands do not run out of ephemeral ports.
 Needs: a PostgreSQL whose superuser `goim` accepts 127.0.0.1:55432 (PGDATA in $GOIM_IDLE_PGDATA, to sum
 its processes' CPU), Python's `requests` and `websockets`. Creates the database, starts GOIM on it, registers
 sockets/100 users, opens the sockets with bearer tokens, then reads /proc for GOIM's and PostgreSQL's CPU over
-60 idle seconds (the client answers pings). Stops GOIM at the end.
+60 idle seconds (the client answers pings). Then every socket sends one 60 KB frame, and the memory per
+socket is read again (a socket must not keep the buffer its largest frame needed). Stops GOIM at the end.
 """
-import asyncio, os, subprocess, sys, time, requests, websockets, resource
+import asyncio, json, os, subprocess, sys, time, requests, websockets, resource
 binary, port, db, n_sockets, label = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
 resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
 subprocess.run(["psql","-q","-h","127.0.0.1","-p","55432","-U","goim","-d","postgres","-c",f"DROP DATABASE IF EXISTS {db}","-c",f"CREATE DATABASE {db}"],check=True,capture_output=True)
@@ -59,7 +60,14 @@ async def main():
     await asyncio.sleep(60)
     g1,pg1,t1=cpu_ticks(p.pid),pg_ticks(),time.time()
     secs=t1-t0
-    print(f"{label}: {n_sockets} idle sockets, {secs:.0f} s: GOIM {10*(g1-g0)/secs:.1f} ms CPU/s, PostgreSQL {10*(pg1-pg0)/secs:.1f} ms CPU/s, GOIM RSS {rss(p.pid)/1024:.1f} MiB ({rss_before/1024:.1f} before the sockets; {(rss_open-rss_before)/n_sockets:.2f} KiB per socket)")
+    rss_idle=rss(p.pid)
+    # Then each socket sends one 60 KB request (refused: not a request GOIM knows) and
+    # idles again: what the socket costs after it, the read buffer included.
+    big=json.dumps({"id":"big","type":"no_such_request","pad":"x"*60000})
+    await asyncio.gather(*[s.send(big) for s in socks])
+    await asyncio.sleep(5)
+    rss_big=rss(p.pid)
+    print(f"{label}: {n_sockets} idle sockets, {secs:.0f} s: GOIM {10*(g1-g0)/secs:.1f} ms CPU/s, PostgreSQL {10*(pg1-pg0)/secs:.1f} ms CPU/s, GOIM RSS {rss_idle/1024:.1f} MiB ({rss_before/1024:.1f} before the sockets; {(rss_open-rss_before)/n_sockets:.2f} KiB per socket; {(rss_big-rss_before)/n_sockets:.2f} KiB per socket after one 60 KB frame each)")
     for t in tasks: t.cancel()
 asyncio.run(main())
 p.terminate(); p.wait(30)

@@ -3,6 +3,7 @@
 //! written down in docs/protocol.md; [`protocol`] parses and renders its frames.
 //! Every operation calls the same service functions as the REST API.
 
+mod client_messages;
 mod frame_guard;
 pub mod protocol;
 mod session;
@@ -10,7 +11,7 @@ mod socket;
 pub mod upgrade;
 
 use actix_web::{
-    HttpMessage as _, HttpRequest, HttpResponse,
+    FromRequest as _, HttpMessage as _, HttpRequest, HttpResponse,
     http::header::{self, HeaderValue},
     web,
 };
@@ -21,6 +22,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 
+use self::client_messages::ClientMessages;
 use crate::{
     auth::{Authenticated, Verdict, check_token, session_revoked},
     db,
@@ -140,7 +142,11 @@ pub async fn connect(
     // count as a connection, nor flap the user's presence. Nothing reaches the client
     // until the response below is returned, so a refusal after this is still clean.
     let handshake_failed = |why: String| ApiError::bad_request("websocket_handshake_failed", why);
-    let (mut response, socket, messages) = actix_ws::handle(&req, body).map_err(|e| handshake_failed(e.to_string()))?;
+    // actix-ws encodes what the socket sends; what the client sends is decoded by
+    // `ClientMessages`, which does not keep a buffer at the largest frame's size, so
+    // actix-ws's own decoder is given no payload.
+    let no_payload = web::Payload::extract(&req).await.map_err(|e| handshake_failed(e.to_string()))?;
+    let (mut response, socket, _) = actix_ws::handle(&req, no_payload).map_err(|e| handshake_failed(e.to_string()))?;
     // Only a request actix-http handed to `upgrade` can take its connection over.
     let handover = req
         .extensions()
@@ -160,7 +166,7 @@ pub async fn connect(
     // A message may come in fragments (RFC 6455 §5.4); reassembled, it is held to the
     // same limit as a single frame.
     let max_frame = config.websocket.ws_max_frame_bytes as usize;
-    let messages = messages.max_frame_size(max_frame).aggregate_continuations().max_continuation_size(max_frame);
+    let messages = ClientMessages::new(body.into_inner(), max_frame);
     handover.admit(session::Connection {
         state: state.clone(),
         user,

@@ -10,7 +10,7 @@ use std::{
 };
 
 use actix_web::web;
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError, Session};
 use futures_util::FutureExt;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use super::{
+    client_messages::{self, ClientMessages},
     frame_guard,
     protocol::{self, ClientRequest},
     socket::WRITE_TIMEOUT,
@@ -49,8 +50,8 @@ pub struct Connection {
     pub outbound: mpsc::Receiver<Frame>,
     /// Where frames go to the client (actix-ws encodes them).
     pub socket: Session,
-    /// The client's messages (actix-ws decodes them).
-    pub messages: AggregatedMessageStream,
+    /// The client's messages.
+    pub messages: ClientMessages,
 }
 
 /// Consecutive rate-limited requests after which the socket is closed with 4008.
@@ -130,7 +131,7 @@ pub fn run(connection: Connection) -> impl Future<Output = Registration> {
 }
 
 impl SocketSession {
-    async fn run(mut self, mut messages: AggregatedMessageStream, mut outbound: mpsc::Receiver<Frame>) -> Registration {
+    async fn run(mut self, mut messages: ClientMessages, mut outbound: mpsc::Receiver<Frame>) -> Registration {
         let mut heartbeat = tokio::time::interval(self.state.config.websocket.ws_ping_interval);
         heartbeat.tick().await;
         let shutdown = self.state.shutdown.clone();
@@ -173,7 +174,7 @@ impl SocketSession {
     /// long as it is busy: after every batch of writes, each gets a turn if it is due.
     async fn turns_after_writes(
         &mut self,
-        messages: &mut AggregatedMessageStream,
+        messages: &mut ClientMessages,
         heartbeat: &mut tokio::time::Interval,
     ) -> Flow {
         if let Some(message) = messages.recv().now_or_never() {
@@ -365,7 +366,7 @@ impl SocketSession {
         close: Option<CloseReason>,
         drain: bool,
         mut outbound: mpsc::Receiver<Frame>,
-        mut messages: AggregatedMessageStream,
+        mut messages: ClientMessages,
     ) -> Registration {
         self.requests.close();
         let _ = tokio::time::timeout(self.state.config.server.shutdown_timeout, self.requests.wait()).await;
@@ -417,7 +418,7 @@ fn answer_to_close(peer: Option<CloseReason>) -> CloseReason {
 fn protocol_error_reason(error: &ProtocolError) -> CloseReason {
     match error {
         ProtocolError::Overflow => reason(CloseCode::Size, "frame too large"),
-        ProtocolError::Io(io) if io.to_string().contains("maximum continuation size") => {
+        ProtocolError::Io(io) if io.get_ref().is_some_and(|inner| client_messages::is_message_too_large(inner)) => {
             reason(CloseCode::Size, "message too large")
         }
         ProtocolError::Io(io) if io.get_ref().is_some_and(|inner| frame_guard::is_overflow(inner)) => {

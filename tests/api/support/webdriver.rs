@@ -67,34 +67,18 @@ impl ChromeDriver {
                  point GOIM_CHROMIUM and GOIM_CHROMEDRIVER at the binaries."
             );
         };
-        let mut child = Command::new(&driver)
-            .arg("--port=0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot run {}: {error}", driver.display()));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        // chromedriver announces its port on stdout; the reader keeps draining the pipe
-        // afterwards so that chromedriver never blocks on a full pipe.
-        let (port_tx, port_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut port_tx = Some(port_tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(port) = line.split("started successfully on port ").nth(1) {
-                    let port = port.trim().trim_end_matches('.').parse::<u16>().ok();
-                    if let (Some(tx), Some(port)) = (port_tx.take(), port) {
-                        let _ = tx.send(port);
-                    }
+        // Like Chromium's (see `open`), chromedriver's start-up on a loaded box has been
+        // seen to stall: a start that does not report its port is tried again.
+        const STARTS: u32 = 3;
+        let mut start = 1;
+        let (child, port) = loop {
+            match start_driver(&driver) {
+                Ok(started) => break started,
+                Err(why) if start < STARTS => {
+                    eprintln!("{why}; trying again");
+                    start += 1;
                 }
-            }
-        });
-        let port = match port_rx.recv_timeout(UI_TIMEOUT) {
-            Ok(port) => port,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("{} did not report its port within {UI_TIMEOUT:?}", driver.display());
+                Err(why) => panic!("{why}"),
             }
         };
         let this = Self {
@@ -483,6 +467,42 @@ fn windows_chrome_locations() -> Vec<PathBuf> {
         .filter_map(std::env::var_os)
         .map(|root| PathBuf::from(root).join("Google").join("Chrome").join("Application").join("chrome.exe"))
         .collect()
+}
+
+/// Runs chromedriver on a port it picks itself, and reads the port back from its
+/// start-up line.
+fn start_driver(driver: &Path) -> Result<(Child, u16), String> {
+    let mut child = Command::new(driver)
+        .arg("--port=0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", driver.display()));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    // chromedriver announces its port on stdout; the reader keeps draining the pipe
+    // afterwards so that chromedriver never blocks on a full pipe.
+    let (port_tx, port_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut port_tx = Some(port_tx);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(port) = line.split("started successfully on port ").nth(1) {
+                let port = port.trim().trim_end_matches('.').parse::<u16>().ok();
+                if let (Some(tx), Some(port)) = (port_tx.take(), port) {
+                    let _ = tx.send(port);
+                }
+            }
+        }
+    });
+    match port_rx.recv_timeout(UI_TIMEOUT) {
+        Ok(port) => Ok((child, port)),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!("{} did not report its port within {UI_TIMEOUT:?}", driver.display()))
+        }
+    }
 }
 
 /// `env` if set, else the first of `names` on `PATH`, else the first existing `fallbacks`.
