@@ -1,6 +1,6 @@
 //! Refuses a WebSocket frame by its declared length, as soon as its header arrives.
 //! actix-http's frame parser checks the size limit only once a whole frame is buffered,
-//! and actix-ws keeps appending to its buffer meanwhile: one header declaring 1 GiB,
+//! and the decoder keeps appending to its buffer meanwhile: one header declaring 1 GiB,
 //! followed by a steady stream of bytes, would make GOIM buffer all of it before
 //! answering 1009. [`FrameGuard`] reads the frame headers in the raw byte stream (without copying
 //! it) and fails the stream with `PayloadError::Overflow` the moment a header declares
@@ -10,7 +10,7 @@
 //! reason that is not UTF-8), which actix-http reads as "no code", and a close frame
 //! over 125 bytes, which it reads as a normal close: the session closes with 1002
 //! (1007 for the reason). And it caps how many fragments one message may come in:
-//! actix-ws keeps every fragment, even an empty one, until the message is whole.
+//! the decoder keeps every fragment, even an empty one, until the message is whole.
 //!
 //! Frames before a bad one are handed on first, so a request in the same packet as a
 //! violation is still answered before the connection closes.
@@ -44,16 +44,11 @@ pub struct FrameGuard<S> {
     scan: Scan,
     /// Fragments of the message in progress (0 between messages).
     fragments: u32,
-    /// A violation found behind frames that were handed on first.
-    deferred: Option<Deferred>,
+    /// A violation found behind frames that were handed on first; reported on the next
+    /// poll, once [`super::client_messages::ClientMessages`] decoded those frames (it
+    /// decodes what it has before reading more).
+    deferred: Option<PayloadError>,
     failed: bool,
-}
-
-enum Deferred {
-    /// The frames before it are decoded first: actix-ws reads until its source says
-    /// `Pending`, and fails before decoding what it holds when it meets an error.
-    Pause(PayloadError),
-    Error(PayloadError),
 }
 
 /// A violation, and where in the chunk the frame that made it began.
@@ -213,17 +208,9 @@ impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin> Stream for FrameGuar
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        match this.deferred.take() {
-            Some(Deferred::Pause(error)) => {
-                this.deferred = Some(Deferred::Error(error));
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            Some(Deferred::Error(error)) => {
-                this.failed = true;
-                return Poll::Ready(Some(Err(error)));
-            }
-            None => {}
+        if let Some(error) = this.deferred.take() {
+            this.failed = true;
+            return Poll::Ready(Some(Err(error)));
         }
         if this.failed {
             return Poll::Ready(None);
@@ -236,7 +223,7 @@ impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin> Stream for FrameGuar
                     Poll::Ready(Some(Err(error)))
                 }
                 Err(Violation { error, frame_start }) => {
-                    this.deferred = Some(Deferred::Pause(error));
+                    this.deferred = Some(error);
                     Poll::Ready(Some(Ok(chunk.slice(..frame_start))))
                 }
             },

@@ -1,8 +1,8 @@
-//! One WebSocket's bytes after the handshake, outside actix-http's dispatcher. actix-ws
-//! does the framing; this module only moves bytes between it and the connection:
-//! [`Inbound`] is the request payload actix-ws decodes frames from, read straight off
-//! the socket, and [`write_frames`] writes what actix-ws encodes (the body of the `101`
-//! response). Neither keeps a buffer while the socket is idle: reads go through a
+//! One WebSocket's bytes after the handshake, outside actix-http's dispatcher. This
+//! module only moves bytes between the framing and the connection: [`Inbound`] is the
+//! request payload the client's frames are decoded from
+//! ([`super::client_messages::ClientMessages`]), read straight off the socket, and
+//! [`write_frames`] writes what actix-ws encodes (the body of the `101` response). Neither keeps a buffer while the socket is idle: reads go through a
 //! stack chunk and are handed on at once, and each write's bytes live until written.
 
 use std::{
@@ -25,9 +25,9 @@ use tokio::{
 
 /// The most one read takes from the kernel.
 const READ_CHUNK: usize = 8 * 1024;
-/// How much is read in one go before the reader lets its consumer decode: actix-ws
-/// reads until nothing is left, and without a pause a client that never stops sending
-/// would have it buffer everything the kernel holds.
+/// How much is read in one go before the reader yields to the runtime: a client that
+/// never stops sending (a large frame in many pieces) must not keep its task running
+/// while other sockets wait.
 const READ_BURST: usize = 64 * 1024;
 /// Longest wait for one write before the client counts as not reading.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -348,13 +348,16 @@ fn resident_kib(pid: u32) -> u64 {
 
 /// A real `goim` process on `peer`'s database, for cases whose cost is measured in the
 /// server's own memory.
-async fn separate_goim(peer: &TestApp, work_dir: &std::path::Path) -> (RunningGoim, TestApp) {
+async fn separate_goim(
+    peer: &TestApp,
+    work_dir: &std::path::Path,
+    settings: &[(&str, &str)],
+) -> (RunningGoim, TestApp) {
     let database_url = cluster().database_url(&peer.db_options);
     let secret = test_config().auth.jwt_secret.expect("test secret");
-    let goim = RunningGoim::start_with(
-        work_dir,
-        &[("DATABASE_URL", database_url.as_str()), ("GOIM_JWT_SECRET", secret.expose())],
-    );
+    let mut env = vec![("DATABASE_URL", database_url.as_str()), ("GOIM_JWT_SECRET", secret.expose())];
+    env.extend_from_slice(settings);
+    let goim = RunningGoim::start_with(work_dir, &env);
     let app = goim.app(peer);
     app.wait_until_ready().await;
     (goim, app)
@@ -364,7 +367,7 @@ async fn separate_goim(peer: &TestApp, work_dir: &std::path::Path) -> (RunningGo
 async fn every_rfc_6455_violation_gets_its_close_code_and_memory_stays_bounded() {
     let peer = spawn_app_with(|_| {}).await;
     let work_dir = tempfile::tempdir().unwrap();
-    let (goim, app) = separate_goim(&peer, work_dir.path()).await;
+    let (goim, app) = separate_goim(&peer, work_dir.path(), &[]).await;
     let user = app.register("rfc_abuser").await;
     let ping = br#"{"id":"1","type":"ping"}"#;
     let max = 64 * 1024;
@@ -442,10 +445,52 @@ async fn every_rfc_6455_violation_gets_its_close_code_and_memory_stays_bounded()
 }
 
 #[tokio::test]
+async fn a_socket_does_not_keep_the_buffer_its_largest_message_needed() {
+    const SOCKETS: usize = 200;
+    let peer = spawn_app_with(|_| {}).await;
+    let work_dir = tempfile::tempdir().unwrap();
+    let (goim, app) = separate_goim(&peer, work_dir.path(), &[("GOIM_WS_MAX_CONNECTIONS_PER_USER", "1000")]).await;
+    let user = app.register("large_lars").await;
+    let mut sockets = Vec::new();
+    for _ in 0..SOCKETS {
+        sockets.push(ws_over(&app, &user, raw(&app).await).await);
+    }
+    async fn request(socket: &mut WebSocketStream<TcpStream>, frame: &[u8], id: &str) {
+        socket.get_mut().write_all(frame).await.unwrap();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("a reply in time") {
+                Some(Ok(Message::Text(text))) if text.contains(&format!(r#""id":"{id}""#)) => return,
+                Some(Ok(_)) => continue,
+                other => panic!("no reply to {id}: {other:?}"),
+            }
+        }
+    }
+    let small = client_frame(0x81, br#"{"id":"small","type":"ping"}"#, true, None);
+    for socket in &mut sockets {
+        request(socket, &small, "small").await;
+    }
+    let before = resident_kib(goim.child.id());
+
+    // Each socket sends one 60 KB request (its padding is refused), ten at a time so
+    // that only ten are ever in memory together.
+    let large = format!(r#"{{"id":"large","type":"ping","padding":"{}"}}"#, "x".repeat(60_000));
+    let large = client_frame(0x81, large.as_bytes(), true, None);
+    for group in sockets.chunks_mut(10) {
+        futures_util::future::join_all(group.iter_mut().map(|socket| request(socket, &large, "large"))).await;
+    }
+    let grown = resident_kib(goim.child.id()).saturating_sub(before);
+    // A socket that kept its read buffer would hold 60 KB more: 12 MiB for these 200.
+    assert!(grown < 4 * 1024, "the server grew by {grown} KiB after {SOCKETS} sockets sent one large message each");
+    for socket in &mut sockets {
+        request(socket, &small, "small").await;
+    }
+}
+
+#[tokio::test]
 async fn half_open_connections_and_trickled_handshakes_cost_seconds_not_the_server() {
     let peer = spawn_app_with(|_| {}).await;
     let work_dir = tempfile::tempdir().unwrap();
-    let (goim, app) = separate_goim(&peer, work_dir.path()).await;
+    let (goim, app) = separate_goim(&peer, work_dir.path(), &[]).await;
     let user = app.register("half_open").await;
 
     // Hundreds of connections that send half a request line and then nothing.
