@@ -8,7 +8,8 @@ Needs: a PostgreSQL whose superuser `goim` accepts 127.0.0.1:55432 (PGDATA in $G
 its processes' CPU), Python's `requests` and `websockets`. Creates the database, starts GOIM on it, registers
 sockets/100 users, opens the sockets with bearer tokens, then reads /proc for GOIM's and PostgreSQL's CPU over
 60 idle seconds (the client answers pings). Then every socket sends one 60 KB frame, and the memory per
-socket is read again (a socket must not keep the buffer its largest frame needed). Stops GOIM at the end.
+socket is read again (a socket must not keep the buffer its largest frame needed); then all close, and as
+many open again (is what they held reused?). Stops GOIM at the end.
 """
 import asyncio, json, os, subprocess, sys, time, requests, websockets, resource
 binary, port, db, n_sockets, label = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
@@ -42,12 +43,15 @@ def rss(pid):
     for l in open(f"/proc/{pid}/status"):
         if l.startswith("VmRSS:"): return int(l.split()[1])
 async def main():
-    socks=[]
+    async def open_sockets():
+        socks=[]
+        for i in range(n_sockets):
+            tok=users[i%len(users)]
+            socks.append(await websockets.connect(f"ws://127.0.0.1:{port}/api/v1/ws",subprotocols=["goim.v1"],additional_headers={"Authorization":"Bearer "+tok},ping_interval=None,local_addr=(f"127.0.0.{1+i%8}",0)))
+        return socks
     await asyncio.sleep(2)
     rss_before=rss(p.pid)
-    for i in range(n_sockets):
-        tok=users[i%len(users)]
-        socks.append(await websockets.connect(f"ws://127.0.0.1:{port}/api/v1/ws",subprotocols=["goim.v1"],additional_headers={"Authorization":"Bearer "+tok},ping_interval=None,local_addr=(f"127.0.0.{1+i%8}",0)))
+    socks=await open_sockets()
     await asyncio.sleep(5)
     rss_open=rss(p.pid)
     g0,pg0,t0=cpu_ticks(p.pid),pg_ticks(),time.time()
@@ -67,7 +71,14 @@ async def main():
     await asyncio.gather(*[s.send(big) for s in socks])
     await asyncio.sleep(5)
     rss_big=rss(p.pid)
-    print(f"{label}: {n_sockets} idle sockets, {secs:.0f} s: GOIM {10*(g1-g0)/secs:.1f} ms CPU/s, PostgreSQL {10*(pg1-pg0)/secs:.1f} ms CPU/s, GOIM RSS {rss_idle/1024:.1f} MiB ({rss_before/1024:.1f} before the sockets; {(rss_open-rss_before)/n_sockets:.2f} KiB per socket; {(rss_big-rss_before)/n_sockets:.2f} KiB per socket after one 60 KB frame each)")
     for t in tasks: t.cancel()
+    # Then they all close, and as many open again: is what they held reused?
+    await asyncio.gather(*[s.close() for s in socks])
+    await asyncio.sleep(5)
+    rss_closed=rss(p.pid)
+    socks=await open_sockets()
+    await asyncio.sleep(5)
+    rss_again=rss(p.pid)
+    print(f"{label}: {n_sockets} idle sockets, {secs:.0f} s: GOIM {10*(g1-g0)/secs:.1f} ms CPU/s, PostgreSQL {10*(pg1-pg0)/secs:.1f} ms CPU/s, GOIM RSS {rss_idle/1024:.1f} MiB ({rss_before/1024:.1f} before the sockets; {(rss_open-rss_before)/n_sockets:.2f} KiB per socket; {(rss_big-rss_before)/n_sockets:.2f} KiB per socket after one 60 KB frame each; {rss_closed/1024:.1f} MiB once all closed, {rss_again/1024:.1f} MiB with as many open again)")
 asyncio.run(main())
 p.terminate(); p.wait(30)

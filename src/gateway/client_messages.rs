@@ -232,18 +232,18 @@ mod tests {
         bytes.extend(frame(0x0, true, &"é, ".as_bytes()[1..]));
         bytes.extend(frame(0x2, true, &[0, 1, 2]));
         bytes.extend(frame(0x8, true, &[0x03, 0xE8, b'b', b'y', b'e']));
-        let chunks = bytes.chunks(3).map(|c| Ok(c.to_vec())).collect();
-        let got = all(messages(chunks, 1024)).await;
-        assert_eq!(
-            got,
-            vec![
-                Ok(AggregatedMessage::Text("hello".into())),
-                Ok(AggregatedMessage::Ping(Bytes::from_static(b"ping"))),
-                Ok(AggregatedMessage::Text("café, ".into())),
-                Ok(AggregatedMessage::Binary(Bytes::from_static(&[0, 1, 2]))),
-                Ok(AggregatedMessage::Close(Some((CloseCode::Normal, "bye").into()))),
-            ]
-        );
+        let expected = vec![
+            Ok(AggregatedMessage::Text("hello".into())),
+            Ok(AggregatedMessage::Ping(Bytes::from_static(b"ping"))),
+            Ok(AggregatedMessage::Text("café, ".into())),
+            Ok(AggregatedMessage::Binary(Bytes::from_static(&[0, 1, 2]))),
+            Ok(AggregatedMessage::Close(Some((CloseCode::Normal, "bye").into()))),
+        ];
+        // Every way of cutting the bytes into reads of one size, down to a byte each.
+        for size in 1..=bytes.len() {
+            let chunks = bytes.chunks(size).map(|c| Ok(c.to_vec())).collect();
+            assert_eq!(all(messages(chunks, 1024)).await, expected, "reads of {size} bytes");
+        }
     }
 
     #[actix_web::test]
