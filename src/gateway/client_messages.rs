@@ -1,17 +1,32 @@
 //! The client's messages: frames decoded from the socket's byte stream, and a message
 //! sent in fragments (RFC 6455 §5.4) put back together.
 //!
-//! This is what actix-ws's `AggregatedMessageStream` does, with one difference: its
-//! decoder keeps the buffer it reads frames into for the socket's life, at the size of
-//! the largest frame the client ever sent. One 64 KiB message would cost its socket
-//! 64 KiB until it closed; across 10,000 sockets, more than six times what they cost
-//! idle. Here the buffer is let go whenever every byte in it has been decoded, so an
-//! idle socket holds none, whatever it sent before.
+//! This does what actix-ws's `AggregatedMessageStream` does (with actix-http's frame
+//! codec, and the same errors), but holds on to less:
+//! - actix-ws reads into one buffer and splits each frame off it, and the handle left
+//!   behind keeps, and reuses, the allocation: a socket holds the buffer its largest
+//!   frame needed for as long as it is open. Here the buffer is dropped once every
+//!   whole frame in it is decoded (what is left of a frame still arriving is copied
+//!   out), so an idle socket holds no read buffer, whatever it sent before.
+//! - A fragmented message is copied out of the read buffer part by part, into one
+//!   buffer held to the message limit; its parts do not pin the buffers they came in.
+//!   It must be whole within [`UNFINISHED_MESSAGE_LIMIT`]: control frames may come
+//!   between its parts, so without a limit a client answering pings could hold one
+//!   open, and its buffer, for the socket's life.
+//! - A whole text or binary frame in the middle of a fragmented message is refused
+//!   (§5.4), which the codec lets through.
+//!
+//! A frame still arriving holds the buffer it needs, up to the frame limit, until it
+//! is whole; no pong can come in the middle of a frame, so the heartbeat closes a
+//! socket whose frame stops arriving. What was read is always decoded before more is
+//! read, so the frames in front of a violation [`super::frame_guard::FrameGuard`]
+//! reports are answered first.
 
 use std::{
-    io, mem,
+    io,
     pin::Pin,
     task::{Context, Poll},
+    time::{Duration, Instant},
 };
 
 use actix_codec::Decoder as _;
@@ -24,26 +39,40 @@ use actix_ws::AggregatedMessage;
 use bytestring::ByteString;
 use futures_util::{Stream, StreamExt as _};
 
+/// How long a message sent in fragments may take to be whole.
+pub const UNFINISHED_MESSAGE_LIMIT: Duration = Duration::from_secs(30);
+
 pub struct ClientMessages {
     payload: Payload,
     codec: Codec,
-    /// Bytes read and not yet decoded: a frame's beginning, or nothing.
+    /// Bytes read and not yet decoded: whole frames, then at most the beginning of one.
     unread: BytesMut,
     /// A frame was split off `unread` since it last had a buffer of its own.
     shares_buffer: bool,
     /// The source ended: what is left in `unread` is decoded, then the stream ends.
     ended: bool,
-    /// A fragmented message's parts so far.
-    fragments: Vec<Bytes>,
-    fragments_are_text: bool,
-    fragments_size: usize,
+    /// The message coming in fragments, if one is.
+    partial: Option<Partial>,
     max_message: usize,
+    /// [`UNFINISHED_MESSAGE_LIMIT`] (shorter in tests).
+    unfinished_limit: Duration,
+}
+
+struct Partial {
+    text: bool,
+    bytes: BytesMut,
+    started: Instant,
 }
 
 /// A fragmented message grew past the largest message a client may send.
 #[derive(Debug, thiserror::Error)]
 #[error("message exceeds the maximum message size")]
 pub struct MessageTooLarge;
+
+/// A fragmented message was not whole within [`UNFINISHED_MESSAGE_LIMIT`].
+#[derive(Debug, thiserror::Error)]
+#[error("a fragmented message was not finished in time")]
+pub struct MessageUnfinished;
 
 impl ClientMessages {
     /// Frames over `max_frame` bytes fail with `ProtocolError::Overflow`, fragmented
@@ -55,10 +84,9 @@ impl ClientMessages {
             unread: BytesMut::new(),
             shares_buffer: false,
             ended: false,
-            fragments: Vec::new(),
-            fragments_are_text: false,
-            fragments_size: 0,
+            partial: None,
             max_message: max_frame,
+            unfinished_limit: UNFINISHED_MESSAGE_LIMIT,
         }
     }
 
@@ -79,59 +107,58 @@ impl ClientMessages {
 
     /// A message from `frame`, or `None` while a fragmented one is still incomplete.
     fn assemble(&mut self, frame: Frame) -> Result<Option<AggregatedMessage>, ProtocolError> {
+        if self.partial.as_ref().is_some_and(|partial| partial.started.elapsed() > self.unfinished_limit) {
+            self.partial = None;
+            return Err(ProtocolError::Io(io::Error::other(MessageUnfinished)));
+        }
         let message = match frame {
+            Frame::Text(_) | Frame::Binary(_) if self.partial.is_some() => {
+                return Err(ProtocolError::ContinuationStarted);
+            }
             Frame::Text(text) => AggregatedMessage::Text(text_of(text)?),
             Frame::Binary(binary) => AggregatedMessage::Binary(binary),
             Frame::Ping(ping) => AggregatedMessage::Ping(ping),
             Frame::Pong(pong) => AggregatedMessage::Pong(pong),
             Frame::Close(reason) => AggregatedMessage::Close(reason),
-            // The codec refuses fragments out of order (a continuation with no first
-            // fragment, a new message before the last one ended).
             Frame::Continuation(item) => {
+                // The codec refuses a first fragment while a message is in progress,
+                // and a continuation with nothing to continue.
+                if let Item::FirstText(_) | Item::FirstBinary(_) = item {
+                    let text = matches!(item, Item::FirstText(_));
+                    self.partial = Some(Partial { text, bytes: BytesMut::new(), started: Instant::now() });
+                }
                 let (part, last) = match item {
-                    Item::FirstText(part) => {
-                        self.fragments_are_text = true;
-                        (part, false)
-                    }
-                    Item::FirstBinary(part) => {
-                        self.fragments_are_text = false;
-                        (part, false)
-                    }
-                    Item::Continue(part) => (part, false),
+                    Item::FirstText(part) | Item::FirstBinary(part) | Item::Continue(part) => (part, false),
                     Item::Last(part) => (part, true),
                 };
-                self.fragments_size += part.len();
-                if self.fragments_size > self.max_message {
-                    self.fragments = Vec::new();
-                    self.fragments_size = 0;
+                let Some(partial) = self.partial.as_mut() else {
+                    return Err(ProtocolError::ContinuationNotStarted);
+                };
+                if partial.bytes.len() + part.len() > self.max_message {
+                    self.partial = None;
                     return Err(ProtocolError::Io(io::Error::other(MessageTooLarge)));
                 }
-                self.fragments.push(part);
+                partial.bytes.extend_from_slice(&part);
                 if !last {
                     return Ok(None);
                 }
-                self.fragments_size = 0;
-                // Taken, not cleared: the list's room for a message of many fragments
-                // is given back too.
-                let parts = mem::take(&mut self.fragments);
-                let whole =
-                    if parts.len() == 1 { parts.into_iter().next().unwrap_or_default() } else { parts.concat().into() };
-                if self.fragments_are_text {
-                    AggregatedMessage::Text(text_of(whole)?)
+                let Some(Partial { text, bytes, .. }) = self.partial.take() else {
+                    return Err(ProtocolError::ContinuationNotStarted);
+                };
+                if text {
+                    AggregatedMessage::Text(text_of(bytes.freeze())?)
                 } else {
-                    AggregatedMessage::Binary(whole)
+                    AggregatedMessage::Binary(bytes.freeze())
                 }
             }
         };
         Ok(Some(message))
     }
-}
 
-impl ClientMessages {
     /// Every frame split off `unread` shares its allocation, and the handle left behind
     /// would keep (and reuse) the largest buffer ever read. Once every whole frame is
     /// decoded, `unread` is either empty, and dropped, or the beginning of one frame,
-    /// and copied into a buffer of its own (once per frame at most).
+    /// and copied into a buffer of its own (at most one read's worth, once per read).
     fn let_go_of_decoded(&mut self) {
         if self.unread.is_empty() {
             self.unread = BytesMut::new();
@@ -152,8 +179,6 @@ impl Stream for ClientMessages {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
-            // What was read is decoded before reading more: the frames in front of a
-            // violation the source reports are still answered.
             match this.decode() {
                 Ok(Some(message)) => return Poll::Ready(Some(Ok(message))),
                 Ok(None) => this.let_go_of_decoded(),
@@ -179,10 +204,15 @@ pub fn is_message_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
     error.is::<MessageTooLarge>()
 }
 
+/// Whether `error` (inside a `ProtocolError::Io`) is [`MessageUnfinished`].
+pub fn is_message_unfinished(error: &(dyn std::error::Error + 'static)) -> bool {
+    error.is::<MessageUnfinished>()
+}
+
 #[cfg(test)]
 mod tests {
     use actix_http::{BoxedPayloadStream, error::PayloadError, ws::CloseCode};
-    use futures_util::stream;
+    use futures_util::{FutureExt as _, stream};
 
     use super::*;
 
@@ -263,10 +293,25 @@ mod tests {
     }
 
     #[actix_web::test]
-    async fn text_that_is_not_utf8_fails_as_invalid_data() {
+    async fn text_that_is_not_utf8_fails_as_invalid_data_whole_or_reassembled() {
         let mut stream = messages(vec![Ok(frame(0x1, true, &[0xFF, 0xFE]))], 10);
         let error = stream.recv().await.and_then(Result::err);
         assert!(matches!(&error, Some(ProtocolError::Io(io)) if io.kind() == io::ErrorKind::InvalidData), "{error:?}");
+
+        let mut bytes = frame(0x1, false, &[0xC3]);
+        bytes.extend(frame(0x0, true, &[0x28]));
+        let mut stream = messages(vec![Ok(bytes)], 10);
+        let error = stream.recv().await.and_then(Result::err);
+        assert!(matches!(&error, Some(ProtocolError::Io(io)) if io.kind() == io::ErrorKind::InvalidData), "{error:?}");
+    }
+
+    #[actix_web::test]
+    async fn a_whole_message_inside_a_fragmented_one_is_refused() {
+        let mut bytes = frame(0x1, false, b"{\"id\":");
+        bytes.extend(frame(0x1, true, b"{}"));
+        let mut stream = messages(vec![Ok(bytes)], 100);
+        let error = stream.recv().await.and_then(Result::err);
+        assert!(matches!(error, Some(ProtocolError::ContinuationStarted)), "{error:?}");
     }
 
     #[actix_web::test]
@@ -278,36 +323,85 @@ mod tests {
         assert!(got[1].is_err());
     }
 
-    #[actix_web::test]
-    async fn a_frame_beginning_left_behind_a_large_message_does_not_keep_its_buffer() {
-        let mut chunk = frame(0x1, true, &[b'x'; 60_000]);
-        chunk.extend_from_slice(&frame(0x1, true, b"next")[..3]);
-        let mut stream = messages(vec![Ok(chunk)], 65_536);
-        let first = stream.recv().await;
-        assert!(matches!(&first, Some(Ok(AggregatedMessage::Text(t))) if t.len() == 60_000));
-        drop(first);
-        // The source ends here, so the stream does too, with the partial frame unread.
-        assert!(stream.recv().await.is_none());
-        assert_eq!(stream.unread.len(), 3);
-        assert!(stream.unread.capacity() < 1024, "{} bytes kept for 3", stream.unread.capacity());
+    /// `chunks`, then a source that stays open and silent, like an idle client.
+    fn then_idle(chunks: Vec<Vec<u8>>, max: usize) -> ClientMessages {
+        let source: BoxedPayloadStream =
+            Box::pin(stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from(c)))).chain(stream::pending()));
+        ClientMessages::new(Payload::from(source), max)
+    }
+
+    /// Whether `buffer` still holds an allocation with room for a large frame.
+    /// (`capacity()` cannot tell: it is only the room after the handle's own bytes.)
+    fn keeps_a_large_buffer(buffer: &mut BytesMut) -> bool {
+        buffer.try_reclaim(30_000)
     }
 
     #[actix_web::test]
-    async fn the_read_buffer_is_let_go_once_a_large_message_is_decoded() {
-        let big = frame(0x1, true, &[b'x'; 60_000]);
-        let mut small_after = frame(0x1, true, b"next");
-        // The next frame's first bytes arrive with the large one.
-        let tail = small_after.split_off(3);
-        let mut chunk = big;
-        chunk.extend_from_slice(&small_after);
-        let mut stream = messages(vec![Ok(chunk), Ok(tail)], 65_536);
-
+    async fn an_idle_socket_holds_no_read_buffer_after_a_large_message() {
+        let mut stream = then_idle(vec![frame(0x1, true, &[b'x'; 60_000])], 65_536);
         let first = stream.recv().await;
         assert!(matches!(&first, Some(Ok(AggregatedMessage::Text(t))) if t.len() == 60_000));
-        let second = stream.recv().await;
-        assert_eq!(second.and_then(Result::ok), Some(AggregatedMessage::Text("next".into())));
-        assert_eq!(stream.unread.capacity(), 0, "an empty buffer is given back, not kept at 60 KB");
         drop(first);
-        assert!(stream.recv().await.is_none());
+        assert!(stream.recv().now_or_never().is_none(), "then nothing more");
+        assert!(!keeps_a_large_buffer(&mut stream.unread));
+    }
+
+    #[actix_web::test]
+    async fn a_frame_beginning_left_behind_a_large_message_does_not_keep_its_buffer() {
+        let mut chunk = frame(0x1, true, &[b'x'; 60_000]);
+        let next = frame(0x1, true, b"next");
+        chunk.extend_from_slice(&next[..3]);
+        let mut stream = then_idle(vec![chunk, next[3..].to_vec()], 65_536);
+        let first = stream.recv().await;
+        assert!(matches!(&first, Some(Ok(AggregatedMessage::Text(t))) if t.len() == 60_000));
+        drop(first);
+        // The rest of the next frame is read and decoded in the same poll.
+        assert_eq!(stream.recv().await.and_then(Result::ok), Some(AggregatedMessage::Text("next".into())));
+        assert!(stream.recv().now_or_never().is_none());
+        assert!(!keeps_a_large_buffer(&mut stream.unread));
+
+        // And when the next frame's beginning is all that came, it is kept, not its buffer.
+        let mut chunk = frame(0x1, true, &[b'x'; 60_000]);
+        chunk.extend_from_slice(&next[..3]);
+        let mut stream = then_idle(vec![chunk], 65_536);
+        drop(stream.recv().await);
+        assert!(stream.recv().now_or_never().is_none());
+        assert_eq!(&stream.unread[..], &next[..3]);
+        assert!(!keeps_a_large_buffer(&mut stream.unread));
+    }
+
+    #[actix_web::test]
+    async fn a_fragment_is_copied_out_of_the_read_buffer() {
+        let mut chunk = frame(0x1, false, &[b'x'; 40_000]);
+        chunk.extend(frame(0x9, true, b"ping"));
+        let mut stream = then_idle(vec![chunk], 65_536);
+        assert_eq!(
+            stream.recv().await.and_then(Result::ok),
+            Some(AggregatedMessage::Ping(Bytes::from_static(b"ping")))
+        );
+        assert!(stream.recv().now_or_never().is_none());
+        assert!(!keeps_a_large_buffer(&mut stream.unread));
+        assert_eq!(stream.partial.as_ref().map(|p| p.bytes.len()), Some(40_000));
+    }
+
+    #[actix_web::test]
+    async fn a_fragmented_message_must_be_whole_in_time() {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Result<Bytes, PayloadError>>();
+        let source: BoxedPayloadStream =
+            Box::pin(stream::unfold(receiver, |mut receiver| async move { Some((receiver.recv().await?, receiver)) }));
+        let mut stream = ClientMessages::new(Payload::from(source), 100);
+        stream.unfinished_limit = Duration::from_millis(200);
+        sender.send(Ok(Bytes::from(frame(0x1, false, b"{")))).unwrap();
+        assert!(stream.recv().now_or_never().is_none());
+        // Pongs keep coming, the message does not.
+        sender.send(Ok(Bytes::from(frame(0xA, true, b"")))).unwrap();
+        assert!(matches!(stream.recv().await, Some(Ok(AggregatedMessage::Pong(_)))));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sender.send(Ok(Bytes::from(frame(0xA, true, b"")))).unwrap();
+        let error = stream.recv().await.and_then(Result::err);
+        assert!(
+            matches!(&error, Some(ProtocolError::Io(io)) if io.get_ref().is_some_and(|e| is_message_unfinished(e))),
+            "{error:?}"
+        );
     }
 }

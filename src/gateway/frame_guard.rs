@@ -128,7 +128,14 @@ impl<S> FrameGuard<S> {
                         }
                         if *have == header_length {
                             if opcode & 0x8 == 0 {
-                                self.fragments = if fin { 0 } else { self.fragments + 1 };
+                                // Only a message's last fragment ends it: a whole
+                                // message in the middle of one (refused by the decoder)
+                                // must not restart the count.
+                                self.fragments = match (fin, opcode) {
+                                    (true, 0) => 0,
+                                    (true, _) => self.fragments,
+                                    (false, _) => self.fragments + 1,
+                                };
                                 if self.fragments > MAX_FRAGMENTS {
                                     return Err(PayloadError::Overflow);
                                 }
@@ -333,6 +340,12 @@ mod tests {
         let mut flood = header(0x01, 0);
         flood.extend((0..MAX_FRAGMENTS).flat_map(|_| header(0x00, 0)));
         assert!(matches!(observe(&mut guard(65_536), &flood), Err(PayloadError::Overflow)));
+        // A whole message in between (which the decoder refuses) does not restart it.
+        let mut sneaky = header(0x01, 0);
+        sneaky.extend((1..MAX_FRAGMENTS).flat_map(|_| header(0x00, 0)));
+        sneaky.extend(header(0x81, 0));
+        sneaky.extend(header(0x00, 0));
+        assert!(matches!(observe(&mut guard(65_536), &sneaky), Err(PayloadError::Overflow)));
     }
 
     #[test]

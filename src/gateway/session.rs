@@ -260,7 +260,7 @@ impl SocketSession {
         self.bounded(|socket| socket.ping(b"goim")).await
     }
 
-    /// Handles one frame from the client.
+    /// Handles one message from the client.
     async fn read(&mut self, message: Option<Result<AggregatedMessage, ProtocolError>>) -> Flow {
         self.last_heard = Instant::now();
         let message = match message {
@@ -418,6 +418,9 @@ fn answer_to_close(peer: Option<CloseReason>) -> CloseReason {
 fn protocol_error_reason(error: &ProtocolError) -> CloseReason {
     match error {
         ProtocolError::Overflow => reason(CloseCode::Size, "frame too large"),
+        ProtocolError::Io(io) if io.get_ref().is_some_and(|inner| client_messages::is_message_unfinished(inner)) => {
+            reason(CloseCode::Policy, "fragmented message not finished in time")
+        }
         ProtocolError::Io(io) if io.get_ref().is_some_and(|inner| client_messages::is_message_too_large(inner)) => {
             reason(CloseCode::Size, "message too large")
         }

@@ -2,8 +2,9 @@
 //! module only moves bytes between the framing and the connection: [`Inbound`] is the
 //! request payload the client's frames are decoded from
 //! ([`super::client_messages::ClientMessages`]), read straight off the socket, and
-//! [`write_frames`] writes what actix-ws encodes (the body of the `101` response). Neither keeps a buffer while the socket is idle: reads go through a
-//! stack chunk and are handed on at once, and each write's bytes live until written.
+//! [`write_frames`] writes what actix-ws encodes (the body of the `101` response).
+//! Neither keeps a buffer while the socket is idle: reads go through a stack chunk and
+//! are handed on at once, and each write's bytes live until written.
 
 use std::{
     mem::{self, MaybeUninit},

@@ -379,6 +379,15 @@ async fn every_rfc_6455_violation_gets_its_close_code_and_memory_stays_bounded()
         ("a fragmented control frame (§5.5)", client_frame(0x09, b"x", true, None), 1002),
         ("a control frame over 125 bytes (§5.5)", client_frame(0x89, &[b'x'; 126], true, None), 1002),
         ("a continuation with nothing to continue (§5.4)", client_frame(0x80, b"abc", true, None), 1002),
+        (
+            "a whole message inside a fragmented one (§5.4)",
+            {
+                let mut frames = client_frame(0x01, br#"{"id":"#, true, None);
+                frames.extend(client_frame(0x81, ping, true, None));
+                frames
+            },
+            1002,
+        ),
         ("text that is not UTF-8 (§8.1)", client_frame(0x81, &[0xC3, 0x28], true, None), 1007),
         ("a close code no peer may send (§7.4)", client_frame(0x88, &999u16.to_be_bytes(), true, None), 1002),
         ("a close payload of one byte (§5.5.1)", client_frame(0x88, &[0x03], true, None), 1002),
@@ -449,7 +458,10 @@ async fn a_socket_does_not_keep_the_buffer_its_largest_message_needed() {
     const SOCKETS: usize = 200;
     let peer = spawn_app_with(|_| {}).await;
     let work_dir = tempfile::tempdir().unwrap();
-    let (goim, app) = separate_goim(&peer, work_dir.path(), &[("GOIM_WS_MAX_CONNECTIONS_PER_USER", "1000")]).await;
+    // Two workers, as on the machine the limit below was set on: each worker thread has
+    // its own allocator arena, and so its own high-water mark.
+    let settings = [("GOIM_WS_MAX_CONNECTIONS_PER_USER", "1000"), ("GOIM_HTTP_WORKERS", "2")];
+    let (goim, app) = separate_goim(&peer, work_dir.path(), &settings).await;
     let user = app.register("large_lars").await;
     let mut sockets = Vec::new();
     for _ in 0..SOCKETS {
