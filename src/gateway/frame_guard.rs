@@ -38,6 +38,11 @@ enum Scan {
 /// Fragments one message may come in.
 const MAX_FRAGMENTS: u32 = 256;
 
+/// A message came in more than [`MAX_FRAGMENTS`] fragments.
+#[derive(Debug, thiserror::Error)]
+#[error("a message in more than {MAX_FRAGMENTS} fragments")]
+struct TooManyFragments;
+
 pub struct FrameGuard<S> {
     inner: S,
     max_frame: u64,
@@ -137,7 +142,7 @@ impl<S> FrameGuard<S> {
                                     (false, _) => self.fragments + 1,
                                 };
                                 if self.fragments > MAX_FRAGMENTS {
-                                    return Err(PayloadError::Overflow);
+                                    return Err(PayloadError::Io(std::io::Error::other(TooManyFragments)));
                                 }
                             }
                             let close = opcode == 0x8 && bytes[1] & 0x80 != 0;
@@ -237,6 +242,11 @@ impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin> Stream for FrameGuar
             other => other,
         }
     }
+}
+
+/// Whether a stream error is [`FrameGuard`]'s refusal of a message in too many fragments.
+pub fn is_too_many_fragments(error: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(error.downcast_ref::<PayloadError>(), Some(PayloadError::Io(io)) if io.get_ref().is_some_and(|e| e.is::<TooManyFragments>()))
 }
 
 /// Whether a stream error came from [`FrameGuard`] (or actix's own size check).
@@ -339,13 +349,13 @@ mod tests {
         assert!(observe(&mut g, &header(0x81, 0)).is_ok(), "the count starts again with the next message");
         let mut flood = header(0x01, 0);
         flood.extend((0..MAX_FRAGMENTS).flat_map(|_| header(0x00, 0)));
-        assert!(matches!(observe(&mut guard(65_536), &flood), Err(PayloadError::Overflow)));
+        assert!(observe(&mut guard(65_536), &flood).is_err_and(|e| is_too_many_fragments(&e)));
         // A whole message in between (which the decoder refuses) does not restart it.
         let mut sneaky = header(0x01, 0);
         sneaky.extend((1..MAX_FRAGMENTS).flat_map(|_| header(0x00, 0)));
         sneaky.extend(header(0x81, 0));
         sneaky.extend(header(0x00, 0));
-        assert!(matches!(observe(&mut guard(65_536), &sneaky), Err(PayloadError::Overflow)));
+        assert!(observe(&mut guard(65_536), &sneaky).is_err_and(|e| is_too_many_fragments(&e)));
     }
 
     #[test]

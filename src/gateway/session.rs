@@ -424,6 +424,9 @@ fn protocol_error_reason(error: &ProtocolError) -> CloseReason {
         ProtocolError::Io(io) if io.get_ref().is_some_and(|inner| client_messages::is_message_too_large(inner)) => {
             reason(CloseCode::Size, "message too large")
         }
+        ProtocolError::Io(io) if io.get_ref().is_some_and(|inner| frame_guard::is_too_many_fragments(inner)) => {
+            reason(CloseCode::Size, "too many fragments")
+        }
         ProtocolError::Io(io) if io.get_ref().is_some_and(|inner| frame_guard::is_overflow(inner)) => {
             reason(CloseCode::Size, "frame too large")
         }
