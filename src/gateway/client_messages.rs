@@ -10,9 +10,9 @@
 //!   out), so an idle socket holds no read buffer, whatever it sent before.
 //! - A fragmented message is copied out of the read buffer part by part, into one
 //!   buffer held to the message limit; its parts do not pin the buffers they came in.
-//!   It must be whole within [`UNFINISHED_MESSAGE_LIMIT`]: control frames may come
-//!   between its parts, so without a limit a client answering pings could hold one
-//!   open, and its buffer, for the socket's life.
+//!   It must be whole within [`UNFINISHED_MESSAGE_LIMIT`], or the stream fails then:
+//!   control frames may come between its parts, so without a limit a client answering
+//!   pings could hold one open, and its buffer, for the socket's life.
 //! - A whole text or binary frame in the middle of a fragmented message is refused
 //!   (§5.4), which the codec lets through.
 //!
@@ -20,13 +20,16 @@
 //! is whole; no pong can come in the middle of a frame, so the heartbeat closes a
 //! socket whose frame stops arriving. What was read is always decoded before more is
 //! read, so the frames in front of a violation [`super::frame_guard::FrameGuard`]
-//! reports are answered first.
+//! reports are answered first. After the first error no more messages come out; what
+//! the client still sends is read and dropped until it stops, so that the session can
+//! wait for the client's close without a reset cutting its close frame off.
 
 use std::{
+    future::Future as _,
     io,
     pin::Pin,
     task::{Context, Poll},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use actix_codec::Decoder as _;
@@ -38,6 +41,7 @@ use actix_web::{
 use actix_ws::AggregatedMessage;
 use bytestring::ByteString;
 use futures_util::{Stream, StreamExt as _};
+use tokio::time::Sleep;
 
 /// How long a message sent in fragments may take to be whole.
 pub const UNFINISHED_MESSAGE_LIMIT: Duration = Duration::from_secs(30);
@@ -53,6 +57,10 @@ pub struct ClientMessages {
     ended: bool,
     /// The message coming in fragments, if one is.
     partial: Option<Partial>,
+    /// A protocol error ended the messages. What the client still sends is read and
+    /// dropped, so that the session's wait for the client's close (after its own close
+    /// frame) does not end early and reset a connection with unread bytes.
+    failed: bool,
     max_message: usize,
     /// [`UNFINISHED_MESSAGE_LIMIT`] (shorter in tests).
     unfinished_limit: Duration,
@@ -61,7 +69,9 @@ pub struct ClientMessages {
 struct Partial {
     text: bool,
     bytes: BytesMut,
-    started: Instant,
+    /// When the message must be whole ([`UNFINISHED_MESSAGE_LIMIT`] after its first
+    /// part); boxed, so that sockets not in the middle of a message do not carry it.
+    deadline: Pin<Box<Sleep>>,
 }
 
 /// A fragmented message grew past the largest message a client may send.
@@ -85,6 +95,7 @@ impl ClientMessages {
             shares_buffer: false,
             ended: false,
             partial: None,
+            failed: false,
             max_message: max_frame,
             unfinished_limit: UNFINISHED_MESSAGE_LIMIT,
         }
@@ -107,8 +118,10 @@ impl ClientMessages {
 
     /// A message from `frame`, or `None` while a fragmented one is still incomplete.
     fn assemble(&mut self, frame: Frame) -> Result<Option<AggregatedMessage>, ProtocolError> {
-        if self.partial.as_ref().is_some_and(|partial| partial.started.elapsed() > self.unfinished_limit) {
-            self.partial = None;
+        // A client's close is answered with its own code even in the middle of a message.
+        if !matches!(frame, Frame::Close(_))
+            && self.partial.as_ref().is_some_and(|partial| partial.deadline.is_elapsed())
+        {
             return Err(ProtocolError::Io(io::Error::other(MessageUnfinished)));
         }
         let message = match frame {
@@ -125,7 +138,8 @@ impl ClientMessages {
                 // and a continuation with nothing to continue.
                 if let Item::FirstText(_) | Item::FirstBinary(_) = item {
                     let text = matches!(item, Item::FirstText(_));
-                    self.partial = Some(Partial { text, bytes: BytesMut::new(), started: Instant::now() });
+                    let deadline = Box::pin(tokio::time::sleep(self.unfinished_limit));
+                    self.partial = Some(Partial { text, bytes: BytesMut::new(), deadline });
                 }
                 let (part, last) = match item {
                     Item::FirstText(part) | Item::FirstBinary(part) | Item::Continue(part) => (part, false),
@@ -135,7 +149,6 @@ impl ClientMessages {
                     return Err(ProtocolError::ContinuationNotStarted);
                 };
                 if partial.bytes.len() + part.len() > self.max_message {
-                    self.partial = None;
                     return Err(ProtocolError::Io(io::Error::other(MessageTooLarge)));
                 }
                 partial.bytes.extend_from_slice(&part);
@@ -153,6 +166,25 @@ impl ClientMessages {
             }
         };
         Ok(Some(message))
+    }
+
+    /// Ends the messages with `error`, and lets go of what was being decoded.
+    fn fail(&mut self, error: ProtocolError) -> Poll<Option<Result<AggregatedMessage, ProtocolError>>> {
+        self.failed = true;
+        self.unread = BytesMut::new();
+        self.partial = None;
+        Poll::Ready(Some(Err(error)))
+    }
+
+    /// After a failure: reads and drops what the client sends, until it stops.
+    fn discard(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<AggregatedMessage, ProtocolError>>> {
+        loop {
+            match Pin::new(&mut self.payload).poll_next(cx) {
+                Poll::Ready(Some(Ok(_))) => {}
+                Poll::Ready(_) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 
     /// Every frame split off `unread` shares its allocation, and the handle left behind
@@ -178,22 +210,30 @@ impl Stream for ClientMessages {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        if this.failed {
+            return this.discard(cx);
+        }
         loop {
             match this.decode() {
                 Ok(Some(message)) => return Poll::Ready(Some(Ok(message))),
                 Ok(None) => this.let_go_of_decoded(),
-                Err(error) => return Poll::Ready(Some(Err(error))),
+                Err(error) => return this.fail(error),
             }
             if this.ended {
                 return Poll::Ready(None);
             }
             match Pin::new(&mut this.payload).poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => this.unread.extend_from_slice(&chunk),
-                Poll::Ready(Some(Err(error))) => {
-                    return Poll::Ready(Some(Err(ProtocolError::Io(io::Error::other(error)))));
-                }
+                Poll::Ready(Some(Err(error))) => return this.fail(ProtocolError::Io(io::Error::other(error))),
                 Poll::Ready(None) => this.ended = true,
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if let Some(partial) = &mut this.partial
+                        && partial.deadline.as_mut().poll(cx).is_ready()
+                    {
+                        return this.fail(ProtocolError::Io(io::Error::other(MessageUnfinished)));
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }
@@ -372,36 +412,56 @@ mod tests {
 
     #[actix_web::test]
     async fn a_fragment_is_copied_out_of_the_read_buffer() {
-        let mut chunk = frame(0x1, false, &[b'x'; 40_000]);
-        chunk.extend(frame(0x9, true, b"ping"));
-        let mut stream = then_idle(vec![chunk], 65_536);
-        assert_eq!(
-            stream.recv().await.and_then(Result::ok),
-            Some(AggregatedMessage::Ping(Bytes::from_static(b"ping")))
-        );
-        assert!(stream.recv().now_or_never().is_none());
-        assert!(!keeps_a_large_buffer(&mut stream.unread));
+        let mut stream = then_idle(vec![], 65_536);
+        stream.unread.extend_from_slice(&frame(0x1, false, &[b'x'; 40_000]));
+        let read = stream.unread.as_ptr_range();
+        assert!(matches!(stream.decode(), Ok(None)));
+        let kept = stream.partial.as_ref().map(|p| p.bytes.as_ptr()).unwrap();
+        assert!(!read.contains(&kept), "the first part still points into the read buffer");
         assert_eq!(stream.partial.as_ref().map(|p| p.bytes.len()), Some(40_000));
     }
 
-    #[actix_web::test]
-    async fn a_fragmented_message_must_be_whole_in_time() {
-        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Result<Bytes, PayloadError>>();
+    /// A source the test feeds by hand, and leaves open.
+    fn fed() -> (tokio::sync::mpsc::UnboundedSender<Result<Bytes, PayloadError>>, ClientMessages) {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         let source: BoxedPayloadStream =
             Box::pin(stream::unfold(receiver, |mut receiver| async move { Some((receiver.recv().await?, receiver)) }));
-        let mut stream = ClientMessages::new(Payload::from(source), 100);
+        (sender, ClientMessages::new(Payload::from(source), 100))
+    }
+
+    async fn within_a_second(stream: &mut ClientMessages) -> Option<Result<AggregatedMessage, ProtocolError>> {
+        tokio::time::timeout(Duration::from_secs(1), stream.recv()).await.expect("an answer within a second")
+    }
+
+    #[actix_web::test]
+    async fn a_fragmented_message_must_be_whole_in_time_even_if_nothing_else_comes() {
+        let (sender, mut stream) = fed();
         stream.unfinished_limit = Duration::from_millis(200);
         sender.send(Ok(Bytes::from(frame(0x1, false, b"{")))).unwrap();
         assert!(stream.recv().now_or_never().is_none());
-        // Pongs keep coming, the message does not.
+        // A pong in time is fine; then nothing comes, and the limit passes.
         sender.send(Ok(Bytes::from(frame(0xA, true, b"")))).unwrap();
-        assert!(matches!(stream.recv().await, Some(Ok(AggregatedMessage::Pong(_)))));
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        sender.send(Ok(Bytes::from(frame(0xA, true, b"")))).unwrap();
-        let error = stream.recv().await.and_then(Result::err);
+        assert!(matches!(within_a_second(&mut stream).await, Some(Ok(AggregatedMessage::Pong(_)))));
+        let error = within_a_second(&mut stream).await.and_then(Result::err);
         assert!(
             matches!(&error, Some(ProtocolError::Io(io)) if io.get_ref().is_some_and(|e| is_message_unfinished(e))),
             "{error:?}"
         );
+    }
+
+    #[actix_web::test]
+    async fn after_an_error_what_the_client_sends_is_dropped_until_it_stops() {
+        let (sender, mut stream) = fed();
+        let mut unmasked = frame(0x1, true, b"hi");
+        unmasked[1] &= 0x7F;
+        sender.send(Ok(Bytes::from(unmasked))).unwrap();
+        assert!(matches!(within_a_second(&mut stream).await, Some(Err(ProtocolError::UnmaskedFrame))));
+        // Not the same error again and again: the rest is read and dropped...
+        sender.send(Ok(Bytes::from(frame(0x1, true, b"after")))).unwrap();
+        assert!(stream.recv().now_or_never().is_none());
+        assert!(stream.unread.is_empty());
+        // ...until the client's side ends.
+        drop(sender);
+        assert!(within_a_second(&mut stream).await.is_none());
     }
 }

@@ -10,7 +10,8 @@
 //! reason that is not UTF-8), which actix-http reads as "no code", and a close frame
 //! over 125 bytes, which it reads as a normal close: the session closes with 1002
 //! (1007 for the reason). And it caps how many fragments one message may come in:
-//! the decoder keeps every fragment, even an empty one, until the message is whole.
+//! each one, even an empty one, is a step of decoding work, and without a cap one
+//! message could be an endless stream of them.
 //!
 //! Frames before a bad one are handed on first, so a request in the same packet as a
 //! violation is still answered before the connection closes.
@@ -133,17 +134,15 @@ impl<S> FrameGuard<S> {
                         }
                         if *have == header_length {
                             if opcode & 0x8 == 0 {
-                                // Only a message's last fragment ends it: a whole
-                                // message in the middle of one (refused by the decoder)
-                                // must not restart the count.
-                                self.fragments = match (fin, opcode) {
-                                    (true, 0) => 0,
-                                    (true, _) => self.fragments,
-                                    (false, _) => self.fragments + 1,
-                                };
-                                if self.fragments > MAX_FRAGMENTS {
+                                // Every fragment counts, the first and the last too;
+                                // a whole message in the middle of one (refused by the
+                                // decoder) neither counts nor restarts the count.
+                                let fragment = opcode == 0 || !fin;
+                                let count = self.fragments + u32::from(fragment);
+                                if count > MAX_FRAGMENTS {
                                     return Err(PayloadError::Io(std::io::Error::other(TooManyFragments)));
                                 }
+                                self.fragments = if fin && opcode == 0 { 0 } else { count };
                             }
                             let close = opcode == 0x8 && bytes[1] & 0x80 != 0;
                             self.scan = if length == 0 {
@@ -225,7 +224,9 @@ impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin> Stream for FrameGuar
             return Poll::Ready(Some(Err(error)));
         }
         if this.failed {
-            return Poll::Ready(None);
+            // Handed on unread: the decoder, failed too, drops it (so closing does not
+            // reset a connection with bytes still unread).
+            return Pin::new(&mut this.inner).poll_next(cx);
         }
         match Pin::new(&mut this.inner).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => match this.observe(&chunk) {
@@ -341,20 +342,22 @@ mod tests {
     fn a_message_may_come_in_a_bounded_number_of_fragments() {
         let mut g = guard(65_536);
         let mut frames = header(0x01, 0);
-        for _ in 1..MAX_FRAGMENTS {
+        for _ in 2..MAX_FRAGMENTS {
             frames.extend(header(0x00, 0));
         }
         frames.extend(header(0x80, 0));
-        assert!(observe(&mut g, &frames).is_ok(), "{MAX_FRAGMENTS} fragments and the last one");
+        assert!(observe(&mut g, &frames).is_ok(), "{MAX_FRAGMENTS} fragments, the first and the last included");
         assert!(observe(&mut g, &header(0x81, 0)).is_ok(), "the count starts again with the next message");
         let mut flood = header(0x01, 0);
-        flood.extend((0..MAX_FRAGMENTS).flat_map(|_| header(0x00, 0)));
+        flood.extend((1..MAX_FRAGMENTS).flat_map(|_| header(0x00, 0)));
+        flood.extend(header(0x80, 0));
         assert!(observe(&mut guard(65_536), &flood).is_err_and(|e| is_too_many_fragments(&e)));
         // A whole message in between (which the decoder refuses) does not restart it.
         let mut sneaky = header(0x01, 0);
-        sneaky.extend((1..MAX_FRAGMENTS).flat_map(|_| header(0x00, 0)));
+        sneaky.extend((2..MAX_FRAGMENTS).flat_map(|_| header(0x00, 0)));
         sneaky.extend(header(0x81, 0));
         sneaky.extend(header(0x00, 0));
+        sneaky.extend(header(0x80, 0));
         assert!(observe(&mut guard(65_536), &sneaky).is_err_and(|e| is_too_many_fragments(&e)));
     }
 
