@@ -56,9 +56,13 @@ async def main():
     rss_open=rss(p.pid)
     g0,pg0,t0=cpu_ticks(p.pid),pg_ticks(),time.time()
     # idle: the client library answers server pings by itself
+    answered=[0]; all_answered=asyncio.Event()
     async def drain(s):
         try:
-            async for _ in s: pass
+            async for frame in s:
+                if '"id":"big"' in frame:
+                    answered[0]+=1
+                    if answered[0]==n_sockets: all_answered.set()
         except Exception: pass
     tasks=[asyncio.create_task(drain(s)) for s in socks]
     await asyncio.sleep(60)
@@ -69,16 +73,21 @@ async def main():
     # idles again: what the socket costs after it, the read buffer included.
     big=json.dumps({"id":"big","type":"no_such_request","pad":"x"*60000})
     await asyncio.gather(*[s.send(big) for s in socks])
+    # Every request answered (the server has read every frame), then settled.
+    await asyncio.wait_for(all_answered.wait(), 120)
     await asyncio.sleep(5)
     rss_big=rss(p.pid)
-    for t in tasks: t.cancel()
     # Then they all close, and as many open again: is what they held reused?
     await asyncio.gather(*[s.close() for s in socks])
+    await asyncio.gather(*tasks, return_exceptions=True)
     await asyncio.sleep(5)
     rss_closed=rss(p.pid)
     socks=await open_sockets()
     await asyncio.sleep(5)
     rss_again=rss(p.pid)
+    await asyncio.gather(*[s.close() for s in socks])
     print(f"{label}: {n_sockets} idle sockets, {secs:.0f} s: GOIM {10*(g1-g0)/secs:.1f} ms CPU/s, PostgreSQL {10*(pg1-pg0)/secs:.1f} ms CPU/s, GOIM RSS {rss_idle/1024:.1f} MiB ({rss_before/1024:.1f} before the sockets; {(rss_open-rss_before)/n_sockets:.2f} KiB per socket; {(rss_big-rss_before)/n_sockets:.2f} KiB per socket after one 60 KB frame each; {rss_closed/1024:.1f} MiB once all closed, {rss_again/1024:.1f} MiB with as many open again)")
-asyncio.run(main())
-p.terminate(); p.wait(30)
+try:
+    asyncio.run(main())
+finally:
+    p.terminate(); p.wait(30)

@@ -112,7 +112,7 @@ if [ "$PORT" = 55432 ] && python3 -c 'import websockets, requests' 2>/dev/null; 
   line=$(PATH="$PGBIN:$PATH" GOIM_IDLE_PGDATA="$WORK/pg" \
     python3 scripts/idle-sockets.py "$GOIM" 18091 goim_w3 10000 W3 2>&1 | tail -1) || true
   echo "$line"
-  w3=$(grep -o '[0-9.]* KiB per socket[^;)]*' <<<"$line" | paste -sd';' - || echo "no figure: $line")
+  w3=$(grep -o '[0-9.]* KiB per socket[^;)]*' <<<"$line" | paste -sd';' -) || w3="no figure: $line"
 fi
 
 echo
