@@ -249,32 +249,42 @@ pub fn is_message_unfinished(error: &(dyn std::error::Error + 'static)) -> bool 
     error.is::<MessageUnfinished>()
 }
 
+/// A client's frame, masked as every client frame must be (for tests here and in the
+/// session).
+#[cfg(test)]
+pub(super) fn frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+    let key = [0x11, 0x22, 0x33, 0x44];
+    let mut out = vec![opcode | if fin { 0x80 } else { 0 }];
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=65535 => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    out
+}
+
+#[cfg(test)]
+impl ClientMessages {
+    pub(super) fn with_unfinished_limit(mut self, limit: Duration) -> Self {
+        self.unfinished_limit = limit;
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use actix_http::{BoxedPayloadStream, error::PayloadError, ws::CloseCode};
     use futures_util::{FutureExt as _, stream};
 
     use super::*;
-
-    /// A client's frame: masked, as every client frame must be.
-    fn frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
-        let key = [0x11, 0x22, 0x33, 0x44];
-        let mut out = vec![opcode | if fin { 0x80 } else { 0 }];
-        match payload.len() {
-            n @ 0..=125 => out.push(0x80 | n as u8),
-            n @ 126..=65535 => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&key);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        out
-    }
 
     fn messages(chunks: Vec<Result<Vec<u8>, PayloadError>>, max: usize) -> ClientMessages {
         let source: BoxedPayloadStream = Box::pin(stream::iter(chunks.into_iter().map(|c| c.map(Bytes::from))));

@@ -622,3 +622,70 @@ impl Bucket {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_http::{BoxedPayloadStream, error::PayloadError};
+    use actix_web::{dev::Payload, web::Bytes};
+    use futures_util::{StreamExt as _, stream};
+
+    use super::*;
+    use crate::gateway::{client_messages::frame, frame_guard::FrameGuard};
+
+    const MAX: usize = 1024;
+
+    /// The close frame a client gets for `bytes`: through the same guard and decoder as
+    /// a socket's bytes.
+    async fn close_for(bytes: Vec<u8>, unfinished_limit: Duration) -> CloseReason {
+        let source = stream::iter([Ok::<_, PayloadError>(Bytes::from(bytes))]).chain(stream::pending());
+        let guarded: BoxedPayloadStream = Box::pin(FrameGuard::new(source, MAX as u64));
+        let mut messages = ClientMessages::new(Payload::from(guarded), MAX).with_unfinished_limit(unfinished_limit);
+        loop {
+            match tokio::time::timeout(Duration::from_secs(2), messages.recv()).await.expect("an outcome") {
+                Some(Ok(_)) => continue,
+                Some(Err(error)) => return protocol_error_reason(&error),
+                None => panic!("the stream ended without an error"),
+            }
+        }
+    }
+
+    #[actix_web::test]
+    async fn each_violation_closes_with_its_code_and_reason() {
+        let fragments = |count: usize| {
+            let mut bytes = frame(0x1, false, b"");
+            bytes.extend((2..count).flat_map(|_| frame(0x0, false, b"")));
+            bytes.extend(frame(0x0, true, b""));
+            bytes
+        };
+        let mut too_large = frame(0x1, false, &[b'a'; 600]);
+        too_large.extend(frame(0x0, true, &[b'a'; 600]));
+        let mut whole_inside = frame(0x1, false, b"{");
+        whole_inside.extend(frame(0x1, true, b"{}"));
+        let mut unmasked = frame(0x1, true, b"hi");
+        unmasked[1] &= 0x7F;
+        let cases: Vec<(&str, Vec<u8>, CloseCode, &str)> = vec![
+            ("a frame over the limit", frame(0x1, true, &[b'a'; MAX + 1]), CloseCode::Size, "frame too large"),
+            ("too many fragments", fragments(257), CloseCode::Size, "too many fragments"),
+            ("a fragmented message over the limit", too_large, CloseCode::Size, "message too large"),
+            ("text that is not UTF-8", frame(0x1, true, &[0xC3, 0x28]), CloseCode::Invalid, "text is not valid UTF-8"),
+            ("a whole message inside a fragmented one", whole_inside, CloseCode::Protocol, "protocol error"),
+            ("an unmasked frame", unmasked, CloseCode::Protocol, "protocol error"),
+            (
+                "a fragmented message not finished in time",
+                frame(0x1, false, b"{"),
+                CloseCode::Policy,
+                "fragmented message not finished in time",
+            ),
+        ];
+        for (name, bytes, code, description) in cases {
+            let close = close_for(bytes, Duration::from_millis(100)).await;
+            assert_eq!((close.code, close.description.as_deref()), (code, Some(description)), "{name}");
+        }
+        // 256 fragments, the first and the last included, are one message.
+        let ok = fragments(256);
+        let source = stream::iter([Ok::<_, PayloadError>(Bytes::from(ok))]);
+        let guarded: BoxedPayloadStream = Box::pin(FrameGuard::new(source, MAX as u64));
+        let mut messages = ClientMessages::new(Payload::from(guarded), MAX);
+        assert!(matches!(messages.recv().await, Some(Ok(AggregatedMessage::Text(t))) if t.is_empty()));
+    }
+}
