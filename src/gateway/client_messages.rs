@@ -145,7 +145,7 @@ impl ClientMessages {
                     Item::FirstText(part) | Item::FirstBinary(part) | Item::Continue(part) => (part, false),
                     Item::Last(part) => (part, true),
                 };
-                let Some(partial) = self.partial.as_mut() else {
+                let Some(mut partial) = self.partial.take() else {
                     return Err(ProtocolError::ContinuationNotStarted);
                 };
                 if partial.bytes.len() + part.len() > self.max_message {
@@ -153,16 +153,11 @@ impl ClientMessages {
                 }
                 partial.bytes.extend_from_slice(&part);
                 if !last {
+                    self.partial = Some(partial);
                     return Ok(None);
                 }
-                let Some(Partial { text, bytes, .. }) = self.partial.take() else {
-                    return Err(ProtocolError::ContinuationNotStarted);
-                };
-                if text {
-                    AggregatedMessage::Text(text_of(bytes.freeze())?)
-                } else {
-                    AggregatedMessage::Binary(bytes.freeze())
-                }
+                let whole = partial.bytes.freeze();
+                if partial.text { AggregatedMessage::Text(text_of(whole)?) } else { AggregatedMessage::Binary(whole) }
             }
         };
         Ok(Some(message))
@@ -237,16 +232,6 @@ impl Stream for ClientMessages {
             }
         }
     }
-}
-
-/// Whether `error` (inside a `ProtocolError::Io`) is [`MessageTooLarge`].
-pub fn is_message_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
-    error.is::<MessageTooLarge>()
-}
-
-/// Whether `error` (inside a `ProtocolError::Io`) is [`MessageUnfinished`].
-pub fn is_message_unfinished(error: &(dyn std::error::Error + 'static)) -> bool {
-    error.is::<MessageUnfinished>()
 }
 
 /// A client's frame, masked as every client frame must be (for tests here and in the
@@ -337,7 +322,7 @@ mod tests {
         let mut stream = messages(vec![Ok(bytes)], 10);
         let error = stream.recv().await.and_then(Result::err);
         assert!(
-            matches!(&error, Some(ProtocolError::Io(io)) if io.get_ref().is_some_and(|e| is_message_too_large(e))),
+            matches!(&error, Some(ProtocolError::Io(io)) if io.get_ref().is_some_and(|e| e.is::<MessageTooLarge>())),
             "{error:?}"
         );
     }
@@ -454,7 +439,7 @@ mod tests {
         assert!(matches!(within_a_second(&mut stream).await, Some(Ok(AggregatedMessage::Pong(_)))));
         let error = within_a_second(&mut stream).await.and_then(Result::err);
         assert!(
-            matches!(&error, Some(ProtocolError::Io(io)) if io.get_ref().is_some_and(|e| is_message_unfinished(e))),
+            matches!(&error, Some(ProtocolError::Io(io)) if io.get_ref().is_some_and(|e| e.is::<MessageUnfinished>())),
             "{error:?}"
         );
     }

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use super::{
-    client_messages::{self, ClientMessages},
+    client_messages::{ClientMessages, MessageTooLarge, MessageUnfinished},
     frame_guard,
     protocol::{self, ClientRequest},
     socket::WRITE_TIMEOUT,
@@ -418,10 +418,10 @@ fn answer_to_close(peer: Option<CloseReason>) -> CloseReason {
 fn protocol_error_reason(error: &ProtocolError) -> CloseReason {
     match error {
         ProtocolError::Overflow => reason(CloseCode::Size, "frame too large"),
-        ProtocolError::Io(io) if io.get_ref().is_some_and(|inner| client_messages::is_message_unfinished(inner)) => {
+        ProtocolError::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<MessageUnfinished>()) => {
             reason(CloseCode::Policy, "fragmented message not finished in time")
         }
-        ProtocolError::Io(io) if io.get_ref().is_some_and(|inner| client_messages::is_message_too_large(inner)) => {
+        ProtocolError::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<MessageTooLarge>()) => {
             reason(CloseCode::Size, "message too large")
         }
         ProtocolError::Io(io) if io.get_ref().is_some_and(|inner| frame_guard::is_too_many_fragments(inner)) => {

@@ -25,6 +25,8 @@ use serde_json::{Value, json};
 /// How long a UI step may take before the test fails.
 pub const UI_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How often a chromedriver or Chromium start is tried before the test fails.
+const STARTS: u32 = 3;
 /// The W3C name of the key that holds an element reference.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -69,7 +71,6 @@ impl ChromeDriver {
         };
         // Like Chromium's (see `open`), chromedriver's start-up on a loaded box has been
         // seen to stall: a start that does not report its port is tried again.
-        const STARTS: u32 = 3;
         let mut start = 1;
         let (child, port) = loop {
             match start_driver(&driver) {
@@ -127,7 +128,6 @@ impl ChromeDriver {
         // it did not open its DevTools port in time; or the request's own 60 s ran out
         // first). That says nothing about the web client, so a start is tried again,
         // with a fresh profile, before the test fails.
-        const STARTS: u32 = 3;
         let mut start = 1;
         loop {
             match self.try_open(width, height, &extra_args, mobile.as_ref()).await {
